@@ -1,0 +1,1 @@
+"""Pluggable backends chosen by URL scheme: broker, window state and alert store."""

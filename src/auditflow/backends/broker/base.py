@@ -1,0 +1,97 @@
+"""The broker contract shared by every implementation.
+
+A message body is bytes (a JSON object or array; encoding is the caller's business). Consumers
+receive *batches* of deliveries so that downstream work (one state round trip, one transaction)
+is batched too. A handler acks nothing itself: when it returns, every delivery of the batch that
+it did not dead-letter is acknowledged; when it raises, the whole batch is returned to the queue
+and redelivered (to this or another consumer), with `delivery_count` incremented. A message
+delivered `max_deliveries` times is dead-lettered as poison instead of being handled again.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One received message. `dead_letter(reason)` routes it to the dead-letter queue on ack."""
+
+    body: bytes
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    delivery_count: int = 1
+    dead_letter_reason: str | None = None
+    tag: Any = None  # the backend's handle for acking
+
+    def dead_letter(self, reason: str) -> None:
+        self.dead_letter_reason = reason
+
+
+MessageHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+class Broker(abc.ABC):
+    """Publish message bodies to named queues and consume them in batches.
+
+    Lifecycle: `await start()` (declare and connect; raise BackendUnavailable when the server is
+    down), then `publish`/`consume`, then `await aclose()` which stops consumers after their
+    in-flight batch and closes connections. `async with broker:` does both.
+    """
+
+    def __init__(self, url: str, *, max_deliveries: int = 5, dead_letter_queue: str = "audit_dead_letter") -> None:
+        self.url = url
+        self.max_deliveries = max_deliveries
+        self.dead_letter_queue = dead_letter_queue
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+    @abc.abstractmethod
+    async def declare(self, queue: str) -> None:
+        """Create the queue (durable where the backend has durability) if missing."""
+
+    @abc.abstractmethod
+    async def publish(self, queue: str, bodies: Sequence[bytes], headers: Mapping[str, Any] | None = None) -> None:
+        """Publish each body as one message. Returns once the broker has taken responsibility for
+        every one of them (publisher confirms on RabbitMQ); raises BackendUnavailable otherwise."""
+
+    @abc.abstractmethod
+    async def consume(
+        self,
+        queue: str,
+        handler: MessageHandler,
+        *,
+        prefetch: int = 200,
+        batch_size: int = 100,
+        linger_ms: int = 10,
+    ) -> None:
+        """Run until `stop_consuming()` or `aclose()`: collect up to `batch_size` deliveries (waiting
+        at most `linger_ms` after the first), call `handler`, settle the batch as described above."""
+
+    @abc.abstractmethod
+    async def stop_consuming(self) -> None:
+        """Stop taking new deliveries; the batch in the handler finishes and is settled."""
+
+    @abc.abstractmethod
+    async def queue_depth(self, queue: str) -> int:
+        """Messages ready in the queue (for metrics and the bench)."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise BackendUnavailable when the broker cannot be reached."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

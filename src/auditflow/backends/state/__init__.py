@@ -1,0 +1,20 @@
+"""Window state for threshold and sequence rules: `memory://` in-process, `redis://` shared."""
+
+from __future__ import annotations
+
+from auditflow.backends.state.base import Hit, WindowOp, WindowState
+
+__all__ = ["Hit", "WindowOp", "WindowState", "create_state"]
+
+
+def create_state(url: str, *, key_prefix: str = "auditflow:") -> WindowState:
+    scheme = url.split(":", 1)[0]
+    if scheme == "memory":
+        from auditflow.backends.state.memory import MemoryWindowState
+
+        return MemoryWindowState(url, key_prefix=key_prefix)
+    if scheme in {"redis", "rediss"}:
+        from auditflow.backends.state.redis import RedisWindowState
+
+        return RedisWindowState(url, key_prefix=key_prefix)
+    raise ValueError(f"unsupported state URL scheme {scheme!r}")

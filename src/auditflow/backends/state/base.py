@@ -1,0 +1,101 @@
+"""The window-state contract: rule evaluations that need memory across events, applied per batch.
+
+The rules engine turns each (rule, event) pair that matters into a `WindowOp`. A state backend
+applies a whole batch of ops atomically and in order (one Redis round trip, one Lua call), and
+returns a `Hit` for each op that fires. Because windows, de-duplication and suppression all live
+in the backend, N analysis replicas sharing one backend produce exactly one alert per rule, group
+and suppression period.
+
+Semantics of one op, for its key (rule_id, group_key):
+1. De-duplication: an event_id already recorded for the key yields nothing (redelivery is harmless).
+2. `match`: fires on every op (events are remembered for `window_ms` only to de-duplicate).
+3. `threshold`: the event joins the key's window; entries older than the newest timestamp minus
+   `window_ms` are dropped; it fires when the entries with ts in [ts - window_ms, ts] number at
+   least `count` (a true sliding window over event time, not fixed buckets).
+4. `sequence`: the event joins the window of every step in `matched_steps`. It fires only when the
+   event matches the last step and a chain exists inside [ts - window_ms, ts]: step 0 satisfied by
+   `step_counts[0]` events, then step 1 by events strictly after the moment step 0 was complete,
+   and so on, the last step including this event. Greedy earliest completion decides.
+5. Suppression: a firing op whose key has a live alert (its last hit less than `suppress_ms` ago,
+   in event time) increments that alert's occurrences by one and returns `new=False` with this event
+   only. Otherwise a new alert `new_alert_id` opens with occurrences = the number of contributing
+   events (1 for match) and the contributing events, oldest first, capped at `MAX_SAMPLE_EVENTS`.
+   `suppress_ms == 0` disables suppression.
+Every key expires once nothing can refer to it any more, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Self
+
+from auditflow.model.alert import MAX_SAMPLE_EVENTS
+
+RuleKind = Literal["match", "threshold", "sequence"]
+
+__all__ = ["MAX_SAMPLE_EVENTS", "Hit", "RuleKind", "WindowOp", "WindowState"]
+
+
+@dataclass(slots=True, frozen=True)
+class WindowOp:
+    """One rule evaluated against one event."""
+
+    rule_id: str
+    group_key: str
+    kind: RuleKind
+    event_id: str
+    ts_ms: int
+    payload: bytes
+    window_ms: int
+    suppress_ms: int
+    new_alert_id: str
+    count: int = 1
+    step_counts: tuple[int, ...] = ()
+    matched_steps: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class Hit:
+    """A firing op: a new alert, or one more occurrence of a live one."""
+
+    op_index: int
+    alert_id: str
+    new: bool
+    occurrences: int
+    first_seen_ms: int
+    last_seen_ms: int
+    events: list[tuple[str, bytes]] = field(default_factory=list)  # (event_id, payload), oldest first
+
+
+class WindowState(abc.ABC):
+    """Lifecycle: `start()`, `apply()` any number of times, `aclose()`; or `async with`."""
+
+    def __init__(self, url: str, *, key_prefix: str = "auditflow:") -> None:
+        self.url = url
+        self.key_prefix = key_prefix
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+    @abc.abstractmethod
+    async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
+        """Apply the ops atomically, in order; return the hits in op order."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise BackendUnavailable when the backend cannot be reached."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

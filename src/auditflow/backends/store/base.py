@@ -1,0 +1,78 @@
+"""The alert-store contract: batched idempotent upserts, filtered keyset listing, triage updates."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from auditflow.model.alert import (
+    Alert,
+    AlertDetail,
+    AlertPage,
+    AlertQuery,
+    AlertStats,
+    AlertUpdate,
+)
+
+
+@dataclass(slots=True)
+class UpsertResult:
+    inserted: int
+    updated: int
+
+
+class AlertStore(abc.ABC):
+    """Lifecycle: `start()` connects (raises BackendUnavailable when down), `aclose()` disposes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+    @abc.abstractmethod
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None: ...
+
+    @abc.abstractmethod
+    async def upsert_alerts(self, alerts: Sequence[Alert]) -> UpsertResult:
+        """Write a batch in one transaction. Idempotent on `alert_id`: a known alert takes
+        occurrences = max, last_seen = max, first_seen = min; its status and history are kept; its
+        events are added once each (by event_id) up to the cap."""
+
+    @abc.abstractmethod
+    async def list_alerts(self, query: AlertQuery) -> AlertPage: ...
+
+    @abc.abstractmethod
+    async def get_alert(self, alert_id: UUID) -> AlertDetail:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
+        """Change status and/or add a note, recording the change in the history. Raises NotFound."""
+
+    @abc.abstractmethod
+    async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats: ...
+
+    @abc.abstractmethod
+    async def count(self) -> int: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,269 @@
+"""Settings: one pydantic-settings model, `AUDITFLOW_` environment variables over an optional YAML file.
+
+Backends are chosen by URL scheme. Validators refuse unsafe values, and secrets are `SecretStr`
+so they never reach a log line or a repr.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from auditflow.errors import ConfigError
+
+_config_file: ContextVar[Path | None] = ContextVar("auditflow_config_file", default=None)
+
+# Credentials that ship as defaults with the servers we talk to; refused for non-loopback hosts.
+_DEFAULT_CREDENTIALS = {("guest", "guest"), ("postgres", "postgres"), ("admin", "admin"), ("user", "password")}
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of every service. Environment: `AUDITFLOW_<NAME>`; file: `--config FILE` (YAML)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDITFLOW_", extra="forbid", validate_default=True)
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path("data"), description="Directory for the SQLite file, the generated API token and admin password."
+    )
+    broker_url: str = Field(
+        "memory://", description="Message broker: `memory://` (in-process) or `amqp://user:pass@host:5672/vhost`."
+    )
+    state_url: str = Field("memory://", description="Window state: `memory://` (in-process) or `redis://host:6379/0`.")
+    database_url: str | None = Field(
+        None,
+        description="Alert store: `sqlite:///path.db` or `postgresql://user:pass@host/db`. Default: `sqlite:///<data_dir>/auditflow.sqlite3`.",
+    )
+    rules_path: Path | None = Field(
+        None,
+        description="Directory (or file) of YAML rules; hot-reloaded. Default: the rule pack shipped in the package.",
+    )
+    rules_reload_interval: float = Field(2.0, gt=0, description="Seconds between checks of the rules path for changes.")
+
+    # --- HTTP -----------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int | None = Field(
+        None, ge=0, le=65535, description="HTTP port. Default: 8080 for `run`, the service's own port for `serve`."
+    )
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated bearer tokens accepted by the API. "
+            "When empty, `auditflow run` generates one into the data directory."
+        ),
+    )
+    public_url: str | None = Field(
+        None, description="External URL shown in start-up messages; default derived from host and port."
+    )
+
+    # --- logging --------------------------------------------------------------------------------
+    log_level: LogLevel = Field(
+        "INFO", description="Initial log level; changeable at runtime through `PUT /api/v1/admin/log-level`."
+    )
+
+    # --- messaging ------------------------------------------------------------------------------
+    events_queue: str = Field("audit_events", description="Queue that carries event batches to analysis.")
+    alerts_queue: str = Field("audit_alerts", description="Queue that carries alerts to notification.")
+    dead_letter_queue: str = Field(
+        "audit_dead_letter", description="Queue for malformed or invalid messages, with the reason in headers."
+    )
+    broker_prefetch: int = Field(200, ge=1, le=10000, description="Unacknowledged messages a consumer may hold.")
+    publish_batch_size: int = Field(
+        500, ge=1, le=10000, description="Events or alerts per published message (JSON array)."
+    )
+    publish_linger_ms: int = Field(20, ge=0, le=10000, description="How long a publisher waits to fill a batch.")
+    consume_batch_size: int = Field(
+        100, ge=1, le=10000, description="Messages a consumer handles together (one state round trip, one transaction)."
+    )
+    consume_linger_ms: int = Field(
+        10, ge=0, le=10000, description="How long a consumer waits to fill a batch of messages."
+    )
+    max_deliveries: int = Field(
+        5, ge=1, le=100, description="Deliveries of one message before it is dead-lettered as poison."
+    )
+
+    # --- state ----------------------------------------------------------------------------------
+    state_key_prefix: str = Field("auditflow:", description="Prefix of every key the state backend writes.")
+
+    # --- store ----------------------------------------------------------------------------------
+    store_batch_size: int = Field(1000, ge=1, le=100000, description="Alerts written per transaction at most.")
+    store_flush_ms: int = Field(
+        50, ge=0, le=60000, description="How long the notification service waits to fill a write batch."
+    )
+
+    # --- generator ------------------------------------------------------------------------------
+    generator_rate: float = Field(
+        5.0, ge=0, le=1_000_000, description="Synthetic events per second (0 disables the generator)."
+    )
+    generator_attack_share: float = Field(
+        0.05, ge=0, le=1, description="Share of generated activity that is an attack scenario."
+    )
+    generator_seed: int | None = Field(None, description="Random seed for reproducible synthetic streams.")
+
+    # --- dashboard ------------------------------------------------------------------------------
+    dashboard_users: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated `name:role:argon2-hash` entries (roles: viewer, analyst). When empty, an "
+            "`admin` analyst with a generated password is created in the data directory."
+        ),
+    )
+    session_secret: SecretStr | None = Field(
+        None, description="Key that signs dashboard sessions; generated into the data directory when absent."
+    )
+    alerts_api_url: str | None = Field(
+        None, description="Notification API base URL used by a stand-alone dashboard (`serve dashboard`)."
+    )
+    readiness_api_url: list[str] = Field(
+        default_factory=list, description="Readiness URLs a stand-alone dashboard shows on its health page."
+    )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    shutdown_grace: float = Field(
+        10.0, gt=0, le=600, description="Seconds allowed to drain and flush on SIGTERM before exit."
+    )
+    dependency_retry_max: float = Field(
+        30.0, gt=0, description="Upper bound of the exponential back-off when a dependency is down."
+    )
+
+    @field_validator("api_tokens", "dashboard_users", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _token_strength(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, token in enumerate(value):
+            if len(token.get_secret_value()) < 16:
+                raise ValueError(f"token #{index + 1} is shorter than 16 characters")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        return _check_scheme(value, {"memory", "amqp", "amqps"})
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_scheme(cls, value: str) -> str:
+        return _check_scheme(value, {"memory", "redis", "rediss"})
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_scheme(value, {"sqlite", "postgresql", "postgres"})
+
+    @model_validator(mode="after")
+    def _refuse_default_credentials(self) -> Settings:
+        for name in ("broker_url", "state_url", "database_url"):
+            url = getattr(self, name)
+            if not url:
+                continue
+            parts = urlsplit(url)
+            if (parts.username or "", parts.password or "") in _DEFAULT_CREDENTIALS and (
+                parts.hostname or ""
+            ) not in _LOOPBACK_HOSTS:
+                raise ValueError(
+                    f"{name} uses a well-known default password for a non-local host; set real credentials"
+                )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'auditflow.sqlite3').as_posix()}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when nothing outside this process is used."""
+        return self.broker_url.startswith("memory") and self.state_url.startswith("memory")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def _check_scheme(value: str, allowed: set[str]) -> str:
+    scheme = urlsplit(value).scheme.split("+")[0]
+    if scheme not in allowed:
+        raise ValueError(f"unsupported scheme {scheme!r}; expected one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from overrides (CLI flags) > environment > YAML file > defaults.
+
+    Raises ConfigError with every invalid field named, and the file when one was given.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"{config_file}: configuration file not found")
+    token = _config_file.set(config_file)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        where = f"{config_file}: " if config_file else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}invalid settings: {problems}") from None
+    finally:
+        _config_file.reset(token)
+
+
+def reference_markdown() -> str:
+    """The configuration reference in docs/configuration.md, generated from the model."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Every setting is read from an `AUDITFLOW_<NAME>` environment variable, or from a YAML file given with",
+        "`--config FILE` (keys are the lower-case names). Command-line flags win over the environment, which wins",
+        "over the file. This page is generated from `auditflow.config.Settings`; a test fails when it is stale.",
+        "",
+        "| Variable | Default | Description |",
+        "| --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "(empty)"
+        elif field.default is None:
+            default = "(unset)"
+        else:
+            default = f"`{field.default}`"
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `AUDITFLOW_{name.upper()}` | {default} | {description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+"""Shared fixtures: real-server access that skips locally but fails under CI=true, and unique names
+so that parallel runs on the shared servers never collide."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+SERVERS = {
+    "postgres": ("127.0.0.1", 5432),
+    "redis": ("127.0.0.1", 6379),
+    "rabbitmq": ("127.0.0.1", 5672),
+}
+
+POSTGRES_ADMIN_URL = os.environ.get("AUDITFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("AUDITFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("AUDITFLOW_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str) -> None:
+    """Skip the test when the server is down, except in CI where a skipped real-server test would
+    hide a broken set-up: there it fails."""
+    host, port = SERVERS[name]
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: real-server tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short name unique to this test, for queues, key prefixes and databases."""
+    return f"t{uuid.uuid4().hex[:12]}"

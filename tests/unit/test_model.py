@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from auditflow.model import Event, Severity
+from auditflow.model.event import MAX_DETAILS_BYTES
+from auditflow.model.schema import contract_schemas, render
+from auditflow.model.timeutil import format_utc
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def test_minimal_event_gets_id_timestamp_and_default_severity() -> None:
+    event = Event(event_type="user_login")
+    assert event.severity is Severity.INFO
+    assert event.timestamp.tzinfo is not None
+    assert event.event_id.version == 4
+
+
+def test_offset_timestamps_are_emitted_in_utc_with_a_single_z() -> None:
+    event = Event.model_validate({"event_type": "x", "timestamp": "2026-01-02T05:04:05.5+02:00"})
+    dumped = orjson.loads(event.model_dump_json())
+    assert dumped["timestamp"] == "2026-01-02T03:04:05.500Z"
+
+
+def test_naive_timestamps_are_taken_as_utc() -> None:
+    event = Event.model_validate({"event_type": "x", "timestamp": "2026-01-02T03:04:05"})
+    assert event.timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@given(st.datetimes(timezones=st.just(timezone(timedelta(hours=-7)))))
+def test_formatted_timestamps_never_carry_both_offset_and_z(value: datetime) -> None:
+    text = format_utc(value)
+    assert text.endswith("Z")
+    assert "+" not in text
+    assert text.count("Z") == 1
+
+
+@pytest.mark.parametrize("event_type", ["", "User_Login", "a" * 65, "with space"])
+def test_event_type_pattern_is_enforced(event_type: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Event(event_type=event_type)
+    assert info.value.errors()[0]["loc"] == ("event_type",)
+
+
+def test_unknown_top_level_fields_are_rejected() -> None:
+    with pytest.raises(ValidationError) as info:
+        Event.model_validate({"event_type": "x", "colour": "red"})
+    assert info.value.errors()[0]["loc"] == ("colour",)
+
+
+def test_details_over_64_kib_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="details is"):
+        Event(event_type="x", details={"blob": "a" * MAX_DETAILS_BYTES})
+
+
+def test_field_value_follows_dotted_paths_into_details() -> None:
+    event = Event(event_type="x", user_id="bob", details={"resource": {"path": "/etc/shadow"}})
+    assert event.field_value("user_id") == "bob"
+    assert event.field_value("details.resource.path") == "/etc/shadow"
+    assert event.field_value("details.missing.path") is None
+    assert event.field_value("nonexistent") is None
+
+
+@pytest.mark.parametrize("name", sorted(contract_schemas()))
+def test_committed_json_schemas_are_current(name: str) -> None:
+    committed = (SCHEMAS / name).read_bytes()
+    assert committed == render(contract_schemas()[name]), (
+        f"schemas/{name} is stale: run `python -m auditflow.model.schema`"
+    )
