@@ -1,0 +1,24 @@
+"""Prometheus metrics of every service, defined once per process (module level) on the default registry."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_INGESTED = Counter("auditflow_events_ingested", "Events accepted for analysis", ["source"])
+EVENTS_ANALYZED = Counter("auditflow_events_analyzed", "Events evaluated against the rules")
+MESSAGES_DEAD_LETTERED = Counter(
+    "auditflow_messages_dead_lettered", "Messages or events routed to the dead-letter queue", ["queue", "reason"]
+)
+ALERTS_PUBLISHED = Counter("auditflow_alerts_published", "Alert messages published by analysis", ["kind"])
+ALERTS_STORED = Counter("auditflow_alerts_stored", "Alert rows written by notification", ["result"])
+RULES_LOADED = Gauge("auditflow_rules_loaded", "Enabled rules currently active")
+RULES_RELOADS = Counter("auditflow_rules_reloads", "Rule reload attempts", ["result"])
+RULES_LAST_RELOAD_OK = Gauge("auditflow_rules_last_reload_ok", "1 when the last rules reload succeeded, else 0")
+DEPENDENCY_UP = Gauge("auditflow_dependency_up", "1 when the dependency answers, else 0", ["dependency"])
+BATCH_SECONDS = Histogram(
+    "auditflow_batch_seconds",
+    "Time to handle one batch",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+GENERATOR_EVENTS = Counter("auditflow_generator_events", "Synthetic events produced", ["scenario"])
