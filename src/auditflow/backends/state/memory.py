@@ -1,0 +1,200 @@
+"""In-process window state (`memory://`) for the embedded mode: the `WindowState` contract in plain
+Python, with keys expiring on a wall-clock TTL like their Redis counterparts so memory stays bounded."""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left, insort
+from collections.abc import Callable, Sequence
+
+from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
+
+__all__ = ["DEFAULT_GRACE_MS", "MemoryWindowState"]
+
+# How long a key outlives its window and suppression period, in wall-clock time: events delivered
+# late (broker backlog, redelivery) still find the state they refer to.
+DEFAULT_GRACE_MS = 60_000
+# Expired keys are swept at most this often; a sweep only visits the keys that expired.
+_SWEEP_INTERVAL_MS = 1_000
+
+# (ts_ms, event_id, payload, step mask), kept sorted: by event time, then event id, as Redis
+# orders a sorted set's members of equal score.
+_Entry = tuple[int, str, bytes, int]
+_Key = tuple[str, str]
+
+
+class _Window:
+    """The state of one (rule_id, group_key): its recent events and its live alert, if any."""
+
+    __slots__ = ("alert_id", "entries", "first_ms", "ids", "last_ms", "occurrences", "ttl_ms")
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+        self.ids: set[str] = set()
+        self.alert_id: str | None = None
+        self.occurrences = 0
+        self.first_ms = 0
+        self.last_ms = 0
+        self.ttl_ms = -1
+
+
+class MemoryWindowState(WindowState):
+    """Window state in a dict; `apply()` never awaits, so each batch is atomic within the process."""
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        key_prefix: str = "auditflow:",
+        grace_ms: int = DEFAULT_GRACE_MS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix)
+        self._grace_ms = grace_ms
+        self._clock = clock
+        self._windows: dict[_Key, _Window] = {}
+        # One dict per TTL in touch order, so its oldest entries are the first to expire.
+        self._expiry: dict[int, dict[_Key, int]] = {}
+        self._next_sweep_ms = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    def __len__(self) -> int:
+        """The number of live keys."""
+        return len(self._windows)
+
+    async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
+        now_ms = int(self._clock() * 1000)
+        if now_ms >= self._next_sweep_ms:
+            self._sweep(now_ms)
+            self._next_sweep_ms = now_ms + _SWEEP_INTERVAL_MS
+        hits: list[Hit] = []
+        for index, op in enumerate(ops):
+            hit = self._apply_one(index, op, now_ms)
+            if hit is not None:
+                hits.append(hit)
+        return hits
+
+    def _sweep(self, now_ms: int) -> None:
+        windows = self._windows
+        for bucket in self._expiry.values():
+            expired: list[_Key] = []
+            for key, deadline in bucket.items():
+                if deadline > now_ms:
+                    break
+                expired.append(key)
+            for key in expired:
+                del bucket[key]
+                del windows[key]
+        for ttl in [ttl for ttl, bucket in self._expiry.items() if not bucket]:
+            del self._expiry[ttl]
+
+    def _touch(self, key: _Key, window: _Window, ttl_ms: int, now_ms: int) -> None:
+        if window.ttl_ms != ttl_ms:
+            if window.ttl_ms >= 0:
+                del self._expiry[window.ttl_ms][key]
+            window.ttl_ms = ttl_ms
+        bucket = self._expiry.get(ttl_ms)
+        if bucket is None:
+            bucket = self._expiry[ttl_ms] = {}
+        else:
+            bucket.pop(key, None)  # re-inserted at the end: touch order is deadline order
+        bucket[key] = now_ms + ttl_ms
+
+    def _apply_one(self, index: int, op: WindowOp, now_ms: int) -> Hit | None:
+        key = (op.rule_id, op.group_key)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        elif op.event_id in window.ids:
+            return None
+        self._touch(key, window, max(op.window_ms, op.suppress_ms) + self._grace_ms, now_ms)
+
+        ts = op.ts_ms
+        mask = 0
+        for step in op.matched_steps:
+            mask |= 1 << step
+        # A match rule keeps event ids only to de-duplicate; its hit carries the payload itself.
+        entry = (ts, op.event_id, b"" if op.kind == "match" else op.payload, mask)
+        entries = window.entries
+        if not entries or entries[-1] < entry:
+            entries.append(entry)  # the usual case: events arrive in time order
+        else:
+            insort(entries, entry)
+        window.ids.add(op.event_id)
+        cutoff = entries[-1][0] - op.window_ms
+        if entries[0][0] < cutoff:
+            stale = bisect_left(entries, (cutoff,))
+            for old in entries[:stale]:
+                window.ids.discard(old[1])
+            del entries[:stale]
+
+        if op.kind == "match":
+            contributing: list[_Entry] = [(ts, op.event_id, op.payload, mask)]
+            occurrences = 1
+        elif op.kind == "threshold":
+            low = bisect_left(entries, (ts - op.window_ms,))
+            occurrences = bisect_left(entries, (ts + 1,)) - low
+            if occurrences < op.count:
+                return None
+            contributing = entries[low : low + MAX_SAMPLE_EVENTS]
+        else:
+            chain = _sequence_chain(entries, op)
+            if chain is None:
+                return None
+            contributing = chain
+            occurrences = len(chain)
+
+        if op.suppress_ms > 0 and window.alert_id is not None and ts - window.last_ms < op.suppress_ms:
+            window.occurrences += 1
+            window.last_ms = max(window.last_ms, ts)
+            return Hit(
+                index,
+                window.alert_id,
+                False,
+                window.occurrences,
+                window.first_ms,
+                window.last_ms,
+                [(op.event_id, op.payload)],
+            )
+        first_ms = contributing[0][0]
+        if op.suppress_ms > 0:
+            window.alert_id = op.new_alert_id
+            window.occurrences = occurrences
+            window.first_ms = first_ms
+            window.last_ms = ts
+        events = [(e[1], e[2]) for e in contributing[:MAX_SAMPLE_EVENTS]]
+        return Hit(index, op.new_alert_id, True, occurrences, first_ms, ts, events)
+
+
+def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
+    """The events of the greedy earliest chain ending with `op`'s event, or None when there is none."""
+    counts = op.step_counts
+    last = len(counts) - 1
+    if last < 0 or last not in op.matched_steps:
+        return None
+    ts = op.ts_ms
+    after = ts - op.window_ms - 1  # an event counts for the current step when its ts > after
+    step, bit, need, got = 0, 1, counts[0], 0
+    chain: list[_Entry] = []
+    for position in range(bisect_left(entries, (ts - op.window_ms,)), bisect_left(entries, (ts + 1,))):
+        entry = entries[position]
+        if entry[3] & bit and entry[0] > after:
+            chain.append(entry)
+            got += 1
+            if got == need and step < last:
+                after = entry[0]  # the next step starts strictly after this moment
+                step += 1
+                bit <<= 1
+                need = counts[step]
+                got = 0
+    if step < last or got < need:
+        return None
+    return chain
