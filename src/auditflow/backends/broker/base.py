@@ -76,8 +76,10 @@ class Broker(abc.ABC):
         at most `linger_ms` after the first), call `handler`, settle the batch as described above."""
 
     @abc.abstractmethod
-    async def stop_consuming(self) -> None:
-        """Stop taking new deliveries; the batch in the handler finishes and is settled."""
+    async def stop_consuming(self, queue: str | None = None) -> None:
+        """Stop taking new deliveries from `queue` (from every queue when None); the batch in the
+        handler finishes and is settled, and the matching `consume()` calls return. Several services
+        share one broker in the embedded mode, so stopping one queue must leave the others running."""
 
     @abc.abstractmethod
     async def queue_depth(self, queue: str) -> int:
