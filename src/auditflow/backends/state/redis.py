@@ -1,0 +1,122 @@
+"""Shared window state in Redis (`redis://`): every `apply()` batch is one call of one Lua script,
+so de-duplication, windows and suppression are atomic across any number of analysis replicas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
+from auditflow.backends.state.memory import DEFAULT_GRACE_MS
+from auditflow.errors import BackendError, BackendUnavailable
+
+__all__ = ["RedisWindowState", "window_key"]
+
+_SCRIPT = resources.files("auditflow.backends.state").joinpath("window.lua").read_text(encoding="utf-8")
+
+
+def window_key(rule_id: str, group_key: str) -> str:
+    """The key suffix of one (rule, group). The length prefix keeps it unambiguous whatever the
+    rule id and group key contain ("a:b" + "c" never meets "a" + "b:c")."""
+    return f"{len(rule_id)}:{rule_id}:{group_key}"
+
+
+class RedisWindowState(WindowState):
+    """Window state shared through Redis; keys live under `key_prefix`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "auditflow:",
+        grace_ms: int = DEFAULT_GRACE_MS,
+        max_connections: int = 16,
+        socket_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix)
+        self._grace_ms = grace_ms
+        self._max_connections = max_connections
+        self._socket_timeout = socket_timeout
+        self._client: aioredis.Redis | None = None
+        self._script: AsyncScript | None = None
+
+    async def start(self) -> None:
+        """Create the pool; connections open lazily, so this succeeds while Redis is down."""
+        if self._client is not None:
+            return
+        self._client = aioredis.Redis.from_url(
+            self.url,
+            decode_responses=False,  # payloads are arbitrary bytes
+            max_connections=self._max_connections,
+            socket_timeout=self._socket_timeout,
+            socket_connect_timeout=5.0,
+            health_check_interval=30,
+            # No silent retry: a batch whose reply was lost has been applied, and applying it again
+            # would only return nothing (every event is then a duplicate). The caller gets
+            # BackendUnavailable instead and decides.
+            retry=Retry(NoBackoff(), 0),
+        )
+        # EVALSHA, loading the script again when the server answers NOSCRIPT (after a restart).
+        self._script = self._client.register_script(_SCRIPT)
+
+    async def aclose(self) -> None:
+        client, self._client, self._script = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    async def ping(self) -> None:
+        client = self._require_client()
+        try:
+            await client.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BackendUnavailable(f"redis is unreachable: {exc}") from exc
+        except RedisError as exc:
+            raise BackendError(f"redis ping failed: {exc}") from exc
+
+    async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
+        if not ops:
+            return []
+        self._require_client()
+        assert self._script is not None
+        args: list[str | bytes | int] = [self.key_prefix, self._grace_ms, MAX_SAMPLE_EVENTS]
+        for op in ops:
+            args += (
+                window_key(op.rule_id, op.group_key),
+                op.kind,
+                op.event_id,
+                op.ts_ms,
+                op.payload,
+                op.window_ms,
+                op.suppress_ms,
+                op.new_alert_id,
+                op.count,
+                ",".join(map(str, op.step_counts)),
+                ",".join(map(str, op.matched_steps)),
+            )
+        try:
+            reply = await self._script(keys=[], args=args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BackendUnavailable(f"redis is unreachable: {exc}") from exc
+        except RedisError as exc:
+            raise BackendError(f"redis window script failed: {exc}") from exc
+        return [_hit(row) for row in reply]
+
+    def _require_client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisWindowState used before start()")
+        return self._client
+
+
+def _hit(row: list[Any]) -> Hit:
+    index, alert_id, new, occurrences, first_ms, last_ms, flat = row
+    events = [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+    return Hit(int(index), alert_id.decode(), bool(new), int(occurrences), int(first_ms), int(last_ms), events)
