@@ -1,0 +1,224 @@
+"""The detector: evaluates a batch of events against the current rules and turns window-state hits
+into alerts, with one state round trip per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+import orjson
+
+from auditflow.backends.state.base import Hit, WindowOp, WindowState
+from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
+from auditflow.model.event import Event
+from auditflow.model.timeutil import from_millis, to_millis
+from auditflow.rules.fields import Getter, format_duration, group_value, make_getter, to_ms
+from auditflow.rules.ruleset import RuleSet
+from auditflow.rules.schema import MatchRule, Rule, ThresholdRule
+from auditflow.rules.template import Template
+
+MATCH_DEDUP_WINDOW_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A rule flattened for the hot path: its tests, accessors and the fixed parts of its ops."""
+
+    rule: Rule
+    test: Callable[[Event], bool] | None  # None for sequences, which test per step
+    step_tests: tuple[Callable[[Event], bool], ...]
+    group_fields: tuple[str, ...]
+    group_getters: tuple[Getter, ...]
+    window_ms: int
+    suppress_ms: int
+    count: int
+    step_counts: tuple[int, ...]
+    template: Template
+    extras: dict[str, Any]
+
+
+def _plan(rule: Rule) -> _Plan:
+    suppress_ms = rule.suppress_ms
+    extras: dict[str, Any] = {"rule_id": rule.id, "rule_name": rule.name}
+    step_counts: tuple[int, ...] = ()
+    if isinstance(rule, MatchRule):
+        window_ms, count = max(suppress_ms, MATCH_DEDUP_WINDOW_MS), 1
+        test: Callable[[Event], bool] | None = rule.where.test
+        step_tests: tuple[Callable[[Event], bool], ...] = ()
+    elif isinstance(rule, ThresholdRule):
+        window_ms, count = to_ms(rule.window), rule.count
+        test, step_tests = rule.where.test, ()
+        extras.update(count=rule.count, window=format_duration(rule.window))
+    else:
+        window_ms, count = to_ms(rule.window), 1
+        step_counts = tuple(step.count for step in rule.steps)
+        test, step_tests = None, tuple(step.where.test for step in rule.steps)
+        extras.update(count=step_counts[0], window=format_duration(rule.window))
+    return _Plan(
+        rule=rule,
+        test=test,
+        step_tests=step_tests,
+        group_fields=rule.group_by,
+        group_getters=tuple(make_getter(path) for path in rule.group_by),
+        window_ms=window_ms,
+        suppress_ms=suppress_ms,
+        count=count,
+        step_counts=step_counts,
+        template=rule.template,
+        extras=extras,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedAlert:
+    """An alert and whether the state backend opened it in this batch (False: a suppressed repeat)."""
+
+    alert: Alert
+    new: bool
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Hits of one alert id within a batch, merged."""
+
+    alert_id: str
+    plan: _Plan
+    group: list[str | None]
+    event: Event
+    new: bool
+    occurrences: int
+    first_seen_ms: int
+    last_seen_ms: int
+    events: dict[str, bytes] = field(default_factory=dict)  # event_id -> payload, oldest first
+
+
+class Detector:
+    """Apply the current rules to event batches. `rules` is called once per batch, so a hot
+    reload takes effect at the next batch boundary."""
+
+    def __init__(self, state: WindowState, rules: Callable[[], RuleSet]) -> None:
+        self._state = state
+        self._rules = rules
+        self._plans_for: RuleSet | None = None
+        self._index: dict[str, tuple[_Plan, ...]] = {}
+        self._unpinned: tuple[_Plan, ...] = ()
+
+    async def process(self, events: Sequence[Event]) -> list[Alert]:
+        return [detected.alert for detected in await self.detect(events)]
+
+    async def detect(self, events: Sequence[Event]) -> list[DetectedAlert]:
+        """Evaluate the batch, apply all its ops in one state call, return one alert per alert id hit."""
+        self._refresh(self._rules())
+        ops: list[WindowOp] = []
+        origins: list[tuple[_Plan, Event, list[str | None]]] = []
+        matched: dict[str, Event] = {}  # event id -> event, to skip re-parsing payloads of this batch
+        index, unpinned = self._index, self._unpinned
+        for event in events:
+            plans = index.get(event.event_type, unpinned)
+            if not plans:
+                continue
+            event_id: str | None = None
+            ts_ms = 0
+            payload = b""
+            for plan in plans:
+                matched_steps: tuple[int, ...] = ()
+                if plan.test is not None:
+                    if not plan.test(event):
+                        continue
+                else:
+                    matched_steps = tuple(i for i, step in enumerate(plan.step_tests) if step(event))
+                    if not matched_steps:
+                        continue
+                if event_id is None:  # only events that match something pay for serialisation
+                    event_id = str(event.event_id)
+                    matched[event_id] = event
+                    ts_ms = to_millis(event.timestamp)
+                    payload = event.model_dump_json().encode()
+                group = [group_value(get(event)) for get in plan.group_getters]
+                ops.append(
+                    WindowOp(
+                        rule_id=plan.rule.id,
+                        group_key=orjson.dumps(group).decode(),
+                        kind=plan.rule.kind,
+                        event_id=event_id,
+                        ts_ms=ts_ms,
+                        payload=payload,
+                        window_ms=plan.window_ms,
+                        suppress_ms=plan.suppress_ms,
+                        new_alert_id=str(uuid4()),
+                        count=plan.count,
+                        step_counts=plan.step_counts,
+                        matched_steps=matched_steps,
+                    )
+                )
+                origins.append((plan, event, group))
+        if not ops:
+            return []
+        hits = await self._state.apply(ops)
+        return [self._alert(pending, matched) for pending in self._merge(hits, origins).values()]
+
+    def _refresh(self, ruleset: RuleSet) -> None:
+        if ruleset is self._plans_for:
+            return
+        plans = {rule.id: _plan(rule) for rule in ruleset.enabled}
+        event_types = {t for rule in ruleset.enabled for t in (rule.event_types or ())}
+        self._index = {t: tuple(plans[r.id] for r in ruleset.for_event_type(t)) for t in event_types}
+        self._unpinned = tuple(plans[r.id] for r in ruleset.unpinned)
+        self._plans_for = ruleset
+
+    @staticmethod
+    def _merge(hits: list[Hit], origins: list[tuple[_Plan, Event, list[str | None]]]) -> dict[str, _Pending]:
+        merged: dict[str, _Pending] = {}
+        for hit in hits:
+            plan, event, group = origins[hit.op_index]
+            pending = merged.get(hit.alert_id)
+            if pending is None:
+                pending = merged[hit.alert_id] = _Pending(
+                    hit.alert_id, plan, group, event, hit.new, hit.occurrences, hit.first_seen_ms, hit.last_seen_ms
+                )
+            else:
+                pending.event = event  # the latest op that hit is the triggering event
+                pending.new = pending.new or hit.new
+                pending.occurrences = max(pending.occurrences, hit.occurrences)
+                pending.first_seen_ms = min(pending.first_seen_ms, hit.first_seen_ms)
+                pending.last_seen_ms = max(pending.last_seen_ms, hit.last_seen_ms)
+            for event_id, payload in hit.events:
+                pending.events.setdefault(event_id, payload)
+        return merged
+
+    @staticmethod
+    def _alert(pending: _Pending, batch: dict[str, Event]) -> DetectedAlert:
+        plan, event, rule = pending.plan, pending.event, pending.plan.rule
+        group = dict(zip(plan.group_fields, pending.group, strict=True))
+        values: dict[str, Any] = {**plan.extras, "occurrences": pending.occurrences, **group}
+
+        def lookup(name: str) -> Any:
+            if name in values:
+                return values[name]
+            return group_value(event.field_value(name))
+
+        event_ids = list(pending.events)[:MAX_ALERT_EVENT_IDS]
+        samples: list[Event] = []
+        for event_id in event_ids[:MAX_SAMPLE_EVENTS]:
+            known = batch.get(event_id)
+            samples.append(known if known is not None else Event.model_validate_json(pending.events[event_id]))
+        alert = Alert(
+            alert_id=UUID(pending.alert_id),
+            rule_id=rule.id,
+            rule_name=rule.name,
+            rule_kind=rule.kind,
+            severity=rule.severity,
+            description=plan.template.render(lookup),
+            group=group,
+            user_id=group.get("user_id", event.user_id),
+            server_hostname=group.get("server_hostname", event.server_hostname),
+            first_seen=from_millis(pending.first_seen_ms),
+            last_seen=from_millis(pending.last_seen_ms),
+            occurrences=max(pending.occurrences, 1),
+            event_ids=[UUID(event_id) for event_id in event_ids],
+            sample_events=samples,
+            tags=list(rule.tags),
+        )
+        return DetectedAlert(alert=alert, new=pending.new)

@@ -1,0 +1,179 @@
+"""Load rule files into a validated `RuleSet`, collecting every problem of every file at once.
+
+A path is one YAML file or a directory of them (`*.yaml`/`*.yml`, sorted, symlinks followed so a
+Kubernetes ConfigMap volume works). Problems read `FILE: rule 'ID': FIELD: MESSAGE`, one per line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from auditflow.errors import RuleError
+from auditflow.rules.ruleset import RuleSet
+from auditflow.rules.schema import RULE_KINDS, Rule
+
+DEFAULT_RULES_DIR = Path(__file__).with_name("default")
+RULE_FILE_SUFFIXES = (".yaml", ".yml")
+MAX_RULE_FILE_BYTES = 1024 * 1024
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys, which PyYAML would otherwise silently overwrite."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass(slots=True)
+class _Collected:
+    rules: list[Rule]
+    sources: dict[str, str]
+    problems: list[str]
+    digest: Any  # hashlib object; its type is private
+
+
+def rule_files(path: Path) -> list[Path]:
+    """The rule files a path stands for: itself, or the YAML files directly inside it, by name."""
+    if not path.is_dir():
+        return [path]
+    return sorted(
+        (
+            entry
+            for entry in path.iterdir()
+            if not entry.name.startswith(".") and entry.suffix in RULE_FILE_SUFFIXES and entry.is_file()
+        ),
+        key=lambda entry: entry.name,
+    )
+
+
+def load_rules(path: Path | None) -> RuleSet:
+    """Load and validate every rule under `path` (None: the shipped default pack); raise RuleError."""
+    source = path if path is not None else DEFAULT_RULES_DIR
+    collected = _collect([source])
+    if collected.problems:
+        raise RuleError("\n".join(collected.problems))
+    return RuleSet.build(
+        collected.rules,
+        version=collected.digest.hexdigest()[:16],
+        source=str(source),
+        sources=collected.sources,
+    )
+
+
+def check_files(paths: Sequence[Path]) -> list[str]:
+    """Every problem in the given files and directories (empty: all valid), for `auditflow rules check`."""
+    return _collect(paths).problems
+
+
+def _collect(paths: Sequence[Path]) -> _Collected:
+    out = _Collected(rules=[], sources={}, problems=[], digest=hashlib.sha256())
+    owners = out.sources
+    for path in paths:
+        if not path.exists():
+            out.problems.append(f"{path}: no such file or directory")
+            continue
+        files = rule_files(path)
+        if not files:
+            out.problems.append(f"{path}: no rule files (*.yaml, *.yml) in this directory")
+        for file in files:
+            for rule in _load_file(file, out):
+                if rule.id in owners:
+                    first = owners[rule.id]
+                    out.problems.append(f"{file}: rule '{rule.id}': id: duplicate, already defined in {first}")
+                    continue
+                owners[rule.id] = str(file)
+                out.rules.append(rule)
+    return out
+
+
+def _load_file(file: Path, out: _Collected) -> list[Rule]:
+    try:
+        data = file.read_bytes()
+        if len(data) > MAX_RULE_FILE_BYTES:
+            out.problems.append(f"{file}: larger than {MAX_RULE_FILE_BYTES} bytes")
+            return []
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        out.problems.append(f"{file}: cannot read: {exc}")
+        return []
+    out.digest.update(file.name.encode() + b"\0" + data + b"\0")
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        out.problems.append(f"{file}: {where}invalid YAML: {exc.problem or exc}")
+        return []
+    except yaml.YAMLError as exc:
+        out.problems.append(f"{file}: invalid YAML: {exc}")
+        return []
+    items = _rule_items(document, file, out.problems)
+    rules: list[Rule] = []
+    for index, item in enumerate(items):
+        rule = _validate_rule(item, index, file, out.problems)
+        if rule is not None:
+            rules.append(rule)
+    return rules
+
+
+def _rule_items(document: Any, file: Path, problems: list[str]) -> list[Any]:
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        extra = sorted(str(key) for key in document if key != "rules")
+        if extra:
+            problems.append(f"{file}: unknown top-level key(s) {', '.join(extra)}: a file holds `rules: [...]`")
+        rules = document.get("rules")
+        if isinstance(rules, list):
+            return rules
+        problems.append(f"{file}: rules: expected a list of rules")
+        return []
+    problems.append(f"{file}: expected `rules: [...]` or a list of rules")
+    return []
+
+
+def _validate_rule(item: Any, index: int, file: Path, problems: list[str]) -> Rule | None:
+    if not isinstance(item, dict):
+        problems.append(f"{file}: rule #{index + 1}: expected a mapping, got {type(item).__name__}")
+        return None
+    raw_id = item.get("id")
+    label = f"rule '{raw_id}'" if isinstance(raw_id, str) and raw_id else f"rule #{index + 1}"
+    kind = item.get("kind")
+    model = RULE_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        known = ", ".join(RULE_KINDS)
+        problems.append(f"{file}: {label}: kind: expected one of {known}, got {kind!r}")
+        return None
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        problems.extend(f"{file}: {label}: {_describe(error)}" for error in exc.errors())
+        return None
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    cause = error.get("ctx", {}).get("error")
+    message = str(cause) if isinstance(cause, ValueError) else error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required"
+    return f"{loc}: {message}" if loc else message

@@ -1,0 +1,155 @@
+"""The rule schema: what a YAML rule file may say, validated by pydantic and compiled at load time.
+
+Each rule is one of `MatchRule`, `ThresholdRule` or `SequenceRule` (chosen by `kind`). Conditions
+are compiled into predicates while validating, so a loaded rule is ready for the hot path.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
+
+from auditflow.model.event import Severity
+from auditflow.rules.conditions import Condition, compile_where
+from auditflow.rules.fields import MAX_WINDOW, check_field_path, format_duration, parse_duration, to_ms
+from auditflow.rules.template import Template, parse_template
+
+RULE_ID_PATTERN = r"^[a-z0-9_.-]+$"
+DEFAULT_SUPPRESS_FOR = timedelta(minutes=5)
+MAX_COUNT = 10_000
+
+
+def _positive_window(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0")
+    if value > MAX_WINDOW:
+        raise ValueError(f"must be at most {format_duration(MAX_WINDOW)}")
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"anyOf": [{"type": "string", "examples": ["60s", "5m", "1h"]}, {"type": "integer"}]}),
+]
+Window = Annotated[Duration, AfterValidator(_positive_window)]
+FieldPath = Annotated[str, AfterValidator(check_field_path)]
+Where = Annotated[
+    Condition,
+    BeforeValidator(compile_where),
+    PlainSerializer(lambda c: dict(c.raw), return_type=dict),
+    WithJsonSchema({"type": "object", "description": "field -> condition"}),
+]
+RuleSeverity = Annotated[Severity, BeforeValidator(_upper)]
+
+
+class _RuleBase(BaseModel):
+    """Keys every rule has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    id: str = Field(pattern=RULE_ID_PATTERN, max_length=128, description="Unique across all rule files")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000, description="Alert text; `{field}` placeholders allowed")
+    severity: RuleSeverity
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    suppress_for: Duration = Field(DEFAULT_SUPPRESS_FOR, description="0 disables suppression")
+    group_by: tuple[FieldPath, ...] = Field((), max_length=8)
+
+    @field_validator("description")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        parse_template(value)
+        return value
+
+    @field_validator("suppress_for")
+    @classmethod
+    def _check_suppress(cls, value: timedelta) -> timedelta:
+        if value > MAX_WINDOW:
+            raise ValueError(f"must be at most {format_duration(MAX_WINDOW)}")
+        return value
+
+    @cached_property
+    def template(self) -> Template:
+        return parse_template(self.description or self.name)
+
+    @property
+    def suppress_ms(self) -> int:
+        return to_ms(self.suppress_for)
+
+    @property
+    def event_types(self) -> frozenset[str] | None:
+        """The event types this rule can fire on, or None when it looks at every event."""
+        raise NotImplementedError
+
+
+class MatchRule(_RuleBase):
+    """Fires on every matching event (subject to suppression per group)."""
+
+    kind: Literal["match"]
+    where: Where
+
+    @property
+    def event_types(self) -> frozenset[str] | None:
+        return self.where.event_types
+
+
+class ThresholdRule(_RuleBase):
+    """Fires when `count` matching events of one group fall within a sliding `window`."""
+
+    kind: Literal["threshold"]
+    where: Where
+    count: int = Field(ge=1, le=MAX_COUNT)
+    window: Window
+
+    @property
+    def event_types(self) -> frozenset[str] | None:
+        return self.where.event_types
+
+
+class SequenceStep(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    where: Where
+    count: int = Field(1, ge=1, le=MAX_COUNT)
+
+
+class SequenceRule(_RuleBase):
+    """Fires when the steps happen in order, each `count` times, within `window`, in one group."""
+
+    kind: Literal["sequence"]
+    steps: tuple[SequenceStep, ...] = Field(min_length=2, max_length=16)
+    window: Window
+
+    @property
+    def event_types(self) -> frozenset[str] | None:
+        pinned = [step.where.event_types for step in self.steps]
+        if any(types is None for types in pinned):
+            return None
+        return frozenset().union(*(types for types in pinned if types is not None))
+
+
+Rule = MatchRule | ThresholdRule | SequenceRule
+RULE_KINDS: dict[str, type[MatchRule] | type[ThresholdRule] | type[SequenceRule]] = {
+    "match": MatchRule,
+    "threshold": ThresholdRule,
+    "sequence": SequenceRule,
+}
