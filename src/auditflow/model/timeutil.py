@@ -9,10 +9,10 @@ from pydantic import AfterValidator, PlainSerializer, WithJsonSchema
 
 
 def to_utc(value: datetime) -> datetime:
-    """Normalise to an aware UTC datetime; naive values are taken to be UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    """Normalise to an aware UTC datetime at millisecond precision (the precision of every wire
+    format and window computation); naive values are taken to be UTC already."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 
 def format_utc(value: datetime) -> str:
@@ -26,7 +26,7 @@ def format_utc(value: datetime) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return to_utc(datetime.now(UTC))
 
 
 def to_millis(value: datetime) -> int:

@@ -1,0 +1,96 @@
+"""The ASGI application of one process: the routers its roles need, error mapping, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from auditflow import __version__
+from auditflow.api import admin, alerts, events, generator, health, rules
+from auditflow.codec import describe_errors
+from auditflow.errors import BackendError, BackendUnavailable, NotFound
+from auditflow.runtime import Runtime
+from auditflow.security import TokenVerifier
+
+log = logging.getLogger("auditflow.app")
+
+API_DESCRIPTION = """Security-audit detection pipeline.
+
+Every endpoint except `/healthz`, `/readyz` and `/metrics` needs `Authorization: Bearer <token>`
+(tokens from `AUDITFLOW_API_TOKENS`, or the one `auditflow run` generates on first start).
+Timestamps are RFC 3339 in UTC with a `Z` suffix."""
+
+
+def create_app(runtime: Runtime, tokens: list[str], *, manage_lifecycle: bool = True) -> FastAPI:
+    """Build the app for `runtime`. With `manage_lifecycle`, the app's lifespan starts and stops the
+    runtime (the CLI does it itself to control shutdown order and exit codes)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await runtime.aclose()
+
+    app = FastAPI(
+        title="AuditFlow",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = runtime
+    app.state.verifier = TokenVerifier(tokens)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    if "ingest" in runtime.roles:
+        app.include_router(events.router)
+    if "generator" in runtime.roles:
+        app.include_router(generator.router)
+    if "alerts_api" in runtime.roles:
+        app.include_router(alerts.router)
+    if "rules" in runtime.roles:
+        app.include_router(rules.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            msg = err.get("msg", "")
+            if err.get("type") == "extra_forbidden":
+                msg = f"unknown field {err['loc'][-1]!r}"
+            problems.append({"loc": list(err.get("loc", ())), "msg": msg, "type": err.get("type", "")})
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc) or "not found"}, status_code=404)
+
+    @app.exception_handler(BackendUnavailable)
+    async def unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
+        log.warning("request failed, dependency unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "a dependency is unavailable; retry later"}, status_code=503, headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(BackendError)
+    async def backend_error(_: Request, exc: BackendError) -> JSONResponse:
+        log.error("request failed in a backend: %s", exc)
+        return JSONResponse({"detail": "internal backend error"}, status_code=500)
+
+
+__all__ = ["create_app", "describe_errors"]

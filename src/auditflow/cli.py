@@ -1,0 +1,217 @@
+"""The `auditflow` command: run the embedded product, serve one service, migrate, check rules, send
+events. `auditflow COMMAND --help` explains each."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from fastapi import FastAPI
+
+from auditflow import __version__
+from auditflow.config import Settings, load_settings
+from auditflow.errors import AuditFlowError, ConfigError
+from auditflow.logging import configure_logging
+from auditflow.runtime import DEFAULT_PORTS, Runtime, ServiceName
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML settings file (keys as in docs/configuration.md); environment variables override it.",
+)
+
+
+def _settings(config_file: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config_file, **overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="auditflow")
+def main() -> None:
+    """AuditFlow: security-audit events in, detections out.
+
+    `auditflow run` starts everything in one process (nothing else to install);
+    `auditflow serve SERVICE` runs one service of the distributed deployment.
+    """
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--host", help="Address to bind.  [default: 127.0.0.1]")
+@click.option("--port", type=int, help="Port to bind.  [default: 8080]")
+@click.option("--generator-rate", type=float, help="Synthetic events per second; 0 disables.  [default: 5]")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Where data and secrets live.")
+def run(
+    config_file: Path | None, host: str | None, port: int | None, generator_rate: float | None, data_dir: Path | None
+) -> None:
+    """Run the whole pipeline in one process: API, generator, analysis, alert store, dashboard.
+
+    Uses the in-memory broker and window state and a SQLite file unless the settings name real
+    servers (AUDITFLOW_BROKER_URL, AUDITFLOW_STATE_URL, AUDITFLOW_DATABASE_URL). On first start an
+    API token and a dashboard admin password are generated into the data directory and printed once.
+    """
+    settings = _settings(config_file, host=host, port=port, generator_rate=generator_rate, data_dir=data_dir)
+    sys.exit(_serve_process(settings, "run"))
+
+
+@main.command()
+@click.argument("service", type=click.Choice(["generator", "analysis", "notification", "dashboard"]))
+@CONFIG_OPTION
+@click.option("--host", help="Address to bind.  [default: 127.0.0.1]")
+@click.option(
+    "--port",
+    type=int,
+    help="Port to bind.  [default: generator 5000, analysis 5001, notification 8000, dashboard 8080]",
+)
+def serve(service: str, config_file: Path | None, host: str | None, port: int | None) -> None:
+    """Run one service of the distributed deployment.
+
+    \b
+    generator     ingest API (POST /api/v1/events) and the synthetic generator
+    analysis      applies the rules to the event stream, publishes alerts
+    notification  stores alerts and serves the alerts API
+    dashboard     the web UI, reading the notification API (AUDITFLOW_ALERTS_API_URL)
+
+    Every service answers /healthz, /readyz and /metrics, and starts even when its dependencies are
+    down: /readyz says what is missing until they appear. AUDITFLOW_API_TOKENS is required.
+    """
+    settings = _settings(config_file, host=host, port=port)
+    if not settings.api_tokens:
+        raise click.ClickException("AUDITFLOW_API_TOKENS must name at least one token for `serve`")
+    sys.exit(_serve_process(settings, service))  # type: ignore[arg-type]
+
+
+def _serve_process(settings: Settings, service: ServiceName) -> int:
+    from auditflow.security import ensure_api_token
+    from auditflow.server import ProcessSpec, run_process
+
+    configure_logging(service if service != "run" else "auditflow", settings.log_level)
+    tokens = [token.get_secret_value() for token in settings.api_tokens]
+    generated_token: str | None = None
+    if not tokens:
+        token, created = ensure_api_token(settings.data_dir)
+        tokens = [token]
+        generated_token = token if created else None
+    runtime = Runtime(settings, service)
+    port = settings.port if settings.port is not None else DEFAULT_PORTS[service]
+    mount, admin_password = _dashboard_mount(settings, service, tokens)
+    url = settings.public_url or f"http://{_display_host(settings.host)}:{port}"
+
+    def banner() -> None:
+        lines = [f"AuditFlow {service} listening on {url}"]
+        if service == "run":
+            lines.append(f"  dashboard:  {url}/   API docs: {url}/docs")
+        if generated_token:
+            lines.append(f"  API token (shown once, stored in {settings.data_dir / 'api-token'}): {generated_token}")
+        elif service == "run" and not settings.api_tokens:
+            lines.append(f"  API token: see {settings.data_dir / 'api-token'}")
+        if admin_password:
+            lines.append(f"  dashboard login (shown once): admin / {admin_password}")
+        click.echo("\n".join(lines), err=False)
+
+    try:
+        return run_process(ProcessSpec(runtime, tokens, settings.host, port, mount=mount, on_ready=banner))
+    except AuditFlowError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 - display only
+
+
+def _dashboard_mount(settings: Settings, service: ServiceName, tokens: list[str]) -> tuple[Any, str | None]:
+    if service not in {"run", "dashboard"}:
+        return None, None
+    from auditflow.services.dashboard import build_dashboard, ensure_dashboard_users
+    from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
+
+    _, admin_password = ensure_dashboard_users(settings)
+
+    def mount(app: FastAPI, runtime: Runtime) -> None:
+        source: AlertSource
+        if service == "run":
+            assert runtime.store is not None
+            source = LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness)
+        else:
+            if not settings.alerts_api_url:
+                raise ConfigError("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
+            source = HttpAlertSource(settings.alerts_api_url, tokens[0])
+        app.mount("/", build_dashboard(settings, source))
+
+    return mount, admin_password
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--database-url", help="Overrides AUDITFLOW_DATABASE_URL.")
+def migrate(config_file: Path | None, database_url: str | None) -> None:
+    """Apply the alert-store migrations (SQLite or PostgreSQL) up to the newest revision."""
+    from auditflow.backends.store import create_store
+
+    settings = _settings(config_file, database_url=database_url)
+
+    async def apply() -> None:
+        async with create_store(settings.effective_database_url) as store:
+            await store.migrate()
+
+    try:
+        asyncio.run(apply())
+    except AuditFlowError as exc:
+        raise click.ClickException(f"migration failed: {exc}") from None
+    click.echo("alert store is at the newest schema revision")
+
+
+@main.group()
+def rules() -> None:
+    """Work with detection rule files."""
+
+
+@rules.command("check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def rules_check(paths: tuple[Path, ...]) -> None:
+    """Validate rule files or directories; print every problem and exit 1 if there is any."""
+    from auditflow.rules import check_files
+
+    problems = check_files(list(paths))
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"ok: {', '.join(str(p) for p in paths)}")
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"), default="-")
+@click.option(
+    "--url",
+    envvar="AUDITFLOW_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Base URL of the ingest API (env AUDITFLOW_URL).",
+)
+@click.option("--token", envvar="AUDITFLOW_TOKEN", required=True, help="Bearer token (env AUDITFLOW_TOKEN).")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 10_000), default=1000, show_default=True, help="Events per request."
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def send(file: Any, url: str, token: str, batch_size: int, progress: bool | None) -> None:
+    """Send events from a JSON array, a JSON object or JSON Lines FILE (default: stdin).
+
+    Every record is validated first: a bad record is reported with its line and nothing is sent.
+    """
+    from auditflow.client.send import SendError, read_events, send_events
+
+    name = getattr(file, "name", "<stdin>")
+    try:
+        records = list(read_events(file, name))
+        summary = send_events(url, token, records, batch_size=batch_size, progress=progress, name=name)
+    except SendError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"sent {summary.accepted} events in {summary.batches} batches ({summary.seconds:.1f} s)")

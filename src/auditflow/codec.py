@@ -1,0 +1,91 @@
+"""Message bodies on the broker: a JSON array of events or alerts (a single object is accepted too).
+
+Decoding never fails a whole message for one bad item: valid items are returned and each invalid one
+is reported with its index and reason, so the caller can dead-letter just those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from auditflow.model.alert import Alert
+from auditflow.model.event import Event
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_EVENTS = TypeAdapter(list[Event])
+_ALERTS = TypeAdapter(list[Alert])
+
+
+@dataclass(slots=True)
+class Rejected:
+    index: int | None
+    reason: str
+    raw: Any
+
+
+@dataclass(slots=True)
+class Decoded(Generic[ModelT]):
+    items: list[ModelT]
+    rejected: list[Rejected]
+
+
+def describe_errors(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic errors as `{loc, msg, type}` without echoing the input back; unknown top-level event
+    fields get a message that says where custom data belongs."""
+    described = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = (*prefix, *err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field {err['loc'][-1]!r}: put custom data under 'details'"
+        described.append({"loc": list(loc), "msg": msg, "type": err["type"]})
+    return described
+
+
+def _error_text(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in describe_errors(exc))
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    return _EVENTS.dump_json(list(events))
+
+
+def encode_alerts(alerts: Sequence[Alert]) -> bytes:
+    return _ALERTS.dump_json(list(alerts))
+
+
+def _decode(body: bytes, adapter: TypeAdapter[list[ModelT]], model: type[ModelT]) -> Decoded[ModelT]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return Decoded([], [Rejected(None, f"malformed JSON: {exc}", body[:1024].decode("utf-8", "replace"))])
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    if not isinstance(parsed, list):
+        return Decoded([], [Rejected(None, "body must be a JSON object or array", parsed)])
+    try:
+        return Decoded(adapter.validate_python(parsed), [])
+    except ValidationError:
+        pass  # fall back to item by item so one bad item does not sink the rest
+    items: list[ModelT] = []
+    rejected: list[Rejected] = []
+    for index, raw in enumerate(parsed):
+        try:
+            items.append(model.model_validate(raw))
+        except ValidationError as exc:
+            rejected.append(Rejected(index, _error_text(exc), raw))
+    return Decoded(items, rejected)
+
+
+def decode_events(body: bytes) -> Decoded[Event]:
+    return _decode(body, _EVENTS, Event)
+
+
+def decode_alerts(body: bytes) -> Decoded[Alert]:
+    return _decode(body, _ALERTS, Alert)

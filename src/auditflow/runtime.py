@@ -1,0 +1,274 @@
+"""Assembly and lifecycle of one process: which backends and services it runs (all of them in the
+embedded mode, one in `serve <service>`), their supervised dependencies, readiness, and an orderly
+shutdown that stops intake, drains, flushes and closes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from auditflow.backends.broker import Broker, create_broker
+from auditflow.backends.state import WindowState, create_state
+from auditflow.backends.store import AlertStore, create_store
+from auditflow.config import Settings
+from auditflow.dependencies import Dependency, redact_url
+from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
+from auditflow.rules import RuleSet, RuleWatcher
+from auditflow.rules.schema import Rule
+from auditflow.services.analysis import AnalysisService
+from auditflow.services.generator import GeneratorService
+from auditflow.services.ingest import Ingestor
+from auditflow.services.notification import NotificationService
+
+log = logging.getLogger("auditflow.runtime")
+
+ServiceName = Literal["run", "generator", "analysis", "notification", "dashboard"]
+
+DEFAULT_PORTS: dict[str, int] = {
+    "run": 8080,
+    "generator": 5000,
+    "analysis": 5001,
+    "notification": 8000,
+    "dashboard": 8080,
+}
+
+# Which parts each process runs.
+_ROLES: dict[str, frozenset[str]] = {
+    "run": frozenset({"ingest", "generator", "analysis", "notification", "alerts_api", "rules", "dashboard"}),
+    "generator": frozenset({"ingest", "generator"}),
+    "analysis": frozenset({"analysis", "rules"}),
+    "notification": frozenset({"notification", "alerts_api", "rules"}),
+    "dashboard": frozenset({"dashboard"}),
+}
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    service: ServiceName
+    roles: frozenset[str] = field(init=False)
+    broker: Broker | None = None
+    state: WindowState | None = None
+    store: AlertStore | None = None
+    rules: RuleWatcher | None = None
+    ingestor: Ingestor | None = None
+    generator: GeneratorService | None = None
+    analysis: AnalysisService | None = None
+    notification: NotificationService | None = None
+    dependencies: dict[str, Dependency] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.roles = _ROLES[self.service]
+        s = self.settings
+        retry = {"retry_max": s.dependency_retry_max}
+        if self.roles & {"ingest", "analysis", "notification"}:
+            self.broker = create_broker(
+                s.broker_url, max_deliveries=s.max_deliveries, dead_letter_queue=s.dead_letter_queue
+            )
+            self.dependencies["broker"] = Dependency(
+                "broker",
+                start=self.broker.start,
+                ping=self.broker.ping,
+                critical=True,
+                impact=self._broker_impact(),
+                detail=redact_url(s.broker_url),
+                **retry,
+            )
+        if "analysis" in self.roles:
+            self.state = create_state(s.state_url, key_prefix=s.state_key_prefix)
+            self.dependencies["state"] = Dependency(
+                "state",
+                start=self.state.start,
+                ping=self.state.ping,
+                critical=True,
+                impact="threshold and sequence detection paused; events wait in the queue",
+                detail=redact_url(s.state_url),
+                **retry,
+            )
+        if self.roles & {"notification", "alerts_api"}:
+            self.store = create_store(s.effective_database_url)
+            store = self.store
+            migrate = self.service == "run" or s.effective_database_url.startswith("sqlite")
+
+            async def start_store() -> None:
+                await store.start()
+                if migrate:
+                    await store.migrate()
+
+            self.dependencies["store"] = Dependency(
+                "store",
+                start=start_store,
+                ping=store.ping,
+                critical=True,
+                impact="alerts are not stored or served; alerts wait in the queue",
+                detail=redact_url(s.effective_database_url),
+                **retry,
+            )
+        if "rules" in self.roles:
+            self.rules = RuleWatcher(s.rules_path, s.rules_reload_interval)
+        if self.broker is not None and "ingest" in self.roles:
+            self.ingestor = Ingestor(
+                self.broker, self.dependencies["broker"], s.events_queue, batch_size=s.publish_batch_size
+            )
+        if self.ingestor is not None and "generator" in self.roles:
+            ingestor = self.ingestor
+
+            async def publish_generated(events: object) -> None:
+                await ingestor.submit(events, source="generator")  # type: ignore[arg-type]
+
+            self.generator = GeneratorService(
+                publish_generated,
+                events_per_second=s.generator_rate,
+                enabled=True,
+                seed=s.generator_seed,
+                attack_share=s.generator_attack_share,
+            )
+        if self.broker is not None and self.state is not None and self.rules is not None:
+            watcher = self.rules
+            self.analysis = AnalysisService(
+                self.broker,
+                self.dependencies["broker"],
+                self.state,
+                self.dependencies["state"],
+                lambda: watcher.ruleset,
+                events_queue=s.events_queue,
+                alerts_queue=s.alerts_queue,
+                dead_letter_queue=s.dead_letter_queue,
+                prefetch=s.broker_prefetch,
+                batch_size=s.consume_batch_size,
+                linger_ms=s.consume_linger_ms,
+                publish_batch_size=s.publish_batch_size,
+            )
+        if self.broker is not None and self.store is not None and "notification" in self.roles:
+            self.notification = NotificationService(
+                self.broker,
+                self.dependencies["broker"],
+                self.store,
+                self.dependencies["store"],
+                alerts_queue=s.alerts_queue,
+                dead_letter_queue=s.dead_letter_queue,
+                prefetch=s.broker_prefetch,
+                batch_size=s.consume_batch_size,
+                linger_ms=s.store_flush_ms,
+            )
+
+    def _broker_impact(self) -> str:
+        if "ingest" in self.roles and len(self.roles) <= 2:
+            return "events cannot be accepted (503) and the generator pauses"
+        if self.service == "notification":
+            return "new alerts are not received; stored alerts are still served"
+        return "events are not analysed and alerts are not delivered"
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start everything without waiting for any dependency."""
+        if self.rules is not None:
+            await self.rules.start()
+        for dependency in self.dependencies.values():
+            dependency.run()
+        for worker in (self.analysis, self.notification):
+            if worker is not None:
+                await worker.start()
+        if self.generator is not None:
+            await self.generator.start()
+
+    async def wait_ready(self) -> None:
+        """Wait until every dependency is up (wrap in `asyncio.timeout` to bound it)."""
+        await asyncio.gather(*(d.wait_up() for d in self.dependencies.values()))
+
+    async def aclose(self) -> None:
+        """Stop intake, drain what this process holds, flush and close, within the grace period."""
+        deadline = time.monotonic() + self.settings.shutdown_grace * 0.8
+        if self.generator is not None:
+            await self.generator.aclose()
+        if self.broker is not None and self.broker.url.startswith("memory"):
+            # In-memory queues die with the process: finish their work before stopping the workers.
+            await self._drain_memory_queues(deadline)
+        for worker in (self.analysis, self.notification):
+            if worker is not None:
+                await worker.stop()
+        for dependency in self.dependencies.values():
+            await dependency.aclose()
+        for closer in self._closers():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closer(), max(0.5, deadline - time.monotonic()))
+        if self.rules is not None:
+            await self.rules.aclose()
+
+    def _closers(self) -> list[Callable[[], Awaitable[None]]]:
+        return [c.aclose for c in (self.broker, self.state, self.store) if c is not None]
+
+    async def _drain_memory_queues(self, deadline: float) -> None:
+        assert self.broker is not None
+        queues = [self.settings.events_queue, self.settings.alerts_queue]
+        while time.monotonic() < deadline:
+            depths = [await self.broker.queue_depth(q) for q in queues]
+            busy = sum(w.in_flight for w in (self.analysis, self.notification) if w is not None)
+            if not any(depths) and not busy:
+                return
+            await asyncio.sleep(0.02)
+        log.warning("shutdown grace ran out with work still queued in memory")
+
+    # --- status -----------------------------------------------------------------------------------
+
+    async def readiness(self) -> Readiness:
+        statuses = [dependency.status() for dependency in self.dependencies.values()]
+        if self.rules is not None:
+            statuses.append(self._rules_dependency())
+        critical_down = any(s.status == "down" and s.critical for s in statuses)
+        any_down = any(s.status == "down" for s in statuses)
+        overall: Literal["ready", "degraded", "not_ready"] = (
+            "not_ready" if critical_down else "degraded" if any_down else "ready"
+        )
+        return Readiness(status=overall, service=self.service, dependencies=statuses)
+
+    def _rules_dependency(self) -> DependencyStatus:
+        assert self.rules is not None
+        error = self.rules.last_error
+        return DependencyStatus(
+            name="rules",
+            status="down" if error else "up",
+            critical=False,
+            detail=self.rules.ruleset.source,
+            last_error=error,
+            impact="the last rules change was refused; the previous rules stay active" if error else None,
+        )
+
+    def rules_status(self) -> RulesStatus:
+        if self.rules is None:
+            return RulesStatus(rules=[])
+        ruleset = self.rules.ruleset
+        return RulesStatus(
+            rules=[rule_info(rule) for rule in ruleset.rules],
+            version=ruleset.version,
+            source=ruleset.source,
+            loaded_at=ruleset.loaded_at,
+            last_error=self.rules.last_error,
+        )
+
+
+def rule_info(rule: Rule) -> RuleInfo:
+    window = getattr(rule, "window", None)
+    return RuleInfo(
+        id=rule.id,
+        name=rule.name,
+        description=rule.description,
+        kind=rule.kind,
+        severity=rule.severity,
+        tags=list(rule.tags),
+        enabled=rule.enabled,
+        suppress_for_seconds=rule.suppress_for.total_seconds(),
+        window_seconds=window.total_seconds() if isinstance(window, timedelta) else None,
+        group_by=list(rule.group_by),
+    )
+
+
+__all__ = ["DEFAULT_PORTS", "RuleSet", "Runtime", "ServiceName"]

@@ -1,0 +1,95 @@
+"""Running one process: the HTTP server and the runtime under our own signal handling.
+
+uvicorn (≥ 0.29) re-raises SIGTERM/SIGINT after its own shutdown, which makes the process exit with
+143/130 and Kubernetes report the pod as `Error`. We install handlers that only request a graceful
+exit, then stop intake, drain, flush and return 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from auditflow.app import create_app
+from auditflow.runtime import Runtime
+
+log = logging.getLogger("auditflow.server")
+
+
+class _GracefulServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+
+@dataclass
+class ProcessSpec:
+    runtime: Runtime
+    tokens: list[str]
+    host: str
+    port: int
+    mount: Callable[[FastAPI, Runtime], None] | None = None
+    on_ready: Callable[[], None] | None = None
+
+
+async def serve(spec: ProcessSpec) -> int:
+    """Serve until a signal; return the process exit code."""
+    app = create_app(spec.runtime, spec.tokens, manage_lifecycle=False)
+    if spec.mount is not None:
+        spec.mount(app, spec.runtime)
+    config = uvicorn.Config(
+        app,
+        host=spec.host,
+        port=spec.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(spec.runtime.settings.shutdown_grace / 3)),
+        server_header=False,
+    )
+    server = _GracefulServer(config)
+    await spec.runtime.start()
+    try:
+        serving = asyncio.create_task(server.serve())
+        # uvicorn exposes `started` as a flag only, so poll it briefly during start-up
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if server.started and spec.on_ready is not None:
+            spec.on_ready()
+        await serving
+        if not server.started:
+            log.error("could not serve on %s:%s", spec.host, spec.port)
+            return 1
+    finally:
+        log.info("stopping: draining work and closing connections")
+        try:
+            await asyncio.wait_for(spec.runtime.aclose(), spec.runtime.settings.shutdown_grace)
+        except TimeoutError:
+            log.error("shutdown did not finish within %.0f s", spec.runtime.settings.shutdown_grace)
+    log.info("stopped")
+    return 0
+
+
+def run_process(spec: ProcessSpec) -> int:
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(serve(spec))
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run(serve(spec))

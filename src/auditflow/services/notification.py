@@ -1,0 +1,66 @@
+"""The notification service: consumes alert batches and writes them to the store in one transaction
+per batch (idempotent on alert_id); messages are acknowledged only after the commit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from auditflow.backends.broker import Broker, Delivery
+from auditflow.backends.store import AlertStore
+from auditflow.codec import decode_alerts
+from auditflow.dependencies import Dependency, call_with_recovery
+from auditflow.metrics import ALERTS_STORED, BATCH_SECONDS
+from auditflow.model.alert import Alert
+from auditflow.services.worker import QueueWorker
+
+
+class NotificationService(QueueWorker):
+    name = "notification"
+
+    def __init__(
+        self,
+        broker: Broker,
+        broker_dependency: Dependency,
+        store: AlertStore,
+        store_dependency: Dependency,
+        *,
+        alerts_queue: str,
+        dead_letter_queue: str,
+        prefetch: int = 200,
+        batch_size: int = 100,
+        linger_ms: int = 50,
+    ) -> None:
+        super().__init__(
+            broker,
+            broker_dependency,
+            alerts_queue,
+            dead_letter_queue=dead_letter_queue,
+            prefetch=prefetch,
+            batch_size=batch_size,
+            linger_ms=linger_ms,
+        )
+        self.store = store
+        self.store_dependency = store_dependency
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        started = time.perf_counter()
+        alerts: list[Alert] = []
+        for delivery in deliveries:
+            decoded = decode_alerts(delivery.body)
+            if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
+                delivery.dead_letter(decoded.rejected[0].reason)
+                continue
+            for rejected in decoded.rejected:
+                await self.dead_letter([rejected.raw], f"invalid alert at index {rejected.index}: {rejected.reason}")
+            alerts.extend(decoded.items)
+        if not alerts:
+            return
+
+        async def write() -> None:
+            result = await self.store.upsert_alerts(alerts)
+            ALERTS_STORED.labels("inserted").inc(result.inserted)
+            ALERTS_STORED.labels("updated").inc(result.updated)
+
+        await call_with_recovery(write, self.store_dependency, self.stopping)
+        BATCH_SECONDS.labels("notification").observe(time.perf_counter() - started)

@@ -1,0 +1,108 @@
+"""A queue consumer with an explicit lifecycle, shared by the analysis and notification services.
+
+It waits for the broker, consumes in batches, restarts consumption when the broker connection is
+lost, and on shutdown stops intake and lets the in-flight batch finish and be acknowledged.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from auditflow.backends.broker import Broker, Delivery
+from auditflow.dependencies import Dependency
+from auditflow.errors import BackendUnavailable
+from auditflow.metrics import MESSAGES_DEAD_LETTERED
+
+log = logging.getLogger("auditflow.worker")
+
+
+class QueueWorker(abc.ABC):
+    name = "worker"
+
+    def __init__(
+        self,
+        broker: Broker,
+        broker_dependency: Dependency,
+        queue: str,
+        *,
+        dead_letter_queue: str,
+        prefetch: int,
+        batch_size: int,
+        linger_ms: int,
+    ) -> None:
+        self.broker = broker
+        self.broker_dependency = broker_dependency
+        self.queue = queue
+        self.dead_letter_queue = dead_letter_queue
+        self.prefetch = prefetch
+        self.batch_size = batch_size
+        self.linger_ms = linger_ms
+        self.stopping = asyncio.Event()
+        self.in_flight = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        """Process one batch; return only once its effects are durable."""
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"worker:{self.name}")
+
+    async def _run(self) -> None:
+        while not self.stopping.is_set():
+            await self.broker_dependency.wait_up()
+            if self.stopping.is_set():
+                return
+            try:
+                await self.broker.declare(self.queue)
+                await self.broker.consume(
+                    self.queue,
+                    self._handle_counted,
+                    prefetch=self.prefetch,
+                    batch_size=self.batch_size,
+                    linger_ms=self.linger_ms,
+                )
+            except BackendUnavailable as exc:
+                self.broker_dependency.mark_down(exc)
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("%s consumer failed; restarting", self.name, extra={"queue": self.queue})
+                await asyncio.sleep(1.0)
+
+    async def _handle_counted(self, deliveries: Sequence[Delivery]) -> None:
+        self.in_flight += 1
+        try:
+            await self.handle(deliveries)
+        finally:
+            self.in_flight -= 1
+
+    async def dead_letter(self, raws: Sequence[Any], reason: str) -> None:
+        """Route invalid items of a valid message to the dead-letter queue, reason in the headers."""
+        import orjson
+
+        MESSAGES_DEAD_LETTERED.labels(self.queue, reason.split(":", 1)[0]).inc(len(raws))
+        log.warning("dead-lettering %d item(s): %s", len(raws), reason, extra={"queue": self.queue})
+        await self.broker.publish(
+            self.dead_letter_queue,
+            [orjson.dumps(list(raws), default=str)],
+            headers={"x-auditflow-reason": reason[:1000], "x-auditflow-queue": self.queue},
+        )
+
+    async def stop(self) -> None:
+        """Stop intake; the in-flight batch finishes and is settled."""
+        self.stopping.set()
+        with contextlib.suppress(BackendUnavailable):
+            await self.broker.stop_consuming(self.queue)
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None

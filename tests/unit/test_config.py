@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditflow.config import Settings, load_settings, reference_markdown
+from auditflow.errors import ConfigError
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("AUDITFLOW_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_are_the_embedded_mode() -> None:
+    settings = load_settings()
+    assert settings.broker_url == "memory://"
+    assert settings.state_url == "memory://"
+    assert settings.effective_database_url == "sqlite:///data/auditflow.sqlite3"
+    assert settings.embedded
+
+
+def test_tokens_are_comma_separated_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITFLOW_API_TOKENS", "aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb")
+    settings = load_settings()
+    assert [t.get_secret_value() for t in settings.api_tokens] == ["a" * 20, "b" * 20]
+    assert "aaaa" not in repr(settings)
+
+
+def test_short_tokens_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITFLOW_API_TOKENS", "short")
+    with pytest.raises(ConfigError, match=r"api_tokens: .*token #1 is shorter than 16"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("broker_url", "amqp://guest:guest@rabbitmq.prod:5672/"),
+        ("database_url", "postgresql://postgres:postgres@db.example:5432/auditflow"),
+    ],
+)
+def test_default_passwords_are_refused_for_remote_hosts(name: str, url: str) -> None:
+    with pytest.raises(ConfigError, match="well-known default password"):
+        load_settings(**{name: url})
+
+
+def test_default_passwords_are_allowed_on_loopback() -> None:
+    settings = load_settings(broker_url="amqp://guest:guest@127.0.0.1:5672/")
+    assert settings.broker_url.startswith("amqp://")
+
+
+def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError, match="state_url: .*unsupported scheme 'kafka'"):
+        load_settings(state_url="kafka://x")
+
+
+def test_yaml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "auditflow.yaml"
+    config.write_text("generator_rate: 12\nlog_level: DEBUG\n")
+    monkeypatch.setenv("AUDITFLOW_LOG_LEVEL", "ERROR")
+    settings = load_settings(config)
+    assert settings.generator_rate == 12
+    assert settings.log_level == "ERROR"
+
+
+def test_cli_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITFLOW_PORT", "9000")
+    assert load_settings(port=9100).port == 9100
+
+
+def test_unknown_key_in_yaml_names_the_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("generator_rat: 12\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid settings: generator_rat: Extra inputs"):
+        load_settings(config)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_configuration_reference_is_current() -> None:
+    assert DOCS.read_text() == reference_markdown(), "docs/configuration.md is stale: regenerate it"
+
+
+def test_every_setting_is_documented() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"{name} has no description"
