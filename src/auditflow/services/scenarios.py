@@ -1,0 +1,317 @@
+"""Synthetic audit activity: the benign event catalogue and the attack scenarios the default rules detect.
+
+Every builder takes a `random.Random` and returns plain field dicts (no `event_id` or `timestamp`);
+the generator stamps them, so one seed reproduces the same stream.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+Fields = dict[str, Any]
+
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "ken", "laura")
+SERVICE_ACCOUNTS = ("svc-backup", "svc-deploy", "svc-monitor", "www-data", "postgres")
+HOSTS = (
+    "web-01", "web-02", "web-03", "app-01", "app-02", "db-01", "db-02",
+    "cache-01", "bastion-01", "build-01", "mail-01", "vpn-01",
+)  # fmt: skip
+SERVICES = ("nginx", "postgresql", "redis-server", "sshd", "cron", "docker", "node-exporter", "rsyslog")
+OFFICE_NETS = ("10.0.1.", "10.0.2.", "10.8.0.", "192.168.10.")
+BENIGN_PATHS = (
+    "/var/www/html/index.html", "/srv/app/config.yaml", "/srv/app/releases/current/app.py",
+    "/etc/nginx/conf.d/site.conf", "/var/log/app/app.log", "/home/bob/notes.txt", "/opt/reports/daily.csv",
+)  # fmt: skip
+BENIGN_SUDO = (
+    "systemctl restart nginx", "systemctl status postgresql", "journalctl -u nginx --since today",
+    "apt-get update", "tail -n 100 /var/log/syslog", "docker ps", "du -sh /var/log", "ls -la /var/lib/docker",
+)  # fmt: skip
+BENIGN_PROCESSES = (
+    ("python3", "python3 /srv/app/worker.py"), ("backup.sh", "/usr/local/bin/backup.sh --incremental"),
+    ("nginx", "nginx -g daemon off;"), ("psql", "psql -c 'select 1'"), ("git", "git pull --ff-only"),
+)  # fmt: skip
+BENIGN_GROUPS = (["users"], ["developers"], ["analysts"], ["users", "developers"])
+
+SENSITIVE_PATHS = (
+    "/etc/shadow", "/etc/passwd", "/etc/sudoers", "/etc/sudoers.d/99-local",
+    "/root/.ssh/authorized_keys", "/etc/ssh/sshd_config",
+)  # fmt: skip
+DESTRUCTIVE_SUDO = (
+    "rm -rf /", "rm -rf --no-preserve-root /", "chmod 777 /etc/passwd", "chmod -R 777 /etc",
+    "usermod -aG sudo eve", "gpasswd -a eve wheel", "passwd root", "visudo", "setenforce 0",
+    "dd if=/dev/zero of=/dev/sda", "mkfs.ext4 /dev/sda1", "iptables -F",
+)  # fmt: skip
+BRUTE_FORCE_TARGETS = ("root", "admin", "test", "ubuntu", "oracle", "deploy")
+PRIVILEGED_GROUPS = (["sudo"], ["wheel"], ["admin"], ["users", "sudo"])
+ATTACKER_NEW_USERS = ("eve", "backdoor", "support", "sysadm", "temp1")
+CRITICAL_SERVICES = ("postgresql", "nginx", "sshd", "auditd", "redis-server")
+
+
+# Weighted by repetition: `rng.choice` on a tuple is several times cheaper than `rng.choices`.
+_LOGIN_METHODS = ("ssh",) * 6 + ("console",) + ("sso",) * 3
+
+
+def _ip(rng: random.Random) -> str:
+    return rng.choice(OFFICE_NETS) + str(rng.randint(2, 254))
+
+
+def _external_ip(rng: random.Random) -> str:
+    # Documentation ranges (RFC 5737): realistic shape, never a real address.
+    return f"{rng.choice(('198.51.100', '203.0.113', '192.0.2'))}.{rng.randint(1, 254)}"
+
+
+def _login(user: str, host: str, result: str, method: str, source_ip: str) -> Fields:
+    return {
+        "event_type": "user_login",
+        "source_service": {"ssh": "sshd", "console": "login", "sso": "sso-gateway"}[method],
+        "server_hostname": host,
+        "user_id": user,
+        "severity": "INFO" if result == "SUCCESS" else "WARNING",
+        "action_result": result,
+        "details": {"method": method, "source_ip": source_ip},
+    }
+
+
+# --- benign activity ---------------------------------------------------------------------------
+
+
+def _benign_login(rng: random.Random) -> Fields:
+    # The occasional typo keeps FAILURE in the benign stream without tripping a 3-in-60s rule.
+    result = "FAILURE" if rng.random() < 0.03 else "SUCCESS"
+    method = rng.choice(_LOGIN_METHODS)
+    return _login(rng.choice(USERS), rng.choice(HOSTS), result, method, _ip(rng))
+
+
+def _benign_logout(rng: random.Random) -> Fields:
+    return {
+        "event_type": "user_logout",
+        "source_service": "sshd",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(USERS),
+        "action_result": "SUCCESS",
+        "details": {"session_seconds": rng.randint(30, 8 * 3600)},
+    }
+
+
+def _benign_file(rng: random.Random) -> Fields:
+    return {
+        "event_type": "file_modified",
+        "source_service": "file-integrity-monitor",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(USERS + SERVICE_ACCOUNTS),
+        "action_result": "SUCCESS",
+        "details": {"resource": rng.choice(BENIGN_PATHS), "action": rng.choice(("write", "write", "chmod", "delete"))},
+    }
+
+
+def _benign_sudo(rng: random.Random) -> Fields:
+    return {
+        "event_type": "sudo_command",
+        "source_service": "sudo",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(USERS),
+        "action_result": "SUCCESS",
+        "details": {"command": rng.choice(BENIGN_SUDO), "run_as": "root"},
+    }
+
+
+def _benign_user_created(rng: random.Random) -> Fields:
+    return {
+        "event_type": "user_created",
+        "source_service": "identity-service",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(("alice", "grace")),  # the admins
+        "action_result": "SUCCESS",
+        "details": {"new_user": f"user{rng.randint(100, 999)}", "groups": list(rng.choice(BENIGN_GROUPS))},
+    }
+
+
+def _benign_group(rng: random.Random) -> Fields:
+    return {
+        "event_type": "group_modified",
+        "source_service": "identity-service",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(("alice", "grace")),
+        "action_result": "SUCCESS",
+        "details": {
+            "group": rng.choice(("developers", "docker", "analysts")),
+            "member": rng.choice(USERS),
+            "action": rng.choice(("add", "remove")),
+        },
+    }
+
+
+def _benign_service(rng: random.Random) -> Fields:
+    state = rng.choice(("running", "running", "running", "running", "stopped"))
+    return {
+        "event_type": "service_state_change",
+        "source_service": "systemd",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": "svc-deploy",
+        "action_result": "SUCCESS",
+        "details": {"service": rng.choice(SERVICES), "state": state, "expected": True},
+    }
+
+
+def _benign_process(rng: random.Random) -> Fields:
+    process, command_line = rng.choice(BENIGN_PROCESSES)
+    return {
+        "event_type": "process_started",
+        "source_service": "auditd",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(USERS + SERVICE_ACCOUNTS),
+        "action_result": "SUCCESS",
+        "details": {"process": process, "command_line": command_line, "pid": rng.randint(300, 65000)},
+    }
+
+
+def _benign_network(rng: random.Random) -> Fields:
+    port, protocol = rng.choice(((443, "tcp"), (5432, "tcp"), (6379, "tcp"), (53, "udp"), (22, "tcp")))
+    return {
+        "event_type": "network_connection",
+        "source_service": "conntrack",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(SERVICE_ACCOUNTS),
+        "action_result": "SUCCESS",
+        "details": {
+            "source_ip": _ip(rng),
+            "destination_ip": _ip(rng),
+            "destination_port": port,
+            "protocol": protocol,
+            "direction": rng.choice(("inbound", "outbound")),
+        },
+    }
+
+
+BENIGN: tuple[tuple[Callable[[random.Random], Fields], int], ...] = (
+    (_benign_login, 20),
+    (_benign_logout, 12),
+    (_benign_file, 14),
+    (_benign_sudo, 8),
+    (_benign_user_created, 1),
+    (_benign_group, 1),
+    (_benign_service, 5),
+    (_benign_process, 20),
+    (_benign_network, 20),
+)
+
+# --- attack scenarios ----------------------------------------------------------------------------
+# Each returns (offset_ms, fields) pairs with strictly increasing offsets; the generator anchors the
+# last one at "now", so the whole scenario lies in the last few seconds.
+
+Step = tuple[int, Fields]
+
+
+def _steps(rng: random.Random, events: list[Fields], gap_ms: tuple[int, int]) -> list[Step]:
+    offset, steps = 0, []
+    for fields in events:
+        steps.append((offset, fields))
+        offset += rng.randint(*gap_ms)
+    return steps
+
+
+def brute_force(rng: random.Random) -> list[Step]:
+    """5-10 failed logins against one user and host from one address, within a few seconds."""
+    # Mostly the names password sprayers try; a real user now and then, whose next ordinary login
+    # may then (rightly) look like a compromise.
+    user, host, ip = rng.choice(BRUTE_FORCE_TARGETS + USERS[:3]), rng.choice(HOSTS), _external_ip(rng)
+    attempts = [_login(user, host, "FAILURE", "ssh", ip) for _ in range(rng.randint(5, 10))]
+    return _steps(rng, attempts, (100, 400))
+
+
+def login_after_failures(rng: random.Random) -> list[Step]:
+    """At least three failures, then a success for the same user and host: a guessed password."""
+    user, host, ip = rng.choice(USERS), rng.choice(HOSTS), _external_ip(rng)
+    events = [_login(user, host, "FAILURE", "ssh", ip) for _ in range(rng.randint(3, 6))]
+    success = _login(user, host, "SUCCESS", "ssh", ip)
+    success["severity"] = "WARNING"
+    return _steps(rng, [*events, success], (150, 450))
+
+
+def sensitive_file_edit(rng: random.Random) -> list[Step]:
+    """A login, then a write to a credential or privilege file."""
+    user, host = rng.choice(USERS), rng.choice(HOSTS)
+    edit: Fields = {
+        "event_type": "file_modified",
+        "source_service": "file-integrity-monitor",
+        "server_hostname": host,
+        "user_id": user,
+        "severity": "CRITICAL",
+        "action_result": "SUCCESS",
+        "details": {"resource": rng.choice(SENSITIVE_PATHS), "action": rng.choice(("write", "write", "chmod"))},
+    }
+    return _steps(rng, [_login(user, host, "SUCCESS", "ssh", _ip(rng)), edit], (500, 3000))
+
+
+def destructive_sudo(rng: random.Random) -> list[Step]:
+    """A login, then a destructive or privilege-changing command run through sudo."""
+    user, host = rng.choice(USERS), rng.choice(HOSTS)
+    command: Fields = {
+        "event_type": "sudo_command",
+        "source_service": "sudo",
+        "server_hostname": host,
+        "user_id": user,
+        "severity": "CRITICAL",
+        "action_result": "SUCCESS",
+        "details": {"command": rng.choice(DESTRUCTIVE_SUDO), "run_as": "root"},
+    }
+    return _steps(rng, [_login(user, host, "SUCCESS", "ssh", _ip(rng)), command], (500, 3000))
+
+
+def privileged_account_created(rng: random.Random) -> list[Step]:
+    """A new account placed straight into an administrative group, then its first login."""
+    creator, host, new_user = rng.choice(USERS), rng.choice(HOSTS), rng.choice(ATTACKER_NEW_USERS)
+    created: Fields = {
+        "event_type": "user_created",
+        "source_service": "identity-service",
+        "server_hostname": host,
+        "user_id": creator,
+        "severity": "WARNING",
+        "action_result": "SUCCESS",
+        "details": {"new_user": new_user, "groups": list(rng.choice(PRIVILEGED_GROUPS))},
+    }
+    return _steps(rng, [created, _login(new_user, host, "SUCCESS", "ssh", _external_ip(rng))], (1000, 4000))
+
+
+def privileged_group_added(rng: random.Random) -> list[Step]:
+    """An existing account added to an administrative group."""
+    admin, host, member = rng.choice(USERS), rng.choice(HOSTS), rng.choice(USERS + ATTACKER_NEW_USERS)
+    added: Fields = {
+        "event_type": "group_modified",
+        "source_service": "identity-service",
+        "server_hostname": host,
+        "user_id": admin,
+        "severity": "WARNING",
+        "action_result": "SUCCESS",
+        "details": {"group": rng.choice(("sudo", "wheel", "admin")), "member": member, "action": "add"},
+    }
+    return [(0, added)]
+
+
+def service_stopped(rng: random.Random) -> list[Step]:
+    """A critical service stops without a planned change."""
+    event: Fields = {
+        "event_type": "service_state_change",
+        "source_service": "systemd",
+        "server_hostname": rng.choice(HOSTS),
+        "user_id": rng.choice(USERS),
+        "severity": "ERROR",
+        "action_result": "SUCCESS",
+        "details": {"service": rng.choice(CRITICAL_SERVICES), "state": "stopped", "expected": False},
+    }
+    return [(0, event)]
+
+
+SCENARIOS: dict[str, Callable[[random.Random], list[Step]]] = {
+    "brute_force": brute_force,
+    "login_after_failures": login_after_failures,
+    "sensitive_file_edit": sensitive_file_edit,
+    "destructive_sudo": destructive_sudo,
+    "privileged_account_created": privileged_account_created,
+    "privileged_group_added": privileged_group_added,
+    "service_stopped": service_stopped,
+}
+# Mean events per scenario, used to turn an event share into a per-draw probability.
+MEAN_SCENARIO_LENGTH = (7.5 + 5.5 + 2 + 2 + 2 + 1 + 1) / len(SCENARIOS)
