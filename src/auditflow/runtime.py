@@ -207,15 +207,26 @@ class Runtime:
         return [c.aclose for c in (self.broker, self.state, self.store) if c is not None]
 
     async def _drain_memory_queues(self, deadline: float) -> None:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self.settle()
+        except TimeoutError:
+            log.warning("shutdown grace ran out with work still queued in memory")
+
+    async def settle(self, poll: float = 0.01) -> None:
+        """Return once this process's queues are empty and no batch is in flight (the embedded mode,
+        the bench and tests use it to know that everything submitted so far is stored)."""
         assert self.broker is not None
         queues = [self.settings.events_queue, self.settings.alerts_queue]
-        while time.monotonic() < deadline:
+        workers = [w for w in (self.analysis, self.notification) if w is not None]
+        # A batch being collected (linger) is neither queued nor in flight: stay quiet longer than that.
+        poll = max(poll, max(self.settings.consume_linger_ms, self.settings.store_flush_ms) / 1000)
+        quiet_rounds = 0
+        while quiet_rounds < 2:
             depths = [await self.broker.queue_depth(q) for q in queues]
-            busy = sum(w.in_flight for w in (self.analysis, self.notification) if w is not None)
-            if not any(depths) and not busy:
-                return
-            await asyncio.sleep(0.02)
-        log.warning("shutdown grace ran out with work still queued in memory")
+            busy = any(depths) or any(w.in_flight for w in workers)
+            quiet_rounds = 0 if busy else quiet_rounds + 1
+            await asyncio.sleep(poll)
 
     # --- status -----------------------------------------------------------------------------------
 
