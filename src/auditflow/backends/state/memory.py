@@ -141,10 +141,11 @@ class MemoryWindowState(WindowState):
             occurrences = 1
         elif op.kind == "threshold":
             low = bisect_left(entries, (ts - op.window_ms,))
-            occurrences = bisect_left(entries, (ts + 1,)) - low
+            high = bisect_left(entries, (ts + 1,))  # later events (arrived earlier) are not counted
+            occurrences = high - low
             if occurrences < op.count:
                 return None
-            contributing = entries[low : low + MAX_SAMPLE_EVENTS]
+            contributing = entries[low : min(high, low + MAX_SAMPLE_EVENTS)]
         else:
             chain = _sequence_chain(entries, op)
             if chain is None:

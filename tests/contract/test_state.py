@@ -1,0 +1,336 @@
+"""The window-state contract (auditflow.backends.state.base), one suite run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from auditflow.backends.state import Hit, WindowOp, WindowState
+from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, RuleKind
+from auditflow.backends.state.memory import MemoryWindowState
+from auditflow.backends.state.redis import RedisWindowState, window_key
+from auditflow.errors import BackendError, BackendUnavailable
+from tests.conftest import REDIS_URL, require_server
+
+
+def op(
+    kind: RuleKind,
+    event_id: str,
+    ts: int,
+    *,
+    rule: str = "r1",
+    group: str = "g1",
+    window: int = 1_000,
+    suppress: int = 60_000,
+    count: int = 1,
+    steps: tuple[int, ...] = (),
+    matched: tuple[int, ...] = (),
+) -> WindowOp:
+    """An op whose payload and would-be alert id are derived from the event id."""
+    return WindowOp(
+        rule, group, kind, event_id, ts, f"payload-{event_id}".encode(), window, suppress, f"alert-{event_id}",
+        count, steps, matched,
+    )  # fmt: skip
+
+
+class Backend:
+    """Hands out started states that share one backend: the same instance for memory, new
+    clients on one key prefix for Redis (as separate analysis replicas would be)."""
+
+    def __init__(self, kind: str, prefix: str) -> None:
+        self.kind = kind
+        self.prefix = prefix
+        self._states: list[WindowState] = []
+        self._memory = MemoryWindowState("memory://", key_prefix=prefix)
+
+    async def state(self) -> WindowState:
+        if self.kind == "memory":
+            return self._memory
+        state = RedisWindowState(REDIS_URL, key_prefix=self.prefix)
+        await state.start()
+        self._states.append(state)
+        return state
+
+    async def aclose(self) -> None:
+        for state in self._states:
+            await state.aclose()
+
+
+@pytest.fixture
+async def memory_backend(unique_name: str) -> AsyncIterator[Backend]:
+    backend = Backend("memory", f"{unique_name}:")
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture
+async def redis_backend(unique_name: str) -> AsyncIterator[Backend]:
+    require_server("redis")
+    backend = Backend("redis", f"{unique_name}:")
+    yield backend
+    await backend.aclose()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=f"{unique_name}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    result: Backend = request.getfixturevalue(f"{request.param}_backend")
+    return result
+
+
+@pytest.fixture
+async def state(backend: Backend) -> WindowState:
+    return await backend.state()
+
+
+async def apply_each(state: WindowState, ops: Sequence[WindowOp]) -> list[Hit | None]:
+    """Apply ops one batch each; the hit of each op, or None."""
+    results: list[Hit | None] = []
+    for one in ops:
+        hits = await state.apply([one])
+        results.append(hits[0] if hits else None)
+    return results
+
+
+def fired(results: Sequence[Hit | None]) -> list[bool]:
+    return [hit is not None for hit in results]
+
+
+async def test_match_fires_every_time_and_suppresses_into_one_alert(state: WindowState) -> None:
+    hits = await state.apply([op("match", f"e{i}", 1_000 + i) for i in range(4)])
+    assert [(h.op_index, h.alert_id, h.new, h.occurrences) for h in hits] == [
+        (0, "alert-e0", True, 1),
+        (1, "alert-e0", False, 2),
+        (2, "alert-e0", False, 3),
+        (3, "alert-e0", False, 4),
+    ]
+    assert hits[0].events == [("e0", b"payload-e0")]
+    assert hits[3].events == [("e3", b"payload-e3")]
+    assert (hits[3].first_seen_ms, hits[3].last_seen_ms) == (1_000, 1_003)
+
+
+async def test_threshold_counts_events_exactly_window_apart(state: WindowState) -> None:
+    edge = await apply_each(state, [op("threshold", f"a{i}", ts, count=3) for i, ts in enumerate([0, 500, 1_000])])
+    assert fired(edge) == [False, False, True]
+    assert edge[2] is not None
+    assert (edge[2].occurrences, edge[2].first_seen_ms, edge[2].last_seen_ms) == (3, 0, 1_000)
+    late = [op("threshold", f"b{i}", ts, group="g2", count=3) for i, ts in enumerate([0, 500, 1_001])]
+    assert fired(await apply_each(state, late)) == [False, False, False]
+
+
+async def test_threshold_window_slides_instead_of_using_buckets(state: WindowState) -> None:
+    # 900, 1100 and 1800 straddle a 1-second bucket boundary but lie within one sliding second.
+    across = [op("threshold", f"a{i}", ts, count=3) for i, ts in enumerate([900, 1_100, 1_800])]
+    assert fired(await apply_each(state, across)) == [False, False, True]
+    # Evenly spread events never have three within one second.
+    spread = [op("threshold", f"b{i}", i * 600, group="g2", count=3) for i in range(6)]
+    assert not any(fired(await apply_each(state, spread)))
+
+
+async def test_groups_and_rules_are_isolated(state: WindowState) -> None:
+    ops = [
+        op("threshold", "a", 0, count=2, group="g1"),
+        op("threshold", "b", 1, count=2, group="g2"),
+        op("threshold", "c", 2, count=2, group="g1", rule="r2"),
+        op("threshold", "d", 3, count=2, group="g1:r2"),  # separators inside a group key do not collide
+        op("threshold", "e", 4, count=2, group="g1"),
+    ]
+    hits = await state.apply(ops)
+    assert [(h.op_index, h.events) for h in hits] == [(4, [("a", b"payload-a"), ("e", b"payload-e")])]
+
+
+async def test_out_of_order_events_join_the_window_in_time_order(state: WindowState) -> None:
+    ops = [op("threshold", eid, ts, count=3) for eid, ts in [("e1", 1_000), ("e2", 2_000), ("e3", 1_500)]]
+    assert await state.apply(ops) == []
+    hits = await state.apply([op("threshold", "e4", 2_100, count=3)])
+    assert [h.events for h in hits] == [[(e, f"payload-{e}".encode()) for e in ("e3", "e2", "e4")]]
+    assert hits[0].first_seen_ms == 1_500
+    # Older than the newest event minus the window: dropped, it neither fires nor counts.
+    assert await state.apply([op("threshold", "e0", 100, count=3)]) == []
+    hits = await state.apply([op("threshold", "e5", 2_200, count=3)])
+    assert [(h.new, h.occurrences) for h in hits] == [(False, 4)]
+
+
+async def test_redelivered_event_adds_no_occurrence(state: WindowState) -> None:
+    first = [op("threshold", "e1", 0, count=2), op("threshold", "e1", 0, count=2)]
+    assert await state.apply(first) == []
+    hits = await state.apply([op("threshold", "e2", 10, count=2), op("threshold", "e1", 0, count=2)])
+    assert [(h.op_index, h.occurrences) for h in hits] == [(0, 2)]
+    assert await state.apply([op("threshold", "e2", 10, count=2)]) == []
+    assert len(await state.apply([op("match", "m1", 5, rule="m"), op("match", "m1", 5, rule="m")])) == 1
+    assert await state.apply([op("match", "m1", 5, rule="m")]) == []
+    hits = await state.apply([op("threshold", "e3", 20, count=2)])
+    assert [(h.new, h.occurrences) for h in hits] == [(False, 3)]
+
+
+async def test_suppression_expires_after_suppress_ms_of_event_time(state: WindowState) -> None:
+    ops = [op("match", f"e{i}", ts, suppress=1_000) for i, ts in enumerate([0, 999, 1_998, 2_998])]
+    hits = await state.apply(ops)
+    assert [(h.alert_id, h.new, h.occurrences) for h in hits] == [
+        ("alert-e0", True, 1),
+        ("alert-e0", False, 2),
+        ("alert-e0", False, 3),  # measured from the last hit, not the first
+        ("alert-e3", True, 1),
+    ]
+    assert (hits[2].first_seen_ms, hits[2].last_seen_ms) == (0, 1_998)
+
+
+async def test_zero_suppression_opens_an_alert_on_every_firing(state: WindowState) -> None:
+    hits = await state.apply([op("threshold", f"e{i}", i, count=2, suppress=0) for i in range(4)])
+    assert [(h.alert_id, h.new, h.occurrences) for h in hits] == [
+        ("alert-e1", True, 2),
+        ("alert-e2", True, 3),
+        ("alert-e3", True, 4),
+    ]
+
+
+def seq(event_id: str, ts: int, matched: tuple[int, ...], group: str = "g1") -> WindowOp:
+    """A two-step sequence op: two events of step 0, then one of step 1."""
+    return op("sequence", event_id, ts, group=group, steps=(2, 1), matched=matched)
+
+
+async def test_sequence_fires_only_for_steps_in_order(state: WindowState) -> None:
+    wrong = [seq("s1", 0, (1,)), seq("f1", 10, (0,)), seq("f2", 20, (0,))]
+    assert fired(await apply_each(state, wrong)) == [False, False, False]
+    hits = await state.apply([seq("s2", 30, (1,))])
+    assert [(h.occurrences, h.first_seen_ms, [e for e, _ in h.events]) for h in hits] == [(3, 10, ["f1", "f2", "s2"])]
+
+
+async def test_sequence_needs_each_step_count_within_the_window(state: WindowState) -> None:
+    short = [seq("f1", 0, (0,), group="one"), seq("s1", 10, (1,), group="one")]
+    assert fired(await apply_each(state, short)) == [False, False]
+    stale = [seq("f1", 0, (0,), group="old"), seq("f2", 100, (0,), group="old"), seq("s1", 1_001, (1,), group="old")]
+    assert fired(await apply_each(state, stale)) == [False, False, False]
+    edge = [seq("f1", 1, (0,), group="edge"), seq("f2", 100, (0,), group="edge"), seq("s1", 1_001, (1,), group="edge")]
+    assert fired(await apply_each(state, edge)) == [False, False, True]
+
+
+async def test_sequence_next_step_starts_strictly_after_the_previous(state: WindowState) -> None:
+    ops = [seq("f1", 0, (0,)), seq("f2", 100, (0,)), seq("s1", 100, (1,)), seq("s2", 101, (1,))]
+    assert fired(await apply_each(state, ops)) == [False, False, False, True]
+
+
+async def test_sample_events_are_capped_oldest_first(state: WindowState) -> None:
+    payloads = [bytes([i, 0, 255]) + b"\n'\"{}" for i in range(30)]
+    ops = [
+        WindowOp("r1", "g\x00\n'", "threshold", f"e{i:02}", 1_000 + i, payloads[i], 60_000, 60_000, f"a{i}", count=25)
+        for i in range(30)
+    ]
+    hits = await state.apply(ops)
+    assert [h.occurrences for h in hits] == list(range(25, 31))
+    assert hits[0].events == [(f"e{i:02}", payloads[i]) for i in range(MAX_SAMPLE_EVENTS)]
+    assert hits[1].events == [("e25", payloads[25])]
+
+
+async def test_concurrent_replicas_open_exactly_one_alert_per_group(backend: Backend) -> None:
+    replicas = [await backend.state() for _ in range(4)]
+    # One timestamp per group, so every group fires on its third distinct event whatever the order.
+    ops = [op("threshold", f"g{g}-e{i}", g, group=f"user{g}", count=3) for g in range(200) for i in range(5)]
+    ops += ops[::7]  # redeliveries, possibly to another replica
+    random.Random(7).shuffle(ops)
+    batches = [ops[i : i + 50] for i in range(0, len(ops), 50)]
+
+    async def replica(index: int) -> list[tuple[Hit, WindowOp]]:
+        out: list[tuple[Hit, WindowOp]] = []
+        for batch in batches[index :: len(replicas)]:
+            out += [(hit, batch[hit.op_index]) for hit in await replicas[index].apply(batch)]
+            await asyncio.sleep(0)  # let the other replicas interleave
+        return out
+
+    results = [pair for part in await asyncio.gather(*(replica(i) for i in range(4))) for pair in part]
+    per_group: dict[str, list[tuple[bool, int]]] = {}
+    alert_ids: dict[str, set[str]] = {}
+    for hit, fired_op in results:
+        per_group.setdefault(fired_op.group_key, []).append((hit.new, hit.occurrences))
+        alert_ids.setdefault(fired_op.group_key, set()).add(hit.alert_id)
+    assert len(per_group) == 200
+    for group, group_hits in per_group.items():
+        assert sorted(group_hits) == [(False, 4), (False, 5), (True, 3)], group
+        assert len(alert_ids[group]) == 1
+
+
+async def test_unreachable_redis_raises_backend_unavailable() -> None:
+    async with RedisWindowState("redis://127.0.0.1:1/0", key_prefix="unused:") as state:
+        with pytest.raises(BackendUnavailable):
+            await state.ping()
+        with pytest.raises(BackendUnavailable):
+            await state.apply([op("match", "e1", 0)])
+
+
+async def test_redis_error_reply_raises_backend_error(redis_backend: Backend) -> None:
+    state = await redis_backend.state()
+    await state.ping()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    await client.set(f"{redis_backend.prefix}w:{window_key('r1', 'g1')}", b"not a sorted set")
+    await client.aclose()
+    with pytest.raises(BackendError):
+        await state.apply([op("match", "e1", 0)])
+
+
+async def test_redis_script_is_loaded_again_after_noscript(redis_backend: Backend) -> None:
+    state = await redis_backend.state()
+    assert isinstance(state, RedisWindowState)
+    script = state._script
+    assert script is not None
+    script.sha = "0" * 40  # as if the server had lost its script cache
+    assert len(await state.apply([op("match", "e1", 0)])) == 1
+
+
+@st.composite
+def op_batches(draw: st.DrawFn) -> list[list[WindowOp]]:
+    """Random batches over three rules (match, threshold, sequence) and two groups, with small
+    windows, repeated event ids (redelivery) and timestamps that go back as well as forward."""
+    windows = st.sampled_from([0, 5, 30])
+    suppressions = st.sampled_from([0, 10, 40])
+    steps = tuple(draw(st.lists(st.integers(1, 2), min_size=1, max_size=3)))
+    count = draw(st.integers(1, 4))
+    config = {kind: (draw(windows), draw(suppressions)) for kind in ("match", "threshold", "sequence")}
+    ops: list[WindowOp] = []
+    ts = 1_000
+    for _ in range(draw(st.integers(1, 60))):
+        kind: RuleKind = draw(st.sampled_from(["match", "threshold", "sequence"]))
+        window, suppress = config[kind]
+        ts = max(0, ts + draw(st.integers(-20, 15)))
+        matched: tuple[int, ...] = ()
+        if kind == "sequence":
+            picked = draw(st.sets(st.integers(0, len(steps) - 1), min_size=1))
+            matched = tuple(sorted(picked))
+        event_id = f"e{draw(st.integers(0, 40))}"
+        group = draw(st.sampled_from(["a", "b"]))
+        payload = f"p-{event_id}".encode()
+        rule_count = count if kind == "threshold" else 1
+        rule_steps = steps if kind == "sequence" else ()
+        alert = f"alert-{len(ops)}"
+        ops.append(
+            WindowOp(kind, group, kind, event_id, ts, payload, window, suppress, alert, rule_count, rule_steps, matched)
+        )
+    cuts = sorted(draw(st.sets(st.integers(1, len(ops)), max_size=6)) | {len(ops)})
+    return [ops[start:end] for start, end in zip([0, *cuts], cuts, strict=False) if end > start]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=op_batches())
+async def test_memory_and_redis_agree_on_random_batches(unique_name: str, batches: list[list[WindowOp]]) -> None:
+    require_server("redis")
+    prefix = f"{unique_name}:{random.getrandbits(32):x}:"
+    memory = MemoryWindowState()
+    async with RedisWindowState(REDIS_URL, key_prefix=prefix) as shared:
+        try:
+            for batch in batches:
+                assert await shared.apply(batch) == await memory.apply(batch)
+        finally:
+            client = aioredis.Redis.from_url(REDIS_URL)
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
