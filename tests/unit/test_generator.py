@@ -181,7 +181,8 @@ class SteppingClock:
     is fully controlled, whatever the real scheduling."""
 
     def __init__(self, step: float) -> None:
-        self.step, self.now, self.reads = step, 1000.0, []
+        self.step, self.now = step, 1000.0
+        self.reads: list[float] = []
 
     def __call__(self) -> float:
         self.now += self.step
