@@ -20,6 +20,7 @@ TOP_LEVEL_FIELDS = frozenset(Event.model_fields) - {"timestamp", "details"}
 MAX_WINDOW = timedelta(days=7)
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
+_ONE_MS = timedelta(milliseconds=1)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -93,7 +94,7 @@ def parse_duration(value: Any) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """The shortest exact spelling of a duration, e.g. `5m`, `90s`, `1500ms`."""
-    ms = int(value.total_seconds() * 1000)
+    ms = to_ms(value)
     if ms == 0:
         return "0s"
     for unit in ("d", "h", "m", "s"):
@@ -104,4 +105,5 @@ def format_duration(value: timedelta) -> str:
 
 
 def to_ms(value: timedelta) -> int:
-    return int(value.total_seconds() * 1000)
+    # integer division: total_seconds() * 1000 loses a millisecond to float rounding (1.001 s -> 1000)
+    return value // _ONE_MS

@@ -1,0 +1,280 @@
+"""The detector end to end over the in-memory window state: windows, groups, suppression, sequences."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from auditflow.backends.state import WindowState, create_state
+from auditflow.model import Event
+from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS
+from auditflow.rules import Detector, Rule, RuleSet
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+_rule = TypeAdapter[Rule](Rule)
+
+BURST: dict[str, Any] = {
+    "id": "failed-login-burst",
+    "name": "Failed login burst",
+    "description": "{occurrences} failures for {user_id} on {server_hostname}",
+    "kind": "threshold",
+    "severity": "ERROR",
+    "where": {"event_type": "user_login", "action_result": "FAILURE"},
+    "count": 3,
+    "window": "60s",
+    "group_by": ["user_id", "server_hostname"],
+    "suppress_for": "5m",
+}
+SEQUENCE: dict[str, Any] = {
+    "id": "login-after-burst",
+    "name": "Login after failures",
+    "kind": "sequence",
+    "severity": "CRITICAL",
+    "steps": [
+        {"where": {"event_type": "user_login", "action_result": "FAILURE"}, "count": 3},
+        {"where": {"event_type": "user_login", "action_result": "SUCCESS"}},
+    ],
+    "window": "5m",
+    "group_by": ["user_id", "server_hostname"],
+    "suppress_for": "15m",
+}
+SHADOW: dict[str, Any] = {
+    "id": "shadow",
+    "name": "Shadow touched",
+    "description": "{details.resource} changed by {user_id}{details.nothing}",
+    "kind": "match",
+    "severity": "CRITICAL",
+    "tags": ["files"],
+    "where": {"event_type": "file_modified", "details.resource": "/etc/shadow"},
+}
+
+
+def ruleset(*rules: dict[str, Any]) -> RuleSet:
+    return RuleSet.build([_rule.validate_python(rule) for rule in rules], version="test", source="test")
+
+
+def login(result: str, seconds: float, user: str = "alice", host: str = "web-1") -> Event:
+    return Event(
+        event_type="user_login",
+        action_result=result,
+        user_id=user,
+        server_hostname=host,
+        timestamp=T0 + timedelta(seconds=seconds),
+    )
+
+
+@pytest.fixture
+async def state() -> AsyncIterator[WindowState]:
+    async with create_state("memory://") as window_state:
+        yield window_state
+
+
+async def test_five_failures_in_a_second_across_batches_make_exactly_one_alert(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(BURST))
+    events = [login("FAILURE", i * 0.2) for i in range(5)]
+    results = [await detector.detect(batch) for batch in (events[:2], events[2:4], events[4:])]
+    assert [len(r) for r in results] == [0, 1, 1]
+    first, second = results[1][0], results[2][0]
+    assert first.new
+    assert not second.new
+    assert first.alert.alert_id == second.alert.alert_id
+    assert first.alert.occurrences == 4  # three opened it, the fourth joined in the same batch
+    assert second.alert.occurrences == 5
+    alert = first.alert
+    assert alert.group == {"user_id": "alice", "server_hostname": "web-1"}
+    assert (alert.user_id, alert.server_hostname) == ("alice", "web-1")
+    assert alert.description == "4 failures for alice on web-1"
+    assert alert.first_seen == events[0].timestamp
+    assert alert.last_seen == events[3].timestamp
+    assert alert.event_ids == [e.event_id for e in events[:4]]
+    assert alert.sample_events == events[:4]  # two of them parsed back from the state's payloads
+    assert (alert.rule_kind, alert.severity, alert.rule_name) == ("threshold", "ERROR", "Failed login burst")
+
+
+async def test_the_sliding_window_includes_its_left_edge(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(BURST))
+    assert await detector.process([login("FAILURE", 0), login("FAILURE", 30), login("FAILURE", 60.001)]) == []
+    alerts = await detector.process([login("FAILURE", 90)])  # 30, 60.001, 90 lie within 60 s
+    assert len(alerts) == 1
+    assert alerts[0].first_seen == T0 + timedelta(seconds=30)
+
+    other = Detector(state, lambda: ruleset(BURST))
+    edge = [login("FAILURE", s, user="bob") for s in (0, 30, 60)]  # exactly 60 s apart: inside
+    assert len(await other.process(edge)) == 1
+
+
+async def test_groups_are_isolated(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(BURST))
+    batch = [
+        login("FAILURE", s, user=user, host=host)
+        for s in (0, 1)
+        for user, host in (("alice", "web-1"), ("bob", "web-1"), ("alice", "web-2"))
+    ]
+    assert await detector.process(batch) == []
+    alerts = await detector.process([login("FAILURE", 2, user="alice", host="web-2")])
+    assert [(a.user_id, a.server_hostname, a.occurrences) for a in alerts] == [("alice", "web-2", 3)]
+
+
+async def test_suppression_folds_repeats_then_expires(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(BURST))
+    [opened] = await detector.detect([login("FAILURE", s) for s in (0, 1, 2)])
+    [repeat] = await detector.detect([login("FAILURE", 40)])
+    assert not repeat.new
+    assert repeat.alert.alert_id == opened.alert.alert_id
+    assert repeat.alert.occurrences == 4
+    assert repeat.alert.first_seen == opened.alert.first_seen
+    later = [login("FAILURE", 400 + s) for s in (0, 1, 2)]  # > 5 min after the last hit
+    [fresh] = await detector.detect(later)
+    assert fresh.new
+    assert fresh.alert.alert_id != opened.alert.alert_id
+
+
+async def test_suppress_for_zero_opens_an_alert_per_hit(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(SHADOW | {"suppress_for": 0}))
+    touch = [
+        Event(event_type="file_modified", details={"resource": "/etc/shadow"}, timestamp=T0 + timedelta(seconds=i))
+        for i in range(3)
+    ]
+    alerts = await detector.process(touch)
+    assert len({alert.alert_id for alert in alerts}) == 3
+
+
+async def test_match_rule_alert_fields_come_from_the_event(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(SHADOW))
+    shadow = Event(
+        event_type="file_modified", user_id="mallory", server_hostname="db-1", details={"resource": "/etc/shadow"}
+    )
+    notes = Event(event_type="file_modified", user_id="mallory", details={"resource": "/tmp/notes.txt"})
+    [alert] = await detector.process([shadow, notes])
+    assert (alert.user_id, alert.server_hostname, alert.group) == ("mallory", "db-1", {})
+    assert alert.description == "/etc/shadow changed by mallory"
+    assert alert.tags == ["files"]
+    assert alert.event_ids == [shadow.event_id]
+    assert await detector.process([notes]) == []
+
+
+async def test_redelivered_events_create_nothing(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(BURST, SHADOW))
+    batch = [login("FAILURE", s) for s in (0, 1, 2)]
+    batch.append(Event(event_type="file_modified", details={"resource": "/etc/shadow"}))
+    assert len(await detector.process(batch)) == 2
+    assert await detector.process(batch) == []
+
+
+async def test_hits_of_one_alert_in_a_batch_coalesce_with_capped_evidence(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(SHADOW))
+    touches = [
+        Event(event_type="file_modified", details={"resource": "/etc/shadow"}, timestamp=T0 + timedelta(seconds=i))
+        for i in range(150)
+    ]
+    [alert] = await detector.process(touches)
+    assert alert.occurrences == 150
+    assert alert.event_ids == [e.event_id for e in touches[:MAX_ALERT_EVENT_IDS]]
+    assert len(alert.sample_events) == MAX_SAMPLE_EVENTS
+    assert (alert.first_seen, alert.last_seen) == (touches[0].timestamp, touches[-1].timestamp)
+
+
+async def test_sequence_fires_only_in_order(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(SEQUENCE))
+    out_of_order = [login("SUCCESS", 0, user="bob"), *(login("FAILURE", s, user="bob") for s in (1, 2, 3))]
+    assert await detector.process(out_of_order) == []
+    too_few = [login("FAILURE", s, user="carol") for s in (0, 1)] + [login("SUCCESS", 2, user="carol")]
+    assert await detector.process(too_few) == []
+    in_order = [login("FAILURE", s) for s in (0, 1, 2)] + [login("SUCCESS", 3)]
+    [alert] = await detector.process(in_order)
+    assert alert.rule_kind == "sequence"
+    assert alert.occurrences == 4
+    assert alert.event_ids == [e.event_id for e in in_order]
+    too_late = [login("FAILURE", s, user="dave") for s in (0, 1, 2)] + [login("SUCCESS", 400, user="dave")]
+    assert await detector.process(too_late) == []
+
+
+async def test_rules_are_read_per_batch_and_disabled_rules_are_skipped(state: WindowState) -> None:
+    current = {"rules": ruleset(SHADOW | {"enabled": False})}
+    detector = Detector(state, lambda: current["rules"])
+    touch = Event(event_type="file_modified", details={"resource": "/etc/shadow"})
+    assert await detector.process([touch]) == []
+    current["rules"] = ruleset(SHADOW)
+    assert len(await detector.process([Event(event_type="file_modified", details={"resource": "/etc/shadow"})])) == 1
+
+
+async def test_unpinned_rules_see_every_event_type(state: WindowState) -> None:
+    root = {"id": "root", "name": "Root", "kind": "match", "severity": "INFO", "where": {"user_id": "root"}}
+    detector = Detector(state, lambda: ruleset(root, SHADOW))
+    alerts = await detector.process([Event(event_type="anything", user_id="root")])
+    assert [a.rule_id for a in alerts] == ["root"]
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+GROUPS: list[tuple[str | None, str | None]] = [("alice", "web-1"), ("alice", "web-2"), ("bob", "web-1")]
+
+
+def expected_new_alerts(times_by_group: dict[int, list[int]], count: int, window: int, suppress: int) -> Counter[int]:
+    """A direct model of threshold + suppression for events arriving in time order."""
+    opened: Counter[int] = Counter()
+    for group, times in times_by_group.items():
+        last_hit: int | None = None
+        for i, ts in enumerate(times):
+            if sum(1 for t in times[: i + 1] if t >= ts - window) < count:
+                continue
+            if last_hit is None or ts - last_hit >= suppress:
+                opened[group] += 1
+            last_hit = ts
+    return opened
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, len(GROUPS) - 1), st.integers(0, 45_000)), max_size=40),
+    st.integers(1, 15),
+)
+def test_alerts_open_exactly_for_groups_with_three_failures_in_a_minute(
+    steps: list[tuple[int, int]], batch_size: int
+) -> None:
+    events: list[Event] = []
+    times: dict[int, list[int]] = {}
+    now = 0
+    for group, gap in steps:
+        now += gap
+        user, host = GROUPS[group]
+        events.append(login("FAILURE", now / 1000, user=str(user), host=str(host)))
+        times.setdefault(group, []).append(now)
+
+    async def run() -> Counter[int]:
+        opened: Counter[int] = Counter()
+        async with create_state("memory://") as window_state:
+            detector = Detector(window_state, lambda: ruleset(BURST))
+            for start in range(0, len(events), batch_size):
+                for detected in await detector.detect(events[start : start + batch_size]):
+                    if detected.new:
+                        group = (detected.alert.user_id, detected.alert.server_hostname)
+                        opened[GROUPS.index(group)] += 1
+        return opened
+
+    assert asyncio.run(run()) == expected_new_alerts(times, count=3, window=60_000, suppress=300_000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["FAILURE", "SUCCESS"]), max_size=12), st.integers(1, 6))
+def test_sequence_fires_once_iff_a_success_follows_three_failures(results: list[str], batch_size: int) -> None:
+    events = [login(result, i) for i, result in enumerate(results)]
+
+    async def run() -> int:
+        async with create_state("memory://") as window_state:
+            detector = Detector(window_state, lambda: ruleset(SEQUENCE))
+            new = 0
+            for start in range(0, len(events), batch_size):
+                new += sum(d.new for d in await detector.detect(events[start : start + batch_size]))
+            return new
+
+    fires = any(r == "SUCCESS" and results[:i].count("FAILURE") >= 3 for i, r in enumerate(results))
+    assert asyncio.run(run()) == int(fires)
