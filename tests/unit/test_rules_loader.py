@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -171,3 +172,19 @@ def test_the_index_skips_rules_pinned_to_other_event_types(tmp_path: Path) -> No
     assert [rule.id for rule in ruleset.for_event_type("file_modified")] == ["any"]
     assert [info.id for info in ruleset.infos()] == ["login", "any", "disabled"]
     assert ruleset.infos()[0].window_seconds is None
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+
+
+def test_the_rule_examples_in_the_reference_are_valid(tmp_path: Path) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+    assert len(blocks) >= 5
+    problems: list[str] = []
+    for index, block in enumerate(blocks):
+        if not block.startswith(("rules:", "- ")):  # a fragment of one rule: complete it
+            head = "- id: example\n  name: Example\n  kind: match\n  severity: INFO\n"
+            tail = "" if block.startswith("where:") else "  where: {user_id: x}\n"
+            block = head + textwrap.indent(block, "  ") + tail
+        problems += check_files([write(tmp_path / f"example{index}.yaml", block)])
+    assert problems == []
