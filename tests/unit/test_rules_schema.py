@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from auditflow.model import Event
+from auditflow.model import Event, Severity
 from auditflow.rules.conditions import ConditionError, compile_where
-from auditflow.rules.fields import format_duration, make_getter, parse_duration
+from auditflow.rules.fields import format_duration, group_value, make_getter, parse_duration
 from auditflow.rules.schema import MatchRule, SequenceRule, ThresholdRule
 from auditflow.rules.template import parse_template
 
@@ -213,3 +213,20 @@ def test_template_renders_paths_without_evaluating_them() -> None:
 def test_unsafe_or_unknown_placeholders_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="template"):
         parse_template(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, None),
+        ("web-1", "web-1"),
+        (Severity.ERROR, "ERROR"),
+        (True, "true"),
+        (22, "22"),
+        (1.5, "1.5"),
+        (["b", "a"], '["b","a"]'),
+        ({"b": 1, "a": 2}, '{"a":2,"b":1}'),
+    ],
+)
+def test_group_values_are_stable_strings(value: object, text: str | None) -> None:
+    assert group_value(value) == text

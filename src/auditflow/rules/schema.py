@@ -147,7 +147,7 @@ class SequenceRule(_RuleBase):
         return frozenset().union(*(types for types in pinned if types is not None))
 
 
-Rule = MatchRule | ThresholdRule | SequenceRule
+Rule = Annotated[MatchRule | ThresholdRule | SequenceRule, Field(discriminator="kind")]
 RULE_KINDS: dict[str, type[MatchRule] | type[ThresholdRule] | type[SequenceRule]] = {
     "match": MatchRule,
     "threshold": ThresholdRule,
