@@ -1,0 +1,99 @@
+"""What both brokers share around a consumed batch: the dead-letter header names, the poison
+rule, and calling the handler while holding the batch through a dependency outage."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from auditflow.backends.broker.base import Delivery, MessageHandler
+from auditflow.errors import BackendUnavailable
+
+log = logging.getLogger("auditflow.broker")
+
+# Headers of a dead-lettered message, identical on every backend so that tooling reading the
+# dead-letter queue does not care where the message came from.
+REASON_HEADER = "x-auditflow-reason"
+QUEUE_HEADER = "x-auditflow-queue"
+# Deliveries so far, carried by republished messages where the broker does not count (classic queues).
+COUNT_HEADER = "x-auditflow-delivery-count"
+POISON_REASON = "delivery limit reached"
+
+RETRY_INITIAL_S = 0.1
+RETRY_MAX_S = 5.0
+
+
+class Outcome(enum.Enum):
+    """How a call of the handler ended."""
+
+    HANDLED = "handled"  # returned: ack everything, dead-letter what it marked
+    FAILED = "failed"  # raised: return the batch (or dead-letter the poison in it)
+    STOPPED = "stopped"  # a dependency stayed down until the consumer was stopped: return the batch
+
+
+def dead_letter_headers(headers: Mapping[str, Any], reason: str, queue: str) -> dict[str, Any]:
+    """The original headers plus why and where from; the delivery counter is dropped because
+    the message leaves its queue for good."""
+    result = {key: value for key, value in headers.items() if key != COUNT_HEADER}
+    result[REASON_HEADER] = reason
+    result[QUEUE_HEADER] = queue
+    return result
+
+
+def split_poison(batch: Sequence[Delivery], max_deliveries: int) -> list[Delivery]:
+    """The deliveries to hand to the handler. A message already delivered more than
+    `max_deliveries` times (after a crash, or a stop while it was held) is marked for the
+    dead-letter queue instead of reaching the handler again."""
+    live: list[Delivery] = []
+    for delivery in batch:
+        if delivery.delivery_count > max_deliveries:
+            delivery.dead_letter(POISON_REASON)
+        else:
+            live.append(delivery)
+    return live
+
+
+def mark_failed(batch: Sequence[Delivery], max_deliveries: int) -> list[Delivery]:
+    """After the handler raised: mark the deliveries that used up their deliveries as poison and
+    return the ones to put back in the queue."""
+    requeue: list[Delivery] = []
+    for delivery in batch:
+        if delivery.delivery_count >= max_deliveries:
+            delivery.dead_letter(POISON_REASON)
+        else:
+            delivery.dead_letter_reason = None
+            requeue.append(delivery)
+    return requeue
+
+
+async def run_handler(handler: MessageHandler, batch: Sequence[Delivery], stopping: asyncio.Event) -> Outcome:
+    """Call the handler once, or again and again while it raises BackendUnavailable.
+
+    A dependency that is down says nothing about the messages, so the batch is held (unacked,
+    which also stops the flow through prefetch) and retried with capped exponential backoff and
+    jitter instead of being returned and counted toward the poison limit. A stop ends the wait.
+    """
+    delay = RETRY_INITIAL_S
+    while True:
+        for delivery in batch:
+            delivery.dead_letter_reason = None  # a failed attempt's marks do not carry over
+        try:
+            await handler(batch)
+        except BackendUnavailable as exc:
+            if stopping.is_set():
+                return Outcome.STOPPED
+            log.warning("handler dependency unavailable, holding %d messages: %s", len(batch), exc)
+            try:
+                await asyncio.wait_for(stopping.wait(), delay * random.uniform(0.5, 1.0))  # noqa: S311
+            except TimeoutError:
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            return Outcome.STOPPED
+        except Exception:
+            log.exception("handler failed on a batch of %d messages", len(batch))
+            return Outcome.FAILED
+        return Outcome.HANDLED

@@ -1,0 +1,268 @@
+"""The in-process broker of the embedded mode (`memory://`): bounded asyncio queues with the same
+batching, redelivery and dead-letter semantics as RabbitMQ, and no server.
+
+Every MemoryBroker of one process with the same URL shares its queues, because each embedded
+service opens its own broker. A message returned after a failed batch goes back to the *head*
+of its queue, in its original order, like a requeued message on a RabbitMQ classic queue.
+Publishing waits while a queue is full (backpressure); only the dead-letter queue, which nobody
+may be reading in embedded mode, drops its oldest messages instead of blocking the consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from auditflow.backends.broker.base import Broker, Delivery, MessageHandler
+from auditflow.backends.broker.batching import (
+    Outcome,
+    dead_letter_headers,
+    mark_failed,
+    run_handler,
+    split_poison,
+)
+
+log = logging.getLogger("auditflow.broker.memory")
+
+DEFAULT_MAX_LENGTH = 100_000
+
+
+@dataclass(slots=True)
+class _Message:
+    body: bytes
+    headers: Mapping[str, Any]
+    delivery_count: int = 1
+
+
+class _Queue:
+    """A deque plus the futures of whoever waits for messages (consumers) or space (publishers)."""
+
+    def __init__(self, max_length: int, *, drop_oldest: bool = False) -> None:
+        self.max_length = max_length
+        self.drop_oldest = drop_oldest
+        self.ready: deque[_Message] = deque()
+        self.getters: list[asyncio.Future[None]] = []
+        self.putters: list[asyncio.Future[None]] = []
+        self.collecting = 0  # taken by consumers filling a batch, not yet in a handler
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            _resolve(waiter)
+        waiters.clear()
+
+    async def put(self, messages: Sequence[_Message]) -> None:
+        start = 0
+        while start < len(messages):
+            space = self.max_length - len(self.ready)
+            if self.drop_oldest:
+                overflow = len(messages) - start - space
+                for _ in range(max(overflow, 0)):
+                    self.ready.popleft()
+                if overflow > 0:
+                    log.warning("dead-letter queue full: dropped its %d oldest messages", overflow)
+                space = len(messages) - start
+            if space <= 0:
+                waiter = asyncio.get_running_loop().create_future()
+                self.putters.append(waiter)
+                await waiter
+                continue
+            self.ready.extend(messages[start : start + space])
+            start += space
+            self._wake(self.getters)
+
+    def take(self, count: int) -> list[_Message]:
+        ready = self.ready
+        taken = [ready.popleft() for _ in range(min(count, len(ready)))]
+        if taken:
+            self._wake(self.putters)
+        return taken
+
+    def return_to_head(self, messages: Sequence[_Message]) -> None:
+        # Past max_length on purpose: these messages were already admitted once.
+        self.ready.extendleft(reversed(messages))
+        self._wake(self.getters)
+
+
+class _Hub:
+    def __init__(self) -> None:
+        self.queues: dict[str, _Queue] = {}
+        self.users = 0
+
+
+# Per event loop, so that a loop's futures never outlive it (each test runs its own loop).
+_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Hub]] = weakref.WeakKeyDictionary()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Consumer:
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.stopping = asyncio.Event()
+        self.done = asyncio.Event()
+        self.task = asyncio.current_task()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class MemoryBroker(Broker):
+    """In-process queues; see the module docstring for the choices the contract leaves open."""
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        max_deliveries: int = 5,
+        dead_letter_queue: str = "audit_dead_letter",
+        max_queue_length: int = DEFAULT_MAX_LENGTH,
+    ) -> None:
+        super().__init__(url, max_deliveries=max_deliveries, dead_letter_queue=dead_letter_queue)
+        self.max_queue_length = max_queue_length
+        self._hub: _Hub | None = None
+        self._consumers: set[_Consumer] = set()
+
+    async def start(self) -> None:
+        if self._hub is None:
+            hubs = _HUBS.setdefault(asyncio.get_running_loop(), {})
+            self._hub = hubs.setdefault(self.url, _Hub())
+            self._hub.users += 1
+
+    async def aclose(self) -> None:
+        await self.stop_consuming()
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            hub.users -= 1
+            hubs = _HUBS.get(asyncio.get_running_loop(), {})
+            if hub.users == 0 and hubs.get(self.url) is hub:
+                del hubs[self.url]
+
+    def _queue(self, name: str) -> _Queue:
+        if self._hub is None:
+            raise RuntimeError("MemoryBroker used before start()")
+        queue = self._hub.queues.get(name)
+        if queue is None:
+            queue = _Queue(self.max_queue_length, drop_oldest=name == self.dead_letter_queue)
+            self._hub.queues[name] = queue
+        return queue
+
+    async def declare(self, queue: str) -> None:
+        self._queue(queue)
+
+    async def publish(self, queue: str, bodies: Sequence[bytes], headers: Mapping[str, Any] | None = None) -> None:
+        shared = dict(headers) if headers else {}
+        await self._queue(queue).put([_Message(body, shared) for body in bodies])
+
+    async def consume(
+        self,
+        queue: str,
+        handler: MessageHandler,
+        *,
+        prefetch: int = 200,
+        batch_size: int = 100,
+        linger_ms: int = 10,
+    ) -> None:
+        source = self._queue(queue)
+        consumer = _Consumer(queue)
+        self._consumers.add(consumer)
+        try:
+            while not consumer.stopping.is_set():
+                messages = await self._collect(source, consumer, batch_size, linger_ms / 1000)
+                if messages:
+                    await self._process(queue, source, messages, handler, consumer)
+                # A full queue and a handler that never awaits would otherwise starve every
+                # other task of the process (the API, the publishers, a stop request).
+                await asyncio.sleep(0)
+        finally:
+            self._consumers.discard(consumer)
+            consumer.done.set()
+
+    async def _collect(self, source: _Queue, consumer: _Consumer, size: int, linger: float) -> list[_Message]:
+        loop = asyncio.get_running_loop()
+        batch: list[_Message] = []
+        deadline: float | None = None
+        while not consumer.stopping.is_set():
+            batch.extend(source.take(size - len(batch)))
+            if len(batch) >= size:
+                break
+            if batch and deadline is None:
+                deadline = loop.time() + linger
+            if deadline is not None and loop.time() >= deadline:
+                break
+            consumer.waiter = waiter = loop.create_future()
+            source.getters.append(waiter)
+            timer = loop.call_later(deadline - loop.time(), _resolve, waiter) if deadline is not None else None
+            source.collecting += len(batch)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                source.return_to_head(batch)  # taken but never handled: not a delivery
+                raise
+            finally:
+                source.collecting -= len(batch)
+                consumer.waiter = None
+                if timer is not None:
+                    timer.cancel()
+        if consumer.stopping.is_set() and batch:
+            source.return_to_head(batch)  # taken but never handled: not a delivery
+            return []
+        return batch
+
+    async def _process(
+        self, queue: str, source: _Queue, messages: list[_Message], handler: MessageHandler, consumer: _Consumer
+    ) -> None:
+        batch = [Delivery(m.body, m.headers, m.delivery_count, tag=m) for m in messages]
+        live = split_poison(batch, self.max_deliveries)
+        outcome = Outcome.HANDLED
+        try:
+            if live:
+                outcome = await run_handler(handler, live, consumer.stopping)
+        except asyncio.CancelledError:
+            self._return(source, batch)
+            raise
+        if outcome is Outcome.FAILED:
+            self._return(source, mark_failed(live, self.max_deliveries))
+        elif outcome is Outcome.STOPPED:
+            self._return(source, live)
+        dead = [d for d in batch if d.dead_letter_reason is not None]
+        if dead:
+            await self._queue(self.dead_letter_queue).put(
+                [_Message(d.body, dead_letter_headers(d.headers, d.dead_letter_reason or "", queue)) for d in dead]
+            )
+
+    @staticmethod
+    def _return(source: _Queue, deliveries: Sequence[Delivery]) -> None:
+        returned: list[_Message] = []
+        for delivery in deliveries:
+            message: _Message = delivery.tag
+            message.delivery_count += 1
+            returned.append(message)
+        source.return_to_head(returned)
+
+    async def stop_consuming(self, queue: str | None = None) -> None:
+        consumers = [c for c in self._consumers if queue is None or c.queue == queue]
+        for consumer in consumers:
+            consumer.stop()
+        current = asyncio.current_task()
+        # A handler may stop its own consumer (store down): it must not wait for itself.
+        await asyncio.gather(*(c.done.wait() for c in consumers if c.task is not current))
+
+    async def queue_depth(self, queue: str) -> int:
+        # A batch still lingering for more messages counts as waiting: a drain must not stop there.
+        source = self._queue(queue)
+        return len(source.ready) + source.collecting
+
+    async def ping(self) -> None:
+        return None
