@@ -1,0 +1,152 @@
+"""Fixtures for the deployment checks: the pinned tools of `.venv-tools`, the Kustomize overlays rendered
+once per session (from a copy of deploy/ with freshly generated secrets), and the one table of what the
+CLI serves that manifests and compose are compared with."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import IN_CI
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_BIN = Path(os.environ.get("AUDITFLOW_TOOLS_VENV", REPO / ".venv-tools")) / "bin"
+GEN_SECRETS = REPO / "scripts" / "gen-secrets"
+K8S = REPO / "deploy" / "k8s"
+
+# Schemas of the oldest and the newest Kubernetes minor we support; both ship in kubernetes-validate.
+KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
+
+
+@dataclass(frozen=True)
+class Service:
+    """What `auditflow serve <name>` listens on and answers: the single source the manifests must match."""
+
+    name: str
+    port: int
+    liveness: str = "/healthz"
+    readiness: str = "/readyz"
+    metrics: str = "/metrics"
+
+    @property
+    def args(self) -> list[str]:
+        return ["serve", self.name, "--host", "0.0.0.0", "--port", str(self.port)]
+
+
+SERVICES = {
+    s.name: s
+    for s in (
+        Service("generator", 5000),
+        Service("analysis", 5001),
+        Service("notification", 8000),
+        Service("dashboard", 8080),
+    )
+}
+MIGRATE_ARGS = ["migrate"]
+
+# Overlays rendered for the checks; "prod-metallb" is prod with the optional MetalLB component.
+OVERLAYS = ("dev", "prod", "prod-metallb")
+_METALLB_OVERLAY = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../prod
+components:
+  - ../../components/metallb
+"""
+
+
+def tool(name: str) -> Path:
+    """A pinned tool from .venv-tools: skipped locally when missing, a failure under CI=true."""
+    path = TOOLS_BIN / name
+    if path.exists():
+        return path
+    message = f"{path} is missing: run ./scripts/install-tools"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run(args: list[str | Path], *, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, args))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def generate_secrets(target: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, GEN_SECRETS, target, *args], check=False)
+
+
+@pytest.fixture(scope="session")
+def deploy_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """deploy/ copied aside, each overlay with generated credentials, plus the MetalLB test overlay."""
+    root = tmp_path_factory.mktemp("deploy") / "deploy"
+    shutil.copytree(REPO / "deploy", root, ignore=shutil.ignore_patterns("secrets.env"))
+    for overlay in ("dev", "prod"):
+        result = generate_secrets("k8s", root / "k8s" / "overlays" / overlay)
+        assert result.returncode == 0, result.stderr
+    metallb = root / "k8s" / "overlays" / "prod-metallb"
+    metallb.mkdir()
+    (metallb / "kustomization.yaml").write_text(_METALLB_OVERLAY, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def rendered_files(deploy_copy: Path) -> dict[str, Path]:
+    """`kubectl kustomize` output of every overlay, one multi-document file each."""
+    kubectl = tool("kubectl")
+    out = deploy_copy.parent / "rendered"
+    out.mkdir()
+    files = {}
+    for overlay in OVERLAYS:
+        result = run([kubectl, "kustomize", deploy_copy / "k8s" / "overlays" / overlay])
+        files[overlay] = out / f"{overlay}.yaml"
+        files[overlay].write_text(result.stdout, encoding="utf-8")
+    return files
+
+
+@pytest.fixture(scope="session")
+def rendered(rendered_files: dict[str, Path]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        overlay: [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+        for overlay, path in rendered_files.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def secrets_env(deploy_copy: Path) -> dict[str, str]:
+    """The generated credentials of the prod overlay, as the Secret holds them."""
+    return read_env_file(deploy_copy / "k8s" / "overlays" / "prod" / "secrets.env")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value.strip("'")
+    return values
+
+
+def of_kind(docs: list[dict[str, Any]], *kinds: str) -> Iterator[dict[str, Any]]:
+    return (doc for doc in docs if doc["kind"] in kinds)
+
+
+def workloads(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    return of_kind(docs, "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+
+
+def app_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The AuditFlow container of one of our Deployments (named after the Deployment)."""
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == deployment["metadata"]["name"])
