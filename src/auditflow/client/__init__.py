@@ -1,0 +1,1 @@
+"""Clients of a running AuditFlow instance, used by the command line (`auditflow send`)."""
