@@ -1,0 +1,1 @@
+"""The pipeline's services: generator, analysis, notification and the dashboard."""

@@ -1,0 +1,119 @@
+"""The dashboard as a FastAPI sub-application: mounted at `/` by `auditflow run`, or served alone by
+`auditflow serve dashboard` over the notification API."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from auditflow.config import Settings
+from auditflow.errors import BackendError, BackendUnavailable, NotFound
+from auditflow.services.dashboard.auth import LoginThrottle, SessionCodec
+from auditflow.services.dashboard.context import Dashboard, create_templates, render
+from auditflow.services.dashboard.gate import DashboardGate
+from auditflow.services.dashboard.routes import alerts, login, pages, stream
+from auditflow.services.dashboard.source import AlertSource
+from auditflow.services.dashboard.users import UserDirectory, ensure_dashboard_users, session_secret
+
+log = logging.getLogger(__name__)
+
+ERROR_TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    422: "Bad request",
+    502: "Unexpected answer",
+    503: "Temporarily unavailable",
+}
+
+
+def _error_page(request: Request, status_code: int, message: str) -> Response:
+    title = ERROR_TITLES.get(status_code, "Error")
+    return render(
+        request, "error.html", status_code=status_code, title=title, status_code_=status_code, message=message
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if exc.status_code in (400, 403) else "There is no page at this address."
+    if exc.status_code == 405:
+        message = "This address does not accept that kind of request."
+    return _error_page(request, exc.status_code, str(message))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 400, "The request was malformed. Go back and try again.")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 404, "That alert does not exist, or it was removed.")
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("dashboard: alert source unavailable: %s", exc)
+    return _error_page(
+        request, 503, "The alert store cannot be reached right now. This page retries when you reload it."
+    )
+
+
+async def _backend_error(request: Request, exc: Exception) -> Response:
+    log.error("dashboard: alert source error: %s", exc)
+    return _error_page(request, 502, "The alert service gave an unexpected answer. The details are in the server log.")
+
+
+def static_directory() -> Path:
+    return Path(str(files("auditflow.services.dashboard") / "static"))
+
+
+def build_dashboard(
+    settings: Settings,
+    source: AlertSource,
+    *,
+    users: UserDirectory | None = None,
+    poll_interval: float = 2.0,
+    stream_lifetime: float = 600.0,
+) -> FastAPI:
+    """The dashboard application over `source`.
+
+    Pass `users` from `ensure_dashboard_users(settings)` when the caller shows a generated admin
+    password; without it the users are loaded here (and a password generated now is not shown).
+    Call `app.state.dashboard.close_streams()` when shutting down so that open live streams end.
+    """
+    if users is None:
+        users, password = ensure_dashboard_users(settings)
+        if password is not None:
+            log.warning(
+                "dashboard: an admin account was generated but its password was not shown; "
+                "delete the dashboard-users file in the data directory and start with `auditflow run`"
+            )
+    app = FastAPI(title="AuditFlow dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    dashboard = Dashboard(
+        settings=settings,
+        source=source,
+        users=users,
+        sessions=SessionCodec(session_secret(settings)),
+        throttle=LoginThrottle(),
+        templates=create_templates(),
+        poll_interval=poll_interval,
+        stream_lifetime=stream_lifetime,
+    )
+    app.state.dashboard = dashboard
+    for router in (login.router, pages.router, alerts.router, stream.router):
+        app.include_router(router, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=static_directory()), name="static")
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(BackendUnavailable, _unavailable)
+    app.add_exception_handler(BackendError, _backend_error)
+    app.add_middleware(DashboardGate, dashboard=dashboard)
+    return app

@@ -1,0 +1,202 @@
+"""Where the dashboard reads alerts from: one interface, served by the store itself in embedded mode
+and by the notification API over HTTP in distributed mode."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from auditflow.backends.store.base import AlertStore
+from auditflow.errors import BackendError, BackendUnavailable, NotFound
+from auditflow.model.alert import AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
+from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
+from auditflow.model.timeutil import format_utc, utcnow
+
+ACTOR_HEADER = "X-AuditFlow-Actor"
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class AlertSource(abc.ABC):
+    """Everything the dashboard reads and the one thing it changes (an alert's status and notes)."""
+
+    @abc.abstractmethod
+    async def list_alerts(self, query: AlertQuery) -> AlertPage: ...
+
+    @abc.abstractmethod
+    async def get_alert(self, alert_id: UUID) -> AlertDetail:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats: ...
+
+    @abc.abstractmethod
+    async def rules(self) -> RulesStatus: ...
+
+    @abc.abstractmethod
+    async def readiness(self) -> Readiness: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most sources own no connection
+        """Release connections the source opened itself."""
+
+
+class LocalAlertSource(AlertSource):
+    """Embedded mode: the store, the rule engine and the readiness checks of this very process."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        rules: Callable[[], RulesStatus],
+        readiness: Callable[[], Awaitable[Readiness]],
+    ) -> None:
+        self._store = store
+        self._rules = rules
+        self._readiness = readiness
+
+    async def list_alerts(self, query: AlertQuery) -> AlertPage:
+        return await self._store.list_alerts(query)
+
+    async def get_alert(self, alert_id: UUID) -> AlertDetail:
+        return await self._store.get_alert(alert_id)
+
+    async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
+        return await self._store.update_alert(alert_id, update, actor)
+
+    async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
+        return await self._store.stats(since, until, bucket_seconds)
+
+    async def rules(self) -> RulesStatus:
+        return self._rules()
+
+    async def readiness(self) -> Readiness:
+        return await self._readiness()
+
+
+def _query_params(query: AlertQuery) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = [("severity", str(s)) for s in query.severity or ()]
+    params += [("status", str(s)) for s in query.status or ()]
+    for name in ("rule_id", "user_id", "server_hostname", "cursor"):
+        value = getattr(query, name)
+        if value is not None:
+            params.append((name, value))
+    for name in ("since", "until"):
+        moment = getattr(query, name)
+        if moment is not None:
+            params.append((name, format_utc(moment)))
+    if query.text:
+        params.append(("q", query.text))
+    params.append(("limit", str(query.limit)))
+    return params
+
+
+class HttpAlertSource(AlertSource):
+    """Distributed mode: the notification service's REST API, with the dashboard's own API token.
+
+    The signed-in dashboard user travels in `X-AuditFlow-Actor`, which the API records as the actor
+    of a change when the token is trusted to speak for others.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        readiness_urls: Sequence[str] = (),
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        own = f"{self._base}/readyz"
+        self._readiness_urls = [own, *(u for u in readiness_urls if u.rstrip("/") != own)]
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "auditflow-dashboard"},
+        )
+        self._auth = {"Authorization": f"Bearer {token}"}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, model: type[_M], **kwargs: Any) -> _M:
+        headers = {**self._auth, **kwargs.pop("headers", {})}
+        try:
+            response = await self._client.request(method, f"{self._base}{path}", headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"notification API unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise NotFound(path)
+        if response.status_code in (401, 403):
+            raise BackendError(f"the notification API refused the dashboard's token ({response.status_code})")
+        if response.status_code >= 500:
+            raise BackendUnavailable(f"notification API answered {response.status_code}")
+        if response.status_code >= 400:
+            raise BackendError(f"notification API answered {response.status_code}: {response.text[:300]}")
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise BackendError(f"unexpected answer from the notification API for {path}") from exc
+
+    async def list_alerts(self, query: AlertQuery) -> AlertPage:
+        return await self._request("GET", "/api/v1/alerts", AlertPage, params=_query_params(query))
+
+    async def get_alert(self, alert_id: UUID) -> AlertDetail:
+        return await self._request("GET", f"/api/v1/alerts/{alert_id}", AlertDetail)
+
+    async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
+        return await self._request(
+            "PATCH",
+            f"/api/v1/alerts/{alert_id}",
+            AlertDetail,
+            content=update.model_dump_json(exclude_none=True),
+            headers={"Content-Type": "application/json", ACTOR_HEADER: actor},
+        )
+
+    async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
+        params = {"bucket_seconds": str(bucket_seconds)}
+        if since is not None:
+            params["since"] = format_utc(since)
+        if until is not None:
+            params["until"] = format_utc(until)
+        return await self._request("GET", "/api/v1/alerts/stats", AlertStats, params=params)
+
+    async def rules(self) -> RulesStatus:
+        return await self._request("GET", "/api/v1/rules", RulesStatus)
+
+    async def _one_readiness(self, url: str) -> Readiness:
+        name = urlsplit(url).netloc or url
+        try:
+            response = await self._client.get(url)
+            if response.status_code not in (200, 503):
+                raise BackendError(f"answered {response.status_code}")
+            return Readiness.model_validate_json(response.content)
+        except (httpx.TransportError, BackendError, ValidationError) as exc:
+            reason = "unreachable" if isinstance(exc, httpx.TransportError) else "unexpected answer"
+            down = DependencyStatus(
+                name=name, status="down", critical=True, detail=url, last_error=reason, last_change=utcnow()
+            )
+            return Readiness(status="not_ready", service=name, dependencies=[down])
+
+    async def readiness(self) -> Readiness:
+        """The readiness of the notification API, merged with every other configured service's."""
+        reports = [await self._one_readiness(url) for url in self._readiness_urls]
+        if len(reports) == 1:
+            return reports[0]
+        order = ["ready", "degraded", "not_ready"]
+        worst = max((r.status for r in reports), key=order.index)
+        dependencies = [
+            dep.model_copy(update={"name": f"{report.service}: {dep.name}"})
+            for report in reports
+            for dep in report.dependencies
+        ]
+        return Readiness(status=worst, service="dashboard", dependencies=dependencies)
