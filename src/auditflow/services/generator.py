@@ -27,6 +27,9 @@ from auditflow.services.scenarios import BENIGN, MEAN_SCENARIO_LENGTH, SCENARIOS
 logger = logging.getLogger("auditflow.generator")
 
 BENIGN_LABEL = "benign"
+# After a stall (slow publish, busy loop) at most this much time is made up in one tick: an overloaded
+# pipeline gets fewer events, not bigger bursts.
+MAX_CATCH_UP_SECONDS = 0.25
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
 
 
@@ -213,8 +216,8 @@ class GeneratorService:
         while not self._stopping:
             now = self._clock()
             if last is not None and rate > 0:
-                # Rate of the period that just ended; a stall (blocked loop) is not caught up beyond a bound.
-                due = carry + rate * min(now - last, max(1.0, 2 * self._interval(rate)))
+                # At the rate of the period that just ended (an update may have changed it since).
+                due = carry + rate * min(now - last, max(MAX_CATCH_UP_SECONDS, 2 * self._interval(rate)))
                 count = int(due)
                 carry = due - count
                 if count and await self._emit(count):
