@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Literal
 
 from auditflow.backends.broker import Broker, create_broker
@@ -18,9 +17,8 @@ from auditflow.backends.state import WindowState, create_state
 from auditflow.backends.store import AlertStore, create_store
 from auditflow.config import Settings
 from auditflow.dependencies import Dependency, redact_url
-from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
+from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.rules import RuleSet, RuleWatcher
-from auditflow.rules.schema import Rule
 from auditflow.services.analysis import AnalysisService
 from auditflow.services.generator import GeneratorService
 from auditflow.services.ingest import Ingestor
@@ -254,32 +252,7 @@ class Runtime:
         )
 
     def rules_status(self) -> RulesStatus:
-        if self.rules is None:
-            return RulesStatus(rules=[])
-        ruleset = self.rules.ruleset
-        return RulesStatus(
-            rules=[rule_info(rule) for rule in ruleset.rules],
-            version=ruleset.version,
-            source=ruleset.source,
-            loaded_at=ruleset.loaded_at,
-            last_error=self.rules.last_error,
-        )
-
-
-def rule_info(rule: Rule) -> RuleInfo:
-    window = getattr(rule, "window", None)
-    return RuleInfo(
-        id=rule.id,
-        name=rule.name,
-        description=rule.description,
-        kind=rule.kind,
-        severity=rule.severity,
-        tags=list(rule.tags),
-        enabled=rule.enabled,
-        suppress_for_seconds=rule.suppress_for.total_seconds(),
-        window_seconds=window.total_seconds() if isinstance(window, timedelta) else None,
-        group_by=list(rule.group_by),
-    )
+        return self.rules.status() if self.rules is not None else RulesStatus(rules=[])
 
 
 __all__ = ["DEFAULT_PORTS", "RuleSet", "Runtime", "ServiceName"]

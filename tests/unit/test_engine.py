@@ -278,3 +278,19 @@ def test_sequence_fires_once_iff_a_success_follows_three_failures(results: list[
 
     fires = any(r == "SUCCESS" and results[:i].count("FAILURE") >= 3 for i, r in enumerate(results))
     assert asyncio.run(run()) == int(fires)
+
+
+async def test_alert_ids_are_derived_from_what_opened_the_alert() -> None:
+    """Reprocessing the same batch against fresh state (a crash before the ack) names the same alert."""
+    from auditflow.backends.state import create_state
+    from auditflow.model import Event
+    from auditflow.rules import Detector, load_rules
+
+    ruleset = load_rules(None)
+    events = [Event(event_type="file_modified", server_hostname="h", details={"resource": "/etc/shadow"})]
+    first = await Detector(create_state("memory://"), lambda: ruleset).process(events)
+    again = await Detector(create_state("memory://"), lambda: ruleset).process(events)
+    assert [a.alert_id for a in first] == [a.alert_id for a in again]
+    other = [Event(event_type="file_modified", server_hostname="h", details={"resource": "/etc/shadow"})]
+    different = await Detector(create_state("memory://"), lambda: ruleset).process(other)
+    assert different[0].alert_id != first[0].alert_id

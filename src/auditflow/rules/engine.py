@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID, uuid5
 
 import orjson
 
@@ -20,6 +20,15 @@ from auditflow.rules.schema import MatchRule, Rule, ThresholdRule
 from auditflow.rules.template import Template
 
 MATCH_DEDUP_WINDOW_MS = 60_000
+
+
+# Alert ids derive from what opened the alert, so a batch reprocessed after a crash (or by another
+# replica) names the same alert again and the store's upsert makes the retry harmless.
+_ALERT_NAMESPACE = UUID("5d0c2f6e-4a8e-4f2b-9a57-0f1c3e7b9a21")
+
+
+def alert_id_for(rule_id: str, group_key: str, event_id: str) -> str:
+    return str(uuid5(_ALERT_NAMESPACE, f"{rule_id}\x1f{group_key}\x1f{event_id}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +146,18 @@ class Detector:
                     ts_ms = to_millis(event.timestamp)
                     payload = event.model_dump_json().encode()
                 group = [group_value(get(event)) for get in plan.group_getters]
+                group_key = orjson.dumps(group).decode()
                 ops.append(
                     WindowOp(
                         rule_id=plan.rule.id,
-                        group_key=orjson.dumps(group).decode(),
+                        group_key=group_key,
                         kind=plan.rule.kind,
                         event_id=event_id,
                         ts_ms=ts_ms,
                         payload=payload,
                         window_ms=plan.window_ms,
                         suppress_ms=plan.suppress_ms,
-                        new_alert_id=str(uuid4()),
+                        new_alert_id=alert_id_for(plan.rule.id, group_key, event_id),
                         count=plan.count,
                         step_counts=plan.step_counts,
                         matched_steps=matched_steps,
