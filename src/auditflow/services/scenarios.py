@@ -14,6 +14,8 @@ Fields = dict[str, Any]
 
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "ken", "laura")
 SERVICE_ACCOUNTS = ("svc-backup", "svc-deploy", "svc-monitor", "www-data", "postgres")
+ALL_USERS = USERS + SERVICE_ACCOUNTS
+ADMINS = ("alice", "grace")
 HOSTS = (
     "web-01", "web-02", "web-03", "app-01", "app-02", "db-01", "db-02",
     "cache-01", "bastion-01", "build-01", "mail-01", "vpn-01",
@@ -62,16 +64,23 @@ def _external_ip(rng: random.Random) -> str:
     return f"{rng.choice(('198.51.100', '203.0.113', '192.0.2'))}.{rng.randint(1, 254)}"
 
 
-def _login(user: str, host: str, result: str, method: str, source_ip: str) -> Fields:
+def _fields(event_type: str, source: str, host: str, user: str, details: Fields, severity: str = "INFO") -> Fields:
     return {
-        "event_type": "user_login",
-        "source_service": {"ssh": "sshd", "console": "login", "sso": "sso-gateway"}[method],
+        "event_type": event_type,
+        "source_service": source,
         "server_hostname": host,
         "user_id": user,
-        "severity": "INFO" if result == "SUCCESS" else "WARNING",
-        "action_result": result,
-        "details": {"method": method, "source_ip": source_ip},
+        "severity": severity,
+        "action_result": "SUCCESS",
+        "details": details,
     }
+
+
+def _login(user: str, host: str, result: str, method: str, source_ip: str) -> Fields:
+    source = {"ssh": "sshd", "console": "login", "sso": "sso-gateway"}[method]
+    fields = _fields("user_login", source, host, user, {"method": method, "source_ip": source_ip})
+    fields.update(action_result=result, severity="INFO" if result == "SUCCESS" else "WARNING")
+    return fields
 
 
 # --- benign activity ---------------------------------------------------------------------------
@@ -80,109 +89,58 @@ def _login(user: str, host: str, result: str, method: str, source_ip: str) -> Fi
 def _benign_login(rng: random.Random) -> Fields:
     # The occasional typo keeps FAILURE in the benign stream without tripping a 3-in-60s rule.
     result = "FAILURE" if rng.random() < 0.03 else "SUCCESS"
-    method = rng.choice(_LOGIN_METHODS)
-    return _login(rng.choice(USERS), rng.choice(HOSTS), result, method, _ip(rng))
+    return _login(rng.choice(USERS), rng.choice(HOSTS), result, rng.choice(_LOGIN_METHODS), _ip(rng))
 
 
 def _benign_logout(rng: random.Random) -> Fields:
-    return {
-        "event_type": "user_logout",
-        "source_service": "sshd",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(USERS),
-        "action_result": "SUCCESS",
-        "details": {"session_seconds": rng.randint(30, 8 * 3600)},
-    }
+    details = {"session_seconds": rng.randint(30, 8 * 3600)}
+    return _fields("user_logout", "sshd", rng.choice(HOSTS), rng.choice(USERS), details)
 
 
 def _benign_file(rng: random.Random) -> Fields:
-    return {
-        "event_type": "file_modified",
-        "source_service": "file-integrity-monitor",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(USERS + SERVICE_ACCOUNTS),
-        "action_result": "SUCCESS",
-        "details": {"resource": rng.choice(BENIGN_PATHS), "action": rng.choice(("write", "write", "chmod", "delete"))},
-    }
+    details = {"resource": rng.choice(BENIGN_PATHS), "action": rng.choice(("write", "write", "chmod", "delete"))}
+    return _fields("file_modified", "file-integrity-monitor", rng.choice(HOSTS), rng.choice(ALL_USERS), details)
 
 
 def _benign_sudo(rng: random.Random) -> Fields:
-    return {
-        "event_type": "sudo_command",
-        "source_service": "sudo",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(USERS),
-        "action_result": "SUCCESS",
-        "details": {"command": rng.choice(BENIGN_SUDO), "run_as": "root"},
-    }
+    details = {"command": rng.choice(BENIGN_SUDO), "run_as": "root"}
+    return _fields("sudo_command", "sudo", rng.choice(HOSTS), rng.choice(USERS), details)
 
 
 def _benign_user_created(rng: random.Random) -> Fields:
-    return {
-        "event_type": "user_created",
-        "source_service": "identity-service",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(("alice", "grace")),  # the admins
-        "action_result": "SUCCESS",
-        "details": {"new_user": f"user{rng.randint(100, 999)}", "groups": list(rng.choice(BENIGN_GROUPS))},
-    }
+    details = {"new_user": f"user{rng.randint(100, 999)}", "groups": list(rng.choice(BENIGN_GROUPS))}
+    return _fields("user_created", "identity-service", rng.choice(HOSTS), rng.choice(ADMINS), details)
 
 
 def _benign_group(rng: random.Random) -> Fields:
-    return {
-        "event_type": "group_modified",
-        "source_service": "identity-service",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(("alice", "grace")),
-        "action_result": "SUCCESS",
-        "details": {
-            "group": rng.choice(("developers", "docker", "analysts")),
-            "member": rng.choice(USERS),
-            "action": rng.choice(("add", "remove")),
-        },
-    }
+    group, action = rng.choice(("developers", "docker", "analysts")), rng.choice(("add", "remove"))
+    details = {"group": group, "member": rng.choice(USERS), "action": action}
+    return _fields("group_modified", "identity-service", rng.choice(HOSTS), rng.choice(ADMINS), details)
 
 
 def _benign_service(rng: random.Random) -> Fields:
+    # Planned restarts and maintenance stops: `expected` is what keeps them out of the alerts.
     state = rng.choice(("running", "running", "running", "running", "stopped"))
-    return {
-        "event_type": "service_state_change",
-        "source_service": "systemd",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": "svc-deploy",
-        "action_result": "SUCCESS",
-        "details": {"service": rng.choice(SERVICES), "state": state, "expected": True},
-    }
+    details = {"service": rng.choice(SERVICES), "state": state, "expected": True}
+    return _fields("service_state_change", "systemd", rng.choice(HOSTS), "svc-deploy", details)
 
 
 def _benign_process(rng: random.Random) -> Fields:
     process, command_line = rng.choice(BENIGN_PROCESSES)
-    return {
-        "event_type": "process_started",
-        "source_service": "auditd",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(USERS + SERVICE_ACCOUNTS),
-        "action_result": "SUCCESS",
-        "details": {"process": process, "command_line": command_line, "pid": rng.randint(300, 65000)},
-    }
+    details = {"process": process, "command_line": command_line, "pid": rng.randint(300, 65000)}
+    return _fields("process_started", "auditd", rng.choice(HOSTS), rng.choice(ALL_USERS), details)
 
 
 def _benign_network(rng: random.Random) -> Fields:
     port, protocol = rng.choice(((443, "tcp"), (5432, "tcp"), (6379, "tcp"), (53, "udp"), (22, "tcp")))
-    return {
-        "event_type": "network_connection",
-        "source_service": "conntrack",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(SERVICE_ACCOUNTS),
-        "action_result": "SUCCESS",
-        "details": {
-            "source_ip": _ip(rng),
-            "destination_ip": _ip(rng),
-            "destination_port": port,
-            "protocol": protocol,
-            "direction": rng.choice(("inbound", "outbound")),
-        },
+    details = {
+        "source_ip": _ip(rng),
+        "destination_ip": _ip(rng),
+        "destination_port": port,
+        "protocol": protocol,
+        "direction": rng.choice(("inbound", "outbound")),
     }
+    return _fields("network_connection", "conntrack", rng.choice(HOSTS), rng.choice(SERVICE_ACCOUNTS), details)
 
 
 BENIGN: tuple[tuple[Callable[[random.Random], Fields], int], ...] = (
@@ -233,75 +191,38 @@ def login_after_failures(rng: random.Random) -> list[Step]:
 def sensitive_file_edit(rng: random.Random) -> list[Step]:
     """A login, then a write to a credential or privilege file."""
     user, host = rng.choice(USERS), rng.choice(HOSTS)
-    edit: Fields = {
-        "event_type": "file_modified",
-        "source_service": "file-integrity-monitor",
-        "server_hostname": host,
-        "user_id": user,
-        "severity": "CRITICAL",
-        "action_result": "SUCCESS",
-        "details": {"resource": rng.choice(SENSITIVE_PATHS), "action": rng.choice(("write", "write", "chmod"))},
-    }
+    details = {"resource": rng.choice(SENSITIVE_PATHS), "action": rng.choice(("write", "write", "chmod"))}
+    edit = _fields("file_modified", "file-integrity-monitor", host, user, details, "CRITICAL")
     return _steps(rng, [_login(user, host, "SUCCESS", "ssh", _ip(rng)), edit], (500, 3000))
 
 
 def destructive_sudo(rng: random.Random) -> list[Step]:
     """A login, then a destructive or privilege-changing command run through sudo."""
     user, host = rng.choice(USERS), rng.choice(HOSTS)
-    command: Fields = {
-        "event_type": "sudo_command",
-        "source_service": "sudo",
-        "server_hostname": host,
-        "user_id": user,
-        "severity": "CRITICAL",
-        "action_result": "SUCCESS",
-        "details": {"command": rng.choice(DESTRUCTIVE_SUDO), "run_as": "root"},
-    }
+    details = {"command": rng.choice(DESTRUCTIVE_SUDO), "run_as": "root"}
+    command = _fields("sudo_command", "sudo", host, user, details, "CRITICAL")
     return _steps(rng, [_login(user, host, "SUCCESS", "ssh", _ip(rng)), command], (500, 3000))
 
 
 def privileged_account_created(rng: random.Random) -> list[Step]:
     """A new account placed straight into an administrative group, then its first login."""
     creator, host, new_user = rng.choice(USERS), rng.choice(HOSTS), rng.choice(ATTACKER_NEW_USERS)
-    created: Fields = {
-        "event_type": "user_created",
-        "source_service": "identity-service",
-        "server_hostname": host,
-        "user_id": creator,
-        "severity": "WARNING",
-        "action_result": "SUCCESS",
-        "details": {"new_user": new_user, "groups": list(rng.choice(PRIVILEGED_GROUPS))},
-    }
+    details = {"new_user": new_user, "groups": list(rng.choice(PRIVILEGED_GROUPS))}
+    created = _fields("user_created", "identity-service", host, creator, details, "WARNING")
     return _steps(rng, [created, _login(new_user, host, "SUCCESS", "ssh", _external_ip(rng))], (1000, 4000))
 
 
 def privileged_group_added(rng: random.Random) -> list[Step]:
     """An existing account added to an administrative group."""
     admin, host, member = rng.choice(USERS), rng.choice(HOSTS), rng.choice(USERS + ATTACKER_NEW_USERS)
-    added: Fields = {
-        "event_type": "group_modified",
-        "source_service": "identity-service",
-        "server_hostname": host,
-        "user_id": admin,
-        "severity": "WARNING",
-        "action_result": "SUCCESS",
-        "details": {"group": rng.choice(("sudo", "wheel", "admin")), "member": member, "action": "add"},
-    }
-    return [(0, added)]
+    details = {"group": rng.choice(("sudo", "wheel", "admin")), "member": member, "action": "add"}
+    return [(0, _fields("group_modified", "identity-service", host, admin, details, "WARNING"))]
 
 
 def service_stopped(rng: random.Random) -> list[Step]:
     """A critical service stops without a planned change."""
-    event: Fields = {
-        "event_type": "service_state_change",
-        "source_service": "systemd",
-        "server_hostname": rng.choice(HOSTS),
-        "user_id": rng.choice(USERS),
-        "severity": "ERROR",
-        "action_result": "SUCCESS",
-        "details": {"service": rng.choice(CRITICAL_SERVICES), "state": "stopped", "expected": False},
-    }
-    return [(0, event)]
+    details = {"service": rng.choice(CRITICAL_SERVICES), "state": "stopped", "expected": False}
+    return [(0, _fields("service_state_change", "systemd", rng.choice(HOSTS), rng.choice(USERS), details, "ERROR"))]
 
 
 SCENARIOS: dict[str, Callable[[random.Random], list[Step]]] = {
