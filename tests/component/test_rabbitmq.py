@@ -4,6 +4,7 @@ dead-letter exchange, and how it fails and recovers when the server is unreachab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -164,3 +165,81 @@ async def test_broker_restarts_after_close(broker: RabbitMQBroker, unique_name: 
     await broker.start()
     await broker.publish(queue, [b"again"])
     assert await broker.queue_depth(queue) == 1
+
+
+class CuttableProxy:
+    """A TCP relay to RabbitMQ whose open connections the test can cut, as a network fault would,
+    while it keeps accepting new ones."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"amqp://guest:guest@127.0.0.1:{port}/"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    def cut(self) -> None:
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", 5672)
+        self.writers += [client_writer, server_writer]
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.transport.abort()
+
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+
+async def test_consumer_resumes_after_the_connection_drops(
+    raw: aio_pika.abc.AbstractConnection, unique_name: str
+) -> None:
+    queue = f"{unique_name}_q"
+    received: list[bytes] = []
+    arrived = asyncio.Event()
+
+    async def collect(batch: Sequence[Delivery]) -> None:
+        received.extend(d.body for d in batch)
+        arrived.set()
+
+    proxy = CuttableProxy()
+    async with proxy as url:
+        broker = RabbitMQBroker(url, dead_letter_queue=f"{unique_name}_dlq", reconnect_interval=0.2)
+        await broker.start()
+        try:
+            await broker.publish(queue, [b"before"])
+            task = asyncio.create_task(broker.consume(queue, collect))
+            async with asyncio.timeout(WAIT):
+                await arrived.wait()
+                proxy.cut()
+                while True:  # publishing fails fast while reconnecting, then works again
+                    try:
+                        await broker.publish(queue, [b"after"])
+                        break
+                    except BackendUnavailable:
+                        await asyncio.sleep(0.05)
+                while b"after" not in received:
+                    arrived.clear()
+                    await arrived.wait()
+                await broker.ping()
+                await broker.stop_consuming()
+                await task
+            assert received[0] == b"before"
+        finally:
+            exchange = broker.dead_letter_exchange
+            await broker.aclose()
+    await delete_rabbitmq_topology({queue, f"{unique_name}_dlq"}, {exchange})

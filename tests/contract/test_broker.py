@@ -166,7 +166,7 @@ async def test_dead_letter_one_delivery_while_the_batch_is_acked(make_broker: Br
                 delivery.dead_letter("malformed JSON")
 
     recorder = Recorder(3, fail=reject_malformed)
-    await consume_until(broker, queue, recorder, recorder.complete, linger_ms=500)
+    await consume_until(broker, queue, recorder, recorder.complete, batch_size=3, linger_ms=2000)
     dead = Recorder(1)
     await consume_until(broker, broker.dead_letter_queue, dead, dead.complete)
     assert len(recorder.batches) == 1

@@ -38,7 +38,6 @@ log = logging.getLogger("auditflow.broker.rabbitmq")
 
 # Everything the driver raises when the server is down, the connection drops or a publish is refused.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_EXCEPTIONS, TimeoutError)
-SETTLE_ERRORS: tuple[type[BaseException], ...] = (BackendUnavailable, *DRIVER_ERRORS)
 PERSISTENT = 2
 PUBLISH_WINDOW = 2000  # publishes awaiting their confirm at once; bounds memory, not throughput
 
@@ -275,13 +274,14 @@ class RabbitMQBroker(Broker):
         batch_size: int = 100,
         linger_ms: int = 10,
     ) -> None:
-        await self.declare(queue)
         consumer = RabbitMQConsumer(self, queue, handler, prefetch, batch_size, linger_ms / 1000)
-        self._consumers.add(consumer)
+        self._consumers.add(consumer)  # before any await, so that a stop meanwhile is not missed
         try:
+            await self.declare(queue)
             await consumer.run(self._require_connection())
         finally:
             self._consumers.discard(consumer)
+            consumer.done.set()
 
     async def stop_consuming(self, queue: str | None = None) -> None:
         consumers = [c for c in self._consumers if queue is None or c.queue == queue]
@@ -392,7 +392,7 @@ class RabbitMQConsumer:
         outcome = await run_handler(self.handler, live, self.stopping) if live else Outcome.HANDLED
         try:
             await self._settle(batch, live, outcome)
-        except SETTLE_ERRORS as exc:
+        except Exception as exc:  # whatever broke, the server still holds the batch
             log.warning("could not settle %d messages of %s, they will be redelivered: %r", len(batch), self.queue, exc)
             with contextlib.suppress(*DRIVER_ERRORS):
                 await messages[-1].nack(multiple=True, requeue=True)
