@@ -16,7 +16,7 @@ import httpx
 import orjson
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import MofNCompleteColumn, Progress
 
 from auditflow import __version__
 from auditflow.codec import describe_errors
@@ -179,16 +179,14 @@ def send_events(
     encoded = _validate(records, name)
     batches = list(_batches(encoded, batch_size))
     endpoint = _endpoint(url)
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": "application/json",
-        "User-Agent": f"auditflow-send/{__version__}",
-    }
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers["User-Agent"] = f"auditflow-send/{__version__}"
     show = progress if progress is not None else (len(batches) > 1 and sys.stderr.isatty())
     accepted, started = 0, time.perf_counter()
     with ExitStack() as stack:
         http = client or stack.enter_context(httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))))
-        bar = stack.enter_context(_progress_bar()) if show else None
+        columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+        bar = stack.enter_context(Progress(*columns, console=Console(stderr=True))) if show else None
         task = bar.add_task("sending", total=len(records)) if bar else None
         for batch in batches:
             where = f"batch {batch.number}/{len(batches)} ({_where(name, records, batch.first)})"
@@ -197,11 +195,11 @@ def send_events(
             try:
                 response = http.post(endpoint, content=batch.body, headers=headers)
             except httpx.ConnectError as exc:
-                raise SendError(f"{where}: cannot connect to {url}: {_reason(exc)}") from None
+                raise SendError(f"{where}: cannot connect to {url}: {str(exc) or type(exc).__name__}") from None
             except httpx.TimeoutException:
                 raise SendError(f"{where}: no answer from {url} within {timeout:g} s") from None
             except httpx.HTTPError as exc:
-                raise SendError(f"{where}: request to {url} failed: {_reason(exc)}") from None
+                raise SendError(f"{where}: request to {url} failed: {str(exc) or type(exc).__name__}") from None
             accepted += _accepted(response, batch, where, name, records)
             if bar is not None and task is not None:
                 bar.advance(task, batch.count)
@@ -303,20 +301,6 @@ def _loc(loc: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _reason(exc: Exception) -> str:
-    return str(exc) or type(exc).__name__
-
-
 def _endpoint(url: str) -> str:
     base = url.rstrip("/")
     return base if base.endswith("/api/v1/events") else f"{base}/api/v1/events"
-
-
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
