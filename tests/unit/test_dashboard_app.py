@@ -448,3 +448,13 @@ async def test_stream_sends_only_alerts_newer_than_the_page(client: httpx.AsyncC
     assert len(alerts) == 1
     assert str(fresh.alert_id) in alerts[0]
     assert "event: bye" in response.text
+
+
+async def test_stream_reports_an_outage_and_keeps_going(client: httpx.AsyncClient, source: FakeSource) -> None:
+    await sign_in(client)
+    source.down = True
+    response = await client.get("/events/stream")
+    assert response.status_code == 200
+    assert "event: status" in response.text
+    assert "Live updates paused" in response.text
+    assert "event: bye" in response.text

@@ -81,8 +81,8 @@ def build_chart(buckets: list[TimeBucket], since: datetime, until: datetime, buc
         if 0 <= index < len(counts):
             counts[index] += bucket.count
     chart = Chart(total=sum(counts), peak=max(counts))
-    top = nice_ceiling(chart.peak)
-    top += top % 2  # an even top keeps the middle grid line on a whole number
+    # Twice a round number: the middle grid line then sits on a whole, round count too.
+    top = 2 * nice_ceiling(-(-chart.peak // 2))
     plot_width = WIDTH - LEFT
     plot_height = chart.baseline - TOP
     slot = plot_width / len(starts)

@@ -183,7 +183,7 @@ class HttpAlertSource(AlertSource):
         except (httpx.TransportError, BackendError, ValidationError) as exc:
             reason = "unreachable" if isinstance(exc, httpx.TransportError) else "unexpected answer"
             down = DependencyStatus(
-                name=name, status="down", critical=True, detail=url, last_error=reason, last_change=utcnow()
+                name="service", status="down", critical=True, detail=url, last_error=reason, last_change=utcnow()
             )
             return Readiness(status="not_ready", service=name, dependencies=[down])
 

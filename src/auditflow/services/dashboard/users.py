@@ -21,6 +21,7 @@ from auditflow.errors import ConfigError
 USERS_FILE = "dashboard-users"
 DEFAULT_ADMIN = "admin"
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_HASH_CONTINUATION = re.compile(r"^[tp]=\d+(\$|$)")
 _hasher = PasswordHasher()
 # Verified when the user name is unknown, so that a wrong name costs as much time as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -80,10 +81,10 @@ def user_entry(name: str, role: str, password: str) -> str:
 
 def _rejoin(entries: Iterable[str]) -> list[str]:
     # Settings split the variable on commas, and an argon2 hash contains some (`m=65536,t=3,p=4`):
-    # a fragment without a colon is the continuation of the previous entry's hash.
+    # a `t=...` or `p=...` fragment is the continuation of the previous entry's hash.
     joined: list[str] = []
     for fragment in entries:
-        if joined and ":" not in fragment:
+        if joined and _HASH_CONTINUATION.match(fragment):
             joined[-1] = f"{joined[-1]},{fragment}"
         else:
             joined.append(fragment)

@@ -15,7 +15,8 @@ from starlette.responses import Response, StreamingResponse
 from auditflow.errors import AuditFlowError
 from auditflow.model.alert import AlertQuery, AlertSummary
 from auditflow.model.timeutil import from_millis, to_millis
-from auditflow.services.dashboard.context import Dashboard, get_dashboard, root_path
+from auditflow.services.dashboard.context import get_dashboard, root_path
+from auditflow.services.dashboard.source import AlertSource
 from auditflow.services.dashboard.views import Filters, alert_row
 
 router = APIRouter()
@@ -34,8 +35,8 @@ def _sse(event: str, data: object) -> bytes:
 class NewAlertPoller:
     """Finds alerts matching a query that the page has not shown yet."""
 
-    def __init__(self, dashboard: Dashboard, query: AlertQuery, after_ms: int) -> None:
-        self._dashboard = dashboard
+    def __init__(self, source: AlertSource, query: AlertQuery, after_ms: int) -> None:
+        self._source = source
         self._query = query
         self._after_ms = after_ms
         self._newest_ms = after_ms
@@ -45,7 +46,7 @@ class NewAlertPoller:
     async def poll(self) -> list[AlertSummary]:
         window_start = from_millis(max(self._newest_ms - LOOKBACK_MS, 0))
         since = window_start if self._query.since is None else max(window_start, self._query.since)
-        page = await self._dashboard.source.list_alerts(
+        page = await self._source.list_alerts(
             self._query.model_copy(update={"since": since, "cursor": None, "limit": POLL_LIMIT})
         )
         fresh: list[AlertSummary] = []
@@ -103,6 +104,6 @@ async def stream(request: Request) -> Response:
         after_ms = max(0, int(request.query_params.get("after", "0")))
     except ValueError:
         after_ms = 0
-    poller = NewAlertPoller(get_dashboard(request), query, after_ms)
+    poller = NewAlertPoller(get_dashboard(request).source, query, after_ms)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(_events(request, poller), media_type="text/event-stream", headers=headers)
