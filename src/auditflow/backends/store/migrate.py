@@ -1,0 +1,49 @@
+"""Alembic driven from code: the migration scripts ship inside the package, so `auditflow migrate`
+and the embedded start-up work from an installed wheel without any alembic.ini."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from auditflow.backends.store.engine import WRITE_OPTION, create_sync_engine, mapped_errors
+
+SCRIPT_LOCATION = "auditflow.backends.store:migrations"
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    if url is not None:
+        # ConfigParser interpolation would choke on a `%` in an encoded password.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_connection(connection: Connection, revision: str = "head") -> None:
+    """Upgrade through an open connection (called inside `AsyncConnection.run_sync`)."""
+    command.upgrade(alembic_config(connection=connection), revision)
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate_url(url: str) -> None:
+    """Bring the database at `url` to the newest revision (blocking; for the CLI)."""
+    with mapped_errors("migrate"):
+        engine = create_sync_engine(url)
+        try:
+            with engine.connect() as connection, connection.execution_options(**{WRITE_OPTION: True}).begin():
+                upgrade_connection(connection)
+        finally:
+            engine.dispose()

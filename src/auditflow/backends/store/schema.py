@@ -1,0 +1,94 @@
+"""The alert store's tables as SQLAlchemy Core metadata, shared by queries and the migration check.
+
+Timestamps are integer epoch milliseconds: ordering, range filters and bucketing by integer
+division then behave identically on SQLite and PostgreSQL. The Alembic revisions are the source of
+truth for the database; a test compares them with this metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+# JSON documents as JSONB on PostgreSQL (indexable, compact), plain JSON text on SQLite.
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+# Native uuid on PostgreSQL, 32 hex characters on SQLite; both sort like the UUID's bytes.
+AlertId = sa.Uuid(as_uuid=True)
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+HistoryId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+SORT_KEY = ("first_seen", "alert_id")
+FILTERED_COLUMNS = ("severity", "rule_id", "status", "user_id", "server_hostname")
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("alert_id", AlertId, primary_key=True),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("rule_name", sa.String(255), nullable=False),
+    sa.Column("rule_kind", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("severity_rank", sa.SmallInteger(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("group", Json, nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=True),
+    sa.Column("server_hostname", sa.String(255), nullable=True),
+    sa.Column("first_seen", sa.BigInteger(), nullable=False),
+    sa.Column("last_seen", sa.BigInteger(), nullable=False),
+    sa.Column("occurrences", sa.BigInteger(), nullable=False),
+    sa.Column("event_ids", Json, nullable=False),
+    sa.Column("tags", Json, nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+)
+
+# Every API filter is an equality (or IN) on one column, followed by the sort key, so each index
+# serves both the filter and the keyset ORDER BY ... LIMIT without a sort.
+for _name in (*FILTERED_COLUMNS, None):
+    _columns = [alerts.c[_name]] if _name else []
+    sa.Index(
+        f"ix_alerts_{_name or 'first_seen'}",
+        *_columns,
+        alerts.c.first_seen.desc(),
+        alerts.c.alert_id.desc(),
+    )
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("alert_id", AlertId, sa.ForeignKey("alerts.alert_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("event_id", sa.Uuid(as_uuid=True), primary_key=True),
+    sa.Column("ts", sa.BigInteger(), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+)
+
+alert_history = sa.Table(
+    "alert_history",
+    metadata,
+    sa.Column("id", HistoryId, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", AlertId, sa.ForeignKey("alerts.alert_id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("at", sa.BigInteger(), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=True),
+    sa.Column("note", sa.Text(), nullable=True),
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def to_ms(value: datetime) -> int:
+    """Exact epoch milliseconds (integer arithmetic: float timestamps can round down by one)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MILLISECOND
+
+
+def from_ms(value: int) -> datetime:
+    return _EPOCH + value * _MILLISECOND

@@ -1,0 +1,142 @@
+"""`SqlAlertStore`: the AlertStore contract on SQLite (embedded) and PostgreSQL, SQLAlchemy Core on
+async engines. Every public method maps driver errors into auditflow.errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from auditflow.backends.store.base import AlertStore, UpsertResult
+from auditflow.backends.store.engine import WRITE_OPTION, create_store_engine, database_url, mapped_errors
+from auditflow.backends.store.migrate import migrate_url, upgrade_connection
+from auditflow.backends.store.queries import compute_stats, fetch_detail, fetch_page
+from auditflow.backends.store.schema import alert_history, alerts, to_ms
+from auditflow.backends.store.upsert import write_batch
+from auditflow.errors import BackendUnavailable, NotFound
+from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
+from auditflow.model.timeutil import utcnow
+
+__all__ = ["SqlAlertStore", "migrate_url"]
+
+
+class SqlAlertStore(AlertStore):
+    """Alerts in `sqlite:///path` or `postgresql://user:pass@host/db` (also `postgres://`)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        database_url(url, asynchronous=True)  # an unsupported scheme fails here, not at start()
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self._require()[0].dialect.name
+
+    def _require(self) -> tuple[AsyncEngine, AsyncEngine]:
+        if self._engine is None or self._writer is None:
+            raise BackendUnavailable("alert store is not started")
+        return self._engine, self._writer
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._require()[0].connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._require()[1].begin() as conn:
+            yield conn
+
+    async def start(self) -> None:
+        if self._engine is None:
+            with mapped_errors("start"):  # creating the SQLite directory can fail
+                self._engine = create_store_engine(self.url)
+            self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
+        try:
+            await self.ping()
+        except BaseException:
+            # Leave nothing open behind a failed start: the caller retries start() later.
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        engine, self._engine, self._writer = self._engine, None, None
+        if engine is not None:
+            with mapped_errors("close"):
+                await engine.dispose()
+
+    async def migrate(self) -> None:
+        with mapped_errors("migrate"):
+            async with self._write() as conn:
+                await conn.run_sync(upgrade_connection)
+
+    async def ping(self) -> None:
+        with mapped_errors("ping"):
+            async with self._read() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+
+    async def upsert_alerts(self, alerts: Sequence[Alert]) -> UpsertResult:
+        if not alerts:
+            return UpsertResult(inserted=0, updated=0)
+        with mapped_errors("upsert"):
+            async with self._write() as conn:
+                return await write_batch(conn, alerts, to_ms(utcnow()))
+
+    async def list_alerts(self, query: AlertQuery) -> AlertPage:
+        with mapped_errors("list"):
+            async with self._read() as conn:
+                return await fetch_page(conn, query)
+
+    async def get_alert(self, alert_id: UUID) -> AlertDetail:
+        with mapped_errors("get"):
+            async with self._read() as conn:
+                return await fetch_detail(conn, alert_id)
+
+    async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
+        if update.status is None and update.note is None:
+            raise ValueError("an alert update needs a status, a note or both")
+        with mapped_errors("update"):
+            async with self._write() as conn:
+                current = (
+                    await conn.execute(
+                        sa.select(alerts.c.status).where(alerts.c.alert_id == alert_id).with_for_update()
+                    )
+                ).scalar_one_or_none()
+                if current is None:
+                    raise NotFound(f"alert {alert_id} not found")
+                now_ms = to_ms(utcnow())
+                new_status = update.status.value if update.status is not None else None
+                changed = new_status is not None and new_status != current
+                if changed:
+                    await conn.execute(
+                        sa.update(alerts)
+                        .where(alerts.c.alert_id == alert_id)
+                        .values(status=new_status, updated_at=now_ms)
+                    )
+                if changed or update.note is not None:
+                    await conn.execute(
+                        sa.insert(alert_history).values(
+                            alert_id=alert_id,
+                            at=now_ms,
+                            actor=actor,
+                            from_status=current if changed else None,
+                            to_status=new_status if changed else None,
+                            note=update.note,
+                        )
+                    )
+                return await fetch_detail(conn, alert_id)
+
+    async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
+        with mapped_errors("stats"):
+            async with self._read() as conn:
+                return await compute_stats(conn, since, until, bucket_seconds)
+
+    async def count(self) -> int:
+        with mapped_errors("count"):
+            async with self._read() as conn:
+                return int((await conn.execute(sa.select(sa.func.count()).select_from(alerts))).scalar_one())

@@ -1,0 +1,113 @@
+"""Batched, idempotent alert writes: one transaction and a few multi-row statements per batch
+(COPY through a staging table on PostgreSQL). Status and history are never touched by an upsert."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from auditflow.backends.store import pg_copy
+from auditflow.backends.store.base import UpsertResult
+from auditflow.backends.store.merge import conflict_updates, dedupe
+from auditflow.backends.store.schema import alert_events, alerts, to_ms
+from auditflow.model.alert import MAX_SAMPLE_EVENTS, Alert
+from auditflow.model.event import Event
+
+# Bound parameters per IN (...) list: far below SQLite's and PostgreSQL's limits.
+IN_CHUNK = 1000
+
+
+def alert_row(alert: Alert, now_ms: int) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id,
+        "rule_id": alert.rule_id,
+        "rule_name": alert.rule_name,
+        "rule_kind": alert.rule_kind,
+        "severity": alert.severity.value,
+        "severity_rank": alert.severity.rank,
+        "status": alert.status.value,
+        "description": alert.description,
+        "group": alert.group,
+        "user_id": alert.user_id,
+        "server_hostname": alert.server_hostname,
+        "first_seen": to_ms(alert.first_seen),
+        "last_seen": to_ms(alert.last_seen),
+        "occurrences": alert.occurrences,
+        "event_ids": [str(event_id) for event_id in alert.event_ids],
+        "tags": alert.tags,
+        "created_at": now_ms,
+        "updated_at": now_ms,
+    }
+
+
+def event_row(alert_id: UUID, event: Event) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "event_id": event.event_id,
+        "ts": to_ms(event.timestamp),
+        "payload": event.model_dump(),  # serialized by the engine's orjson serializer
+    }
+
+
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _sqlite_upsert(conn: AsyncConnection, batch: list[Alert], now_ms: int) -> set[UUID]:
+    ids = [alert.alert_id for alert in batch]
+    existing: set[UUID] = set()
+    # The write transaction holds SQLite's only write lock, so this read cannot go stale.
+    for part in chunks(ids):
+        result = await conn.execute(sa.select(alerts.c.alert_id).where(alerts.c.alert_id.in_(part)))
+        existing.update(result.scalars())
+    statement = sqlite_insert(alerts)
+    statement = statement.on_conflict_do_update(
+        index_elements=[alerts.c.alert_id], set_=conflict_updates(statement.excluded, "sqlite")
+    )
+    await conn.execute(statement, [alert_row(alert, now_ms) for alert in batch])
+    return set(ids) - existing
+
+
+async def _stored_events(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:
+    stored: dict[UUID, set[UUID]] = {alert_id: set() for alert_id in ids}
+    for part in chunks(ids):
+        query = sa.select(alert_events.c.alert_id, alert_events.c.event_id).where(alert_events.c.alert_id.in_(part))
+        for alert_id, event_id in await conn.execute(query):
+            stored[alert_id].add(event_id)
+    return stored
+
+
+async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[UUID]) -> list[tuple[UUID, Event]]:
+    """All sample events of a new alert (the model caps them); for a known alert, the unseen ones up
+    to the cap. The upsert has locked the alert rows, so the stored counts are current."""
+    known = [alert.alert_id for alert in batch if alert.sample_events and alert.alert_id not in inserted]
+    stored = await _stored_events(conn, known) if known else {}
+    events: list[tuple[UUID, Event]] = []
+    for alert in batch:
+        seen = stored.get(alert.alert_id, set())
+        fresh = {event.event_id: event for event in alert.sample_events if event.event_id not in seen}
+        room = max(MAX_SAMPLE_EVENTS - len(seen), 0)
+        events.extend((alert.alert_id, event) for event in list(fresh.values())[:room])
+    return events
+
+
+async def write_batch(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> UpsertResult:
+    """Upsert a batch inside the caller's transaction."""
+    merged = dedupe(batch)
+    if conn.dialect.name == "postgresql":
+        inserted = await pg_copy.upsert_alerts(conn, merged, now_ms)
+    else:
+        inserted = await _sqlite_upsert(conn, merged, now_ms)
+    events = await _new_events(conn, merged, inserted)
+    if events and conn.dialect.name == "postgresql":
+        await pg_copy.insert_events(conn, events)
+    elif events:
+        rows = [event_row(alert_id, event) for alert_id, event in events]
+        await conn.execute(sqlite_insert(alert_events).on_conflict_do_nothing(), rows)
+    return UpsertResult(inserted=len(inserted), updated=len(merged) - len(inserted))
