@@ -22,3 +22,6 @@ BATCH_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 GENERATOR_EVENTS = Counter("auditflow_generator_events", "Synthetic events produced", ["scenario"])
+GENERATOR_DROPPED = Counter(
+    "auditflow_generator_dropped_events", "Synthetic events dropped because publishing them failed"
+)

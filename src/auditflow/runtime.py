@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +17,7 @@ from auditflow.backends.state import WindowState, create_state
 from auditflow.backends.store import AlertStore, create_store
 from auditflow.config import Settings
 from auditflow.dependencies import Dependency, redact_url
+from auditflow.model.event import Event
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.rules import RuleSet, RuleWatcher
 from auditflow.services.analysis import AnalysisService
@@ -118,8 +119,8 @@ class Runtime:
         if self.ingestor is not None and "generator" in self.roles:
             ingestor = self.ingestor
 
-            async def publish_generated(events: object) -> None:
-                await ingestor.submit(events, source="generator")  # type: ignore[arg-type]
+            async def publish_generated(events: Sequence[Event]) -> None:
+                await ingestor.submit(events, source="generator")
 
             self.generator = GeneratorService(
                 publish_generated,

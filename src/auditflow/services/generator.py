@@ -19,7 +19,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditflow.errors import BackendUnavailable
-from auditflow.metrics import GENERATOR_EVENTS
+from auditflow.metrics import GENERATOR_DROPPED, GENERATOR_EVENTS
 from auditflow.model.event import Event
 from auditflow.model.timeutil import utcnow
 from auditflow.services.scenarios import BENIGN, MEAN_SCENARIO_LENGTH, SCENARIOS, Fields
@@ -258,6 +258,7 @@ class GeneratorService:
         except Exception as exc:
             self.stats.failures += 1
             self.stats.dropped += count
+            GENERATOR_DROPPED.inc(count)
             if isinstance(exc, BackendUnavailable):
                 logger.warning("generator publish failed, %d events dropped: %s", count, exc)
             else:
