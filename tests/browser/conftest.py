@@ -310,6 +310,16 @@ def page(browser: Any, live_server: LiveServer, dialogs: list[str], request: pyt
         dialog.dismiss()
 
     tab.on("dialog", on_dialog)
+    # Script errors and CSP violations (an inline style or script slipped in) show up as console errors;
+    # HTTP error statuses do too, but the tests check those themselves (a failed sign-in answers 401).
+    errors: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            errors.append(f"console: {message.text}")
+
+    tab.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    tab.on("console", on_console)
     try:
         yield tab
     finally:
@@ -319,6 +329,7 @@ def page(browser: Any, live_server: LiveServer, dialogs: list[str], request: pyt
             with contextlib.suppress(Exception):
                 tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         context.close()
+    assert errors == [], "the browser reported errors"
 
 
 def shoot(page: Any, name: str) -> None:

@@ -458,3 +458,19 @@ async def test_stream_reports_an_outage_and_keeps_going(client: httpx.AsyncClien
     assert "event: status" in response.text
     assert "Live updates paused" in response.text
     assert "event: bye" in response.text
+
+
+async def test_links_and_cookies_follow_a_path_prefix(tmp_path: Path, source: FakeSource) -> None:
+    settings = Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in ENTRIES])
+    main = FastAPI()
+    main.mount("/ui", build_dashboard(settings, source))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=main), base_url="http://testserver") as http:
+        assert (await http.get("/ui/alerts")).headers["location"] == "/ui/login?next=%2Falerts"
+        login = await http.get("/ui/login")
+        assert "Path=/ui" in login.headers["set-cookie"]
+        form = {"username": "ana", "password": PASSWORD, "csrf_token": csrf_of(login.text), "next": "/rules"}
+        assert (await http.post("/ui/login", data=form)).headers["location"] == "/ui/rules"
+        page = await http.get("/ui/alerts")
+        links = set(re.findall(r'(?:href|action|src|data-stream)="(/[^"?]*)', page.text))
+        assert links
+        assert all(link.startswith("/ui/") for link in links)
