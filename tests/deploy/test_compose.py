@@ -1,0 +1,125 @@
+"""compose.yaml: parses, refuses to start without generated credentials, and runs the commands, ports,
+health checks and settings that the CLI and Settings really have."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from auditflow import __version__
+from auditflow.config import Settings
+from tests.deploy.conftest import MIGRATE_ARGS, REPO, SERVICES, generate_secrets, read_env_file
+
+COMPOSE = REPO / "compose.yaml"
+INFRA = {"rabbitmq", "redis", "postgres"}
+_VARIABLE = re.compile(r"\$\{([A-Z_]+)(?::?([-?])([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def dotenv(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    path = tmp_path_factory.mktemp("compose") / ".env"
+    result = generate_secrets("compose", "--output", path)
+    assert result.returncode == 0, result.stderr
+    return read_env_file(path)
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}`, failing like compose on a missing one."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.groups()
+        if name in env:
+            return env[name]
+        if op == "-":
+            return str(arg)
+        raise LookupError(f"{name}: {arg}")
+
+    return _VARIABLE.sub(replace, value)
+
+
+def test_services_and_volumes(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == INFRA | set(SERVICES) | {"migrate"}
+    for name in INFRA:
+        service = compose["services"][name]
+        assert "healthcheck" in service, name
+        if name != "redis":
+            assert service["volumes"], name
+    assert set(compose["volumes"]) == {"postgres-data", "rabbitmq-data", "redis-data"}
+
+
+def test_commands_ports_and_healthchecks_match_the_cli(compose: dict[str, Any]) -> None:
+    for name, expected in SERVICES.items():
+        service = compose["services"][name]
+        assert service["image"] == f"auditflow:{__version__}"
+        assert service["command"] == expected.args
+        assert service["ports"] == [f"127.0.0.1:{expected.port}:{expected.port}"]
+        check = " ".join(service["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{expected.port}{expected.liveness}" in check, name
+    assert compose["services"]["migrate"]["command"] == MIGRATE_ARGS
+    assert compose["services"]["migrate"]["restart"] == "no"
+
+
+def test_dependencies_wait_for_health_and_migrations(compose: dict[str, Any]) -> None:
+    def needs(name: str) -> dict[str, str]:
+        return {dep: cond["condition"] for dep, cond in compose["services"][name]["depends_on"].items()}
+
+    assert needs("migrate") == {"postgres": "service_healthy"}
+    assert needs("notification") == {
+        "rabbitmq": "service_healthy",
+        "postgres": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
+    assert needs("analysis") == {"rabbitmq": "service_healthy", "redis": "service_healthy"}
+    assert needs("generator") == {"rabbitmq": "service_healthy"}
+    assert needs("dashboard") == {"notification": "service_healthy"}
+
+
+def test_auditflow_containers_are_locked_down(compose: dict[str, Any]) -> None:
+    for name in [*SERVICES, "migrate"]:
+        service = compose["services"][name]
+        assert service["read_only"] is True
+        assert service["cap_drop"] == ["ALL"]
+        assert "/var/lib/auditflow" in service["tmpfs"]
+
+
+def test_settings_accept_every_service_environment(compose: dict[str, Any], dotenv: dict[str, str]) -> None:
+    for name in [*SERVICES, "migrate"]:
+        environment = {k: interpolate(str(v), dotenv) for k, v in compose["services"][name]["environment"].items()}
+        unknown = {k for k in environment if k.removeprefix("AUDITFLOW_").lower() not in Settings.model_fields}
+        assert not unknown, (name, unknown)
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in environment.items():
+                patch.setenv(key, value)
+            Settings()
+
+
+def test_stack_refuses_to_start_without_generated_credentials(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["notification"]["environment"]
+    with pytest.raises(LookupError, match="gen-secrets"):
+        interpolate(environment["AUDITFLOW_DATABASE_URL"], {})
+    text = COMPOSE.read_text(encoding="utf-8")
+    secrets = {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD"} | {
+        "AUDITFLOW_API_TOKENS",
+        "AUDITFLOW_SESSION_SECRET",
+        "AUDITFLOW_DASHBOARD_USERS",
+    }
+    for match in _VARIABLE.finditer(text):
+        if match.group(1) in secrets:
+            assert match.group(2) == "?", f"{match.group(0)}: a credential must have no default"
+
+
+def test_rules_mount_is_the_configmap_copy(compose: dict[str, Any]) -> None:
+    volumes = compose["services"]["analysis"]["volumes"]
+    source, target, mode = volumes[0].split(":")
+    assert (REPO / source).resolve() == (REPO / "deploy" / "k8s" / "base" / "rules")
+    assert target == compose["services"]["analysis"]["environment"]["AUDITFLOW_RULES_PATH"]
+    assert mode == "ro"

@@ -1,0 +1,121 @@
+"""The exact commands of the rendered Deployments, started as processes: each listens on the port its
+manifest gives, answers the probe paths its manifest names, and exits 0 on SIGTERM within the grace, which
+is what keeps pods from ending in `Error` on termination. Backends are swapped for memory:// and SQLite."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.deploy.conftest import SERVICES, app_container, of_kind
+from tests.deploy.test_policy import container_env, settings_configmap
+
+STARTUP_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def with_port(args: list[str], port: int) -> list[str]:
+    index = args.index("--port")
+    return [*args[: index + 1], str(port), *args[index + 2 :]]
+
+
+def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """The first stdout line holding `needle`; fails with the output when the process dies first."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no {needle!r} within {timeout} s:\n{''.join(seen)}")
+        if line is None:
+            pytest.fail(f"exited with {process.wait()} before {needle!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if needle in line:
+            return line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_manifest_command_serves_its_probes_and_stops_cleanly(
+    name: str, rendered: dict[str, list[dict[str, Any]]], secrets_env: dict[str, str], tmp_path: Path
+) -> None:
+    docs = rendered["prod"]
+    deployment = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == name)
+    container = app_container(deployment)
+    configmap = settings_configmap(docs)
+    env = container_env(container, configmap, secrets_env)
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    rules = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "auditflow-rules")
+    for filename, text in rules["data"].items():
+        (rules_dir / filename).write_text(text, encoding="utf-8")
+    env |= {
+        "AUDITFLOW_BROKER_URL": "memory://",
+        "AUDITFLOW_STATE_URL": "memory://",
+        "AUDITFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'alerts.sqlite3'}",
+        "AUDITFLOW_DATA_DIR": str(tmp_path / "data"),
+        "AUDITFLOW_RULES_PATH": str(rules_dir),
+    }
+    port = free_port()
+    args = with_port(container["args"], port)
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    # Bind to loopback only in the test; the manifest's 0.0.0.0 is checked above.
+    args[args.index("--host") + 1] = "127.0.0.1"
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "auditflow", *args],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AUDITFLOW_")}, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_line(process, "listening on", STARTUP_TIMEOUT)
+        base = f"http://127.0.0.1:{port}"
+        probes = {p: container[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for probe, path in probes.items():
+                response = client.get(path)
+                if probe == "readinessProbe":
+                    assert response.status_code in (200, 503), (path, response.text)
+                    assert response.json()["service"] == name
+                else:
+                    assert response.status_code == 200, (path, response.text)
+            metrics = client.get(SERVICES[name].metrics)
+            assert metrics.status_code == 200
+            assert metrics.headers["content-type"].startswith("text/plain")
+        process.send_signal(signal.SIGTERM)
+        grace = float(configmap["AUDITFLOW_SHUTDOWN_GRACE"])
+        assert process.wait(timeout=grace + 5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
