@@ -1,12 +1,5 @@
 """The in-process broker of the embedded mode (`memory://`): bounded asyncio queues with the same
-batching, redelivery and dead-letter semantics as RabbitMQ, and no server.
-
-Every MemoryBroker of one process with the same URL shares its queues, because each embedded
-service opens its own broker. A message returned after a failed batch goes back to the *head*
-of its queue, in its original order, like a requeued message on a RabbitMQ classic queue.
-Publishing waits while a queue is full (backpressure); only the dead-letter queue, which nobody
-may be reading in embedded mode, drops its oldest messages instead of blocking the consumers.
-"""
+batching, redelivery and dead-letter semantics as RabbitMQ, and no server."""
 
 from __future__ import annotations
 
@@ -26,6 +19,7 @@ from auditflow.backends.broker.batching import (
     run_handler,
     split_poison,
 )
+from auditflow.errors import BackendUnavailable
 
 log = logging.getLogger("auditflow.broker.memory")
 
@@ -119,7 +113,18 @@ class _Consumer:
 
 
 class MemoryBroker(Broker):
-    """In-process queues; see the module docstring for the choices the contract leaves open."""
+    """In-process queues, and the choices the contract leaves open:
+
+    - Every MemoryBroker of one event loop with the same URL shares its queues, so embedded
+      services may each open their own broker.
+    - A message returned after a failed batch goes back to the *head* of its queue, in its
+      original order (like a requeue on a RabbitMQ classic queue).
+    - Publishing waits while a queue holds `max_queue_length` messages (backpressure). Only the
+      dead-letter queue, which nobody may be reading in embedded mode, drops its oldest messages
+      instead, so that dead-lettering never blocks a consumer.
+    - There is no prefetch: a consumer takes a batch straight from the queue, so `prefetch` is
+      accepted and ignored.
+    """
 
     def __init__(
         self,
@@ -151,7 +156,7 @@ class MemoryBroker(Broker):
 
     def _queue(self, name: str) -> _Queue:
         if self._hub is None:
-            raise RuntimeError("MemoryBroker used before start()")
+            raise BackendUnavailable("in-process broker is not started")
         queue = self._hub.queues.get(name)
         if queue is None:
             queue = _Queue(self.max_queue_length, drop_oldest=name == self.dead_letter_queue)

@@ -1,12 +1,5 @@
-"""The RabbitMQ broker (`amqp://`, aio-pika): durable quorum queues (classic where the server
-refuses them), persistent messages with publisher confirms awaited together, batched consumers
-with manual acks, and a dead-letter exchange and queue.
-
-Delivery counting: quorum queues count for us (`x-delivery-count`, plus `x-delivery-limit` one
-above `max_deliveries` as the broker's own stop for consumers that crash on a message). Classic
-queues only say "redelivered", so a failed message is republished with a counter header and the
-original acked; its new copy goes to the tail of the queue.
-"""
+"""The RabbitMQ broker (`amqp://`, aio-pika): durable quorum or classic queues, persistent messages
+with publisher confirms awaited together, batched consumers with manual acks, and dead-lettering."""
 
 from __future__ import annotations
 
@@ -14,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -43,8 +36,17 @@ PUBLISH_WINDOW = 2000  # publishes awaiting their confirm at once; bounds memory
 
 
 class RabbitMQBroker(Broker):
-    """See the module docstring. One connection; one publishing channel with confirms; one channel
-    per `consume()` call so that its prefetch and `multiple` acks concern that consumer only."""
+    """One connection; one publishing channel with confirms; one channel per `consume()` call so
+    that its prefetch and `multiple` acks concern that consumer only.
+
+    Queues are quorum queues unless the server refuses them (then classic durable; an existing
+    queue with other arguments is used as it is). Delivery counting: quorum queues count for us
+    (`x-delivery-count`, and `x-delivery-limit` one above `max_deliveries` as the server's own
+    stop for consumers that crash on a message). Classic queues only say "redelivered", so a
+    failed message is republished with a counter header and the original acked; its copy goes to
+    the tail of the queue. Dead letters go through a fanout exchange `<dead_letter_queue>.dlx`,
+    which every main queue also names as its `x-dead-letter-exchange`.
+    """
 
     def __init__(
         self,
@@ -222,12 +224,20 @@ class RabbitMQBroker(Broker):
             raise BackendUnavailable("RabbitMQ broker is not started")
         try:
             async with asyncio.timeout(self.publish_timeout):
-                channel = await self._channel.get_underlay_channel()
+                # The concrete channel: its basic_publish has `wait`, the abstract one does not.
+                channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
                 for start in range(0, len(items), PUBLISH_WINDOW):
                     await asyncio.gather(
                         *(
+                            # wait=False: do not hold the channel lock until the socket drained
+                            # each message; the confirm below is what makes it safe.
                             channel.basic_publish(
-                                body, exchange=exchange, routing_key=routing_key, properties=props, mandatory=True
+                                body,
+                                exchange=exchange,
+                                routing_key=routing_key,
+                                properties=props,
+                                mandatory=True,
+                                wait=False,
                             )
                             for body, props in items[start : start + PUBLISH_WINDOW]
                         )
