@@ -125,3 +125,11 @@ def test_configured_session_secret_wins_and_must_be_long(tmp_path: Path) -> None
     assert not (tmp_path / "session-secret").exists()
     with pytest.raises(ConfigError, match="at least 16"):
         session_secret(Settings(data_dir=tmp_path, session_secret=SecretStr("short")))
+
+
+def test_private_files_are_created_once_without_leftovers(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    assert users._write_private(path, "first\n")
+    assert not users._write_private(path, "second\n")
+    assert path.read_text() == "first\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]

@@ -121,13 +121,22 @@ def parse_user_entries(entries: Iterable[str], *, origin: str = "dashboard_users
 
 
 def _write_private(path: Path, text: str) -> bool:
-    """Create `path` with mode 0600; False when it already exists (another process was first)."""
+    """Create `path` with mode 0600 and `text`; False when it already exists (another process was first).
+
+    Written to a temporary name and hard-linked into place, so a concurrent reader (a second replica
+    starting on the same volume) never sees a half-written file."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    finally:
+        temporary.unlink()
     return True
 
 
