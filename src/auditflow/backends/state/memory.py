@@ -143,7 +143,7 @@ class MemoryWindowState(WindowState):
             low = bisect_left(entries, (ts - op.window_ms,))
             high = bisect_left(entries, (ts + 1,))  # later events (arrived earlier) are not counted
             occurrences = high - low
-            if occurrences < op.count:
+            if occurrences < max(1, op.count):
                 return None
             contributing = entries[low : min(high, low + MAX_SAMPLE_EVENTS)]
         else:
@@ -183,7 +183,7 @@ def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
         return None
     ts = op.ts_ms
     after = ts - op.window_ms - 1  # an event counts for the current step when its ts > after
-    step, bit, need, got = 0, 1, counts[0], 0
+    step, bit, need, got = 0, 1, max(1, counts[0]), 0
     chain: list[_Entry] = []
     for position in range(bisect_left(entries, (ts - op.window_ms,)), bisect_left(entries, (ts + 1,))):
         entry = entries[position]
@@ -194,7 +194,7 @@ def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
                 after = entry[0]  # the next step starts strictly after this moment
                 step += 1
                 bit <<= 1
-                need = counts[step]
+                need = max(1, counts[step])
                 got = 0
     if step < last or got < need:
         return None

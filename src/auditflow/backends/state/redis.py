@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -87,28 +86,15 @@ class RedisWindowState(WindowState):
             return []
         self._require_client()
         assert self._script is not None
-        args: list[str | bytes | int] = [self.key_prefix, self._grace_ms, MAX_SAMPLE_EVENTS]
-        for op in ops:
-            args += (
-                window_key(op.rule_id, op.group_key),
-                op.kind,
-                op.event_id,
-                op.ts_ms,
-                op.payload,
-                op.window_ms,
-                op.suppress_ms,
-                op.new_alert_id,
-                op.count,
-                ",".join(map(str, op.step_counts)),
-                ",".join(map(str, op.matched_steps)),
-            )
+        args: list[bytes | str | int] = [self.key_prefix, self._grace_ms, MAX_SAMPLE_EVENTS]
+        args += map(_encode, ops)
         try:
             reply = await self._script(keys=[], args=args)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise BackendUnavailable(f"redis is unreachable: {exc}") from exc
         except RedisError as exc:
             raise BackendError(f"redis window script failed: {exc}") from exc
-        return [_hit(row) for row in reply]
+        return _decode(reply, ops)
 
     def _require_client(self) -> aioredis.Redis:
         if self._client is None:
@@ -116,7 +102,34 @@ class RedisWindowState(WindowState):
         return self._client
 
 
-def _hit(row: list[Any]) -> Hit:
-    index, alert_id, new, occurrences, first_ms, last_ms, flat = row
-    events = [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
-    return Hit(int(index), alert_id.decode(), bool(new), int(occurrences), int(first_ms), int(last_ms), events)
+def _encode(op: WindowOp) -> bytes:
+    """One op as one script argument: a header line of numbers and lengths, then the strings (see
+    window.lua). Counts below one are read as one, as in the memory backend."""
+    key = window_key(op.rule_id, op.group_key).encode()
+    event_id = op.event_id.encode()
+    alert_id = op.new_alert_id.encode()
+    steps = ",".join(str(max(1, n)) for n in op.step_counts)
+    matched = ",".join(map(str, op.matched_steps))
+    return b"%s %d %d %d %d %s %s %d %d %d\n%s%s%s%s" % (
+        op.kind.encode(), op.ts_ms, op.window_ms, op.suppress_ms, max(1, op.count), steps.encode(),
+        matched.encode(), len(key), len(event_id), len(alert_id), key, event_id, alert_id, op.payload,
+    )  # fmt: skip
+
+
+def _decode(reply: list[bytes], ops: Sequence[WindowOp]) -> list[Hit]:
+    hits: list[Hit] = []
+    position = 0
+    while position < len(reply):
+        fields = reply[position].split(b" ", 6)
+        index, new, occurrences, first_ms, last_ms, count = map(int, fields[:6])
+        op = ops[index]
+        position += 1
+        if count:
+            pairs = reply[position : position + 2 * count]
+            events = [(pairs[i].decode(), pairs[i + 1]) for i in range(0, len(pairs), 2)]
+            position += 2 * count
+        else:
+            events = [(op.event_id, op.payload)]
+        alert_id = op.new_alert_id if new else fields[6].decode()
+        hits.append(Hit(index, alert_id, bool(new), occurrences, first_ms, last_ms, events))
+    return hits

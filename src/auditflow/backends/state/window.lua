@@ -1,27 +1,34 @@
 -- Applies a batch of window ops atomically and in order; the semantics are those of
 -- auditflow/backends/state/base.py, mirrored by memory.py.
 --
--- ARGV: key_prefix, grace_ms, max_samples, then 11 values per op:
---   key (rule and group, encoded), kind, event_id, ts_ms, payload, window_ms, suppress_ms,
---   new_alert_id, count, step_counts (comma-separated), matched_steps (comma-separated).
--- Every op value is data: nothing from ARGV is ever evaluated as code.
+-- ARGV: key_prefix, grace_ms, max_samples, then one value per op:
+--   "kind ts_ms window_ms suppress_ms count step_counts matched_steps len(key) len(event_id)
+--    len(new_alert_id)\n" .. key .. event_id .. new_alert_id .. payload
+-- (key encodes the rule and group; the comma-separated step lists may be empty). Every op value is
+-- data: nothing from ARGV is ever evaluated as code.
 --
 -- Keys, for one (rule, group):
---   {prefix}w:{key}   sorted set event_id -> ts: every recent event (de-duplication, threshold window)
---   {prefix}p:{key}   hash event_id -> payload (threshold and sequence only)
+--   {prefix}w:{key}    sorted set event_id -> ts: every recent event (de-duplication, threshold window)
+--   {prefix}p:{key}    hash event_id -> payload (threshold and sequence only)
 --   {prefix}s{n}:{key} sorted set event_id -> ts of the events matching sequence step n
---   {prefix}a:{key}   hash id, occ, first, last: the live alert, for suppression
+--   {prefix}a:{key}    hash id, occ, first, last: the live alert, for suppression
 -- Each key expires its window or suppression period plus grace_ms after its last write.
 --
--- Returns one entry per hit: {op_index, alert_id, new (1|0), occurrences, first_ms, last_ms,
--- {event_id, payload, ...}}.
+-- Returns a flat array; per hit a header "op_index new occurrences first_ms last_ms n" followed, for a
+-- suppressed hit (new = 0), by " " .. alert_id, then n pairs event_id, payload: the samples of a new
+-- threshold or sequence alert (otherwise n = 0: the hit's only event is the op's own).
 
 local prefix = ARGV[1]
 local grace = tonumber(ARGV[2])
 local max_samples = tonumber(ARGV[3])
-local FIELDS = 11
-local hits = {}
-local ttls = {}
+local HEADER = '^(%a+) (%-?%d+) (%d+) (%d+) (%d+) ([%d,]*) ([%d,]*) (%d+) (%d+) (%d+)$'
+
+local out = {}
+local ttls = {} -- key -> PEXPIRE to set once at the end
+local newest_of = {} -- window key -> its newest score, once read in this call
+local floor_of = {} -- window key -> no entry is older, except ones added since older than that
+local alerts = {} -- key -> cached alert table, or false when there is none
+local dirty = {} -- key -> TTL of an alert to write back at the end
 
 local function keep(key, ttl)
   local old = ttls[key]
@@ -31,20 +38,11 @@ local function keep(key, ttl)
 end
 
 local function numbers(csv)
-  local out = {}
+  local list = {}
   for n in string.gmatch(csv, '%d+') do
-    out[#out + 1] = tonumber(n)
+    list[#list + 1] = tonumber(n)
   end
-  return out
-end
-
-local function contains(list, value)
-  for _, v in ipairs(list) do
-    if v == value then
-      return true
-    end
-  end
-  return false
+  return list
 end
 
 -- unpack() is bounded by the Lua stack: delete in slices.
@@ -54,48 +52,44 @@ local function hdel(key, fields)
   end
 end
 
--- {id, payload, ...} for the first max_samples ids.
-local function samples(pkey, ids)
-  local out = {}
-  local n = math.min(#ids, max_samples)
-  if n == 0 then
-    return out
+local function alert_of(base)
+  local alert = alerts[base]
+  if alert == nil then
+    local r = redis.call('HMGET', prefix .. 'a:' .. base, 'id', 'occ', 'first', 'last')
+    alert = false
+    if r[1] then
+      alert = {id = r[1], occ = tonumber(r[2]), first = tonumber(r[3]), last = tonumber(r[4])}
+    end
+    alerts[base] = alert
   end
-  local payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
-  for i = 1, n do
-    out[#out + 1] = ids[i]
-    out[#out + 1] = payloads[i] or ''
-  end
-  return out
+  return alert
 end
 
-local nops = (#ARGV - 3) / FIELDS
-for index = 0, nops - 1 do
-  local b = 3 + index * FIELDS
-  local base = ARGV[b + 1]
-  local kind = ARGV[b + 2]
-  local eid = ARGV[b + 3]
-  local ts_arg = ARGV[b + 4]
+for index = 0, #ARGV - 4 do
+  local arg = ARGV[index + 4]
+  local nl = string.find(arg, '\n', 1, true)
+  local kind, ts_arg, window, suppress, count, steps_csv, matched_csv, lb, le, la =
+    string.match(string.sub(arg, 1, nl - 1), HEADER)
   local ts = tonumber(ts_arg)
-  local payload = ARGV[b + 5]
-  local window = tonumber(ARGV[b + 6])
-  local suppress = tonumber(ARGV[b + 7])
+  window, suppress = tonumber(window), tonumber(suppress)
+  lb, le, la = tonumber(lb), tonumber(le), tonumber(la)
+  local base = string.sub(arg, nl + 1, nl + lb)
+  local eid = string.sub(arg, nl + lb + 1, nl + lb + le)
+  local new_id = string.sub(arg, nl + lb + le + 1, nl + lb + le + la)
   local wkey = prefix .. 'w:' .. base
   local pkey = prefix .. 'p:' .. base
 
-  if not redis.call('ZSCORE', wkey, eid) then
+  -- NX: an event already recorded for this key is a redelivery and yields nothing.
+  if redis.call('ZADD', wkey, 'NX', ts_arg, eid) == 1 then
     local wttl = window + grace
-    local steps = {}
-    local matched = {}
-    redis.call('ZADD', wkey, ts_arg, eid)
+    local steps, matched = {}, {}
     keep(wkey, wttl)
     if kind ~= 'match' then
-      redis.call('HSET', pkey, eid, payload)
+      redis.call('HSET', pkey, eid, string.sub(arg, nl + lb + le + la + 1))
       keep(pkey, wttl)
     end
     if kind == 'sequence' then
-      steps = numbers(ARGV[b + 10])
-      matched = numbers(ARGV[b + 11])
+      steps, matched = numbers(steps_csv), numbers(matched_csv)
       for _, step in ipairs(matched) do
         local skey = prefix .. 's' .. step .. ':' .. base
         redis.call('ZADD', skey, ts_arg, eid)
@@ -104,39 +98,50 @@ for index = 0, nops - 1 do
     end
 
     -- Slide the window: drop what is older than the newest event minus window_ms.
-    local newest = tonumber(redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')[2])
-    local below = string.format('(%d', newest - window)
-    local stale = redis.call('ZRANGEBYSCORE', wkey, '-inf', below)
-    if #stale > 0 then
-      redis.call('ZREMRANGEBYSCORE', wkey, '-inf', below)
-      if kind ~= 'match' then
-        hdel(pkey, stale)
+    local newest = newest_of[wkey]
+    if newest == nil then
+      newest = tonumber(redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')[2])
+    elseif ts > newest then
+      newest = ts
+    end
+    newest_of[wkey] = newest
+    local cutoff = newest - window
+    local floor = floor_of[wkey]
+    if floor == nil or cutoff > floor or ts < cutoff then
+      local below = string.format('(%d', cutoff)
+      if kind == 'match' then
+        redis.call('ZREMRANGEBYSCORE', wkey, '-inf', below)
+      else
+        local stale = redis.call('ZRANGEBYSCORE', wkey, '-inf', below)
+        if #stale > 0 then
+          redis.call('ZREMRANGEBYSCORE', wkey, '-inf', below)
+          hdel(pkey, stale)
+          for step = 0, #steps - 1 do
+            redis.call('ZREMRANGEBYSCORE', prefix .. 's' .. step .. ':' .. base, '-inf', below)
+          end
+        end
       end
-      for step = 0, #steps - 1 do
-        redis.call('ZREMRANGEBYSCORE', prefix .. 's' .. step .. ':' .. base, '-inf', below)
-      end
+      floor_of[wkey] = cutoff
     end
 
     local lo = ts - window
-    local fired = false
-    local occurrences, first, events
+    local fired, occurrences, first = false, 1, ts
+    local ids = {}
     if kind == 'match' then
-      fired, occurrences, first, events = true, 1, ts, {eid, payload}
+      fired = true
     elseif kind == 'threshold' then
       occurrences = redis.call('ZCOUNT', wkey, lo, ts)
-      if occurrences >= tonumber(ARGV[b + 9]) then
+      if occurrences >= tonumber(count) then
         local r = redis.call('ZRANGEBYSCORE', wkey, lo, ts, 'WITHSCORES', 'LIMIT', 0, max_samples)
-        local ids = {}
         for i = 1, #r, 2 do
           ids[#ids + 1] = r[i]
         end
-        fired, first, events = true, tonumber(r[2]), samples(pkey, ids)
+        fired, first = true, tonumber(r[2])
       end
-    elseif #steps > 0 and contains(matched, #steps - 1) then
+    elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
       -- Greedy earliest chain: each step's first `count` events strictly after the previous step.
       local min = lo
-      local ids = {}
-      local complete = true
+      fired = true
       for step = 0, #steps - 1 do
         local skey = prefix .. 's' .. step .. ':' .. base
         local r
@@ -146,7 +151,7 @@ for index = 0, nops - 1 do
           r = redis.call('ZRANGEBYSCORE', skey, min, ts, 'WITHSCORES')
         end
         if #r / 2 < steps[step + 1] then
-          complete = false
+          fired = false
           break
         end
         if step == 0 then
@@ -157,40 +162,49 @@ for index = 0, nops - 1 do
         end
         min = '(' .. r[#r]
       end
-      if complete then
-        fired, occurrences, events = true, #ids, samples(pkey, ids)
-      end
+      occurrences = #ids
     end
 
     if fired then
-      local akey = prefix .. 'a:' .. base
       local alert = false
       if suppress > 0 then
-        alert = redis.call('HMGET', akey, 'id', 'occ', 'first', 'last')
-        if not alert[1] or ts - tonumber(alert[4]) >= suppress then
+        alert = alert_of(base)
+        if alert and ts - alert.last >= suppress then
           alert = false
         end
       end
       if alert then
-        local last = math.max(tonumber(alert[4]), ts)
-        local occ = redis.call('HINCRBY', akey, 'occ', 1)
-        redis.call('HSET', akey, 'last', string.format('%d', last))
-        keep(akey, suppress + grace)
-        hits[#hits + 1] = {index, alert[1], 0, occ, tonumber(alert[3]), last, {eid, payload}}
+        alert.occ = alert.occ + 1
+        alert.last = math.max(alert.last, ts)
+        dirty[base] = math.max(dirty[base] or 0, suppress + grace)
+        out[#out + 1] = string.format('%d 0 %d %d %d 0 ', index, alert.occ, alert.first, alert.last) .. alert.id
       else
-        local new_id = ARGV[b + 8]
         if suppress > 0 then
-          redis.call('HSET', akey, 'id', new_id, 'occ', occurrences, 'first', string.format('%d', first),
-            'last', ts_arg)
-          keep(akey, suppress + grace)
+          alerts[base] = {id = new_id, occ = occurrences, first = first, last = ts}
+          dirty[base] = math.max(dirty[base] or 0, suppress + grace)
         end
-        hits[#hits + 1] = {index, new_id, 1, occurrences, first, ts, events}
+        local n = math.min(#ids, max_samples)
+        out[#out + 1] = string.format('%d 1 %d %d %d %d', index, occurrences, first, ts, n)
+        if n > 0 then
+          local payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
+          for i = 1, n do
+            out[#out + 1] = ids[i]
+            out[#out + 1] = payloads[i] or ''
+          end
+        end
       end
     end
   end
 end
 
+for base, ttl in pairs(dirty) do
+  local alert = alerts[base]
+  local akey = prefix .. 'a:' .. base
+  redis.call('HSET', akey, 'id', alert.id, 'occ', alert.occ, 'first', string.format('%d', alert.first),
+    'last', string.format('%d', alert.last))
+  keep(akey, ttl)
+end
 for key, ttl in pairs(ttls) do
   redis.call('PEXPIRE', key, ttl)
 end
-return hits
+return out
