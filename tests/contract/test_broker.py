@@ -202,7 +202,7 @@ async def test_stop_consuming_finishes_the_in_flight_batch(make_broker: BrokerFa
     assert finished == bodies[:4]
     rest = Recorder(6)
     await consume_until(broker, queue, rest, rest.complete)
-    assert rest.bodies[:6] == bodies[4:]  # the handled batch was acked, the others came back
+    assert set(rest.bodies) == set(bodies[4:])  # the handled batch was acked, the others came back
 
 
 async def test_stop_consuming_one_queue_leaves_the_others(make_broker: BrokerFactory, queue: str) -> None:
