@@ -6,6 +6,8 @@ is batched too. A handler acks nothing itself: when it returns, every delivery o
 it did not dead-letter is acknowledged; when it raises, the whole batch is returned to the queue
 and redelivered (to this or another consumer), with `delivery_count` incremented. A message
 delivered `max_deliveries` times is dead-lettered as poison instead of being handled again.
+A handler that raises BackendUnavailable is different: a dependency is down, not the message, so
+the batch stays unacknowledged and is retried with back-off without counting a delivery.
 """
 
 from __future__ import annotations
