@@ -171,14 +171,17 @@ async def ids(store: SqlAlertStore, **filters: Any) -> set[UUID]:
 
 
 async def test_migrate_brings_a_fresh_database_to_head(fresh_url: str) -> None:
-    store = SqlAlertStore(fresh_url)
-    await store.start()
+    stores = [SqlAlertStore(fresh_url), SqlAlertStore(fresh_url)]
     try:
-        await store.migrate()
-        await store.migrate()  # a second run is a no-op
-        assert await store.count() == 0
+        for store in stores:
+            await store.start()
+        # Replicas starting together: the migrations run once, one after the other, without error.
+        await asyncio.gather(*(store.migrate() for store in stores))
+        await stores[0].migrate()  # a later run is a no-op
+        assert await stores[0].count() == 0
     finally:
-        await store.aclose()
+        for store in stores:
+            await store.aclose()
     engine = create_sync_engine(fresh_url)
     try:
         with engine.connect() as conn:

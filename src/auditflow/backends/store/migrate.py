@@ -3,6 +3,7 @@ and the embedded start-up work from an installed wheel without any alembic.ini."
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -25,8 +26,15 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return config
 
 
+# Any constant works; it only has to be the same in every process that migrates this database.
+_MIGRATION_LOCK_ID = 0x61756469746600
+
+
 def upgrade_connection(connection: Connection, revision: str = "head") -> None:
-    """Upgrade through an open connection (called inside `AsyncConnection.run_sync`)."""
+    """Upgrade through an open connection in a transaction (inside `AsyncConnection.run_sync`)."""
+    if connection.dialect.name == "postgresql":
+        # Replicas starting together migrate one after the other; the later ones find head applied.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _MIGRATION_LOCK_ID})
     command.upgrade(alembic_config(connection=connection), revision)
 
 
