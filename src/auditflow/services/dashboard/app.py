@@ -60,9 +60,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
     log.warning("dashboard: alert source unavailable: %s", exc)
-    return _error_page(
-        request, 503, "The alert store cannot be reached right now. This page retries when you reload it."
-    )
+    message = "The alert store cannot be reached right now. Try again in a moment; the health page shows what is down."
+    return _error_page(request, 503, message)
 
 
 async def _backend_error(request: Request, exc: Exception) -> Response:
