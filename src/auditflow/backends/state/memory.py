@@ -17,6 +17,9 @@ DEFAULT_GRACE_MS = 60_000
 # Expired keys are swept at most this often; a sweep only visits the keys that expired.
 _SWEEP_INTERVAL_MS = 1_000
 
+# Windows this small are searched for duplicates directly; larger ones get a set of event ids.
+_SMALL_WINDOW = 8
+
 # (ts_ms, event_id, payload, step mask), kept sorted: by event time, then event id, as Redis
 # orders a sorted set's members of equal score.
 _Entry = tuple[int, str, bytes, int]
@@ -26,16 +29,22 @@ _Key = tuple[str, str]
 class _Window:
     """The state of one (rule_id, group_key): its recent events and its live alert, if any."""
 
-    __slots__ = ("alert_id", "entries", "first_ms", "ids", "last_ms", "occurrences", "ttl_ms")
+    __slots__ = ("alert_id", "deadline_ms", "entries", "first_ms", "ids", "last_ms", "occurrences", "ttl_ms")
 
     def __init__(self) -> None:
         self.entries: list[_Entry] = []
-        self.ids: set[str] = set()
+        self.ids: set[str] | None = None  # only for windows larger than _SMALL_WINDOW
         self.alert_id: str | None = None
         self.occurrences = 0
         self.first_ms = 0
         self.last_ms = 0
         self.ttl_ms = -1
+        self.deadline_ms = -1
+
+    def holds(self, event_id: str) -> bool:
+        if self.ids is not None:
+            return event_id in self.ids
+        return any(entry[1] == event_id for entry in self.entries)
 
 
 class MemoryWindowState(WindowState):
@@ -97,6 +106,9 @@ class MemoryWindowState(WindowState):
             del self._expiry[ttl]
 
     def _touch(self, key: _Key, window: _Window, ttl_ms: int, now_ms: int) -> None:
+        if window.deadline_ms == now_ms + ttl_ms and window.ttl_ms == ttl_ms:
+            return  # touched already in this batch
+        window.deadline_ms = now_ms + ttl_ms
         if window.ttl_ms != ttl_ms:
             if window.ttl_ms >= 0:
                 del self._expiry[window.ttl_ms][key]
@@ -113,14 +125,15 @@ class MemoryWindowState(WindowState):
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window()
-        elif op.event_id in window.ids:
+        elif window.holds(op.event_id):
             return None
         self._touch(key, window, max(op.window_ms, op.suppress_ms) + self._grace_ms, now_ms)
 
         ts = op.ts_ms
         mask = 0
-        for step in op.matched_steps:
-            mask |= 1 << step
+        if op.matched_steps:
+            for step in op.matched_steps:
+                mask |= 1 << step
         # A match rule keeps event ids only to de-duplicate; its hit carries the payload itself.
         entry = (ts, op.event_id, b"" if op.kind == "match" else op.payload, mask)
         entries = window.entries
@@ -128,12 +141,17 @@ class MemoryWindowState(WindowState):
             entries.append(entry)  # the usual case: events arrive in time order
         else:
             insort(entries, entry)
-        window.ids.add(op.event_id)
+        ids = window.ids
+        if ids is not None:
+            ids.add(op.event_id)
+        elif len(entries) > _SMALL_WINDOW:
+            ids = window.ids = {entry[1] for entry in entries}
         cutoff = entries[-1][0] - op.window_ms
         if entries[0][0] < cutoff:
             stale = bisect_left(entries, (cutoff,))
-            for old in entries[:stale]:
-                window.ids.discard(old[1])
+            if ids is not None:
+                for old in entries[:stale]:
+                    ids.discard(old[1])
             del entries[:stale]
 
         if op.kind == "match":
