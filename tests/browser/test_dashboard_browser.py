@@ -104,9 +104,10 @@ def test_xss_payloads_render_as_text(page: Any, live_server: LiveServer, dialogs
     assert XSS_DETAIL in page.locator("pre.json").first.inner_text()
     assert XSS_USER in page.locator(".facts").inner_text()
     _assert_inert(page, dialogs)
+    shoot(page, "07-xss-detail")
     page.goto("/")
     _assert_inert(page, dialogs)
-    shoot(page, "07-xss-detail-then-overview")
+    shoot(page, "07-xss-overview")
 
 
 def test_rules_and_health_pages(page: Any) -> None:
