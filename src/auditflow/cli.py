@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +103,8 @@ def _serve_process(settings: Settings, service: ServiceName) -> int:
         generated_token = token if created else None
     runtime = Runtime(settings, service)
     port = settings.port if settings.port is not None else DEFAULT_PORTS[service]
-    mount, admin_password = _dashboard_mount(settings, service, tokens)
+    hooks = ProcessHooks()
+    admin_password = _dashboard_mount(settings, service, tokens, hooks)
     url = settings.public_url or f"http://{_display_host(settings.host)}:{port}"
 
     def banner() -> None:
@@ -117,22 +120,46 @@ def _serve_process(settings: Settings, service: ServiceName) -> int:
         click.echo("\n".join(lines), err=False)
 
     try:
-        return run_process(ProcessSpec(runtime, tokens, settings.host, port, mount=mount, on_ready=banner))
+        spec = ProcessSpec(
+            runtime,
+            tokens,
+            settings.host,
+            port,
+            mount=hooks.mount,
+            on_ready=banner,
+            exit_hooks=hooks.exit_hooks,
+            closers=hooks.closers,
+        )
+        return run_process(spec)
     except AuditFlowError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@dataclass
+class ProcessHooks:
+    """What optional parts (the dashboard) add to a process: a mount, exit hooks, async closers."""
+
+    mount: Callable[[FastAPI, Runtime], None] | None = None
+    exit_hooks: list[Callable[[], None]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 - display only
 
 
-def _dashboard_mount(settings: Settings, service: ServiceName, tokens: list[str]) -> tuple[Any, str | None]:
+def _dashboard_mount(
+    settings: Settings, service: ServiceName, tokens: list[str], spec_hooks: ProcessHooks
+) -> str | None:
+    """Mount the dashboard for `run` and `serve dashboard`; return a freshly generated admin password."""
     if service not in {"run", "dashboard"}:
-        return None, None
+        return None
     from auditflow.services.dashboard import build_dashboard, ensure_dashboard_users
     from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
 
-    _, admin_password = ensure_dashboard_users(settings)
+    users, admin_password = ensure_dashboard_users(settings)
+    if service == "dashboard" and not settings.alerts_api_url:
+        raise click.ClickException("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
 
     def mount(app: FastAPI, runtime: Runtime) -> None:
         source: AlertSource
@@ -140,12 +167,16 @@ def _dashboard_mount(settings: Settings, service: ServiceName, tokens: list[str]
             assert runtime.store is not None
             source = LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness)
         else:
-            if not settings.alerts_api_url:
-                raise ConfigError("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
-            source = HttpAlertSource(settings.alerts_api_url, tokens[0])
-        app.mount("/", build_dashboard(settings, source))
+            assert settings.alerts_api_url is not None
+            http_source = HttpAlertSource(settings.alerts_api_url, tokens[0], readiness_urls=settings.readiness_api_url)
+            spec_hooks.closers.append(http_source.aclose)
+            source = http_source
+        dashboard = build_dashboard(settings, source, users=users)
+        spec_hooks.exit_hooks.append(dashboard.state.dashboard.close_streams)
+        app.mount("/", dashboard)
 
-    return mount, admin_password
+    spec_hooks.mount = mount
+    return admin_password
 
 
 @main.command()
@@ -215,3 +246,22 @@ def send(file: Any, url: str, token: str, batch_size: int, progress: bool | None
     except SendError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"sent {summary.accepted} events in {summary.batches} batches ({summary.seconds:.1f} s)")
+
+
+@main.group()
+def dashboard() -> None:
+    """Dashboard administration."""
+
+
+@dashboard.command("hash-password")
+@click.option("--user", "name", required=True, help="Login name.")
+@click.option("--role", type=click.Choice(["viewer", "analyst"]), default="analyst", show_default=True)
+@click.password_option(help="Prompted for when omitted (never put it in shell history).")
+def hash_password_command(name: str, role: str, password: str) -> None:
+    """Print a `name:role:argon2-hash` entry for AUDITFLOW_DASHBOARD_USERS."""
+    from auditflow.services.dashboard import user_entry
+
+    try:
+        click.echo(user_entry(name, role, password))
+    except (ValueError, AuditFlowError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -24,6 +25,15 @@ log = logging.getLogger("auditflow.server")
 
 
 class _GracefulServer(uvicorn.Server):
+    exit_hooks: list[Callable[[], None]]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Long-lived responses (the dashboard's live stream) must end now: uvicorn waits for open
+        # connections before it shuts down, which would hold SIGTERM for the whole grace period.
+        for hook in getattr(self, "exit_hooks", []):
+            hook()
+        super().handle_exit(sig, frame)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         loop = asyncio.get_running_loop()
@@ -45,6 +55,8 @@ class ProcessSpec:
     port: int
     mount: Callable[[FastAPI, Runtime], None] | None = None
     on_ready: Callable[[], None] | None = None
+    exit_hooks: list[Callable[[], None]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 async def serve(spec: ProcessSpec) -> int:
@@ -63,6 +75,7 @@ async def serve(spec: ProcessSpec) -> int:
         server_header=False,
     )
     server = _GracefulServer(config)
+    server.exit_hooks = spec.exit_hooks
     await spec.runtime.start()
     try:
         serving = asyncio.create_task(server.serve())
@@ -78,7 +91,10 @@ async def serve(spec: ProcessSpec) -> int:
     finally:
         log.info("stopping: draining work and closing connections")
         try:
-            await asyncio.wait_for(spec.runtime.aclose(), spec.runtime.settings.shutdown_grace)
+            async with asyncio.timeout(spec.runtime.settings.shutdown_grace):
+                for closer in spec.closers:
+                    await closer()
+                await spec.runtime.aclose()
         except TimeoutError:
             log.error("shutdown did not finish within %.0f s", spec.runtime.settings.shutdown_grace)
     log.info("stopped")
