@@ -56,7 +56,7 @@ def test_default_passwords_are_allowed_on_loopback() -> None:
 
 
 def test_unknown_scheme_is_refused() -> None:
-    with pytest.raises(ConfigError, match="state_url: .*unsupported scheme 'kafka'"):
+    with pytest.raises(ConfigError, match=r"state_url: .*unsupported scheme 'kafka'"):
         load_settings(state_url="kafka://x")
 
 
