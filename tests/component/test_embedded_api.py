@@ -213,3 +213,10 @@ async def test_stats_count_by_severity(embedded: Embedded) -> None:
     stats = (await embedded.client.get("/api/v1/alerts/stats", params={"bucket_seconds": 60})).json()
     assert stats["total"] == 1
     assert stats["by_severity"]["CRITICAL"] == 1
+
+
+async def test_stats_refuse_more_buckets_than_they_can_return(embedded: Embedded) -> None:
+    params = {"since": "2000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z", "bucket_seconds": 60}
+    response = await embedded.client.get("/api/v1/alerts/stats", params=params)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "bucket_seconds"]

@@ -66,7 +66,13 @@ async def alert_stats(
     until: datetime | None = None,
     bucket_seconds: Annotated[int, Query(ge=60, le=7 * 86400)] = 3600,
 ) -> AlertStats:
-    return await store.stats(since, until, bucket_seconds)
+    try:
+        return await store.stats(since, until, bucket_seconds)
+    except ValueError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["query", "bucket_seconds"], "msg": str(exc), "type": "value_error"}],
+        ) from None
 
 
 @router.get(
