@@ -106,8 +106,8 @@ class MemoryWindowState(WindowState):
             del self._expiry[ttl]
 
     def _touch(self, key: _Key, window: _Window, ttl_ms: int, now_ms: int) -> None:
-        if window.deadline_ms == now_ms + ttl_ms and window.ttl_ms == ttl_ms:
-            return  # touched already in this batch
+        if window.deadline_ms == now_ms + ttl_ms:
+            return  # touched already in this batch (or its deadline is unchanged anyway)
         window.deadline_ms = now_ms + ttl_ms
         if window.ttl_ms != ttl_ms:
             if window.ttl_ms >= 0:
