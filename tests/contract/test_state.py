@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from auditflow.backends.state import Hit, WindowOp, WindowState
 from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, RuleKind
-from auditflow.backends.state.memory import MemoryWindowState
+from auditflow.backends.state.memory import DEFAULT_GRACE_MS, MemoryWindowState
 from auditflow.backends.state.redis import RedisWindowState, window_key
 from auditflow.errors import BackendError, BackendUnavailable
 from tests.conftest import REDIS_URL, require_server
@@ -284,6 +284,30 @@ async def test_redis_script_is_loaded_again_after_noscript(redis_backend: Backen
     assert script is not None
     script.sha = "0" * 40  # as if the server had lost its script cache
     assert len(await state.apply([op("match", "e1", 0)])) == 1
+
+
+async def test_ping_succeeds_on_a_reachable_backend(state: WindowState) -> None:
+    await state.ping()
+
+
+async def test_every_redis_key_expires(redis_backend: Backend) -> None:
+    state = await redis_backend.state()
+    await state.apply(
+        [
+            op("match", "m1", 0, rule="m", window=1_000, suppress=5_000),
+            op("threshold", "t1", 0, rule="t", window=2_000, suppress=0, count=1),
+            seq("s1", 0, (0,)),
+            seq("s2", 1, (0, 1)),
+            seq("s3", 2, (1,)),
+        ]
+    )
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=f"{redis_backend.prefix}*", count=1000)]
+    ttls = [(key.decode().removeprefix(redis_backend.prefix).split(":", 1)[0], await client.pttl(key)) for key in keys]
+    await client.aclose()
+    assert sorted({kind for kind, _ in ttls}) == ["a", "p", "s0", "s1", "w"]
+    assert len(ttls) == 9  # w, a of "m"; w, p of "t" (no suppression); w, p, s0, s1, a of the sequence
+    assert all(0 < ttl <= 60_000 + DEFAULT_GRACE_MS for _, ttl in ttls), ttls
 
 
 @st.composite
