@@ -13,6 +13,8 @@
 --   {prefix}s{n}:{key} sorted set event_id -> ts of the events matching sequence step n
 --   {prefix}a:{key}    hash id, occ, first, last: the live alert, for suppression
 -- Each key expires its window or suppression period plus grace_ms after its last write.
+-- The keys are derived here from the prefix and the op, not passed as KEYS: one call touches
+-- the keys of many groups, so the script needs a single Redis server (or one shard), not a Cluster.
 --
 -- Returns a flat array; per hit a header "op_index new occurrences first_ms last_ms n" followed, for a
 -- suppressed hit (new = 0), by " " .. alert_id, then n pairs event_id, payload: the samples of a new
