@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditflow.backends.state import Hit, WindowOp, WindowState
+from auditflow.backends.state import Hit, WindowOp, WindowState, create_state
 from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, RuleKind
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS, MemoryWindowState
 from auditflow.backends.state.redis import RedisWindowState, window_key
@@ -308,6 +308,15 @@ async def test_every_redis_key_expires(redis_backend: Backend) -> None:
     assert sorted({kind for kind, _ in ttls}) == ["a", "p", "s0", "s1", "w"]
     assert len(ttls) == 9  # w, a of "m"; w, p of "t" (no suppression); w, p, s0, s1, a of the sequence
     assert all(0 < ttl <= 60_000 + DEFAULT_GRACE_MS for _, ttl in ttls), ttls
+
+
+def test_state_urls_choose_the_backend() -> None:
+    assert isinstance(create_state("memory://"), MemoryWindowState)
+    redis_state = create_state("redis://127.0.0.1:6379/0", key_prefix="p:")
+    assert isinstance(redis_state, RedisWindowState)
+    assert redis_state.key_prefix == "p:"
+    with pytest.raises(ValueError, match="unsupported"):
+        create_state("memcached://127.0.0.1")
 
 
 @st.composite
