@@ -46,3 +46,9 @@ def require_server(name: str) -> None:
 def unique_name() -> str:
     """A short name unique to this test, for queues, key prefixes and databases."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread while
+    its session-scoped browser is open, which would break every asyncio test collected after it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
