@@ -52,6 +52,7 @@ class AnalysisService(QueueWorker):
         self.state_dependency = state_dependency
         self.detector = Detector(state, rules)
         self.publish_batch_size = publish_batch_size
+        self._local = broker.url.startswith("memory")  # see codec.Handoff
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         started = time.perf_counter()
@@ -77,7 +78,7 @@ class AnalysisService(QueueWorker):
         await call_with_recovery(detect, self.state_dependency, self.stopping)
         if alerts:
             bodies = [
-                encode_alerts(alerts[i : i + self.publish_batch_size])
+                encode_alerts(alerts[i : i + self.publish_batch_size], local=self._local)
                 for i in range(0, len(alerts), self.publish_batch_size)
             ]
 
