@@ -14,6 +14,7 @@ import click
 from fastapi import FastAPI
 
 from auditflow import __version__
+from auditflow.bench.cli import bench
 from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
 from auditflow.logging import configure_logging
@@ -265,3 +266,6 @@ def hash_password_command(name: str, role: str, password: str) -> None:
         click.echo(user_entry(name, role, password))
     except (ValueError, AuditFlowError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+main.add_command(bench)

@@ -1,0 +1,215 @@
+"""The end-to-end run shared by both modes: send the workload at a rate (or as fast as possible),
+watch the store for the expected alerts, and judge throughput, latency and correctness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from auditflow.backends.store import AlertStore
+from auditflow.bench.measure import Sampler, percentiles
+from auditflow.bench.workload import BURST_RULE, Workload
+from auditflow.model.alert import AlertQuery
+
+POLL_INTERVAL_S = 0.02
+POLL_PAGE = 50
+Progress = Callable[[int, int], None]  # (events accepted so far, total)
+
+
+class Target(Protocol):
+    """A running pipeline: somewhere to submit request bodies, its store, and its queues."""
+
+    store: AlertStore
+    processes: dict[str, list[int]]
+
+    def expect(self, events: int) -> None:
+        """The number of events about to be submitted (a target may use it to tell when it is done)."""
+        ...
+
+    async def submit(self, body: bytes) -> None: ...
+
+    async def depths(self) -> dict[str, int]: ...
+
+    async def idle(self) -> bool:
+        """True when no queue holds work and no batch is in flight (as far as can be seen)."""
+        ...
+
+
+@dataclass
+class AlertWatcher:
+    """Polls the newest page of burst alerts, recording when each alert id first became queryable."""
+
+    store: AlertStore
+    seen: dict[str, float] = field(default_factory=dict)
+    polls: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def poll(self) -> None:
+        """Newest first, a small page at a time, going deeper only while a page holds new ones: the
+        watcher must not load the store it measures."""
+        cursor = None
+        while True:
+            page = await self.store.list_alerts(AlertQuery(rule_id=BURST_RULE, limit=POLL_PAGE, cursor=cursor))
+            now = time.monotonic()
+            self.polls += 1
+            fresh = 0
+            for item in page.items:
+                if str(item.alert_id) not in self.seen:
+                    self.seen[str(item.alert_id)] = now
+                    fresh += 1
+            if fresh == 0 or page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def _run(self) -> None:
+        while True:
+            # A store hiccup only delays a sighting; the final audit still counts every alert.
+            with contextlib.suppress(Exception):
+                await self.poll()
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def stored_alerts(store: AlertStore) -> tuple[list[tuple[str, str | None, str | None]], int]:
+    """Every stored burst alert as (alert_id, user, host), and the number of alerts of other rules."""
+    found: list[tuple[str, str | None, str | None]] = []
+    cursor = None
+    while True:
+        page = await store.list_alerts(AlertQuery(rule_id=BURST_RULE, limit=500, cursor=cursor))
+        found.extend((str(a.alert_id), a.user_id, a.server_hostname) for a in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return found, await store.count() - len(found)
+
+
+async def drive(
+    workload: Workload,
+    submit: Callable[[bytes], Awaitable[None]],
+    rate: float,
+    concurrency: int,
+    progress: Progress,
+    duration: float | None = None,
+) -> tuple[list[float], float]:
+    """Submit the batches, paced to `rate` events/s (0: as fast as possible) with at most
+    `concurrency` in flight, stopping early after `duration` s; returns when each batch that was
+    sent was accepted, and the start time."""
+    accepted = [0.0] * len(workload.bodies)
+    gate = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
+    sent = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(index: int) -> None:
+        try:
+            await submit(workload.bodies[index])
+            accepted[index] = time.monotonic()
+        finally:
+            gate.release()
+
+    for index, size in enumerate(workload.sizes):
+        if duration is not None and time.monotonic() - started >= duration:
+            del accepted[index:]
+            break
+        if rate > 0:
+            ahead = started + sent / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await gate.acquire()
+        task = asyncio.create_task(one(index))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        sent += size
+        progress(sent, workload.events)
+    await asyncio.gather(*list(tasks))
+    return accepted, started
+
+
+async def run_pipeline(
+    target: Target,
+    workload: Workload,
+    *,
+    rate: float,
+    concurrency: int,
+    patience: float,
+    progress: Progress,
+    duration: float | None = None,
+    extra_processes: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    watcher = AlertWatcher(target.store)
+    processes = {**target.processes, **(extra_processes or {})}
+    target.expect(workload.events)
+    async with Sampler(processes, target.depths) as sampler:
+        watcher.start()
+        accepted, started = await drive(workload, target.submit, rate, concurrency, progress, duration)
+        workload = workload.truncated(len(accepted))
+        target.expect(workload.events)
+        accepted_end = max(accepted)
+        done_at = await _wait_processed(target, watcher, workload, patience)
+        await watcher.stop()
+    await watcher.poll()
+    stored, other = await stored_alerts(target.store)
+    events = workload.events
+    latencies = [
+        (watcher.seen[alert_id] - accepted[expected.batch]) * 1000
+        for alert_id, expected in workload.expected.items()
+        if alert_id in watcher.seen
+    ]
+    processed_s = done_at - started
+    return {
+        "events": events,
+        "batches": len(workload.bodies),
+        "accepted_seconds": accepted_end - started,
+        "accepted_per_s": events / (accepted_end - started),
+        "processed_seconds": processed_s,
+        "processed_per_s": events / processed_s,
+        "alerts_per_s": len(stored) / processed_s,
+        "latency_ms": {**percentiles(latencies), "samples": len(latencies), "poll_ms": POLL_INTERVAL_S * 1000},
+        "correctness": judge(workload, stored, other),
+        **sampler.report(),
+    }
+
+
+async def _wait_processed(target: Target, watcher: AlertWatcher, workload: Workload, patience: float) -> float:
+    """When every expected alert is queryable and the pipeline is idle; gives up `timeout` s after
+    the last progress after `patience` s without any (lost alerts never arrive)."""
+    last_progress, last_count = time.monotonic(), -1
+    while True:
+        count = sum(1 for alert_id in workload.expected if alert_id in watcher.seen)
+        now = time.monotonic()
+        if count != last_count:
+            last_progress, last_count = now, count
+        if count >= len(workload.expected) and await target.idle():
+            return now
+        if now - last_progress > patience and await target.idle():
+            return now
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def judge(workload: Workload, stored: Sequence[tuple[str, str | None, str | None]], other_rules: int) -> dict[str, Any]:
+    """Expected vs stored: lost ids, duplicated groups (more than one alert for one burst), extras."""
+    expected = workload.expected
+    stored_ids = {alert_id for alert_id, _, _ in stored}
+    groups: dict[tuple[str | None, str | None], int] = {}
+    for _, user, host in stored:
+        groups[(user, host)] = groups.get((user, host), 0) + 1
+    duplicated = sum(n - 1 for n in groups.values() if n > 1)
+    return {
+        "expected": len(expected),
+        "stored": len(stored),
+        "lost": len(set(expected) - stored_ids),
+        "duplicated": duplicated,
+        "unexpected": len(stored_ids - set(expected)) - duplicated + other_rules,
+        "ok": stored_ids == set(expected) and duplicated == 0 and other_rules == 0,
+    }

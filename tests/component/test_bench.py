@@ -1,0 +1,94 @@
+"""`auditflow bench` as part of the suite: short runs that check correctness only (every expected
+alert stored once, nothing lost, nothing extra), never timing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from auditflow.bench.deployment import Servers
+from auditflow.bench.options import BenchOptions
+from auditflow.bench.pipeline import judge
+from auditflow.bench.runner import run
+from auditflow.bench.workload import WorkloadSpec, build, parse_mix
+from auditflow.cli import main
+from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL, REDIS_URL, require_server
+
+
+def _quiet(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
+def test_workload_is_reproducible_and_knows_its_alerts() -> None:
+    spec = WorkloadSpec(events=3000, batch_size=500, attack_share=0.1, seed=7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    first, second = build(spec, start), build(spec, start)
+    assert first.bodies == second.bodies
+    assert first.events == 3000
+    assert first.expected
+    assert first.expected.keys() == second.expected.keys()
+    bursts = sum(body.count(b'"FAILURE"') for body in first.bodies)
+    assert bursts == 3 * len(first.expected)
+
+
+def test_judge_counts_lost_duplicated_and_unexpected() -> None:
+    workload = build(WorkloadSpec(events=2000, batch_size=500, attack_share=0.1))
+    expected = list(workload.expected.values())
+    stored = [(e.alert_id, e.user_id, e.server_hostname) for e in expected[1:]]
+    stored.append(("another-id", expected[1].user_id, expected[1].server_hostname))
+    verdict = judge(workload, stored, other_rules=2)
+    assert (verdict["lost"], verdict["duplicated"], verdict["unexpected"], verdict["ok"]) == (1, 1, 2, False)
+
+
+def test_mix_refuses_unknown_types() -> None:
+    assert parse_mix("user_login=3,file_modified") == {"user_login": 3.0, "file_modified": 1.0}
+    with pytest.raises(ValueError, match="rm_rf"):
+        parse_mix("rm_rf=1")
+
+
+async def test_embedded_pipeline_stores_every_expected_alert_once() -> None:
+    options = BenchOptions(events=6000, batch_size=250, attack_share=0.05, naive_events=300, seed=3)
+    result = await run(options, _quiet)
+    verdict = result["pipeline"]["correctness"]
+    assert verdict["expected"] > 50
+    assert verdict == {**verdict, "stored": verdict["expected"], "lost": 0, "duplicated": 0, "unexpected": 0}
+    assert result["pipeline"]["baseline_naive"]["events"] == 300
+    assert result["pipeline"]["baseline_raw_broker"]["events"] == 6000
+
+
+def test_cli_scenarios_report_json() -> None:
+    args = [
+        "bench", "--json", "--scenario", "persistence", "--scenario", "api", "--scenario", "memory",
+        "--persist-alerts", "300", "--naive-alerts", "20", "--seed-alerts", "2000", "--api-requests", "3",
+        "--window-users", "500",
+    ]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 0, outcome.output
+    result = orjson.loads(outcome.stdout)
+    assert result["persistence"]["stored"] == 300
+    assert result["api"]["first_page"]["items"] == 50
+    assert result["api"]["deep_page"]["items"] == 50  # 90 % deep: 200 alerts remain after the cursor
+    assert result["memory"]["users"] == 500
+
+
+async def test_distributed_pipeline_stores_every_expected_alert_once() -> None:
+    for server in ("rabbitmq", "redis", "postgres"):
+        require_server(server)
+    options = BenchOptions(
+        mode="distributed",
+        events=4000,
+        batch_size=250,
+        attack_share=0.05,
+        ingest="broker",
+        baselines=False,
+        servers=Servers(RABBITMQ_URL, REDIS_URL, POSTGRES_ADMIN_URL),
+        seed=5,
+    )
+    result = await run(options, _quiet)
+    verdict = result["pipeline"]["correctness"]
+    assert verdict["expected"] > 30
+    assert verdict == {**verdict, "stored": verdict["expected"], "lost": 0, "duplicated": 0, "unexpected": 0}
+    assert set(result["pipeline"]["processes"]) >= {"analysis", "notification"}
