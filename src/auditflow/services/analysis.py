@@ -3,6 +3,7 @@ publishes alerts. A batch is acknowledged only after its alerts are confirmed by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,11 @@ from auditflow.rules import Detector, RuleSet
 from auditflow.services.worker import QueueWorker
 
 log = logging.getLogger("auditflow.analysis")
+
+# Events per window-state call. A large consumed batch (100 messages of 500 events) would otherwise
+# be one script run of a second or more, during which Redis answers no other client; chunks also
+# let the decoding of the next messages overlap with the state call of the previous ones.
+DETECT_CHUNK = 2000
 
 
 class AnalysisService(QueueWorker):
@@ -56,26 +62,28 @@ class AnalysisService(QueueWorker):
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         started = time.perf_counter()
-        events: list[Event] = []
-        for delivery in deliveries:
-            decoded = decode_events(delivery.body)
-            if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
-                delivery.dead_letter(decoded.rejected[0].reason)
-                continue
-            if decoded.rejected:
-                for rejected in decoded.rejected:
-                    await self.dead_letter(
-                        [rejected.raw], f"invalid event at index {rejected.index}: {rejected.reason}"
-                    )
-            events.extend(decoded.items)
-        if not events:
-            return
         alerts: list[Alert] = []
-
-        async def detect() -> None:
-            alerts[:] = await self.detector.process(events)
-
-        await call_with_recovery(detect, self.state_dependency, self.stopping)
+        chunk: list[Event] = []
+        analysed = 0
+        running: asyncio.Task[list[Alert]] | None = None
+        try:
+            for delivery in deliveries:
+                items = await self._decode(delivery)
+                chunk.extend(items)
+                analysed += len(items)
+                if len(chunk) >= DETECT_CHUNK:
+                    running = await self._next_chunk(running, chunk, alerts)
+                    chunk = []
+            if chunk:
+                running = await self._next_chunk(running, chunk, alerts)
+            if running is not None:
+                alerts.extend(await running)
+        finally:
+            if running is not None and not running.done():
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+        if not analysed:
+            return
         if alerts:
             bodies = [
                 encode_alerts(alerts[i : i + self.publish_batch_size], local=self._local)
@@ -87,6 +95,37 @@ class AnalysisService(QueueWorker):
 
             await call_with_recovery(publish, self.broker_dependency, self.stopping)
             ALERTS_PUBLISHED.labels("alert").inc(len(alerts))
-            log.debug("published %d alert(s) from %d event(s)", len(alerts), len(events))
-        EVENTS_ANALYZED.inc(len(events))
+            log.debug("published %d alert(s) from %d event(s)", len(alerts), analysed)
+        EVENTS_ANALYZED.inc(analysed)
         BATCH_SECONDS.labels("analysis").observe(time.perf_counter() - started)
+
+    async def _decode(self, delivery: Delivery) -> list[Event]:
+        """The valid events of one message; the invalid ones (or the whole message) dead-lettered."""
+        decoded = decode_events(delivery.body)
+        if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
+            delivery.dead_letter(decoded.rejected[0].reason)
+            return []
+        for rejected in decoded.rejected:
+            await self.dead_letter([rejected.raw], f"invalid event at index {rejected.index}: {rejected.reason}")
+        return decoded.items
+
+    async def _next_chunk(
+        self, running: asyncio.Task[list[Alert]] | None, chunk: list[Event], alerts: list[Alert]
+    ) -> asyncio.Task[list[Alert]]:
+        """Wait for the previous chunk (state calls stay in order), then start this one and let it
+        send its state call before returning: the caller decodes the next messages while the
+        state backend works, so the two overlap instead of taking turns."""
+        if running is not None:
+            alerts.extend(await running)
+        task = asyncio.create_task(self._detect(chunk))
+        await asyncio.sleep(0)
+        return task
+
+    async def _detect(self, events: list[Event]) -> list[Alert]:
+        found: list[Alert] = []
+
+        async def detect() -> None:
+            found[:] = await self.detector.process(events)
+
+        await call_with_recovery(detect, self.state_dependency, self.stopping)
+        return found
