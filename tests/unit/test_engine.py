@@ -161,12 +161,23 @@ async def test_match_rule_alert_fields_come_from_the_event(state: WindowState) -
     assert await detector.process([notes]) == []
 
 
-async def test_redelivered_events_create_nothing(state: WindowState) -> None:
-    detector = Detector(state, lambda: ruleset(BURST, SHADOW))
-    batch = [login("FAILURE", s) for s in (0, 1, 2)]
-    batch.append(Event(event_type="file_modified", details={"resource": "/etc/shadow"}))
-    assert len(await detector.process(batch)) == 2
-    assert await detector.process(batch) == []
+async def test_a_redelivered_batch_names_the_same_alerts_again_unchanged(state: WindowState) -> None:
+    """As when a replica dies between applying a batch and publishing its alerts: the redelivered
+    batch yields the same alerts (to publish, or to upsert once more), and no new occurrence."""
+    detector = Detector(state, lambda: ruleset(BURST, SHADOW, SEQUENCE))
+    batch = [login("FAILURE", s) for s in (0, 1, 2, 2.5)] + [login("SUCCESS", 3)]
+    batch.append(Event(event_type="file_modified", details={"resource": "/etc/shadow"}, timestamp=T0))
+    first = await detector.detect(batch)
+    again = await detector.detect(batch)
+    assert [(d.alert.rule_id, d.alert.occurrences, d.new) for d in first] == [
+        ("failed-login-burst", 4, True),
+        ("login-after-burst", 4, True),
+        ("shadow", 1, True),
+    ]
+    assert [d.alert for d in again] == [d.alert for d in first]  # ids, counts, text and evidence
+    assert not any(d.new for d in again)  # a replay is a repeat, not a new alert
+    [repeat] = await detector.detect([login("FAILURE", 4)])
+    assert (repeat.alert.alert_id, repeat.alert.occurrences) == (first[0].alert.alert_id, 5)
 
 
 async def test_hits_of_one_alert_in_a_batch_coalesce_with_capped_evidence(state: WindowState) -> None:

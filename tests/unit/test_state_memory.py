@@ -20,6 +20,7 @@ Event = tuple[int, str, bytes]
 class RefKey:
     events: dict[str, tuple[int, bytes, frozenset[int]]] = field(default_factory=dict)
     alert: tuple[str, int, int, int] | None = None  # alert_id, occurrences, first_ms, last_ms
+    evidence: list[str] = field(default_factory=list)  # the alert's events: opening ones, then repeats
 
 
 class Reference:
@@ -33,6 +34,9 @@ class Reference:
         for index, one in enumerate(ops):
             key = self.keys.setdefault((one.rule_id, one.group_key), RefKey())
             if one.event_id in key.events:
+                replay = self.replay(key, index, one)
+                if replay is not None:
+                    hits.append(replay)
                 continue
             key.events[one.event_id] = (one.ts_ms, one.payload, frozenset(one.matched_steps))
             newest = max(ts for ts, _, _ in key.events.values())
@@ -45,13 +49,27 @@ class Reference:
                 alert_id, occurrences, first, last = key.alert
                 key.alert = (alert_id, occurrences + 1, first, max(last, ts))
                 hits.append(Hit(index, alert_id, False, *key.alert[1:], [(one.event_id, one.payload)]))
+                key.evidence.append(one.event_id)
                 continue
             first = contributing[0][0]
             if one.suppress_ms > 0:
                 key.alert = (one.new_alert_id, len(contributing), first, ts)
+                key.evidence = [e for _, e, _ in contributing]
             events = [(e, p) for _, e, p in contributing[:MAX_SAMPLE_EVENTS]]
             hits.append(Hit(index, one.new_alert_id, True, len(contributing), first, ts, events))
         return hits
+
+    @staticmethod
+    def replay(key: RefKey, index: int, one: WindowOp) -> Hit | None:
+        if one.suppress_ms <= 0 or key.alert is None or one.ts_ms - key.alert[3] >= one.suppress_ms:
+            return None
+        alert_id, occurrences, first, last = key.alert
+        if one.kind == "match":
+            events = [(one.event_id, one.payload)]
+        else:
+            attributed = key.evidence[:MAX_SAMPLE_EVENTS]
+            events = [(e, key.events[e][1]) for e in attributed if e in key.events]
+        return Hit(index, alert_id, False, occurrences, first, last, events, replayed=True)
 
     @staticmethod
     def contributing(key: RefKey, one: WindowOp) -> list[Event] | None:
@@ -109,7 +127,8 @@ async def test_keys_expire_after_their_period_plus_grace_of_wall_clock_time() ->
     clock.seconds = ttl_s - 0.1
     await state.apply([op("match", "x1", 0, group="other")])
     assert len(state) == 2
-    assert await state.apply([op("match", "e1", 0, window=1_000, suppress=5_000)]) == []  # no refresh
+    replay = await state.apply([op("match", "e1", 0, window=1_000, suppress=5_000)])
+    assert [(h.alert_id, h.replayed) for h in replay] == [("alert-e1", True)]  # and no refresh
     clock.seconds = ttl_s + 1
     hits = await state.apply([op("match", "e1", 0, window=1_000, suppress=5_000)])
     assert [(h.alert_id, h.new) for h in hits] == [("alert-e1", True)]  # forgotten, so new again

@@ -7,7 +7,17 @@ in the backend, N analysis replicas sharing one backend produce exactly one aler
 and suppression period.
 
 Semantics of one op, for its key (rule_id, group_key):
-1. De-duplication: an event_id already recorded for the key yields nothing (redelivery is harmless).
+1. De-duplication: an event_id already recorded for the key changes nothing. When the key has a
+   live alert (suppression is on and the event's ts is less than `suppress_ms` after the alert's
+   last hit, as in 5), the op returns a *replay* hit: that alert as it stands (`new=False`,
+   `replayed=True`, occurrences and first/last seen not incremented) with those of its events that
+   the key still holds, of the first `MAX_SAMPLE_EVENTS` attributed to it (the ones that opened it,
+   oldest first, then its repeats in the order they came); for a match rule, whose keys hold no
+   payloads, the op's own event. So a batch applied just before a crash names its alerts again
+   when it is redelivered, and they are published then. Otherwise a duplicate yields nothing: no
+   alert came from it, or the alert has been forgotten. Replay needs suppression (with
+   `suppress_ms == 0` no alert is remembered), and it names the key's current alert: one that a
+   later alert has replaced in the meantime is not replayed.
 2. `match`: fires on every op (events are remembered for `window_ms` only to de-duplicate).
 3. `threshold`: the event joins the key's window; entries older than the newest timestamp minus
    `window_ms` are dropped; it fires when the entries with ts in [ts - window_ms, ts] number at
@@ -59,7 +69,8 @@ class WindowOp:
 
 @dataclass(slots=True)
 class Hit:
-    """A firing op: a new alert, or one more occurrence of a live one."""
+    """A firing op: a new alert, one more occurrence of a live one, or (`replayed`) a live alert
+    named again by a redelivered event, unchanged."""
 
     op_index: int
     alert_id: str
@@ -68,6 +79,7 @@ class Hit:
     first_seen_ms: int
     last_seen_ms: int
     events: list[tuple[str, bytes]] = field(default_factory=list)  # (event_id, payload), oldest first
+    replayed: bool = False
 
 
 class WindowState(abc.ABC):

@@ -29,7 +29,9 @@ _Key = tuple[str, str]
 class _Window:
     """The state of one (rule_id, group_key): its recent events and its live alert, if any."""
 
-    __slots__ = ("alert_id", "deadline_ms", "entries", "first_ms", "ids", "last_ms", "occurrences", "ttl_ms")
+    __slots__ = (
+        "alert_id", "deadline_ms", "entries", "evidence", "first_ms", "ids", "last_ms", "occurrences", "ttl_ms",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.entries: list[_Entry] = []
@@ -38,6 +40,9 @@ class _Window:
         self.occurrences = 0
         self.first_ms = 0
         self.last_ms = 0
+        # (ts_ms, event_id) of the events attributed to the live alert, for a replay; not for match
+        # rules, whose keys hold no payloads.
+        self.evidence: list[tuple[int, str]] | None = None
         self.ttl_ms = -1
         self.deadline_ms = -1
 
@@ -126,7 +131,7 @@ class MemoryWindowState(WindowState):
         if window is None:
             window = self._windows[key] = _Window()
         elif window.holds(op.event_id):
-            return None
+            return _replay(index, op, window)
         self._touch(key, window, max(op.window_ms, op.suppress_ms) + self._grace_ms, now_ms)
 
         ts = op.ts_ms
@@ -174,6 +179,9 @@ class MemoryWindowState(WindowState):
         if op.suppress_ms > 0 and window.alert_id is not None and ts - window.last_ms < op.suppress_ms:
             window.occurrences += 1
             window.last_ms = max(window.last_ms, ts)
+            evidence = window.evidence
+            if evidence is not None and len(evidence) < MAX_SAMPLE_EVENTS:
+                evidence.append((ts, op.event_id))
             return Hit(
                 index,
                 window.alert_id,
@@ -189,8 +197,26 @@ class MemoryWindowState(WindowState):
             window.occurrences = occurrences
             window.first_ms = first_ms
             window.last_ms = ts
+            window.evidence = None if op.kind == "match" else [(e[0], e[1]) for e in contributing[:MAX_SAMPLE_EVENTS]]
         events = [(e[1], e[2]) for e in contributing[:MAX_SAMPLE_EVENTS]]
         return Hit(index, op.new_alert_id, True, occurrences, first_ms, ts, events)
+
+
+def _replay(index: int, op: WindowOp, window: _Window) -> Hit | None:
+    """A redelivered op: its key's live alert named again, unchanged, or None when there is none."""
+    alert_id = window.alert_id
+    if op.suppress_ms <= 0 or alert_id is None or op.ts_ms - window.last_ms >= op.suppress_ms:
+        return None
+    if op.kind == "match":
+        events = [(op.event_id, op.payload)]  # match keys hold no payloads
+    else:
+        entries = window.entries
+        events = []
+        for ts, event_id in window.evidence or ():
+            position = bisect_left(entries, (ts, event_id))
+            if position < len(entries) and entries[position][1] == event_id:  # still held
+                events.append((event_id, entries[position][2]))
+    return Hit(index, alert_id, False, window.occurrences, window.first_ms, window.last_ms, events, True)
 
 
 def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:

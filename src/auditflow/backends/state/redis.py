@@ -20,6 +20,9 @@ from auditflow.errors import BackendError, BackendUnavailable
 
 __all__ = ["RedisWindowState", "window_key"]
 
+# The status of a hit in the script's reply.
+_REPEAT, _NEW, _REPLAY = 0, 1, 2
+
 _SCRIPT = resources.files("auditflow.backends.state").joinpath("window.lua").read_text(encoding="utf-8")
 
 
@@ -59,9 +62,8 @@ class RedisWindowState(WindowState):
             socket_timeout=self._socket_timeout,
             socket_connect_timeout=5.0,
             health_check_interval=30,
-            # No silent retry: a batch whose reply was lost has been applied, and applying it again
-            # would only return nothing (every event is then a duplicate). The caller gets
-            # BackendUnavailable instead and decides.
+            # No silent retry: a batch whose reply was lost has been applied; the caller gets
+            # BackendUnavailable and decides (applying it again only replays its live alerts).
             retry=Retry(NoBackoff(), 0),
         )
         # EVALSHA, loading the script again when the server answers NOSCRIPT (after a restart).
@@ -118,18 +120,25 @@ def _encode(op: WindowOp) -> bytes:
 
 def _decode(reply: list[bytes], ops: Sequence[WindowOp]) -> list[Hit]:
     hits: list[Hit] = []
+    replayed: dict[str, list[tuple[str, bytes]]] = {}  # alert id -> the samples of its last replay
     position = 0
     while position < len(reply):
         fields = reply[position].split(b" ", 6)
-        index, new, occurrences, first_ms, last_ms, count = map(int, fields[:6])
+        index, status, occurrences, first_ms, last_ms, count = map(int, fields[:6])
         op = ops[index]
         position += 1
-        if count:
+        alert_id = op.new_alert_id if status == _NEW else fields[6].decode()
+        if count < 0:
+            events = list(replayed[alert_id])
+        elif count:
             pairs = reply[position : position + 2 * count]
             events = [(pairs[i].decode(), pairs[i + 1]) for i in range(0, len(pairs), 2)]
             position += 2 * count
+        elif status == _REPLAY and op.kind != "match":
+            events = []  # the alert's events are no longer held
         else:
             events = [(op.event_id, op.payload)]
-        alert_id = op.new_alert_id if new else fields[6].decode()
-        hits.append(Hit(index, alert_id, bool(new), occurrences, first_ms, last_ms, events))
+        if status == _REPLAY and count >= 0:
+            replayed[alert_id] = events
+        hits.append(Hit(index, alert_id, status == _NEW, occurrences, first_ms, last_ms, events, status == _REPLAY))
     return hits

@@ -11,14 +11,19 @@
 --   {prefix}w:{key}    sorted set event_id -> ts: every recent event (de-duplication, threshold window)
 --   {prefix}p:{key}    hash event_id -> payload (threshold and sequence only)
 --   {prefix}s{n}:{key} sorted set event_id -> ts of the events matching sequence step n
---   {prefix}a:{key}    hash id, occ, first, last: the live alert, for suppression
+--   {prefix}a:{key}    hash id, occ, first, last: the live alert, for suppression; evn, ev: the
+--                      number and ids of its first max_samples events (none for match rules,
+--                      whose keys hold no payloads) as concatenated MessagePack strings, so that
+--                      a repeat appends without decoding: the samples of a replay
 -- Each key expires its window or suppression period plus grace_ms after its last write.
 -- The keys are derived here from the prefix and the op, not passed as KEYS: one call touches
 -- the keys of many groups, so the script needs a single Redis server (or one shard), not a Cluster.
 --
--- Returns a flat array; per hit a header "op_index new occurrences first_ms last_ms n" followed, for a
--- suppressed hit (new = 0), by " " .. alert_id, then n pairs event_id, payload: the samples of a new
--- threshold or sequence alert (otherwise n = 0: the hit's only event is the op's own).
+-- Returns a flat array; per hit a header "op_index status occurrences first_ms last_ms n" followed,
+-- unless the alert is new (status 1), by " " .. alert_id, then n pairs event_id, payload. Status 1:
+-- a new alert, its samples; 0: a suppressed repeat, n = 0 (its only event is the op's own);
+-- 2: a replay of a redelivered event, the samples still held (n = 0 for a match rule: the op's own;
+-- n = -1: the same samples as the previous replay hit of this alert, which the key still holds).
 
 local prefix = ARGV[1]
 local grace = tonumber(ARGV[2])
@@ -31,6 +36,8 @@ local newest_of = {} -- window key -> its newest score, once read in this call
 local floor_of = {} -- window key -> no entry is older, except ones added since older than that
 local alerts = {} -- key -> cached alert table, or false when there is none
 local dirty = {} -- key -> TTL of an alert to write back at the end
+local replayed = {} -- key -> the alert whose samples the last replay sent, while the key is unchanged
+local any_replayed = false
 
 local function keep(key, ttl)
   local old = ttls[key]
@@ -54,13 +61,36 @@ local function hdel(key, fields)
   end
 end
 
+-- Appends a replay hit: its header (the number of samples between head and tail), then the pairs
+-- event_id, payload of those of the first n ids whose payload the key still holds.
+local function emit_replay(head, tail, pkey, ids, n)
+  local payloads = {}
+  if n > 0 then
+    payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
+  end
+  local held = 0
+  for i = 1, n do
+    if payloads[i] then
+      held = held + 1
+    end
+  end
+  out[#out + 1] = head .. held .. tail
+  for i = 1, n do
+    if payloads[i] then
+      out[#out + 1] = ids[i]
+      out[#out + 1] = payloads[i]
+    end
+  end
+end
+
 local function alert_of(base)
   local alert = alerts[base]
   if alert == nil then
-    local r = redis.call('HMGET', prefix .. 'a:' .. base, 'id', 'occ', 'first', 'last')
+    local r = redis.call('HMGET', prefix .. 'a:' .. base, 'id', 'occ', 'first', 'last', 'evn', 'ev')
     alert = false
     if r[1] then
-      alert = {id = r[1], occ = tonumber(r[2]), first = tonumber(r[3]), last = tonumber(r[4])}
+      alert = {id = r[1], occ = tonumber(r[2]), first = tonumber(r[3]), last = tonumber(r[4]),
+        evn = tonumber(r[5]) or 0, ev = r[6] or ''}
     end
     alerts[base] = alert
   end
@@ -81,9 +111,12 @@ for index = 0, #ARGV - 4 do
   local wkey = prefix .. 'w:' .. base
   local pkey = prefix .. 'p:' .. base
 
-  -- NX: an event already recorded for this key is a redelivery and yields nothing.
+  -- NX: an event already recorded for this key is a redelivery; it changes nothing (below).
   if redis.call('ZADD', wkey, 'NX', ts_arg, eid) == 1 then
     local wttl = window + grace
+    if any_replayed then
+      replayed[base] = nil
+    end
     local steps, matched = {}, {}
     keep(wkey, wttl)
     if kind ~= 'match' then
@@ -178,14 +211,24 @@ for index = 0, #ARGV - 4 do
       if alert then
         alert.occ = alert.occ + 1
         alert.last = math.max(alert.last, ts)
+        if kind ~= 'match' and alert.evn < max_samples then
+          alert.ev = alert.ev .. cmsgpack.pack(eid)
+          alert.evn = alert.evn + 1
+          alert.evdirty = true
+        end
         dirty[base] = math.max(dirty[base] or 0, suppress + grace)
         out[#out + 1] = string.format('%d 0 %d %d %d 0 ', index, alert.occ, alert.first, alert.last) .. alert.id
       else
+        local n = math.min(#ids, max_samples)
         if suppress > 0 then
-          alerts[base] = {id = new_id, occ = occurrences, first = first, last = ts}
+          local ev, evn = '', 0
+          if kind ~= 'match' and n > 0 then
+            ev, evn = cmsgpack.pack(unpack(ids, 1, n)), n
+          end
+          alerts[base] = {id = new_id, occ = occurrences, first = first, last = ts, ev = ev, evn = evn,
+            evdirty = true}
           dirty[base] = math.max(dirty[base] or 0, suppress + grace)
         end
-        local n = math.min(#ids, max_samples)
         out[#out + 1] = string.format('%d 1 %d %d %d %d', index, occurrences, first, ts, n)
         if n > 0 then
           local payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
@@ -196,14 +239,35 @@ for index = 0, #ARGV - 4 do
         end
       end
     end
+  elseif suppress > 0 then
+    -- A redelivery names the key's live alert again, unchanged: the batch that first recorded the
+    -- event may have died before its alerts were published.
+    local alert = alert_of(base)
+    if alert and ts - alert.last < suppress then
+      local head = string.format('%d 2 %d %d %d ', index, alert.occ, alert.first, alert.last)
+      if kind == 'match' or alert.evn == 0 then
+        out[#out + 1] = head .. '0 ' .. alert.id
+      elseif replayed[base] == alert then
+        out[#out + 1] = head .. '-1 ' .. alert.id -- the same samples again: the reply stays small
+      else
+        emit_replay(head, ' ' .. alert.id, pkey, {cmsgpack.unpack(alert.ev)}, alert.evn)
+        replayed[base] = alert
+        any_replayed = true
+      end
+    end
   end
 end
 
 for base, ttl in pairs(dirty) do
   local alert = alerts[base]
   local akey = prefix .. 'a:' .. base
-  redis.call('HSET', akey, 'id', alert.id, 'occ', alert.occ, 'first', string.format('%d', alert.first),
-    'last', string.format('%d', alert.last))
+  local first, last = string.format('%d', alert.first), string.format('%d', alert.last)
+  if alert.evdirty then
+    redis.call('HSET', akey, 'id', alert.id, 'occ', alert.occ, 'first', first, 'last', last, 'evn', alert.evn,
+      'ev', alert.ev)
+  else
+    redis.call('HSET', akey, 'id', alert.id, 'occ', alert.occ, 'first', first, 'last', last)
+  end
   keep(akey, ttl)
 end
 for key, ttl in pairs(ttls) do
