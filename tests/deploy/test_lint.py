@@ -120,20 +120,27 @@ def test_every_checkov_skip_is_justified_and_needed(checkov_report: dict[str, An
     assert {f[0] for f in skipped} == {f[0] for f in unskipped}
 
 
-def test_detect_secrets_finds_nothing_new(tmp_path: Path) -> None:
-    hook = tool("detect-secrets-hook")
-    # The hook rewrites the baseline it is given (line numbers): give it a copy.
-    baseline = tmp_path / "baseline.json"
-    shutil.copy(REPO / ".secrets.baseline", baseline)
+def test_detect_secrets_finds_nothing_new() -> None:
+    """Every potential secret in the committed files is one audited as harmless in the baseline.
+
+    Findings are compared by file and hashed value, not line number, so editing a file around an
+    audited finding does not fail the suite; a new finding, or an unaudited one, does.
+    """
+    scanner = tool("detect-secrets")
     # Committed files only: work in progress is checked by the pre-commit hook when it is committed.
     files = [f for f in repo_files(untracked=False) if not f.startswith("tests/") and f != ".secrets.baseline"]
-    result = run([hook, "--baseline", baseline, *files], check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    audited = json.loads((REPO / ".secrets.baseline").read_text(encoding="utf-8"))
-    unreviewed = [
-        (path, s["line_number"]) for path, found in audited["results"].items() for s in found if "is_secret" not in s
-    ]
-    assert not unreviewed, f"audit these with `detect-secrets audit .secrets.baseline`: {unreviewed}"
+    found = json.loads(run([scanner, "scan", *files]).stdout)["results"]
+    audited = json.loads((REPO / ".secrets.baseline").read_text(encoding="utf-8"))["results"]
+    harmless = {
+        (path, s["hashed_secret"]) for path, items in audited.items() for s in items if s.get("is_secret") is False
+    }
+    new = sorted(
+        (path, s["line_number"], s["type"])
+        for path, items in found.items()
+        for s in items
+        if (path, s["hashed_secret"]) not in harmless
+    )
+    assert not new, f"review these and audit them into .secrets.baseline (detect-secrets audit): {new}"
 
 
 def test_detect_secrets_catches_a_planted_credential(tmp_path: Path) -> None:
