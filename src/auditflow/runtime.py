@@ -73,7 +73,7 @@ class Runtime:
             )
             self.dependencies["broker"] = Dependency(
                 "broker",
-                start=self.broker.start,
+                start=_start_and_ping(self.broker),
                 ping=self.broker.ping,
                 critical=True,
                 impact=self._broker_impact(),
@@ -84,7 +84,7 @@ class Runtime:
             self.state = create_state(s.state_url, key_prefix=s.state_key_prefix)
             self.dependencies["state"] = Dependency(
                 "state",
-                start=self.state.start,
+                start=_start_and_ping(self.state),
                 ping=self.state.ping,
                 critical=True,
                 impact="threshold and sequence detection paused; events wait in the queue",
@@ -98,6 +98,7 @@ class Runtime:
 
             async def start_store() -> None:
                 await store.start()
+                await store.ping()
                 if migrate:
                     await store.migrate()
 
@@ -254,6 +255,16 @@ class Runtime:
 
     def rules_status(self) -> RulesStatus:
         return self.rules.status() if self.rules is not None else RulesStatus(rules=[])
+
+
+def _start_and_ping(backend: Broker | WindowState) -> Callable[[], Awaitable[None]]:
+    """Some clients connect lazily (a Redis pool): a backend counts as up only once it answered."""
+
+    async def start() -> None:
+        await backend.start()
+        await backend.ping()
+
+    return start
 
 
 __all__ = ["DEFAULT_PORTS", "RuleSet", "Runtime", "ServiceName"]
