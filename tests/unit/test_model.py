@@ -75,3 +75,10 @@ def test_committed_json_schemas_are_current(name: str) -> None:
     assert committed == render(contract_schemas()[name]), (
         f"schemas/{name} is stale: run `python -m auditflow.model.schema`"
     )
+
+
+def test_schema_export_writes_every_contract(tmp_path: Path) -> None:
+    from auditflow.model.schema import main
+
+    assert main([str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(contract_schemas())
