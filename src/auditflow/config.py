@@ -17,6 +17,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -134,8 +135,9 @@ class Settings(BaseSettings):
     alerts_api_url: str | None = Field(
         None, description="Notification API base URL used by a stand-alone dashboard (`serve dashboard`)."
     )
-    readiness_api_url: list[str] = Field(
-        default_factory=list, description="Readiness URLs a stand-alone dashboard shows on its health page."
+    readiness_api_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated readiness URLs a stand-alone dashboard shows on its health page.",
     )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -146,7 +148,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Upper bound of the exponential back-off when a dependency is down."
     )
 
-    @field_validator("api_tokens", "dashboard_users", mode="before")
+    @field_validator("api_tokens", "dashboard_users", "readiness_api_url", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -235,6 +237,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     token = _config_file.set(config_file)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        where = f"{config_file}: " if config_file else ""
+        raise ConfigError(f"{where}invalid settings: {exc}") from None
     except ValidationError as exc:
         where = f"{config_file}: " if config_file else ""
         problems = "; ".join(

@@ -234,3 +234,45 @@ def test_token_is_required_on_distributed_services(stack: Stack) -> None:
     assert httpx.get(f"{notification.url}/api/v1/alerts", timeout=5).status_code == 401
     headers = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.get(f"{notification.url}/api/v1/alerts", headers=headers, timeout=5).status_code == 200
+
+
+def test_dashboard_service_shows_alerts_from_the_notification_api(stack: Stack) -> None:
+    import re
+
+    from auditflow.services.dashboard import user_entry
+
+    stack.migrate()
+    ingest = stack.serve("generator")
+    stack.serve("analysis")
+    notification = stack.serve("notification")
+    dashboard = stack.serve(
+        "dashboard",
+        AUDITFLOW_ALERTS_API_URL=notification.url,
+        AUDITFLOW_READINESS_API_URL=notification.url,
+        AUDITFLOW_DASHBOARD_USERS=user_entry("ana", "analyst", "a-long-test-password"),
+        AUDITFLOW_SESSION_SECRET="dashboard-session-secret-0123456789",
+    )
+    event = {"event_type": "file_modified", "server_hostname": "dash-host", "details": {"resource": "/etc/shadow"}}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(f"{ingest.url}/api/v1/events", json=event, headers=headers, timeout=10).status_code == 202
+    with httpx.Client(base_url=dashboard.url, timeout=10, follow_redirects=True) as browser:
+        login = browser.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert token, login.text
+        signed_in = browser.post(
+            "/login",
+            data={"csrf_token": token.group(1), "next": "/", "username": "ana", "password": "a-long-test-password"},
+        )
+        assert signed_in.status_code == 200
+        deadline = time.monotonic() + 30
+        page = browser.get("/alerts")
+        while "dash-host" not in page.text and time.monotonic() < deadline:
+            time.sleep(0.5)
+            page = browser.get("/alerts")
+        assert "dash-host" in page.text
+        assert "Sensitive file modified" in page.text
+        health = browser.get("/health")
+        assert "store" in health.text
+    code, seconds = dashboard.terminate()
+    assert code == 0
+    assert seconds < 10

@@ -93,3 +93,14 @@ def test_configuration_reference_is_current() -> None:
 def test_every_setting_is_documented() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, f"{name} has no description"
+
+
+def test_list_settings_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITFLOW_READINESS_API_URL", "http://a:8000, http://b:5001")
+    assert load_settings().readiness_api_url == ["http://a:8000", "http://b:5001"]
+
+
+def test_invalid_environment_values_are_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITFLOW_PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="port"):
+        load_settings()
