@@ -86,12 +86,22 @@ ALERT_HANDOFF: Handoff[Alert] = Handoff(64)
 
 
 def encode_events(events: Sequence[Event], *, local: bool = False) -> bytes:
-    """`local`: the body is consumed in this process; remember its events (see `Handoff`)."""
+    """`local`: the body is consumed in this process; remember its events (see `Handoff`). Such a
+    body is only read back when the handoff missed, so it is encoded by orjson straight from the
+    validated fields (about ten times cheaper; timestamps carry microseconds, which parse back to
+    the same value) instead of in the canonical wire format that other processes read."""
     items = list(events)
-    body = _EVENTS.dump_json(items)
+    body = _fast_events(items) if local else _EVENTS.dump_json(items)
     if local:
         EVENT_HANDOFF.remember(body, items)
     return body
+
+
+def _fast_events(items: list[Event]) -> bytes:
+    try:
+        return orjson.dumps([item.__dict__ for item in items], option=orjson.OPT_UTC_Z)
+    except TypeError:  # details holding Python objects that only the model's serializer knows
+        return _EVENTS.dump_json(items)
 
 
 def encode_alerts(alerts: Sequence[Alert], *, local: bool = False) -> bytes:
