@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from auditflow import __version__
 from auditflow.api import admin, alerts, events, generator, health, rules
-from auditflow.codec import describe_errors
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.runtime import Runtime
 from auditflow.security import TokenVerifier
@@ -45,10 +46,11 @@ def create_app(runtime: Runtime, tokens: list[str], *, manage_lifecycle: bool = 
         version=__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from the package: the product must work air-gapped
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    _mount_offline_docs(app)
     app.state.runtime = runtime
     app.state.verifier = TokenVerifier(tokens)
     app.include_router(health.router)
@@ -63,6 +65,23 @@ def create_app(runtime: Runtime, tokens: list[str], *, manage_lifecycle: bool = 
         app.include_router(rules.router)
     _install_error_handlers(app)
     return app
+
+
+def _mount_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package instead of FastAPI's default CDN."""
+    import swagger_ui_bundle
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="AuditFlow API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -93,4 +112,4 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "internal backend error"}, status_code=500)
 
 
-__all__ = ["create_app", "describe_errors"]
+__all__ = ["create_app"]

@@ -220,3 +220,13 @@ async def test_stats_refuse_more_buckets_than_they_can_return(embedded: Embedded
     response = await embedded.client.get("/api/v1/alerts/stats", params=params)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "bucket_seconds"]
+
+
+async def test_api_docs_are_served_without_a_cdn(embedded: Embedded) -> None:
+    page = await embedded.client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    assert "/docs/static/swagger-ui-bundle.js" in page.text
+    script = await embedded.client.get("/docs/static/swagger-ui-bundle.js")
+    assert script.status_code == 200
+    assert len(script.content) > 100_000
