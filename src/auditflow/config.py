@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         None, description="External URL shown in start-up messages; default derived from host and port."
     )
 
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description=(
+            "Comma-separated proxy addresses whose X-Forwarded-For/-Proto headers are trusted (client address "
+            "for sign-in throttling, https for secure cookies); `*` trusts any, for use behind an ingress only."
+        ),
+    )
+
     # --- logging --------------------------------------------------------------------------------
     log_level: LogLevel = Field(
         "INFO", description="Initial log level; changeable at runtime through `PUT /api/v1/admin/log-level`."

@@ -73,6 +73,8 @@ async def serve(spec: ProcessSpec) -> int:
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(spec.runtime.settings.shutdown_grace / 3)),
         server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=spec.runtime.settings.forwarded_allow_ips,
     )
     server = _GracefulServer(config)
     server.exit_hooks = spec.exit_hooks
