@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from auditflow.backends.store import AlertStore
@@ -16,7 +15,7 @@ from auditflow.bench.workload import BURST_RULE, Workload
 from auditflow.model.alert import AlertQuery
 
 POLL_INTERVAL_S = 0.02
-POLL_PAGE = 50
+POLL_PAGE = 500
 Progress = Callable[[int, int], None]  # (events accepted so far, total)
 
 
@@ -39,14 +38,20 @@ class Target(Protocol):
         ...
 
 
-@dataclass
 class AlertWatcher:
-    """Polls the newest page of burst alerts, recording when each alert id first became queryable."""
+    """Records when each expected alert first became queryable. Each poll lists the burst alerts
+    from the oldest expected one not seen yet (its event time is known) onwards, so alerts that
+    arrive out of order (several replicas) are found without reading the whole store each time."""
 
-    store: AlertStore
-    seen: dict[str, float] = field(default_factory=dict)
-    polls: int = 0
-    _task: asyncio.Task[None] | None = None
+    MAX_PAGES = 10
+
+    def __init__(self, store: AlertStore, workload: Workload) -> None:
+        self.store = store
+        self.workload = workload
+        self.seen: dict[str, float] = {}
+        self.polls = 0
+        self._pending = sorted(workload.expected.values(), key=lambda e: e.batch)
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -56,22 +61,40 @@ class AlertWatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def track(self, workload: Workload) -> None:
+        """Narrow the watch to a run cut short by time."""
+        self.workload = workload
+        self._pending = [e for e in self._pending if e.alert_id in workload.expected]
+
+    @property
+    def complete(self) -> bool:
+        self._advance()
+        return not self._pending
+
+    def _advance(self) -> None:
+        pending = self._pending
+        drop = 0
+        while drop < len(pending) and pending[drop].alert_id in self.seen:
+            drop += 1
+        if drop:
+            del pending[:drop]
+
     async def poll(self) -> None:
-        """Newest first, a small page at a time, going deeper only while a page holds new ones: the
-        watcher must not load the store it measures."""
+        self._advance()
+        if not self._pending:
+            return
+        since = self.workload.event_time(self._pending[0].batch)
         cursor = None
-        while True:
-            page = await self.store.list_alerts(AlertQuery(rule_id=BURST_RULE, limit=POLL_PAGE, cursor=cursor))
+        for _ in range(self.MAX_PAGES):
+            query = AlertQuery(rule_id=BURST_RULE, limit=POLL_PAGE, since=since, cursor=cursor)
+            page = await self.store.list_alerts(query)
             now = time.monotonic()
             self.polls += 1
-            fresh = 0
             for item in page.items:
-                if str(item.alert_id) not in self.seen:
-                    self.seen[str(item.alert_id)] = now
-                    fresh += 1
-            if fresh == 0 or page.next_cursor is None:
-                return
+                self.seen.setdefault(str(item.alert_id), now)
             cursor = page.next_cursor
+            if cursor is None:
+                return
 
     async def _run(self) -> None:
         while True:
@@ -147,13 +170,14 @@ async def run_pipeline(
     duration: float | None = None,
     extra_processes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    watcher = AlertWatcher(target.store)
+    watcher = AlertWatcher(target.store, workload)
     processes = {**target.processes, **(extra_processes or {})}
     target.expect(workload.events)
     async with Sampler(processes, target.depths) as sampler:
         watcher.start()
         accepted, started = await drive(workload, target.submit, rate, concurrency, progress, duration)
         workload = workload.truncated(len(accepted))
+        watcher.track(workload)
         target.expect(workload.events)
         accepted_end = max(accepted)
         done_at = await _wait_processed(target, watcher, workload, patience)
@@ -182,17 +206,15 @@ async def run_pipeline(
 
 
 async def _wait_processed(target: Target, watcher: AlertWatcher, workload: Workload, patience: float) -> float:
-    """When every expected alert is queryable and the pipeline is idle; gives up `timeout` s after
-    the last progress after `patience` s without any (lost alerts never arrive)."""
+    """When every expected alert is queryable and the pipeline is idle; gives up waiting for
+    alerts `patience` s after the last progress (lost alerts never arrive)."""
     last_progress, last_count = time.monotonic(), -1
     while True:
-        count = sum(1 for alert_id in workload.expected if alert_id in watcher.seen)
+        count = len(watcher.seen)
         now = time.monotonic()
         if count != last_count:
             last_progress, last_count = now, count
-        if count >= len(workload.expected) and await target.idle():
-            return now
-        if now - last_progress > patience and await target.idle():
+        if (watcher.complete or now - last_progress > patience) and await target.idle():
             return now
         await asyncio.sleep(POLL_INTERVAL_S)
 

@@ -84,6 +84,10 @@ class Workload:
     sizes: list[int]
     expected: dict[str, ExpectedAlert]
     by_batch: dict[int, list[str]]
+    start: datetime  # batch i carries the event time start + i ms
+
+    def event_time(self, batch: int) -> datetime:
+        return self.start + timedelta(milliseconds=batch)
 
     @property
     def events(self) -> int:
@@ -95,7 +99,7 @@ class Workload:
             return self
         expected = {k: v for k, v in self.expected.items() if v.batch < batches}
         by_batch = {k: v for k, v in self.by_batch.items() if k < batches}
-        return Workload(self.spec, self.bodies[:batches], self.sizes[:batches], expected, by_batch)
+        return Workload(self.spec, self.bodies[:batches], self.sizes[:batches], expected, by_batch, self.start)
 
 
 def _uuid(rng: random.Random) -> str:
@@ -113,7 +117,7 @@ def build(spec: WorkloadSpec, start: datetime | None = None) -> Workload:
     """Every batch is one JSON array; a burst never spans two batches, so its three failures reach
     the window state together and in order, whichever replica takes the batch."""
     rng = random.Random(spec.seed)  # noqa: S311 - reproducible load, not security
-    base = start or datetime.now(UTC)
+    base = (start or datetime.now(UTC)).replace(microsecond=0)
     types = list(spec.mix)
     weights = [spec.mix[t] for t in types]
     bodies: list[bytes] = []
@@ -147,7 +151,7 @@ def build(spec: WorkloadSpec, start: datetime | None = None) -> Workload:
         bodies.append(("[" + ",".join(parts) + "]").encode())
         sizes.append(size)
         remaining -= size
-    return Workload(spec, bodies, sizes, expected, by_batch)
+    return Workload(spec, bodies, sizes, expected, by_batch, base)
 
 
 def open_windows(users: int, batch_size: int, seed: int = 1) -> Iterator[bytes]:
