@@ -151,14 +151,30 @@ async def test_groups_and_rules_are_isolated(state: WindowState) -> None:
 
 async def test_out_of_order_events_join_the_window_in_time_order(state: WindowState) -> None:
     ops = [op("threshold", eid, ts, count=3) for eid, ts in [("e1", 1_000), ("e2", 2_000), ("e3", 1_500)]]
-    assert await state.apply(ops) == []
+    hits = await state.apply(ops)  # e3 came late, but e1, e3 and e2 lie within one second
+    assert [(h.op_index, h.new, h.occurrences, h.first_seen_ms, h.last_seen_ms) for h in hits] == [
+        (2, True, 3, 1_000, 2_000)
+    ]
+    assert [e for e, _ in hits[0].events] == ["e1", "e3", "e2"]
     hits = await state.apply([op("threshold", "e4", 2_100, count=3)])
-    assert [h.events for h in hits] == [[(e, f"payload-{e}".encode()) for e in ("e3", "e2", "e4")]]
-    assert hits[0].first_seen_ms == 1_500
+    assert [(h.new, h.occurrences, h.events) for h in hits] == [(False, 4, [("e4", b"payload-e4")])]
     # Older than the newest event minus the window: dropped, it neither fires nor counts.
     assert await state.apply([op("threshold", "e0", 100, count=3)]) == []
     hits = await state.apply([op("threshold", "e5", 2_200, count=3)])
-    assert [(h.new, h.occurrences) for h in hits] == [(False, 4)]
+    assert [(h.new, h.occurrences) for h in hits] == [(False, 5)]
+
+
+async def test_a_late_threshold_event_fires_when_any_window_around_it_holds_count(state: WindowState) -> None:
+    def late(group: str, count: int, times: list[tuple[str, int]]) -> list[WindowOp]:
+        return [op("threshold", eid, ts, group=group, window=60, count=count) for eid, ts in times]
+
+    hits = await state.apply(late("a", 3, [("e10", 10), ("e20", 20), ("e5", 5)]))
+    # Its last seen is the newest event of the burst, not the late one.
+    assert [(h.op_index, h.occurrences, h.first_seen_ms, h.last_seen_ms) for h in hits] == [(2, 3, 5, 20)]
+    assert [e for e, _ in hits[0].events] == ["e5", "e10", "e20"]
+    # Around 50, [0, 60] and [50, 110] hold two events each (0 left the window when 100 came).
+    assert await state.apply(late("b", 3, [("e0", 0), ("e100", 100), ("e50", 50)])) == []
+    assert [h.op_index for h in await state.apply(late("c", 2, [("e0", 0), ("e100", 100), ("e50", 50)]))] == [2]
 
 
 async def test_redelivered_event_adds_no_occurrence(state: WindowState) -> None:

@@ -51,12 +51,12 @@ class Reference:
                 hits.append(Hit(index, alert_id, False, *key.alert[1:], [(one.event_id, one.payload)]))
                 key.evidence.append(one.event_id)
                 continue
-            first = contributing[0][0]
+            first, last = contributing[0][0], max(t for t, _, _ in contributing)
             if one.suppress_ms > 0:
-                key.alert = (one.new_alert_id, len(contributing), first, ts)
+                key.alert = (one.new_alert_id, len(contributing), first, last)
                 key.evidence = [e for _, e, _ in contributing]
             events = [(e, p) for _, e, p in contributing[:MAX_SAMPLE_EVENTS]]
-            hits.append(Hit(index, one.new_alert_id, True, len(contributing), first, ts, events))
+            hits.append(Hit(index, one.new_alert_id, True, len(contributing), first, last, events))
         return hits
 
     @staticmethod
@@ -67,7 +67,7 @@ class Reference:
         if one.kind == "match":
             events = [(one.event_id, one.payload)]
         else:
-            attributed = key.evidence[:MAX_SAMPLE_EVENTS]
+            attributed = dict.fromkeys(key.evidence[:MAX_SAMPLE_EVENTS])  # each once
             events = [(e, key.events[e][1]) for e in attributed if e in key.events]
         return Hit(index, alert_id, False, occurrences, first, last, events, replayed=True)
 
@@ -84,9 +84,14 @@ class Reference:
                 if after < t <= ts and (step is None or step in steps)
             )
 
-        if one.kind == "threshold":
-            in_window = candidates(None, ts - one.window_ms - 1)
-            return in_window if len(in_window) >= one.count else None
+        if one.kind == "threshold":  # the earliest window around ts with enough events
+            for start in sorted({t for t, _, _ in candidates(None, ts - one.window_ms - 1)}):
+                in_window = sorted(
+                    (t, e, p) for e, (t, p, _) in key.events.items() if start <= t <= start + one.window_ms
+                )
+                if len(in_window) >= one.count:
+                    return in_window
+            return None
         last = len(one.step_counts) - 1
         if last not in one.matched_steps:
             return None

@@ -20,8 +20,12 @@ Semantics of one op, for its key (rule_id, group_key):
    later alert has replaced in the meantime is not replayed.
 2. `match`: fires on every op (events are remembered for `window_ms` only to de-duplicate).
 3. `threshold`: the event joins the key's window; entries older than the newest timestamp minus
-   `window_ms` are dropped; it fires when the entries with ts in [ts - window_ms, ts] number at
-   least `count` (a true sliding window over event time, not fixed buckets).
+   `window_ms` are dropped (an event that old neither counts nor fires); it fires when some
+   window of `window_ms` containing ts (a true sliding window over event time, not fixed buckets)
+   holds at least `count` entries, so a late event completes a burst it belongs to. As every
+   entry kept lies within `window_ms` of the newest, the fullest such window is the one from
+   ts - `window_ms`: the contributing events are the entries from there on, and the alert's last
+   seen is the newest of them. For events in time order that is [ts - `window_ms`, ts].
 4. `sequence`: the event joins the window of every step in `matched_steps`. It fires only when the
    event matches the last step and a chain exists inside [ts - window_ms, ts]: step 0 satisfied by
    `step_counts[0]` events, then step 1 by events strictly after the moment step 0 was complete,
@@ -29,7 +33,8 @@ Semantics of one op, for its key (rule_id, group_key):
 5. Suppression: a firing op whose key has a live alert (its last hit less than `suppress_ms` ago,
    in event time) increments that alert's occurrences by one and returns `new=False` with this event
    only. Otherwise a new alert `new_alert_id` opens with occurrences = the number of contributing
-   events (1 for match) and the contributing events, oldest first, capped at `MAX_SAMPLE_EVENTS`.
+   events (1 for match) and the contributing events, oldest first, capped at `MAX_SAMPLE_EVENTS`;
+   its last hit is ts (for a threshold, its newest contributing event, see 3).
    `suppress_ms == 0` disables suppression.
 Every key expires once nothing can refer to it any more, so memory stays bounded.
 """

@@ -159,16 +159,21 @@ class MemoryWindowState(WindowState):
                     ids.discard(old[1])
             del entries[:stale]
 
+        last_ms = ts
         if op.kind == "match":
             contributing: list[_Entry] = [(ts, op.event_id, op.payload, mask)]
             occurrences = 1
         elif op.kind == "threshold":
+            # Everything kept lies within window_ms of the newest entry, so the fullest window
+            # around ts is the one from ts - window_ms: it holds every entry from there on.
+            if ts < cutoff:
+                return None  # dropped on arrival
             low = bisect_left(entries, (ts - op.window_ms,))
-            high = bisect_left(entries, (ts + 1,))  # later events (arrived earlier) are not counted
-            occurrences = high - low
+            occurrences = len(entries) - low
             if occurrences < max(1, op.count):
                 return None
-            contributing = entries[low : min(high, low + MAX_SAMPLE_EVENTS)]
+            contributing = entries[low : low + MAX_SAMPLE_EVENTS]
+            last_ms = entries[-1][0]  # later than ts when the event came late
         else:
             chain = _sequence_chain(entries, op)
             if chain is None:
@@ -196,10 +201,10 @@ class MemoryWindowState(WindowState):
             window.alert_id = op.new_alert_id
             window.occurrences = occurrences
             window.first_ms = first_ms
-            window.last_ms = ts
+            window.last_ms = last_ms
             window.evidence = None if op.kind == "match" else [(e[0], e[1]) for e in contributing[:MAX_SAMPLE_EVENTS]]
         events = [(e[1], e[2]) for e in contributing[:MAX_SAMPLE_EVENTS]]
-        return Hit(index, op.new_alert_id, True, occurrences, first_ms, ts, events)
+        return Hit(index, op.new_alert_id, True, occurrences, first_ms, last_ms, events)
 
 
 def _replay(index: int, op: WindowOp, window: _Window) -> Hit | None:
@@ -211,11 +216,14 @@ def _replay(index: int, op: WindowOp, window: _Window) -> Hit | None:
         events = [(op.event_id, op.payload)]  # match keys hold no payloads
     else:
         entries = window.entries
-        events = []
+        held: dict[str, bytes] = {}  # an event forgotten and then recorded again is attributed twice
         for ts, event_id in window.evidence or ():
             position = bisect_left(entries, (ts, event_id))
-            if position < len(entries) and entries[position][1] == event_id:  # still held
-                events.append((event_id, entries[position][2]))
+            if position < len(entries) and entries[position][1] == event_id:
+                held.setdefault(event_id, entries[position][2])
+            elif window.holds(event_id):  # recorded again at another time: rare, so searched
+                held.setdefault(event_id, next(entry[2] for entry in entries if entry[1] == event_id))
+        events = list(held.items())
     return Hit(index, alert_id, False, window.occurrences, window.first_ms, window.last_ms, events, True)
 
 

@@ -62,24 +62,21 @@ local function hdel(key, fields)
 end
 
 -- Appends a replay hit: its header (the number of samples between head and tail), then the pairs
--- event_id, payload of those of the first n ids whose payload the key still holds.
+-- event_id, payload of those of the first n ids whose payload the key still holds, each once (an
+-- event forgotten and then recorded again is attributed twice).
 local function emit_replay(head, tail, pkey, ids, n)
-  local payloads = {}
-  if n > 0 then
-    payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
-  end
-  local held = 0
+  local payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
+  local held, seen = {}, {}
   for i = 1, n do
-    if payloads[i] then
-      held = held + 1
+    if payloads[i] and not seen[ids[i]] then
+      seen[ids[i]] = true
+      held[#held + 1] = ids[i]
+      held[#held + 1] = payloads[i]
     end
   end
-  out[#out + 1] = head .. held .. tail
-  for i = 1, n do
-    if payloads[i] then
-      out[#out + 1] = ids[i]
-      out[#out + 1] = payloads[i]
-    end
+  out[#out + 1] = head .. (#held / 2) .. tail
+  for i = 1, #held do
+    out[#out + 1] = held[i]
   end
 end
 
@@ -160,18 +157,23 @@ for index = 0, #ARGV - 4 do
     end
 
     local lo = ts - window
-    local fired, occurrences, first = false, 1, ts
+    local fired, occurrences, first, last = false, 1, ts, ts
     local ids = {}
     if kind == 'match' then
       fired = true
     elseif kind == 'threshold' then
-      occurrences = redis.call('ZCOUNT', wkey, lo, ts)
-      if occurrences >= tonumber(count) then
-        local r = redis.call('ZRANGEBYSCORE', wkey, lo, ts, 'WITHSCORES', 'LIMIT', 0, max_samples)
-        for i = 1, #r, 2 do
-          ids[#ids + 1] = r[i]
+      -- Everything kept lies within window of the newest entry, so the fullest window around ts
+      -- is the one from ts - window: it holds every entry from there on (see base.py). An event
+      -- older than the cutoff was dropped on arrival.
+      if ts >= cutoff then
+        occurrences = redis.call('ZCOUNT', wkey, lo, '+inf')
+        if occurrences >= tonumber(count) then
+          local r = redis.call('ZRANGEBYSCORE', wkey, lo, '+inf', 'WITHSCORES', 'LIMIT', 0, max_samples)
+          for i = 1, #r, 2 do
+            ids[#ids + 1] = r[i]
+          end
+          fired, first, last = true, tonumber(r[2]), newest
         end
-        fired, first = true, tonumber(r[2])
       end
     elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
       -- Greedy earliest chain: each step's first `count` events strictly after the previous step.
@@ -225,11 +227,11 @@ for index = 0, #ARGV - 4 do
           if kind ~= 'match' and n > 0 then
             ev, evn = cmsgpack.pack(unpack(ids, 1, n)), n
           end
-          alerts[base] = {id = new_id, occ = occurrences, first = first, last = ts, ev = ev, evn = evn,
+          alerts[base] = {id = new_id, occ = occurrences, first = first, last = last, ev = ev, evn = evn,
             evdirty = true}
           dirty[base] = math.max(dirty[base] or 0, suppress + grace)
         end
-        out[#out + 1] = string.format('%d 1 %d %d %d %d', index, occurrences, first, ts, n)
+        out[#out + 1] = string.format('%d 1 %d %d %d %d', index, occurrences, first, last, n)
         if n > 0 then
           local payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
           for i = 1, n do
