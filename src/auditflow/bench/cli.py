@@ -38,7 +38,12 @@ _SCENARIOS = ("pipeline", "persistence", "api", "memory")
     show_default=True,
     help="Target events/s; 0 sends as fast as possible.",
 )
-@click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds to send for (instead of --events).")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    help="Seconds to send for, instead of --events: rate times duration events are prepared"
+    " (40,000 per second when sending as fast as possible) and sending stops at the duration.",
+)
 @click.option("--events", type=click.IntRange(min=1), default=100_000, show_default=True, help="Events to send.")
 @click.option(
     "--batch-size",

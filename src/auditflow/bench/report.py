@@ -62,6 +62,7 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"naive path {_n(naive.get('events_per_s'))}",
             _ratio(pipeline["processed_per_s"], naive.get("events_per_s")),
         )
+        table.add_row("events per CPU-second of the services", _n(pipeline.get("events_per_cpu_second")), "", "")
         table.add_row("alerts/s stored", _n(pipeline["alerts_per_s"], 1), "", "")
         lat = pipeline["latency_ms"]
         table.add_row(
