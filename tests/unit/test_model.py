@@ -82,3 +82,25 @@ def test_schema_export_writes_every_contract(tmp_path: Path) -> None:
 
     assert main([str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(contract_schemas())
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 1), timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])
+    )
+)
+def test_millis_round_trip_exactly(value: datetime) -> None:
+    from auditflow.model.timeutil import from_millis, to_millis, to_utc
+
+    normalised = to_utc(value)
+    assert from_millis(to_millis(normalised)) == normalised
+    assert format_utc(normalised) == format_utc(value)
+    assert format_utc(value)[:4].isdigit()
+
+
+def test_millis_where_float_arithmetic_would_lose_a_millisecond() -> None:
+    from auditflow.model.timeutil import from_millis, to_millis
+
+    value = datetime(2243, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    assert to_millis(value) == 8_615_030_400_001
+    assert from_millis(8_615_030_400_001) == value

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, PlainSerializer, WithJsonSchema
+
+_ZERO = timedelta(0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def to_utc(value: datetime) -> datetime:
     """Normalise to an aware UTC datetime at millisecond precision (the precision of every wire
     format and window computation); naive values are taken to be UTC already."""
+    # Hot path (every event field, every serialisation): most values are already UTC at whole ms.
+    if value.microsecond % 1000 == 0 and value.tzinfo is not None and value.utcoffset() == _ZERO:
+        return value
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
@@ -21,8 +28,8 @@ def format_utc(value: datetime) -> str:
     The original prototype appended `Z` to an already offset-aware isoformat and produced
     `+00:00Z`; converting first and formatting by hand makes that impossible.
     """
-    value = to_utc(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat of a zero-offset value ends in "+00:00": replace exactly that suffix.
+    return to_utc(value).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def utcnow() -> datetime:
@@ -30,11 +37,12 @@ def utcnow() -> datetime:
 
 
 def to_millis(value: datetime) -> int:
-    return int(to_utc(value).timestamp() * 1000)
+    """Epoch milliseconds, in integer arithmetic (float timestamps can land a millisecond short)."""
+    return (to_utc(value) - _EPOCH) // _MILLISECOND
 
 
 def from_millis(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 UtcDatetime = Annotated[
