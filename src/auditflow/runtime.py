@@ -157,6 +157,7 @@ class Runtime:
                 prefetch=s.broker_prefetch,
                 batch_size=s.consume_batch_size,
                 linger_ms=s.store_flush_ms,
+                store_batch_size=s.store_batch_size,
             )
 
     def _broker_impact(self) -> str:

@@ -6,11 +6,13 @@ import re
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.component.conftest import Embedded
+from tests.component.conftest import TOKEN, Embedded
 from tests.conftest import IN_CI
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -230,3 +232,39 @@ async def test_api_docs_are_served_without_a_cdn(embedded: Embedded) -> None:
     script = await embedded.client.get("/docs/static/swagger-ui-bundle.js")
     assert script.status_code == 200
     assert len(script.content) > 100_000
+
+
+async def test_alerts_are_written_in_transactions_of_store_batch_size(tmp_path: Path) -> None:
+    from auditflow.app import create_app
+    from auditflow.config import load_settings
+    from auditflow.runtime import Runtime
+
+    settings = load_settings(data_dir=tmp_path, generator_rate=0, api_tokens=TOKEN, store_batch_size=2)
+    runtime = Runtime(settings, "run")
+    assert runtime.store is not None
+    sizes: list[int] = []
+    upsert = runtime.store.upsert_alerts
+
+    async def spy(alerts: Any) -> Any:
+        sizes.append(len(alerts))
+        return await upsert(alerts)
+
+    runtime.store.upsert_alerts = spy  # type: ignore[method-assign]
+    await runtime.start()
+    await runtime.wait_ready()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(runtime, [TOKEN], manage_lifecycle=False)),
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as client:
+            events = [
+                {"event_type": "file_modified", "server_hostname": f"h{i}", "details": {"resource": "/etc/shadow"}}
+                for i in range(5)
+            ]
+            assert (await client.post("/api/v1/events", json=events)).status_code == 202
+            await runtime.settle()
+            assert len((await client.get("/api/v1/alerts")).json()["items"]) == 5
+    finally:
+        await runtime.aclose()
+    assert sizes == [2, 2, 1]

@@ -30,6 +30,7 @@ class NotificationService(QueueWorker):
         prefetch: int = 200,
         batch_size: int = 100,
         linger_ms: int = 50,
+        store_batch_size: int = 1000,
     ) -> None:
         super().__init__(
             broker,
@@ -42,6 +43,7 @@ class NotificationService(QueueWorker):
         )
         self.store = store
         self.store_dependency = store_dependency
+        self.store_batch_size = store_batch_size
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         started = time.perf_counter()
@@ -57,10 +59,15 @@ class NotificationService(QueueWorker):
         if not alerts:
             return
 
-        async def write() -> None:
-            result = await self.store.upsert_alerts(alerts)
-            ALERTS_STORED.labels("inserted").inc(result.inserted)
-            ALERTS_STORED.labels("updated").inc(result.updated)
+        # One transaction per `store_batch_size` alerts: a retried chunk after a failure is harmless
+        # because the upsert is idempotent, and the messages are acknowledged only after the last one.
+        for start in range(0, len(alerts), self.store_batch_size):
+            chunk = alerts[start : start + self.store_batch_size]
 
-        await call_with_recovery(write, self.store_dependency, self.stopping)
+            async def write(chunk: list[Alert] = chunk) -> None:
+                result = await self.store.upsert_alerts(chunk)
+                ALERTS_STORED.labels("inserted").inc(result.inserted)
+                ALERTS_STORED.labels("updated").inc(result.updated)
+
+            await call_with_recovery(write, self.store_dependency, self.stopping)
         BATCH_SECONDS.labels("notification").observe(time.perf_counter() - started)
