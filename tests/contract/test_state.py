@@ -237,6 +237,78 @@ async def test_sequence_next_step_starts_strictly_after_the_previous(state: Wind
     assert fired(await apply_each(state, ops)) == [False, False, False, True]
 
 
+async def stored(backend: Backend) -> dict[bytes, bytes | None] | int:
+    """What the backend holds: every key under the prefix with its value (Redis), the number of
+    keys (memory)."""
+    if backend.kind == "memory":
+        return len(backend._memory)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{backend.prefix}*", count=1000)]
+        return {key: await client.dump(key) for key in sorted(keys)}
+    finally:
+        await client.aclose()
+
+
+async def test_a_later_step_with_no_step_0_before_it_records_nothing(backend: Backend, state: WindowState) -> None:
+    # Successes for a group without failures: the common case, and nothing is written for them.
+    assert await state.apply([seq("s1", 100, (1,)), seq("s2", 200, (1,), group="g2")]) == []
+    assert await stored(backend) in (0, {})
+    assert await state.apply([seq("s1", 100, (1,))]) == []  # redelivered: still nothing
+    assert await stored(backend) in (0, {})
+    # Step-0 events exist, but none in [ts - window, ts): too old, at the same moment, or later.
+    await state.apply([seq("f1", 0, (0,)), seq("f2", 1_500, (0,)), seq("f3", 1_700, (0,))])
+    before = await stored(backend)
+    assert await state.apply([seq("s3", 1_500, (1,)), seq("s4", 1_499, (1,)), seq("s5", 3_000, (1,))]) == []
+    assert await stored(backend) == before
+
+
+async def test_failures_then_a_success_still_fire(state: WindowState) -> None:
+    ops = [seq("s0", 5, (1,)), seq("f1", 10, (0,)), seq("f2", 20, (0,)), seq("s1", 30, (1,)), seq("s2", 40, (1,))]
+    hits = await state.apply(ops)
+    # s0 came before any failure and is not part of the chain; s2 is one more occurrence.
+    assert [(h.op_index, h.new, h.occurrences, [e for e, _ in h.events]) for h in hits] == [
+        (3, True, 3, ["f1", "f2", "s1"]),
+        (4, False, 4, ["s2"]),
+    ]
+
+
+async def test_a_step_before_its_earlier_step_0_arrives_is_not_seen(state: WindowState) -> None:
+    # The documented limitation: m (step 1) arrives before f (step 0), which is older, so m was not
+    # recorded and the chain f, m, last is not found.
+    def three(event_id: str, ts: int, matched: tuple[int, ...]) -> WindowOp:
+        return op("sequence", event_id, ts, steps=(1, 1, 1), matched=matched)
+
+    assert await state.apply([three("m", 100, (1,)), three("f", 50, (0,)), three("l1", 150, (2,))]) == []
+    # Redelivered after f arrived, m is evaluated afresh and recorded: the next last step fires
+    # (l1, recorded as f preceded it, is part of the last step).
+    assert await state.apply([three("m", 100, (1,))]) == []
+    hits = await state.apply([three("l2", 160, (2,))])
+    assert [(h.new, [e for e, _ in h.events]) for h in hits] == [(True, ["f", "m", "l1", "l2"])]
+    # In a two-step rule a late first step still completes a chain, without the success before it.
+    late = [seq("s1", 100, (1,), group="g2"), seq("f1", 10, (0,), group="g2"), seq("f2", 20, (0,), group="g2")]
+    assert await state.apply(late) == []
+    hits = await state.apply([seq("s2", 200, (1,), group="g2")])
+    assert [(h.occurrences, [e for e, _ in h.events]) for h in hits] == [(3, ["f1", "f2", "s2"])]
+
+
+async def test_a_redelivery_replays_the_live_alert_once_step_0_left_the_window(state: WindowState) -> None:
+    ops = [op("sequence", eid, ts, window=100, steps=(2, 1), matched=m) for eid, ts, m in [
+        ("f1", 0, (0,)), ("f2", 10, (0,)), ("s1", 60, (1,)), ("f3", 140, (0,))
+    ]]  # fmt: skip
+    hits = await state.apply(ops)  # f3 slides the window past f1 and f2; s1 is still held
+    assert [(h.op_index, h.alert_id) for h in hits] == [(2, "alert-s1")]
+    # s1 again: no step-0 event lies in [s1 - window, s1) any more, but it is a recorded event.
+    replays = await state.apply([ops[2]])
+    assert [(h.alert_id, h.replayed, h.occurrences, [e for e, _ in h.events]) for h in replays] == [
+        ("alert-s1", True, 3, ["s1"])
+    ]
+    # A success that was not recorded produced no alert: its redelivery replays nothing.
+    quiet = op("sequence", "s2", 300, window=100, steps=(2, 1), matched=(1,))
+    assert await state.apply([quiet]) == []
+    assert await state.apply([quiet]) == []
+
+
 async def test_sample_events_are_capped_oldest_first(state: WindowState) -> None:
     payloads = [bytes([i, 0, 255]) + b"\n'\"{}" for i in range(30)]
     ops = [
@@ -416,20 +488,25 @@ def test_state_urls_choose_the_backend() -> None:
         create_state("memcached://127.0.0.1")
 
 
+ALL_KINDS: tuple[RuleKind, ...] = ("match", "threshold", "sequence")
+
+
 @st.composite
-def op_batches(draw: st.DrawFn) -> list[list[WindowOp]]:
-    """Random batches over three rules (match, threshold, sequence) and two groups, with small
+def op_batches(draw: st.DrawFn, kinds: Sequence[RuleKind] = ALL_KINDS, focus: bool = False) -> list[list[WindowOp]]:
+    """Random batches over up to three rules (match, threshold, sequence) and two groups, with small
     windows, repeated event ids and timestamps that go back as well as forward; then some batches
-    (or their tails) delivered again later, alone or joined to the next, as after a crash."""
-    windows = st.sampled_from([0, 5, 30])
-    suppressions = st.sampled_from([0, 10, 40])
-    steps = tuple(draw(st.lists(st.integers(1, 2), min_size=1, max_size=3)))
+    (or their tails) delivered again later, alone or joined to the next, as after a crash. `focus`
+    leaves out what makes chains impossible or replays absent: empty windows, single steps, no
+    suppression."""
+    windows = st.sampled_from([5, 30] if focus else [0, 5, 30])
+    suppressions = st.sampled_from([10, 40] if focus else [0, 10, 40])
+    steps = tuple(draw(st.lists(st.integers(1, 2), min_size=2 if focus else 1, max_size=3)))
     count = draw(st.integers(1, 4))
     config = {kind: (draw(windows), draw(suppressions)) for kind in ("match", "threshold", "sequence")}
     ops: list[WindowOp] = []
     ts = 1_000
     for _ in range(draw(st.integers(1, 60))):
-        kind: RuleKind = draw(st.sampled_from(["match", "threshold", "sequence"]))
+        kind: RuleKind = draw(st.sampled_from(kinds))
         window, suppress = config[kind]
         ts = max(0, ts + draw(st.integers(-20, 15)))
         matched: tuple[int, ...] = ()
@@ -460,6 +537,16 @@ def op_batches(draw: st.DrawFn) -> list[list[WindowOp]]:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=op_batches())
 async def test_memory_and_redis_agree_on_random_batches(unique_name: str, batches: list[list[WindowOp]]) -> None:
+    await agree(unique_name, batches)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=op_batches(("sequence",), focus=True))
+async def test_memory_and_redis_agree_on_random_sequences(unique_name: str, batches: list[list[WindowOp]]) -> None:
+    await agree(unique_name, batches)
+
+
+async def agree(unique_name: str, batches: list[list[WindowOp]]) -> None:
     require_server("redis")
     prefix = f"{unique_name}:{random.getrandbits(32):x}:"
     memory = MemoryWindowState()

@@ -30,6 +30,17 @@ Semantics of one op, for its key (rule_id, group_key):
    event matches the last step and a chain exists inside [ts - window_ms, ts]: step 0 satisfied by
    `step_counts[0]` events, then step 1 by events strictly after the moment step 0 was complete,
    and so on, the last step including this event. Greedy earliest completion decides.
+   Fast path: an op whose `matched_steps` lack 0, for a key that holds no step-0 event with a
+   timestamp in [ts - window_ms, ts), is *not recorded*. After the de-duplication of 1 (an event
+   recorded earlier still replays its key's live alert) it yields nothing and changes nothing: no
+   window entry, payload, expiry or newest timestamp, as if it had not arrived. Every chain starts
+   with step 0, and a chain through this event needs step 0 complete strictly before ts and no
+   earlier than ts - window_ms: with events in time order every chain is still found. Deliberately
+   not detected: a step-0 event with an earlier timestamp that arrives *after* such an event does
+   not see it (a later step, or the last step's extra events, then miss it). An unrecorded event
+   is not remembered either, so its redelivery is evaluated afresh: recorded (and possibly firing)
+   if step-0 events have arrived in between, else again nothing. No alert came from its first
+   delivery, so there is nothing to replay and nothing is counted twice.
 5. Suppression: a firing op whose key has a live alert (its last hit less than `suppress_ms` ago,
    in event time) increments that alert's occurrences by one and returns `new=False` with this event
    only. Otherwise a new alert `new_alert_id` opens with occurrences = the number of contributing

@@ -128,10 +128,12 @@ class MemoryWindowState(WindowState):
     def _apply_one(self, index: int, op: WindowOp, now_ms: int) -> Hit | None:
         key = (op.rule_id, op.group_key)
         window = self._windows.get(key)
+        if window is not None and window.holds(op.event_id):
+            return _replay(index, op, window)
+        if op.kind == "sequence" and 0 not in op.matched_steps and not _starts_before(window, op):
+            return None  # not recorded: no step-0 event precedes it in the window (base.py, 4)
         if window is None:
             window = self._windows[key] = _Window()
-        elif window.holds(op.event_id):
-            return _replay(index, op, window)
         self._touch(key, window, max(op.window_ms, op.suppress_ms) + self._grace_ms, now_ms)
 
         ts = op.ts_ms
@@ -225,6 +227,17 @@ def _replay(index: int, op: WindowOp, window: _Window) -> Hit | None:
                 held.setdefault(event_id, next(entry[2] for entry in entries if entry[1] == event_id))
         events = list(held.items())
     return Hit(index, alert_id, False, window.occurrences, window.first_ms, window.last_ms, events, True)
+
+
+def _starts_before(window: _Window | None, op: WindowOp) -> bool:
+    """Whether the window holds a step-0 event in [ts - window_ms, ts)."""
+    if window is None:
+        return False
+    entries = window.entries
+    for position in range(bisect_left(entries, (op.ts_ms - op.window_ms,)), bisect_left(entries, (op.ts_ms,))):
+        if entries[position][3] & 1:
+            return True
+    return False
 
 
 def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:

@@ -15,7 +15,8 @@
 --                      number and ids of its first max_samples events (none for match rules,
 --                      whose keys hold no payloads) as concatenated MessagePack strings, so that
 --                      a repeat appends without decoding: the samples of a replay
--- Each key expires its window or suppression period plus grace_ms after its last write.
+-- Each key expires its window or suppression period plus grace_ms after its last write. A sequence
+-- op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts).
 -- The keys are derived here from the prefix and the op, not passed as KEYS: one call touches
 -- the keys of many groups, so the script needs a single Redis server (or one shard), not a Cluster.
 --
@@ -107,9 +108,20 @@ for index = 0, #ARGV - 4 do
   local new_id = string.sub(arg, nl + lb + le + 1, nl + lb + le + la)
   local wkey = prefix .. 'w:' .. base
   local pkey = prefix .. 'p:' .. base
+  local lo = ts - window
 
-  -- NX: an event already recorded for this key is a redelivery; it changes nothing (below).
-  if redis.call('ZADD', wkey, 'NX', ts_arg, eid) == 1 then
+  local added, duplicate
+  if kind == 'sequence' and not string.find(',' .. matched_csv .. ',', ',0,', 1, true)
+      and redis.call('ZCOUNT', prefix .. 's0:' .. base, lo, '(' .. ts_arg) == 0 then
+    -- No step-0 event precedes it in the window: not recorded (base.py, 4). Only an event
+    -- recorded earlier, while there was one, is a redelivery to replay for.
+    added, duplicate = false, redis.call('ZSCORE', wkey, eid) ~= false
+  else
+    -- NX: an event already recorded for this key is a redelivery; it changes nothing (below).
+    added = redis.call('ZADD', wkey, 'NX', ts_arg, eid) == 1
+    duplicate = not added
+  end
+  if added then
     local wttl = window + grace
     if any_replayed then
       replayed[base] = nil
@@ -156,7 +168,6 @@ for index = 0, #ARGV - 4 do
       floor_of[wkey] = cutoff
     end
 
-    local lo = ts - window
     local fired, occurrences, first, last = false, 1, ts, ts
     local ids = {}
     if kind == 'match' then
@@ -241,7 +252,7 @@ for index = 0, #ARGV - 4 do
         end
       end
     end
-  elseif suppress > 0 then
+  elseif duplicate and suppress > 0 then
     -- A redelivery names the key's live alert again, unchanged: the batch that first recorded the
     -- event may have died before its alerts were published.
     local alert = alert_of(base)
