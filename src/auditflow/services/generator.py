@@ -12,13 +12,13 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditflow.errors import BackendUnavailable
+from auditflow.lifecycle import AsyncLifecycle
 from auditflow.metrics import GENERATOR_DROPPED, GENERATOR_EVENTS
 from auditflow.model.event import Event
 from auditflow.model.timeutil import utcnow
@@ -115,7 +115,7 @@ class GeneratorStats:
     failures: int = 0
 
 
-class GeneratorService:
+class GeneratorService(AsyncLifecycle):
     """Publishes synthetic events at `events_per_second`, one batch per tick.
 
     Each tick turns the elapsed time into a number of due events, carrying the fraction, so both
@@ -189,15 +189,6 @@ class GeneratorService:
         self._wake.set()
         await task
         self._state = "stopped"
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def _wait(self, seconds: float | None) -> None:
         """Until `seconds` pass or `update()`/`aclose()` wakes the loop (None: only the latter)."""

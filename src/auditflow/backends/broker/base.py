@@ -15,8 +15,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from auditflow.lifecycle import AsyncLifecycle
 
 
 @dataclass(slots=True)
@@ -36,7 +37,7 @@ class Delivery:
 MessageHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 
-class Broker(abc.ABC):
+class Broker(AsyncLifecycle):
     """Publish message bodies to named queues and consume them in batches.
 
     Lifecycle: `await start()` (declare and connect; raise BackendUnavailable when the server is
@@ -48,12 +49,6 @@ class Broker(abc.ABC):
         self.url = url
         self.max_deliveries = max_deliveries
         self.dead_letter_queue = dead_letter_queue
-
-    @abc.abstractmethod
-    async def start(self) -> None: ...
-
-    @abc.abstractmethod
-    async def aclose(self) -> None: ...
 
     @abc.abstractmethod
     async def declare(self, queue: str) -> None:
@@ -90,12 +85,3 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise BackendUnavailable when the broker cannot be reached."""
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

@@ -6,10 +6,9 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 from uuid import UUID
 
+from auditflow.lifecycle import AsyncLifecycle
 from auditflow.model.alert import (
     Alert,
     AlertDetail,
@@ -26,17 +25,11 @@ class UpsertResult:
     updated: int
 
 
-class AlertStore(abc.ABC):
+class AlertStore(AsyncLifecycle):
     """Lifecycle: `start()` connects (raises BackendUnavailable when down), `aclose()` disposes."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-
-    @abc.abstractmethod
-    async def start(self) -> None: ...
-
-    @abc.abstractmethod
-    async def aclose(self) -> None: ...
 
     @abc.abstractmethod
     async def migrate(self) -> None:
@@ -67,12 +60,3 @@ class AlertStore(abc.ABC):
 
     @abc.abstractmethod
     async def count(self) -> int: ...
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
