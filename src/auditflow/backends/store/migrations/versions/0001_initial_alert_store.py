@@ -51,7 +51,7 @@ def upgrade() -> None:
 
     op.create_table(
         "alert_events",
-        sa.Column("alert_id", UUID, sa.ForeignKey("alerts.alert_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("alert_id", UUID, primary_key=True),  # no foreign key: see schema.py
         sa.Column("event_id", UUID, primary_key=True),
         sa.Column("ts", sa.BigInteger(), nullable=False),
         sa.Column("payload", JSON, nullable=False),
