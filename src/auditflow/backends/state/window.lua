@@ -111,12 +111,20 @@ for index = 0, #ARGV - 4 do
   local lo = ts - window
 
   local added, duplicate
-  if kind == 'sequence' and not string.find(',' .. matched_csv .. ',', ',0,', 1, true)
-      and redis.call('ZCOUNT', prefix .. 's0:' .. base, lo, '(' .. ts_arg) == 0 then
+  -- Step lists are written without leading zeros: step 0 is matched iff the list starts with 0 or
+  -- holds ",0".
+  if kind == 'sequence' and string.byte(matched_csv, 1) ~= 48 and not string.find(matched_csv, ',0', 1, true) then
     -- No step-0 event precedes it in the window: not recorded (base.py, 4). Only an event
-    -- recorded earlier, while there was one, is a redelivery to replay for.
-    added, duplicate = false, redis.call('ZSCORE', wkey, eid) ~= false
-  else
+    -- recorded earlier, while there was one, is a redelivery to replay for. Every step-0 entry is
+    -- in the window key too, whose expiry every recording op renews, so a group without a window
+    -- key (the usual case: a success of a user without failures) costs one lookup.
+    if redis.call('EXISTS', wkey) == 0 then
+      added, duplicate = false, false
+    elseif redis.call('ZCOUNT', prefix .. 's0:' .. base, lo, '(' .. ts_arg) == 0 then
+      added, duplicate = false, redis.call('ZSCORE', wkey, eid) ~= false
+    end
+  end
+  if added == nil then
     -- NX: an event already recorded for this key is a redelivery; it changes nothing (below).
     added = redis.call('ZADD', wkey, 'NX', ts_arg, eid) == 1
     duplicate = not added
