@@ -55,9 +55,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
+from auditflow.lifecycle import AsyncLifecycle
 from auditflow.model.alert import MAX_SAMPLE_EVENTS
 
 RuleKind = Literal["match", "threshold", "sequence"]
@@ -98,18 +98,12 @@ class Hit:
     replayed: bool = False
 
 
-class WindowState(abc.ABC):
+class WindowState(AsyncLifecycle):
     """Lifecycle: `start()`, `apply()` any number of times, `aclose()`; or `async with`."""
 
     def __init__(self, url: str, *, key_prefix: str = "auditflow:") -> None:
         self.url = url
         self.key_prefix = key_prefix
-
-    @abc.abstractmethod
-    async def start(self) -> None: ...
-
-    @abc.abstractmethod
-    async def aclose(self) -> None: ...
 
     @abc.abstractmethod
     async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
@@ -118,12 +112,3 @@ class WindowState(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise BackendUnavailable when the backend cannot be reached."""
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
