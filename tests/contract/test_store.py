@@ -296,6 +296,33 @@ async def test_status_and_history_survive_upserts(store: SqlAlertStore) -> None:
     assert len(detail.history) == 1
 
 
+async def test_new_activity_reopens_a_resolved_alert_once(store: SqlAlertStore) -> None:
+    alert = make_alert(occurrences=3)
+    await store.upsert_alerts([alert])
+    await store.update_alert(alert.alert_id, AlertUpdate(status=AlertStatus.RESOLVED, note="done"), actor="ana")
+    # A redelivery (or crash replay) carries nothing new: the alert stays resolved.
+    await store.upsert_alerts([alert])
+    assert (await store.get_alert(alert.alert_id)).status is AlertStatus.RESOLVED
+    more = alert.model_copy(update={"occurrences": 5, "last_seen": T0 + timedelta(minutes=1)})
+    await store.upsert_alerts([more])
+    await store.upsert_alerts([more])
+    detail = await store.get_alert(alert.alert_id)
+    assert detail.status is AlertStatus.OPEN
+    assert detail.occurrences == 5
+    reopen = detail.history[-1]
+    assert (reopen.actor, reopen.from_status, reopen.to_status) == ("auditflow", AlertStatus.RESOLVED, AlertStatus.OPEN)
+    assert reopen.note == "reopened: 2 new occurrence(s) after it was resolved"
+    assert len(detail.history) == 2
+
+
+async def test_new_activity_leaves_an_acknowledged_alert_acknowledged(store: SqlAlertStore) -> None:
+    alert = make_alert(occurrences=3)
+    await store.upsert_alerts([alert])
+    await store.update_alert(alert.alert_id, AlertUpdate(status=AlertStatus.ACKNOWLEDGED), actor="ana")
+    await store.upsert_alerts([alert.model_copy(update={"occurrences": 8})])
+    assert (await store.get_alert(alert.alert_id)).status is AlertStatus.ACKNOWLEDGED
+
+
 async def test_concurrent_writers_lose_no_update(backend: str, store: SqlAlertStore) -> None:
     second = SqlAlertStore(store.url)
     await second.start()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from auditflow.backends.store import pg_copy
 from auditflow.backends.store.base import UpsertResult
 from auditflow.backends.store.merge import conflict_updates, dedupe
-from auditflow.backends.store.schema import alert_events, alerts, to_ms
+from auditflow.backends.store.schema import alert_events, alert_history, alerts, to_ms
 from auditflow.model.alert import MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 
@@ -97,9 +97,49 @@ async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[U
     return events
 
 
+REOPEN_ACTOR = "auditflow"
+
+
+async def _reopen_resolved(conn: AsyncConnection, merged: list[Alert], now_ms: int) -> None:
+    """An alert an analyst resolved goes back to open when it receives new activity (a higher
+    occurrence count; a redelivery or replay carries no more than what is stored), with a history
+    entry saying why: new hits must not pile up silently on a closed alert."""
+    incoming = {alert.alert_id: alert.occurrences for alert in merged}
+    reopened: list[tuple[UUID, int]] = []
+    for part in chunks(list(incoming)):
+        query = sa.select(alerts.c.alert_id, alerts.c.occurrences).where(
+            alerts.c.alert_id.in_(part), alerts.c.status == "resolved"
+        )
+        if conn.dialect.name == "postgresql":
+            # Lock the rows (in id order, like the upsert) so concurrent writers reopen them once.
+            query = query.order_by(alerts.c.alert_id).with_for_update()
+        for alert_id, stored in (await conn.execute(query)).all():
+            if incoming[alert_id] > stored:
+                reopened.append((alert_id, incoming[alert_id] - stored))
+    if not reopened:
+        return
+    for part in chunks([alert_id for alert_id, _ in reopened]):
+        await conn.execute(alerts.update().where(alerts.c.alert_id.in_(part)).values(status="open", updated_at=now_ms))
+    await conn.execute(
+        alert_history.insert(),
+        [
+            {
+                "alert_id": alert_id,
+                "at": now_ms,
+                "actor": REOPEN_ACTOR,
+                "from_status": "resolved",
+                "to_status": "open",
+                "note": f"reopened: {added} new occurrence(s) after it was resolved",
+            }
+            for alert_id, added in reopened
+        ],
+    )
+
+
 async def write_batch(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> UpsertResult:
     """Upsert a batch inside the caller's transaction."""
     merged = dedupe(batch)
+    await _reopen_resolved(conn, merged, now_ms)
     if conn.dialect.name == "postgresql":
         inserted = await pg_copy.upsert_alerts(conn, merged, now_ms)
     else:
