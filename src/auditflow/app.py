@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from auditflow import __version__
 from auditflow.api import admin, alerts, events, generator, health, rules
+from auditflow.codec import describe_error_list
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.runtime import Runtime
 from auditflow.security import TokenVerifier
@@ -87,13 +88,7 @@ def _mount_offline_docs(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            msg = err.get("msg", "")
-            if err.get("type") == "extra_forbidden":
-                msg = f"unknown field {err['loc'][-1]!r}"
-            problems.append({"loc": list(err.get("loc", ())), "msg": msg, "type": err.get("type", "")})
-        return JSONResponse({"detail": problems}, status_code=422)
+        return JSONResponse({"detail": describe_error_list(exc.errors())}, status_code=422)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -6,7 +6,7 @@ is reported with its index and reason, so the caller can dead-letter just those.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -38,13 +38,22 @@ class Decoded(Generic[ModelT]):
 def describe_errors(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
     """Pydantic errors as `{loc, msg, type}` without echoing the input back; unknown top-level event
     fields get a message that says where custom data belongs."""
+    return describe_error_list(
+        exc.errors(include_input=False, include_url=False), prefix=prefix, extra_hint="put custom data under 'details'"
+    )
+
+
+def describe_error_list(
+    errors: Sequence[Mapping[str, Any]], *, prefix: tuple[str | int, ...] = (), extra_hint: str | None = None
+) -> list[dict[str, Any]]:
+    """`{loc, msg, type}` for each error (no input echoed), naming an unknown field plainly."""
     described = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = (*prefix, *err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field {err['loc'][-1]!r}: put custom data under 'details'"
-        described.append({"loc": list(loc), "msg": msg, "type": err["type"]})
+    for err in errors:
+        loc = [*prefix, *err.get("loc", ())]
+        msg = err.get("msg", "")
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown field {loc[-1]!r}" + (f": {extra_hint}" if extra_hint else "")
+        described.append({"loc": loc, "msg": msg, "type": err.get("type", "")})
     return described
 
 

@@ -268,3 +268,12 @@ async def test_alerts_are_written_in_transactions_of_store_batch_size(tmp_path: 
     finally:
         await runtime.aclose()
     assert sizes == [2, 2, 1]
+
+
+async def test_unknown_fields_in_other_bodies_are_named(embedded: Embedded) -> None:
+    expected = [{"loc": ["body", "colour"], "msg": "unknown field 'colour'", "type": "extra_forbidden"}]
+    response = await embedded.client.put("/api/v1/admin/log-level", json={"level": "INFO", "colour": "red"})
+    assert (response.status_code, response.json()["detail"]) == (422, expected)
+    missing = "/api/v1/alerts/00000000-0000-4000-8000-000000000000"
+    response = await embedded.client.patch(missing, json={"status": "resolved", "colour": "red"})
+    assert (response.status_code, response.json()["detail"]) == (422, expected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from auditflow.api.deps import ActorDep
 from auditflow.config import LogLevel
@@ -16,6 +16,8 @@ log = logging.getLogger("auditflow.admin")
 
 
 class LogLevelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     level: LogLevel
 
 
