@@ -13,6 +13,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.dependencies import Dependency
 from auditflow.errors import BackendUnavailable
@@ -83,8 +85,6 @@ class QueueWorker(abc.ABC):
 
     async def dead_letter(self, raws: Sequence[Any], reason: str) -> None:
         """Route invalid items of a valid message to the dead-letter queue, reason in the headers."""
-        import orjson
-
         MESSAGES_DEAD_LETTERED.labels(self.queue, reason.split(":", 1)[0]).inc(len(raws))
         log.warning("dead-lettering %d item(s): %s", len(raws), reason, extra={"queue": self.queue})
         await self.broker.publish(
