@@ -1,0 +1,1 @@
+"""Log parsers: one module per format, a line (or record) in, `Event`s out."""
