@@ -9,11 +9,11 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from auditflow.bench.deployment import Servers
-from auditflow.bench.options import BenchOptions
+from auditflow.bench.options import NOISE_TYPES, BenchOptions, click_options
 from auditflow.bench.pipeline import judge
+from auditflow.bench.results import Correctness
 from auditflow.bench.runner import run
-from auditflow.bench.workload import WorkloadSpec, build, parse_mix
+from auditflow.bench.workload import DEFAULT_MIX, WorkloadSpec, build, parse_mix
 from auditflow.cli import main
 from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL, REDIS_URL, require_server
 
@@ -40,7 +40,7 @@ def test_judge_counts_lost_duplicated_and_unexpected() -> None:
     stored = [(e.alert_id, e.user_id, e.server_hostname) for e in expected[1:]]
     stored.append(("another-id", expected[1].user_id, expected[1].server_hostname))
     verdict = judge(workload, stored, other_rules=2)
-    assert (verdict["lost"], verdict["duplicated"], verdict["unexpected"], verdict["ok"]) == (1, 1, 2, False)
+    assert (verdict.lost, verdict.duplicated, verdict.unexpected, verdict.ok) == (1, 1, 2, False)
 
 
 def test_mix_refuses_unknown_types() -> None:
@@ -52,11 +52,38 @@ def test_mix_refuses_unknown_types() -> None:
 async def test_embedded_pipeline_stores_every_expected_alert_once() -> None:
     options = BenchOptions(events=6000, batch_size=250, attack_share=0.05, naive_events=300, seed=3)
     result = await run(options, _quiet)
-    verdict = result["pipeline"]["correctness"]
-    assert verdict["expected"] > 50
-    assert verdict == {**verdict, "stored": verdict["expected"], "lost": 0, "duplicated": 0, "unexpected": 0}
-    assert result["pipeline"]["baseline_naive"]["events"] == 300
-    assert result["pipeline"]["baseline_raw_broker"]["events"] == 6000
+    assert result.pipeline is not None
+    verdict = result.pipeline.correctness
+    assert verdict.expected > 50
+    assert verdict == Correctness(verdict.expected, verdict.expected, lost=0, duplicated=0, unexpected=0, ok=True)
+    assert result.pipeline.baseline_naive is not None
+    assert result.pipeline.baseline_naive.events == 300
+    assert result.pipeline.baseline_raw_broker is not None
+    assert result.pipeline.baseline_raw_broker.events == 6000
+
+
+def test_the_command_line_is_derived_from_the_options() -> None:
+    """Every option has a flag whose default is the dataclass default, and what the command line
+    parses builds the options; the help names every event type the workload can generate."""
+    import click
+
+    @click.command()
+    @click_options
+    def probe(**params: object) -> None:
+        options = BenchOptions.from_params(params)
+        click.echo(repr(options == BenchOptions(scenarios=("persistence", "pipeline"), mix={"user_login": 2.0})))
+
+    args = ["--scenario", "persistence", "--scenario", "pipeline", "--scenario", "persistence", "--mix", "user_login=2"]
+    assert CliRunner().invoke(probe, args).output == "True\n"
+    assert CliRunner().invoke(probe, ["--scenario", "all", "--keep"]).exit_code == 0
+    bad = CliRunner().invoke(probe, ["--mix", "rm_rf=1"])
+    assert bad.exit_code == 2
+    assert "--mix" in bad.output
+    assert "rm_rf" in bad.output
+    assert set(NOISE_TYPES) == set(DEFAULT_MIX)
+    help_text = CliRunner().invoke(main, ["bench", "--help"]).output
+    for flag in ("--mode", "--scenario", "--duration", "--mix", "--baselines / --no-baselines", "--keep", "--json"):
+        assert flag in help_text
 
 
 def test_cli_scenarios_report_json() -> None:
@@ -84,14 +111,17 @@ async def test_distributed_pipeline_stores_every_expected_alert_once() -> None:
         attack_share=0.05,
         ingest="broker",
         baselines=False,
-        servers=Servers(RABBITMQ_URL, REDIS_URL, POSTGRES_ADMIN_URL),
+        broker_url=RABBITMQ_URL,
+        state_url=REDIS_URL,
+        database_url=POSTGRES_ADMIN_URL,
         seed=5,
     )
     result = await run(options, _quiet)
-    verdict = result["pipeline"]["correctness"]
-    assert verdict["expected"] > 30
-    assert verdict == {**verdict, "stored": verdict["expected"], "lost": 0, "duplicated": 0, "unexpected": 0}
-    assert set(result["pipeline"]["processes"]) >= {"analysis", "notification"}
+    assert result.pipeline is not None
+    verdict = result.pipeline.correctness
+    assert verdict.expected > 30
+    assert verdict == Correctness(verdict.expected, verdict.expected, lost=0, duplicated=0, unexpected=0, ok=True)
+    assert set(result.pipeline.processes) >= {"analysis", "notification"}
 
 
 def test_in_process_bodies_hand_over_their_validated_events() -> None:

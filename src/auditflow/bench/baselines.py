@@ -14,6 +14,7 @@ import orjson
 
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.state import WindowState
+from auditflow.bench.results import NaiveBaseline, RawBrokerBaseline
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
 from auditflow.rules import Detector, RuleSet
@@ -29,7 +30,7 @@ _NAIVE_COLUMNS = "alert_id, rule_id, user_id, server_hostname, occurrences, body
 
 async def raw_broker(
     broker: Broker, queue: str, bodies: Sequence[bytes], sizes: Sequence[int], *, concurrency: int, **consume: int
-) -> dict[str, Any]:
+) -> RawBrokerBaseline:
     """Publish every body (confirmed, as ingest does) while a consumer acks them in batches with
     no processing; events/s over the time until the last one is consumed."""
     await broker.declare(queue)
@@ -57,7 +58,7 @@ async def raw_broker(
     await broker.stop_consuming(queue)
     await consumer
     events = sum(sizes)
-    return {"events": events, "published_per_s": events / published, "events_per_s": events / elapsed}
+    return RawBrokerBaseline(events, events / published, events / elapsed)
 
 
 def single_events(bodies: Sequence[bytes], limit: int) -> list[bytes]:
@@ -78,7 +79,7 @@ async def naive_path(
     state: WindowState,
     rules: Callable[[], RuleSet],
     insert_one: InsertOne,
-) -> dict[str, Any]:
+) -> NaiveBaseline:
     """One message per event, each publish awaiting its confirm; the consumer takes one message at a
     time, parses it, runs the detector on it (one state round trip per event) and INSERTs each
     alert in its own transaction. The same rules and state backend as the pipeline."""
@@ -110,7 +111,7 @@ async def naive_path(
     elapsed = time.monotonic() - started
     await broker.stop_consuming(queue)
     await consumer
-    return {"events": len(singles), "events_per_s": len(singles) / elapsed, "alerts": alerts}
+    return NaiveBaseline(len(singles), len(singles) / elapsed, alerts)
 
 
 def _naive_values(alert: Alert) -> tuple[Any, ...]:

@@ -1,5 +1,6 @@
 """A distributed deployment on real servers, isolated per run (its own queues, key prefix and
-database, dropped afterwards), with every service as a separate `auditflow serve` process."""
+database, dropped afterwards), with every service as a separate `auditflow serve` process. The
+bench runs one per scenario; the end-to-end tests run one per test."""
 
 from __future__ import annotations
 
@@ -7,55 +8,16 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from auditflow.bench.options import Servers
+from auditflow.bench.processes import AuditflowProcess, auditflow_env, free_port
 
-from auditflow.errors import AuditFlowError
+__all__ = ["Deployment", "Servers"]
 
-
-@dataclass(frozen=True)
-class Servers:
-    broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    state_url: str = "redis://127.0.0.1:6379/0"
-    admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-    def database_url(self, name: str) -> str:
-        base, _, _ = self.admin_database_url.rpartition("/")
-        return f"{base}/{name}"
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    # Output to a file, not a pipe: an unread pipe fills up and blocks the service.
-    with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, "-m", "auditflow", *args], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class ServiceProcess:
-    service: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+# Settings the bench passes on to the services it starts when they are set in its environment.
+_TUNABLE = ("_PREFETCH", "_BATCH_SIZE", "_LINGER_MS", "_FLUSH_MS", "_MAX_DELIVERIES")
 
 
 @dataclass
@@ -64,8 +26,9 @@ class Deployment:
     root: Path
     name: str = field(default_factory=lambda: f"bench{secrets.token_hex(5)}")
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    processes: list[ServiceProcess] = field(default_factory=list)
+    processes: list[AuditflowProcess] = field(default_factory=list)
     overrides: dict[str, str] = field(default_factory=dict)
+    log_level: str = "WARNING"
 
     @property
     def database_url(self) -> str:
@@ -88,10 +51,11 @@ class Deployment:
         return f"{self.name}:"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITFLOW_")}
-        env.update(
+        # Tuning set for the bench (AUDITFLOW_* in its own environment) reaches the services.
+        tuning = {k: v for k, v in os.environ.items() if k.startswith("AUDITFLOW_") and k.endswith(_TUNABLE)}
+        return auditflow_env(
+            self.root,
             {
-                "AUDITFLOW_DATA_DIR": str(self.root),
                 "AUDITFLOW_API_TOKENS": self.token,
                 "AUDITFLOW_BROKER_URL": self.servers.broker_url,
                 "AUDITFLOW_STATE_URL": self.servers.state_url,
@@ -101,61 +65,47 @@ class Deployment:
                 "AUDITFLOW_DEAD_LETTER_QUEUE": self.dead_letter_queue,
                 "AUDITFLOW_STATE_KEY_PREFIX": self.key_prefix,
                 "AUDITFLOW_GENERATOR_RATE": "0",
-                "AUDITFLOW_LOG_LEVEL": "WARNING",
-            }
+                "AUDITFLOW_LOG_LEVEL": self.log_level,
+                **tuning,
+                **self.overrides,
+            },
         )
-        # Tuning set for the bench (AUDITFLOW_* in the bench's own environment) reaches the services.
-        env.update({k: v for k, v in os.environ.items() if k.startswith("AUDITFLOW_") and k.endswith(_TUNABLE)})
-        env.update(self.overrides)
-        return env
+
+    def process(self, service: str, **env: str) -> AuditflowProcess:
+        """A `serve` process for `service` on a free port (not started), tracked for `stop_processes`."""
+        port = free_port()
+        process = AuditflowProcess(
+            ["serve", service, "--port", str(port)],
+            {**self.env(), **env},
+            port,
+            token=self.token,
+            log_path=self.root / f"{service}-{port}.log",
+            name=service,
+        )
+        self.processes.append(process)
+        return process
+
+    async def serve(self, service: str, replicas: int = 1) -> list[AuditflowProcess]:
+        """Start `replicas` processes of `service` and wait until each reports ready."""
+        started = [self.process(service).spawn() for _ in range(replicas)]
+        await asyncio.gather(*(p.wait_ready() for p in started))
+        return started
+
+    def pids(self, service: str) -> list[int]:
+        return [p.pid for p in self.processes if p.name == service]
+
+    def urls(self, service: str) -> list[str]:
+        return [p.url for p in self.processes if p.name == service]
+
+    async def stop_processes(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.processes))
+        self.processes.clear()
 
     async def create_database(self) -> None:
         import psycopg
 
         async with await psycopg.AsyncConnection.connect(self.servers.admin_database_url, autocommit=True) as conn:
             await conn.execute(f'CREATE DATABASE "{self.name}"')  # a generated identifier, never user input
-
-    async def serve(self, service: str, replicas: int = 1) -> list[ServiceProcess]:
-        started = []
-        for index in range(replicas):
-            port = _free_port()
-            log = self.root / f"{service}-{index}.log"
-            proc = _spawn(["serve", service, "--port", str(port)], self.env(), log)
-            started.append(ServiceProcess(service, port, proc, log))
-        self.processes.extend(started)
-        await asyncio.gather(*(self._wait_ready(p) for p in started))
-        return started
-
-    async def _wait_ready(self, process: ServiceProcess, limit_s: float = 60.0) -> None:
-        deadline = time.monotonic() + limit_s
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if process.proc.poll() is not None:
-                    tail = process.log.read_text(errors="replace")[-2000:]
-                    raise AuditFlowError(f"{process.service} exited with {process.proc.returncode}: {tail}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{process.url}/readyz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        raise AuditFlowError(f"{process.service} on port {process.port} did not become ready in {limit_s:.0f} s")
-
-    def pids(self, service: str) -> list[int]:
-        return [p.proc.pid for p in self.processes if p.service == service]
-
-    def urls(self, service: str) -> list[str]:
-        return [p.url for p in self.processes if p.service == service]
-
-    async def stop_processes(self) -> None:
-        for process in self.processes:
-            if process.proc.poll() is None:
-                process.proc.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                await asyncio.to_thread(process.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                process.proc.kill()
-                await asyncio.to_thread(process.proc.wait)
-        self.processes.clear()
 
     async def destroy(self) -> None:
         """Stop the services and remove every queue, key and the database of this run."""
@@ -196,7 +146,3 @@ class Deployment:
                 await client.delete(*keys[start : start + 500])
         finally:
             await client.aclose()
-
-
-# Settings the bench passes on to the services it starts when they are set in its environment.
-_TUNABLE = ("_PREFETCH", "_BATCH_SIZE", "_LINGER_MS", "_FLUSH_MS", "_MAX_DELIVERIES")

@@ -9,22 +9,22 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from auditflow.bench.results import Machine, Percentiles, ProcessUsage
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def percentiles(values: Sequence[float], points: Sequence[float] = (50, 95, 99)) -> dict[str, float | None]:
-    """Nearest-rank percentiles, keyed `p50`...; None when there is nothing to rank."""
+def percentile(ordered: Sequence[float], point: float) -> float | None:
+    """Nearest-rank percentile of sorted values; None when there is nothing to rank."""
+    if not ordered:
+        return None
+    return ordered[max(0, min(len(ordered) - 1, round(point / 100 * len(ordered) + 0.5) - 1))]
+
+
+def percentiles(values: Sequence[float]) -> Percentiles:
     ordered = sorted(values)
-    result: dict[str, float | None] = {}
-    for point in points:
-        if not ordered:
-            result[f"p{point:g}"] = None
-            continue
-        rank = max(0, min(len(ordered) - 1, round(point / 100 * len(ordered) + 0.5) - 1))
-        result[f"p{point:g}"] = ordered[rank]
-    return result
+    return Percentiles(percentile(ordered, 50), percentile(ordered, 95), percentile(ordered, 99))
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -68,11 +68,11 @@ class ProcessStats:
     rss_peak: int = 0
     rss_last: int = 0
 
-    def as_dict(self, seconds: float) -> dict[str, Any]:
+    def usage(self, seconds: float) -> ProcessUsage:
         cpu = None
         if self.cpu_start is not None and self.cpu_end is not None and seconds > 0:
             cpu = (self.cpu_end - self.cpu_start) / seconds
-        return {"cpu_cores": cpu, "rss_peak_mb": self.rss_peak / 2**20, "rss_last_mb": self.rss_last / 2**20}
+        return ProcessUsage(cpu, self.rss_peak / 2**20, self.rss_last / 2**20)
 
 
 @dataclass
@@ -129,18 +129,18 @@ class Sampler:
                     self.depths.append((time.monotonic() - self.started, {"error": -1, str(exc)[:40]: -1}))
             await asyncio.sleep(self.interval)
 
-    def report(self) -> dict[str, Any]:
+    def usage(self) -> dict[str, ProcessUsage]:
         seconds = self.ended - self.started
-        return {
-            "processes": {label: stats.as_dict(seconds) for label, stats in self.stats.items()},
-            "queue_depths": [{"t": round(t, 2), **values} for t, values in self.depths],
-        }
+        return {label: stats.usage(seconds) for label, stats in self.stats.items()}
+
+    def queue_depths(self) -> list[dict[str, float]]:
+        return [{"t": round(t, 2), **values} for t, values in self.depths]
 
 
-def machine() -> dict[str, Any]:
+def machine() -> Machine:
     """Cores, memory and load: every figure of a run is read against these."""
     total = 0
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             total = int(line.split()[1]) * 1024
-    return {"cores": os.cpu_count(), "memory_gb": round(total / 2**30, 1), "loadavg": list(os.getloadavg())}
+    return Machine(os.cpu_count(), round(total / 2**30, 1), list(os.getloadavg()))

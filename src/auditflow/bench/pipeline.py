@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from auditflow.backends.store import AlertStore
 from auditflow.bench.measure import Sampler, percentiles
+from auditflow.bench.results import Correctness, Latency, PipelineResult
 from auditflow.bench.workload import BURST_RULE, Workload
 from auditflow.model.alert import AlertQuery
 
@@ -169,7 +170,7 @@ async def run_pipeline(
     progress: Progress,
     duration: float | None = None,
     extra_processes: dict[str, list[int]] | None = None,
-) -> dict[str, Any]:
+) -> PipelineResult:
     watcher = AlertWatcher(target.store, workload)
     processes = {**target.processes, **(extra_processes or {})}
     target.expect(workload.events)
@@ -191,23 +192,24 @@ async def run_pipeline(
         if alert_id in watcher.seen
     ]
     processed_s = done_at - started
-    report = sampler.report()
+    usage = sampler.usage()
     window = sampler.ended - sampler.started
-    service_cpu = sum((report["processes"][name]["cpu_cores"] or 0.0) * window for name in target.processes)
-    return {
-        "events": events,
-        "batches": len(workload.bodies),
-        "accepted_seconds": accepted_end - started,
-        "accepted_per_s": events / (accepted_end - started),
-        "processed_seconds": processed_s,
-        "processed_per_s": events / processed_s,
-        "alerts_per_s": len(stored) / processed_s,
-        "latency_ms": {**percentiles(latencies), "samples": len(latencies), "poll_ms": POLL_INTERVAL_S * 1000},
-        "correctness": judge(workload, stored, other),
-        # Less sensitive to what else runs on the machine than events/s: CPU the services used.
-        "events_per_cpu_second": events / service_cpu if service_cpu else None,
-        **report,
-    }
+    service_cpu = sum((usage[name].cpu_cores or 0.0) * window for name in target.processes)
+    ranked = percentiles(latencies)
+    return PipelineResult(
+        events=events,
+        batches=len(workload.bodies),
+        accepted_seconds=accepted_end - started,
+        accepted_per_s=events / (accepted_end - started),
+        processed_seconds=processed_s,
+        processed_per_s=events / processed_s,
+        alerts_per_s=len(stored) / processed_s,
+        latency_ms=Latency(ranked.p50, ranked.p95, ranked.p99, len(latencies), POLL_INTERVAL_S * 1000),
+        correctness=judge(workload, stored, other),
+        events_per_cpu_second=events / service_cpu if service_cpu else None,
+        processes=usage,
+        queue_depths=sampler.queue_depths(),
+    )
 
 
 async def _wait_processed(target: Target, watcher: AlertWatcher, workload: Workload, patience: float) -> float:
@@ -224,7 +226,7 @@ async def _wait_processed(target: Target, watcher: AlertWatcher, workload: Workl
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-def judge(workload: Workload, stored: Sequence[tuple[str, str | None, str | None]], other_rules: int) -> dict[str, Any]:
+def judge(workload: Workload, stored: Sequence[tuple[str, str | None, str | None]], other_rules: int) -> Correctness:
     """Expected vs stored: lost ids, duplicated groups (more than one alert for one burst), extras."""
     expected = workload.expected
     stored_ids = {alert_id for alert_id, _, _ in stored}
@@ -232,11 +234,11 @@ def judge(workload: Workload, stored: Sequence[tuple[str, str | None, str | None
     for _, user, host in stored:
         groups[(user, host)] = groups.get((user, host), 0) + 1
     duplicated = sum(n - 1 for n in groups.values() if n > 1)
-    return {
-        "expected": len(expected),
-        "stored": len(stored),
-        "lost": len(set(expected) - stored_ids),
-        "duplicated": duplicated,
-        "unexpected": len(stored_ids - set(expected)) - duplicated + other_rules,
-        "ok": stored_ids == set(expected) and duplicated == 0 and other_rules == 0,
-    }
+    return Correctness(
+        expected=len(expected),
+        stored=len(stored),
+        lost=len(set(expected) - stored_ids),
+        duplicated=duplicated,
+        unexpected=len(stored_ids - set(expected)) - duplicated + other_rules,
+        ok=stored_ids == set(expected) and duplicated == 0 and other_rules == 0,
+    )

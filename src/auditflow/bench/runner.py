@@ -8,6 +8,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,27 @@ from auditflow.bench import baselines, scenarios
 from auditflow.bench.measure import find_pids, machine, rss_bytes
 from auditflow.bench.options import BenchOptions
 from auditflow.bench.pipeline import run_pipeline
+from auditflow.bench.results import ApiResult, BenchResult, MemoryResult, PersistenceResult, PipelineResult
 from auditflow.bench.workload import build, open_windows
 from auditflow.rules.loader import load_rules
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
+@dataclass(frozen=True)
+class Scratch:
+    """Backends of the baselines and scenarios, on the mode's servers."""
+
+    broker: Broker
+    state: WindowState
+    store: AlertStore
+    insert_one: baselines.InsertOne
+    raw_queue: str
+    naive_queue: str
+
+
 @contextlib.asynccontextmanager
-async def _scratch(options: BenchOptions, root: Path, name: str) -> AsyncIterator[dict[str, Any]]:
+async def _scratch(options: BenchOptions, root: Path, name: str) -> AsyncIterator[Scratch]:
     """Broker, state, store and naive inserter for the baselines and scenarios, on the mode's servers."""
     from auditflow.backends.broker import create_broker
 
@@ -37,7 +51,7 @@ async def _scratch(options: BenchOptions, root: Path, name: str) -> AsyncIterato
         state: WindowState = create_state("memory://")
         store: AlertStore = create_store(f"sqlite:///{root / 'scratch.sqlite3'}")
         insert_one, close = await baselines.sqlite_inserter(str(root / "naive.sqlite3"))
-        queues = {"raw": "raw", "naive": "naive"}
+        queues = ("raw", "naive")
     else:
         from auditflow.bench.deployment import Deployment
 
@@ -47,13 +61,13 @@ async def _scratch(options: BenchOptions, root: Path, name: str) -> AsyncIterato
         state = create_state(options.servers.state_url, key_prefix=deployment.key_prefix)
         store = create_store(deployment.database_url)
         insert_one, close = await baselines.postgres_inserter(deployment.database_url)
-        queues = {"raw": f"{name}.raw", "naive": f"{name}.naive"}
+        queues = (f"{name}.raw", f"{name}.naive")
     try:
         await broker.start()
         await state.start()
         await store.start()
         await store.migrate()
-        yield {"broker": broker, "state": state, "store": store, "insert_one": insert_one, "queues": queues}
+        yield Scratch(broker, state, store, insert_one, *queues)
     finally:
         await close()
         for closer in (broker.aclose, state.aclose, store.aclose):
@@ -63,32 +77,31 @@ async def _scratch(options: BenchOptions, root: Path, name: str) -> AsyncIterato
             await deployment.destroy()
 
 
-async def run(options: BenchOptions, progress: Progress) -> dict[str, Any]:
-    result: dict[str, Any] = {"mode": options.mode, "machine_before": machine(), "options": _describe(options)}
+async def run(options: BenchOptions, progress: Progress) -> BenchResult:
+    result = BenchResult(options.mode, machine(), describe(options))
     with tempfile.TemporaryDirectory(prefix="auditflow-bench-") as tmp:
         root = Path(tmp)
         for scenario in options.scenarios:
             started = time.monotonic()
             if scenario == "pipeline":
-                result["pipeline"] = await _pipeline(options, root / "pipeline", progress)
+                result.pipeline = await _pipeline(options, root / "pipeline", progress)
             else:
                 async with _scratch(options, root / scenario, f"bench{os.urandom(5).hex()}") as scratch:
                     if scenario == "persistence":
-                        result["persistence"] = await _persistence(options, scratch, progress)
+                        result.persistence = await _persistence(options, scratch, progress)
                     elif scenario == "api":
-                        result["api"] = await _api(options, scratch, root / scenario, progress)
+                        result.api = await _api(options, scratch, root / scenario, progress)
                     else:
-                        result["memory"] = await _memory(options, scratch, root / scenario, progress)
-            result.setdefault("seconds", {})[scenario] = round(time.monotonic() - started, 1)
-    result["machine_after"] = machine()
+                        result.memory = await _memory(options, scratch, root / scenario, progress)
+            result.seconds[scenario] = round(time.monotonic() - started, 1)
+    result.machine_after = machine()
     return result
 
 
-async def _pipeline(options: BenchOptions, root: Path, progress: Progress) -> dict[str, Any]:
+async def _pipeline(options: BenchOptions, root: Path, progress: Progress) -> PipelineResult:
     _mkdir(root)
     progress("preparing workload", 0, 1)
     workload = build(options.workload())
-    result: dict[str, Any] = {}
     servers: dict[str, list[int]] = {}
     target_cm: Any
     if options.mode == "embedded":
@@ -123,9 +136,9 @@ async def _pipeline(options: BenchOptions, root: Path, progress: Progress) -> di
     if options.baselines:
         async with _scratch(options, root / "baselines", f"bench{os.urandom(5).hex()}") as scratch:
             progress("baseline: raw broker", 0, 1)
-            result["baseline_raw_broker"] = await baselines.raw_broker(
-                scratch["broker"],
-                scratch["queues"]["raw"],
+            result.baseline_raw_broker = await baselines.raw_broker(
+                scratch.broker,
+                scratch.raw_queue,
                 workload.bodies,
                 workload.sizes,
                 concurrency=options.concurrency,
@@ -135,35 +148,34 @@ async def _pipeline(options: BenchOptions, root: Path, progress: Progress) -> di
             )
             progress("baseline: naive path", 0, 1)
             rules = load_rules(None)
-            result["baseline_naive"] = await baselines.naive_path(
-                scratch["broker"],
-                scratch["queues"]["naive"],
+            result.baseline_naive = await baselines.naive_path(
+                scratch.broker,
+                scratch.naive_queue,
                 baselines.single_events(workload.bodies, options.naive_events),
-                scratch["state"],
+                scratch.state,
                 lambda: rules,
-                scratch["insert_one"],
+                scratch.insert_one,
             )
     return result
 
 
-async def _persistence(options: BenchOptions, scratch: dict[str, Any], progress: Progress) -> dict[str, Any]:
+async def _persistence(options: BenchOptions, scratch: Scratch, progress: Progress) -> PersistenceResult:
     progress("persistence: preparing alerts", 0, 1)
     alerts = scenarios.pipeline_alerts(options.persist_alerts, options.seed)
     progress("persistence: writing", 0, 1)
     return await scenarios.persistence(
-        scratch["store"],
+        scratch.store,
         alerts,
         batch=options.store_batch,
         writers=options.writers,
-        insert_one=scratch["insert_one"],
+        insert_one=scratch.insert_one,
         naive_count=options.naive_alerts,
     )
 
 
-async def _api(options: BenchOptions, scratch: dict[str, Any], root: Path, progress: Progress) -> dict[str, Any]:
-    store: AlertStore = scratch["store"]
+async def _api(options: BenchOptions, scratch: Scratch, root: Path, progress: Progress) -> ApiResult:
+    store = scratch.store
     base, seed_rate = await scenarios.seed(store, options.seed_alerts, lambda d, t: progress("api: seeding", d, t))
-    result: dict[str, Any] = {"seeded": options.seed_alerts, "seed_alerts_per_s": seed_rate}
     progress("api: requests", 0, 1)
     if options.mode == "embedded":
         # The embedded product serves its API from the pipeline's own process: call the app in-process.
@@ -179,10 +191,10 @@ async def _api(options: BenchOptions, scratch: dict[str, Any], root: Path, progr
             headers = {"Authorization": "Bearer bench-token-0123456789abcdef"}
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=headers) as client:
-                result.update(await scenarios.api_latency(client, base, options.seed_alerts, options.api_requests))
+                pages = await scenarios.api_latency(client, base, options.seed_alerts, options.api_requests)
         finally:
             await runtime.aclose()
-        return result
+        return ApiResult(options.seed_alerts, seed_rate, **pages)
     from auditflow.bench.deployment import Deployment
 
     deployment = Deployment(options.servers, root, name=store.url.rsplit("/", 1)[1])
@@ -191,40 +203,37 @@ async def _api(options: BenchOptions, scratch: dict[str, Any], root: Path, progr
         (process,) = await deployment.serve("notification")
         headers = {"Authorization": f"Bearer {deployment.token}"}
         async with httpx.AsyncClient(base_url=process.url, headers=headers, timeout=30.0) as client:
-            result.update(await scenarios.api_latency(client, base, options.seed_alerts, options.api_requests))
+            pages = await scenarios.api_latency(client, base, options.seed_alerts, options.api_requests)
     finally:
         await deployment.stop_processes()
-    return result
+    return ApiResult(options.seed_alerts, seed_rate, **pages)
 
 
-async def _memory(options: BenchOptions, scratch: dict[str, Any], root: Path, progress: Progress) -> dict[str, Any]:
+async def _memory(options: BenchOptions, scratch: Scratch, root: Path, progress: Progress) -> MemoryResult:
     progress("memory: opening windows", 0, 1)
     rules = load_rules(None)
     if options.mode == "embedded":
-        result = await scenarios.open_windows_memory(scratch["state"], lambda: rules, options.window_users)
-        return {**result, "process": "bench process hosting analysis with memory:// state"}
+        where = "bench process hosting analysis with memory:// state"
+        return await scenarios.open_windows_memory(scratch.state, lambda: rules, options.window_users, where)
     from auditflow.bench.deployment import Deployment
 
-    name = scratch["store"].url.rsplit("/", 1)[1]
+    name = scratch.store.url.rsplit("/", 1)[1]
     deployment = Deployment(options.servers, root, name=name)
     _mkdir(root)
-    broker: Broker = scratch["broker"]
+    broker = scratch.broker
     try:
         (process,) = await deployment.serve("analysis")
         await asyncio.sleep(1.0)  # let start-up allocations settle before the first reading
-        before = rss_bytes(process.proc.pid) or 0
+        before = rss_bytes(process.pid) or 0
         for body in open_windows(options.window_users, 1000):
             await broker.publish(deployment.events_queue, [body])
         await _wait_analyzed(process.url, options.window_users)
-        after = rss_bytes(process.proc.pid) or 0
+        after = rss_bytes(process.pid) or 0
     finally:
         await deployment.stop_processes()
-    return {
-        "users": options.window_users,
-        "rss_before_mb": before / 2**20,
-        "rss_after_mb": after / 2**20,
-        "process": "analysis service process with redis:// state",
-    }
+    return MemoryResult(
+        options.window_users, before / 2**20, after / 2**20, "analysis service process with redis:// state"
+    )
 
 
 async def _wait_analyzed(url: str, events: int, limit_s: float = 300.0) -> None:
@@ -240,15 +249,16 @@ async def _wait_analyzed(url: str, events: int, limit_s: float = 300.0) -> None:
     raise TimeoutError(f"analysis did not evaluate {events} events within {limit_s:.0f} s")
 
 
-def _describe(options: BenchOptions) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    described = asdict(options)
-    servers = described.pop("servers")
+def describe(options: BenchOptions) -> dict[str, Any]:
+    """The options as written into the result, server passwords redacted."""
     from auditflow.dependencies import redact_url
 
-    described["servers"] = {k: redact_url(v) for k, v in servers.items()}
+    described = asdict(options)
+    for key in ("broker_url", "state_url", "database_url"):
+        del described[key]
+    described["servers"] = {k: redact_url(v) for k, v in asdict(options.servers).items()}
     described["scenarios"] = list(options.scenarios)
+    described["mix"] = dict(options.mix)
     return described
 
 

@@ -9,7 +9,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 import httpx
@@ -19,6 +18,7 @@ from auditflow.backends.store import AlertStore
 from auditflow.backends.store.queries import encode_cursor
 from auditflow.bench.baselines import InsertOne
 from auditflow.bench.measure import percentiles, rss_bytes
+from auditflow.bench.results import MemoryResult, PageLatency, PersistenceResult
 from auditflow.bench.workload import WorkloadSpec, build, open_windows
 from auditflow.codec import decode_events
 from auditflow.model.alert import Alert, AlertStatus
@@ -59,7 +59,7 @@ def pipeline_alerts(count: int, seed: int) -> list[Alert]:
 
 async def persistence(
     store: AlertStore, alerts: list[Alert], *, batch: int, writers: int, insert_one: InsertOne, naive_count: int
-) -> dict[str, Any]:
+) -> PersistenceResult:
     """Alerts/s through `upsert_alerts` in batches (several writers at once), and through one INSERT
     per alert for the first `naive_count` of them."""
     queue = [alerts[i : i + batch] for i in range(0, len(alerts), batch)]
@@ -77,15 +77,15 @@ async def persistence(
     for alert in naive_alerts:
         await insert_one(alert)
     naive_elapsed = time.monotonic() - started
-    return {
-        "alerts": len(alerts),
-        "batch": batch,
-        "writers": writers,
-        "alerts_per_s": len(alerts) / elapsed,
-        "stored": stored,
-        "naive_alerts": len(naive_alerts),
-        "naive_alerts_per_s": len(naive_alerts) / naive_elapsed if naive_alerts else None,
-    }
+    return PersistenceResult(
+        alerts=len(alerts),
+        batch=batch,
+        writers=writers,
+        alerts_per_s=len(alerts) / elapsed,
+        stored=stored,
+        naive_alerts=len(naive_alerts),
+        naive_alerts_per_s=len(naive_alerts) / naive_elapsed if naive_alerts else None,
+    )
 
 
 def seed_alerts(count: int, chunk: int, base: datetime) -> Iterator[list[Alert]]:
@@ -138,7 +138,7 @@ async def seed(store: AlertStore, count: int, progress: Callable[[int, int], Non
 
 async def api_latency(
     client: httpx.AsyncClient, base: datetime, seeded: int, requests: int, limit: int = 50
-) -> dict[str, Any]:
+) -> dict[str, PageLatency]:
     """p50/p95/p99 of GET /api/v1/alerts for the first page and for a page 90 % deep in the keyset."""
     deep_ms, deep_id = seed_position(int(seeded * 0.9), base)
     pages: dict[str, dict[str, str | int]] = {
@@ -146,7 +146,7 @@ async def api_latency(
         "deep_page": {"limit": limit, "cursor": encode_cursor(deep_ms, deep_id)},
         "deep_page_filtered": {"limit": limit, "cursor": encode_cursor(deep_ms, deep_id), "severity": "CRITICAL"},
     }
-    result: dict[str, Any] = {}
+    result: dict[str, PageLatency] = {}
     for name, params in pages.items():
         timings = []
         items = 0
@@ -156,15 +156,16 @@ async def api_latency(
             timings.append((time.perf_counter() - started) * 1000)
             response.raise_for_status()
             items = len(response.json()["items"])
-        result[name] = {**percentiles(timings), "requests": requests, "items": items}
+        ranked = percentiles(timings)
+        result[name] = PageLatency(ranked.p50, ranked.p95, ranked.p99, requests, items)
     return result
 
 
 async def open_windows_memory(
-    state: WindowState, rules: Callable[[], RuleSet], users: int, rss_pid: int | None = None
-) -> dict[str, Any]:
+    state: WindowState, rules: Callable[[], RuleSet], users: int, process: str, rss_pid: int | None = None
+) -> MemoryResult:
     """Open threshold and sequence windows for `users` distinct users in this process and report
-    the RSS of `rss_pid` (default: this process) before and after."""
+    the RSS of `rss_pid` (default: this process, described by `process`) before and after."""
     pid = rss_pid or os.getpid()
     gc.collect()
     before = rss_bytes(pid) or 0
@@ -173,4 +174,4 @@ async def open_windows_memory(
         await detector.process(decode_events(body).items)
     gc.collect()
     after = rss_bytes(pid) or 0
-    return {"users": users, "rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20}
+    return MemoryResult(users, before / 2**20, after / 2**20, process)

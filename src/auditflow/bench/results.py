@@ -1,0 +1,165 @@
+"""The typed result of a bench run: one dataclass per measured thing. The `--json` document is
+these serialised as they are (orjson reads dataclasses), the tables in `report.py` read them too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """Cores, memory and load: every figure of a run is read against these."""
+
+    cores: int | None
+    memory_gb: float
+    loadavg: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """Nearest-rank percentiles in milliseconds; None when nothing was measured."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Latency(Percentiles):
+    samples: int
+    poll_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class PageLatency(Percentiles):
+    requests: int
+    items: int
+
+
+@dataclass(frozen=True, slots=True)
+class Correctness:
+    """Expected alerts vs stored ones; `ok` only when each expected alert is stored exactly once
+    and nothing else is."""
+
+    expected: int
+    stored: int
+    lost: int
+    duplicated: int
+    unexpected: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessUsage:
+    cpu_cores: float | None
+    rss_peak_mb: float
+    rss_last_mb: float
+
+
+@dataclass(frozen=True, slots=True)
+class RawBrokerBaseline:
+    events: int
+    published_per_s: float
+    events_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class NaiveBaseline:
+    events: int
+    events_per_s: float
+    alerts: int
+
+
+@dataclass(slots=True)
+class PipelineResult:
+    events: int
+    batches: int
+    accepted_seconds: float
+    accepted_per_s: float
+    processed_seconds: float
+    processed_per_s: float
+    alerts_per_s: float
+    latency_ms: Latency
+    correctness: Correctness
+    # Less sensitive to what else runs on the machine than events/s: CPU the services used.
+    events_per_cpu_second: float | None
+    processes: dict[str, ProcessUsage]
+    queue_depths: list[dict[str, float]]
+    baseline_raw_broker: RawBrokerBaseline | None = None
+    baseline_naive: NaiveBaseline | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersistenceResult:
+    alerts: int
+    batch: int
+    writers: int
+    alerts_per_s: float
+    stored: int
+    naive_alerts: int
+    naive_alerts_per_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResult:
+    seeded: int
+    seed_alerts_per_s: float
+    first_page: PageLatency
+    deep_page: PageLatency
+    deep_page_filtered: PageLatency
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryResult:
+    users: int
+    rss_before_mb: float
+    rss_after_mb: float
+    process: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ratios:
+    """The headline ratios against the baselines measured in the same run."""
+
+    processed_vs_raw_broker: float | None = None
+    processed_vs_naive: float | None = None
+    upsert_vs_naive_insert: float | None = None
+
+
+@dataclass(slots=True)
+class BenchResult:
+    mode: str
+    machine_before: Machine
+    options: dict[str, Any]
+    pipeline: PipelineResult | None = None
+    persistence: PersistenceResult | None = None
+    api: ApiResult | None = None
+    memory: MemoryResult | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    machine_after: Machine | None = None
+
+    @property
+    def ratios(self) -> Ratios:
+        processed_vs_raw = processed_vs_naive = upsert = None
+        if self.pipeline is not None:
+            processed = self.pipeline.processed_per_s
+            raw, naive = self.pipeline.baseline_raw_broker, self.pipeline.baseline_naive
+            processed_vs_raw = processed / raw.events_per_s if raw and raw.events_per_s else None
+            processed_vs_naive = processed / naive.events_per_s if naive and naive.events_per_s else None
+        if self.persistence is not None and self.persistence.naive_alerts_per_s:
+            upsert = self.persistence.alerts_per_s / self.persistence.naive_alerts_per_s
+        return Ratios(processed_vs_raw, processed_vs_naive, upsert)
+
+    @property
+    def ok(self) -> bool:
+        """False when the pipeline ran and its alerts were wrong."""
+        return self.pipeline is None or self.pipeline.correctness.ok
+
+    def to_json(self) -> bytes:
+        """The full document, scenarios that did not run left out, with the ratios."""
+        document = {k: v for k, v in orjson.loads(orjson.dumps(self)).items() if v is not None}
+        document["ratios"] = {k: v for k, v in orjson.loads(orjson.dumps(self.ratios)).items() if v is not None}
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2)
