@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from auditflow.bench.processes import free_port
 from auditflow.config import Settings
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event, Severity
@@ -186,17 +186,6 @@ class LiveServer:
         self.run(self.store.upsert_alerts(list(alerts)))
 
 
-def _free_port() -> int:
-    for port in range(18100, 18200):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18100-18199")
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     from auditflow.backends.store.sql import SqlAlertStore
@@ -251,7 +240,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     app = FastAPI(lifespan=lifespan)
     dashboard = build_dashboard(settings, LocalAlertSource(store, rules, readiness), poll_interval=0.3)
     app.mount("/", dashboard)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5

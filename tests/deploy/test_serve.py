@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,17 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from auditflow.bench.processes import free_port
 from tests.deploy.conftest import SERVICES, app_container, of_kind
 from tests.deploy.test_policy import container_env, settings_configmap
 
 STARTUP_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def with_port(args: list[str], port: int) -> list[str]:

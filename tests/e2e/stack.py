@@ -4,117 +4,73 @@ database, services as separate `auditflow serve` processes, and a traffic driver
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-import redis
 
+from auditflow.bench.deployment import Deployment, Servers
+from auditflow.bench.processes import AuditflowProcess
 from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL, REDIS_URL, require_server
-from tests.e2e.processes import AuditflowProcess, auditflow_env, free_port
 
 TOKEN = "distributed-test-token-0123456789"
 
 
-def create_database(name: str) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def delete_queues(queues: list[str], exchanges: list[str]) -> None:
-    import aio_pika
-
-    async def delete() -> None:
-        connection = await aio_pika.connect(RABBITMQ_URL)
-        async with connection:
-            for name in queues:
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):  # already gone
-                    await channel.queue_delete(name)
-            for name in exchanges:
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):  # already gone
-                    await channel.exchange_delete(name)
-
-    asyncio.run(delete())
-
-
-def delete_keys(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
-    finally:
-        client.close()
-
-
 @dataclass
 class Stack:
-    name: str
-    root: Path
+    """A `Deployment` (the bench's) driven from synchronous tests: each service started waits for
+    /healthz, and teardown kills whatever is still running before it drops the run's resources."""
+
+    deployment: Deployment
     env: dict[str, str]
-    processes: list[AuditflowProcess] = field(default_factory=list)
 
     @classmethod
     def create(cls, root: Path, **overrides: str) -> Stack:
         for server in ("postgres", "redis", "rabbitmq"):
             require_server(server)
-        name = f"t{uuid.uuid4().hex[:10]}"
-        create_database(name)
-        env = auditflow_env(
+        deployment = Deployment(
+            Servers(RABBITMQ_URL, REDIS_URL, POSTGRES_ADMIN_URL),
             root,
-            {
-                "AUDITFLOW_API_TOKENS": TOKEN,
-                "AUDITFLOW_BROKER_URL": RABBITMQ_URL,
-                "AUDITFLOW_STATE_URL": REDIS_URL,
-                "AUDITFLOW_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}",
-                "AUDITFLOW_EVENTS_QUEUE": f"{name}.events",
-                "AUDITFLOW_ALERTS_QUEUE": f"{name}.alerts",
-                "AUDITFLOW_DEAD_LETTER_QUEUE": f"{name}.dead",
-                "AUDITFLOW_STATE_KEY_PREFIX": f"{name}:",
-                "AUDITFLOW_GENERATOR_RATE": "0",
-                "AUDITFLOW_DEPENDENCY_RETRY_MAX": "2",
-                "AUDITFLOW_LOG_LEVEL": "INFO",
-                **overrides,
-            },
+            name=f"t{uuid.uuid4().hex[:10]}",
+            token=TOKEN,
+            overrides={"AUDITFLOW_DEPENDENCY_RETRY_MAX": "2", **overrides},
+            log_level="INFO",
+            pass_tuning=False,
         )
-        return cls(name, root, env)
+        asyncio.run(deployment.create_database())
+        return cls(deployment, deployment.env())
+
+    @property
+    def name(self) -> str:
+        return self.deployment.name
+
+    @property
+    def root(self) -> Path:
+        return self.deployment.root
+
+    @property
+    def processes(self) -> list[AuditflowProcess]:
+        return self.deployment.processes
 
     def migrate(self) -> None:
-        process = AuditflowProcess(["migrate"], self.env, 0)
-        process.log_path = self.root / "migrate.log"
+        process = AuditflowProcess(["migrate"], self.env, 0, log_path=self.root / "migrate.log")
         process.start(wait_healthy=False)
         assert process.proc is not None
         assert process.proc.wait(60) == 0, process.read_output()
 
     def serve(self, service: str, **env: str) -> AuditflowProcess:
-        port = free_port()
-        process = AuditflowProcess(["serve", service, "--port", str(port)], {**self.env, **env}, port, token=TOKEN)
-        process.log_path = self.root / f"{service}-{port}.log"
-        self.processes.append(process)
-        return process.start()
+        return self.deployment.process(service, **env).start()
 
     def destroy(self) -> None:
         for process in self.processes:
             process.kill()
-        drop_database(self.name)
-        queues = [f"{self.name}.events", f"{self.name}.alerts", f"{self.name}.dead"]
-        delete_queues(queues, [f"{self.name}.dead.dlx"])
-        delete_keys(f"{self.name}:")
+        asyncio.run(self.deployment.destroy())
 
 
 def burst(user: str, host: str, at: datetime, failures: int = 3) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ class Deployment:
     processes: list[AuditflowProcess] = field(default_factory=list)
     overrides: dict[str, str] = field(default_factory=dict)
     log_level: str = "WARNING"
+    pass_tuning: bool = True  # off where the environment must not leak into the services (tests)
 
     @property
     def database_url(self) -> str:
@@ -53,6 +54,8 @@ class Deployment:
     def env(self) -> dict[str, str]:
         # Tuning set for the bench (AUDITFLOW_* in its own environment) reaches the services.
         tuning = {k: v for k, v in os.environ.items() if k.startswith("AUDITFLOW_") and k.endswith(_TUNABLE)}
+        if not self.pass_tuning:
+            tuning = {}
         return auditflow_env(
             self.root,
             {
