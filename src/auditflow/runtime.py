@@ -19,7 +19,7 @@ from auditflow.config import Settings
 from auditflow.dependencies import Dependency, redact_url
 from auditflow.model.event import Event
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
-from auditflow.rules import RuleSet, RuleWatcher
+from auditflow.rules import RuleWatcher
 from auditflow.services.analysis import AnalysisService
 from auditflow.services.generator import GeneratorService
 from auditflow.services.ingest import Ingestor
@@ -190,7 +190,7 @@ class Runtime:
         deadline = time.monotonic() + self.settings.shutdown_grace * 0.8
         if self.generator is not None:
             await self.generator.aclose()
-        if self.broker is not None and self.broker.url.startswith("memory"):
+        if self.broker is not None and self.broker.in_process:
             # In-memory queues die with the process: finish their work before stopping the workers.
             await self._drain_memory_queues(deadline)
         for worker in (self.analysis, self.notification):
@@ -268,4 +268,4 @@ def _start_and_ping(backend: Broker | WindowState) -> Callable[[], Awaitable[Non
     return start
 
 
-__all__ = ["DEFAULT_PORTS", "RuleSet", "Runtime", "ServiceName"]
+__all__ = ["DEFAULT_PORTS", "Runtime", "ServiceName"]
