@@ -99,11 +99,12 @@ def test_only_the_memory_broker_is_in_process() -> None:
     assert not RabbitMQBroker.in_process
 
 
-def test_the_dashboard_reads_this_process_store_or_the_alerts_api(tmp_path: Path) -> None:
+async def test_the_dashboard_reads_this_process_store_or_the_alerts_api(tmp_path: Path) -> None:
     assert Role.DASHBOARD in ROLES["run"]
     assert isinstance(alert_source(runtime_of("run", tmp_path), TOKEN), LocalAlertSource)
-    remote = runtime_of("dashboard", tmp_path, alerts_api_url="http://notification:8000")
-    assert isinstance(alert_source(remote, TOKEN), HttpAlertSource)
+    remote = alert_source(runtime_of("dashboard", tmp_path, alerts_api_url="http://notification:8000"), TOKEN)
+    assert isinstance(remote, HttpAlertSource)
+    await remote.aclose()
     with pytest.raises(ConfigError, match="AUDITFLOW_ALERTS_API_URL"):
         mount_dashboard(FastAPI(), runtime_of("dashboard", tmp_path), api_token=TOKEN, users=None)
 
