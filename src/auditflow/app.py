@@ -16,6 +16,7 @@ from auditflow import __version__
 from auditflow.api import admin, alerts, events, generator, health, rules
 from auditflow.codec import describe_error_list
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
+from auditflow.roles import Role
 from auditflow.runtime import Runtime
 from auditflow.security import TokenVerifier
 
@@ -26,6 +27,15 @@ API_DESCRIPTION = """Security-audit detection pipeline.
 Every endpoint except `/healthz`, `/readyz` and `/metrics` needs `Authorization: Bearer <token>`
 (tokens from `AUDITFLOW_API_TOKENS`, or the one `auditflow run` generates on first start).
 Timestamps are RFC 3339 in UTC with a `Z` suffix."""
+
+# The resource routers and the role that serves each; a route of a part this process does not run
+# is not mounted at all (404).
+_ROUTERS = (
+    (Role.INGEST, events.router),
+    (Role.GENERATOR, generator.router),
+    (Role.ALERTS_API, alerts.router),
+    (Role.RULES, rules.router),
+)
 
 
 def create_app(runtime: Runtime, tokens: list[str], *, manage_lifecycle: bool = True) -> FastAPI:
@@ -56,14 +66,9 @@ def create_app(runtime: Runtime, tokens: list[str], *, manage_lifecycle: bool = 
     app.state.verifier = TokenVerifier(tokens)
     app.include_router(health.router)
     app.include_router(admin.router)
-    if "ingest" in runtime.roles:
-        app.include_router(events.router)
-    if "generator" in runtime.roles:
-        app.include_router(generator.router)
-    if "alerts_api" in runtime.roles:
-        app.include_router(alerts.router)
-    if "rules" in runtime.roles:
-        app.include_router(rules.router)
+    for role, router in _ROUTERS:
+        if role in runtime.roles:
+            app.include_router(router)
     _install_error_handlers(app)
     return app
 

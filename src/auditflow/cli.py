@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-from fastapi import FastAPI
 
 from auditflow import __version__
 from auditflow.bench.cli import bench
 from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
 from auditflow.logging import configure_logging
-from auditflow.runtime import DEFAULT_PORTS, Runtime, ServiceName
+from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
+from auditflow.runtime import Runtime
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -102,10 +100,16 @@ def _serve_process(settings: Settings, service: ServiceName) -> int:
         token, created = ensure_api_token(settings.data_dir)
         tokens = [token]
         generated_token = token if created else None
+    users, admin_password = None, None
+    if Role.DASHBOARD in ROLES[service]:
+        from auditflow.services.dashboard import ensure_dashboard_users
+
+        try:
+            users, admin_password = ensure_dashboard_users(settings)
+        except AuditFlowError as exc:
+            raise click.ClickException(str(exc)) from None
     runtime = Runtime(settings, service)
     port = settings.port if settings.port is not None else DEFAULT_PORTS[service]
-    hooks = ProcessHooks()
-    admin_password = _dashboard_mount(settings, service, tokens, hooks)
     url = settings.public_url or f"http://{_display_host(settings.host)}:{port}"
 
     def banner() -> None:
@@ -121,63 +125,13 @@ def _serve_process(settings: Settings, service: ServiceName) -> int:
         click.echo("\n".join(lines), err=False)
 
     try:
-        spec = ProcessSpec(
-            runtime,
-            tokens,
-            settings.host,
-            port,
-            mount=hooks.mount,
-            on_ready=banner,
-            exit_hooks=hooks.exit_hooks,
-            closers=hooks.closers,
-        )
-        return run_process(spec)
+        return run_process(ProcessSpec(runtime, tokens, settings.host, port, dashboard_users=users, on_ready=banner))
     except AuditFlowError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-@dataclass
-class ProcessHooks:
-    """What optional parts (the dashboard) add to a process: a mount, exit hooks, async closers."""
-
-    mount: Callable[[FastAPI, Runtime], None] | None = None
-    exit_hooks: list[Callable[[], None]] = field(default_factory=list)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 - display only
-
-
-def _dashboard_mount(
-    settings: Settings, service: ServiceName, tokens: list[str], spec_hooks: ProcessHooks
-) -> str | None:
-    """Mount the dashboard for `run` and `serve dashboard`; return a freshly generated admin password."""
-    if service not in {"run", "dashboard"}:
-        return None
-    from auditflow.services.dashboard import build_dashboard, ensure_dashboard_users
-    from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
-
-    users, admin_password = ensure_dashboard_users(settings)
-    if service == "dashboard" and not settings.alerts_api_url:
-        raise click.ClickException("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
-
-    def mount(app: FastAPI, runtime: Runtime) -> None:
-        source: AlertSource
-        if service == "run":
-            assert runtime.store is not None
-            source = LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness)
-        else:
-            assert settings.alerts_api_url is not None
-            http_source = HttpAlertSource(settings.alerts_api_url, tokens[0], readiness_urls=settings.readiness_api_url)
-            spec_hooks.closers.append(http_source.aclose)
-            source = http_source
-        dashboard = build_dashboard(settings, source, users=users)
-        spec_hooks.exit_hooks.append(dashboard.state.dashboard.close_streams)
-        app.mount("/", dashboard)
-
-    spec_hooks.mount = mount
-    return admin_password
 
 
 @main.command()

@@ -100,7 +100,6 @@ class Settings(BaseSettings):
     publish_batch_size: int = Field(
         500, ge=1, le=10000, description="Events or alerts per published message (JSON array)."
     )
-    publish_linger_ms: int = Field(20, ge=0, le=10000, description="How long a publisher waits to fill a batch.")
     consume_batch_size: int = Field(
         100, ge=1, le=10000, description="Messages a consumer handles together (one state round trip, one transaction)."
     )
@@ -206,11 +205,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'auditflow.sqlite3').as_posix()}"
-
-    @property
-    def embedded(self) -> bool:
-        """True when nothing outside this process is used."""
-        return self.broker_url.startswith("memory") and self.state_url.startswith("memory")
 
     @classmethod
     def settings_customise_sources(

@@ -19,7 +19,17 @@ from auditflow.config import Settings
 from auditflow.dependencies import Dependency, redact_url
 from auditflow.model.event import Event
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
-from auditflow.rules import RuleSet, RuleWatcher
+from auditflow.roles import (
+    BROKER_ROLES,
+    ROLES,
+    RULE_FILE_ROLES,
+    STATE_ROLES,
+    STORE_ROLES,
+    Role,
+    ServiceName,
+    broker_impact,
+)
+from auditflow.rules import RuleWatcher
 from auditflow.services.analysis import AnalysisService
 from auditflow.services.generator import GeneratorService
 from auditflow.services.ingest import Ingestor
@@ -27,31 +37,12 @@ from auditflow.services.notification import NotificationService
 
 log = logging.getLogger("auditflow.runtime")
 
-ServiceName = Literal["run", "generator", "analysis", "notification", "dashboard"]
-
-DEFAULT_PORTS: dict[str, int] = {
-    "run": 8080,
-    "generator": 5000,
-    "analysis": 5001,
-    "notification": 8000,
-    "dashboard": 8080,
-}
-
-# Which parts each process runs.
-_ROLES: dict[str, frozenset[str]] = {
-    "run": frozenset({"ingest", "generator", "analysis", "notification", "alerts_api", "rules", "dashboard"}),
-    "generator": frozenset({"ingest", "generator"}),
-    "analysis": frozenset({"analysis", "rules"}),
-    "notification": frozenset({"notification", "alerts_api", "rules"}),
-    "dashboard": frozenset({"dashboard"}),
-}
-
 
 @dataclass
 class Runtime:
     settings: Settings
     service: ServiceName
-    roles: frozenset[str] = field(init=False)
+    roles: Role = field(init=False)
     broker: Broker | None = None
     state: WindowState | None = None
     store: AlertStore | None = None
@@ -64,10 +55,10 @@ class Runtime:
     started_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
-        self.roles = _ROLES[self.service]
+        self.roles = ROLES[self.service]
         s = self.settings
         retry = {"retry_max": s.dependency_retry_max}
-        if self.roles & {"ingest", "analysis", "notification"}:
+        if self.roles & BROKER_ROLES:
             self.broker = create_broker(
                 s.broker_url, max_deliveries=s.max_deliveries, dead_letter_queue=s.dead_letter_queue
             )
@@ -76,11 +67,11 @@ class Runtime:
                 start=_start_and_ping(self.broker),
                 ping=self.broker.ping,
                 critical=True,
-                impact=self._broker_impact(),
+                impact=broker_impact(self.roles),
                 detail=redact_url(s.broker_url),
                 **retry,
             )
-        if "analysis" in self.roles:
+        if self.roles & STATE_ROLES:
             self.state = create_state(s.state_url, key_prefix=s.state_key_prefix)
             self.dependencies["state"] = Dependency(
                 "state",
@@ -91,7 +82,7 @@ class Runtime:
                 detail=redact_url(s.state_url),
                 **retry,
             )
-        if self.roles & {"notification", "alerts_api"}:
+        if self.roles & STORE_ROLES:
             self.store = create_store(s.effective_database_url)
             store = self.store
             migrate = self.service == "run" or s.effective_database_url.startswith("sqlite")
@@ -111,13 +102,15 @@ class Runtime:
                 detail=redact_url(s.effective_database_url),
                 **retry,
             )
-        if "rules" in self.roles:
+        if self.roles & RULE_FILE_ROLES:
             self.rules = RuleWatcher(s.rules_path, s.rules_reload_interval)
-        if self.broker is not None and "ingest" in self.roles:
+        if Role.INGEST in self.roles:
+            assert self.broker is not None
             self.ingestor = Ingestor(
                 self.broker, self.dependencies["broker"], s.events_queue, batch_size=s.publish_batch_size
             )
-        if self.ingestor is not None and "generator" in self.roles:
+        if Role.GENERATOR in self.roles:
+            assert self.ingestor is not None, "the generator publishes through the ingest path"
             ingestor = self.ingestor
 
             async def publish_generated(events: Sequence[Event]) -> None:
@@ -130,7 +123,10 @@ class Runtime:
                 seed=s.generator_seed,
                 attack_share=s.generator_attack_share,
             )
-        if self.broker is not None and self.state is not None and self.rules is not None:
+        if Role.ANALYSIS in self.roles:
+            assert self.broker is not None
+            assert self.state is not None
+            assert self.rules is not None
             watcher = self.rules
             self.analysis = AnalysisService(
                 self.broker,
@@ -146,7 +142,9 @@ class Runtime:
                 linger_ms=s.consume_linger_ms,
                 publish_batch_size=s.publish_batch_size,
             )
-        if self.broker is not None and self.store is not None and "notification" in self.roles:
+        if Role.NOTIFICATION in self.roles:
+            assert self.broker is not None
+            assert self.store is not None
             self.notification = NotificationService(
                 self.broker,
                 self.dependencies["broker"],
@@ -159,13 +157,6 @@ class Runtime:
                 linger_ms=s.store_flush_ms,
                 store_batch_size=s.store_batch_size,
             )
-
-    def _broker_impact(self) -> str:
-        if "ingest" in self.roles and len(self.roles) <= 2:
-            return "events cannot be accepted (503) and the generator pauses"
-        if self.service == "notification":
-            return "new alerts are not received; stored alerts are still served"
-        return "events are not analysed and alerts are not delivered"
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -190,7 +181,7 @@ class Runtime:
         deadline = time.monotonic() + self.settings.shutdown_grace * 0.8
         if self.generator is not None:
             await self.generator.aclose()
-        if self.broker is not None and self.broker.url.startswith("memory"):
+        if self.broker is not None and self.broker.in_process:
             # In-memory queues die with the process: finish their work before stopping the workers.
             await self._drain_memory_queues(deadline)
         for worker in (self.analysis, self.notification):
@@ -268,4 +259,4 @@ def _start_and_ping(backend: Broker | WindowState) -> Callable[[], Awaitable[Non
     return start
 
 
-__all__ = ["DEFAULT_PORTS", "RuleSet", "Runtime", "ServiceName"]
+__all__ = ["Runtime"]

@@ -14,12 +14,16 @@ import signal
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
 
 from auditflow.app import create_app
+from auditflow.roles import Role
 from auditflow.runtime import Runtime
+
+if TYPE_CHECKING:
+    from auditflow.services.dashboard.users import UserDirectory
 
 log = logging.getLogger("auditflow.server")
 
@@ -49,11 +53,15 @@ class _GracefulServer(uvicorn.Server):
 
 @dataclass
 class ProcessSpec:
+    """One process to serve: its runtime (whose roles decide the routers and the dashboard), where
+    it listens, and what runs at start-up and shutdown besides the runtime's own lifecycle."""
+
     runtime: Runtime
     tokens: list[str]
     host: str
     port: int
-    mount: Callable[[FastAPI, Runtime], None] | None = None
+    # Users of the dashboard, loaded by the caller so that it can show a generated password.
+    dashboard_users: UserDirectory | None = None
     on_ready: Callable[[], None] | None = None
     exit_hooks: list[Callable[[], None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -62,8 +70,12 @@ class ProcessSpec:
 async def serve(spec: ProcessSpec) -> int:
     """Serve until a signal; return the process exit code."""
     app = create_app(spec.runtime, spec.tokens, manage_lifecycle=False)
-    if spec.mount is not None:
-        spec.mount(app, spec.runtime)
+    if Role.DASHBOARD in spec.runtime.roles:
+        from auditflow.services.dashboard import mount_dashboard
+
+        dashboard = mount_dashboard(app, spec.runtime, api_token=spec.tokens[0], users=spec.dashboard_users)
+        spec.exit_hooks.append(dashboard.close_streams)
+        spec.closers.append(dashboard.source.aclose)
     config = uvicorn.Config(
         app,
         host=spec.host,

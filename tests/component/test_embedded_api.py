@@ -174,6 +174,9 @@ async def test_patch_keeps_history_and_names_the_actor(embedded: Embedded) -> No
     assert history[0]["actor"] == "token#1"
     assert history[1]["actor"] == "alice_script_ via token#1"
     assert (await embedded.client.patch(url, json={})).status_code == 422
+    blank = await embedded.client.patch(url, json={"note": "  "})
+    assert blank.status_code == 422
+    assert blank.json()["detail"] == [{"loc": ["body"], "msg": "give a status, a note or both", "type": "value_error"}]
     assert (await embedded.client.patch(url, json={"status": "gone"})).status_code == 422
     missing = await embedded.client.get("/api/v1/alerts/00000000-0000-4000-8000-000000000000")
     assert missing.status_code == 404

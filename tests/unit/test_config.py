@@ -22,7 +22,6 @@ def test_defaults_are_the_embedded_mode() -> None:
     assert settings.broker_url == "memory://"
     assert settings.state_url == "memory://"
     assert settings.effective_database_url == "sqlite:///data/auditflow.sqlite3"
-    assert settings.embedded
 
 
 def test_tokens_are_comma_separated_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:

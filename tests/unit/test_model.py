@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from auditflow.model import Event, Severity
+from auditflow.model.alert import AlertStatus, AlertUpdate
 from auditflow.model.event import MAX_DETAILS_BYTES
 from auditflow.model.schema import contract_schemas, render
 from auditflow.model.timeutil import format_utc
@@ -104,3 +105,15 @@ def test_millis_where_float_arithmetic_would_lose_a_millisecond() -> None:
     value = datetime(2243, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
     assert to_millis(value) == 8_615_030_400_001
     assert from_millis(8_615_030_400_001) == value
+
+
+@pytest.mark.parametrize("body", [{}, {"note": ""}, {"note": "  \n"}, {"status": None, "note": None}])
+def test_alert_update_needs_a_status_or_a_non_blank_note(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="give a status, a note or both"):
+        AlertUpdate.model_validate(body)
+
+
+def test_a_blank_note_beside_a_status_is_no_note() -> None:
+    update = AlertUpdate.model_validate({"status": "resolved", "note": " "})
+    assert (update.status, update.note) == (AlertStatus.RESOLVED, None)
+    assert AlertUpdate(note=" kept as written ").note == " kept as written "

@@ -92,9 +92,4 @@ async def get_alert(alert_id: UUID, store: StoreDep, _actor: ActorDep) -> AlertD
     responses={404: {"description": "No such alert"}},
 )
 async def update_alert(alert_id: UUID, update: AlertUpdate, store: StoreDep, actor: ActorDep) -> AlertDetail:
-    if update.status is None and not update.note:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[{"loc": ["body"], "msg": "give a status, a note or both", "type": "value_error"}],
-        )
     return await store.update_alert(alert_id, update, actor)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from auditflow.api.deps import ActorDep, RuntimeDep
+from auditflow.api.deps import ActorDep, IngestorDep
 from auditflow.codec import describe_errors
 from auditflow.model.event import Event
 
@@ -80,7 +80,7 @@ def _unprocessable(problems: list[dict[str, Any]]) -> JSONResponse:
         }
     },
 )
-async def submit_events(request: Request, runtime: RuntimeDep, _actor: ActorDep) -> Response:
+async def submit_events(request: Request, _actor: ActorDep, ingestor: IngestorDep) -> Response:
     body = await _read_body(request)
     try:
         # An array of valid events, the usual request, in one pass of the validator's JSON parser.
@@ -94,9 +94,7 @@ async def submit_events(request: Request, runtime: RuntimeDep, _actor: ActorDep)
         events = result
     if len(events) > MAX_EVENTS:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=f"more than {MAX_EVENTS} events in one request")
-    if runtime.ingestor is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="this service does not ingest events")
-    await runtime.ingestor.submit(events, source="api")
+    await ingestor.submit(events, source="api")
     # The `Accepted` shape, serialised by orjson (UUIDs natively) rather than through the model.
     accepted = orjson.dumps({"accepted": len(events), "event_ids": [event.event_id for event in events]})
     return Response(accepted, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from auditflow.model.event import Event, Severity
 from auditflow.model.timeutil import UtcDatetime
@@ -136,9 +137,22 @@ class AlertStats(BaseModel):
 
 
 class AlertUpdate(BaseModel):
-    """Body of `PATCH /api/v1/alerts/{alert_id}`."""
+    """Body of `PATCH /api/v1/alerts/{alert_id}`, and what every alert store accepts: a status, a
+    note or both. A blank note (empty or only whitespace) counts as no note, so it is never stored
+    as an empty history entry, whether it came through the API, the dashboard or a store call."""
 
     model_config = ConfigDict(extra="forbid")
 
     status: AlertStatus | None = None
     note: str | None = Field(None, max_length=4000)
+
+    @field_validator("note")
+    @classmethod
+    def _blank_note_is_no_note(cls, note: str | None) -> str | None:
+        return note if note is not None and note.strip() else None
+
+    @model_validator(mode="after")
+    def _status_or_note(self) -> AlertUpdate:
+        if self.status is None and self.note is None:
+            raise PydanticCustomError("value_error", "give a status, a note or both")
+        return self

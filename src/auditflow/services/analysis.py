@@ -58,7 +58,7 @@ class AnalysisService(QueueWorker):
         self.state_dependency = state_dependency
         self.detector = Detector(state, rules)
         self.publish_batch_size = publish_batch_size
-        self._local = broker.url.startswith("memory")  # see codec.Handoff
+        self._local = broker.in_process  # see codec.Handoff
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         started = time.perf_counter()

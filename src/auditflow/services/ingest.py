@@ -21,7 +21,7 @@ class Ingestor:
         self.batch_size = batch_size
         self._declared = False
         # In-process queues deliver these very bodies: hand the validated events over with them.
-        self._local = broker.url.startswith("memory")
+        self._local = broker.in_process
 
     async def submit(self, events: Sequence[Event], *, source: str) -> None:
         """Publish `events`; raises BackendUnavailable when the broker cannot take them now."""

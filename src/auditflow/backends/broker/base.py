@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from auditflow.lifecycle import AsyncLifecycle
 
@@ -44,6 +44,10 @@ class Broker(AsyncLifecycle):
     down), then `publish`/`consume`, then `await aclose()` which stops consumers after their
     in-flight batch and closes connections. `async with broker:` does both.
     """
+
+    # Queues that live in this process hand bodies over without a copy (see codec.Handoff), and die
+    # with it, so shutdown must drain them first.
+    in_process: ClassVar[bool] = False
 
     def __init__(self, url: str, *, max_deliveries: int = 5, dead_letter_queue: str = "audit_dead_letter") -> None:
         self.url = url

@@ -126,6 +126,8 @@ class MemoryBroker(Broker):
       accepted and ignored.
     """
 
+    in_process = True
+
     def __init__(
         self,
         url: str = "memory://",

@@ -98,8 +98,6 @@ class SqlAlertStore(AlertStore):
                 return await fetch_detail(conn, alert_id)
 
     async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
-        if update.status is None and update.note is None:
-            raise ValueError("an alert update needs a status, a note or both")
         with mapped_errors("update"):
             async with self._write() as conn:
                 current = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auditflow.services.dashboard.app import build_dashboard
+from auditflow.services.dashboard.app import alert_source, build_dashboard, mount_dashboard
 from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
 from auditflow.services.dashboard.users import (
     Role,
@@ -21,9 +21,11 @@ __all__ = [
     "Role",
     "User",
     "UserDirectory",
+    "alert_source",
     "build_dashboard",
     "ensure_dashboard_users",
     "hash_password",
+    "mount_dashboard",
     "session_secret",
     "user_entry",
 ]

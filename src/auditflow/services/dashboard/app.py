@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,14 +14,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
+from auditflow import roles
 from auditflow.config import Settings
-from auditflow.errors import BackendError, BackendUnavailable, NotFound
+from auditflow.errors import BackendError, BackendUnavailable, ConfigError, NotFound
 from auditflow.services.dashboard.auth import LoginThrottle, SessionCodec
 from auditflow.services.dashboard.context import Dashboard, create_templates, render
 from auditflow.services.dashboard.gate import DashboardGate
 from auditflow.services.dashboard.routes import alerts, login, pages, stream
-from auditflow.services.dashboard.source import AlertSource
+from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
 from auditflow.services.dashboard.users import UserDirectory, ensure_dashboard_users, session_secret
+
+if TYPE_CHECKING:
+    from auditflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +121,24 @@ def build_dashboard(
     app.add_exception_handler(BackendError, _backend_error)
     app.add_middleware(DashboardGate, dashboard=dashboard)
     return app
+
+
+def alert_source(runtime: Runtime, api_token: str) -> AlertSource:
+    """Where the dashboard of `runtime`'s process reads alerts: its own store when the process
+    serves the alerts API (`auditflow run`), the notification service's API otherwise."""
+    if roles.Role.ALERTS_API in runtime.roles:
+        assert runtime.store is not None
+        return LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness)
+    settings = runtime.settings
+    if not settings.alerts_api_url:
+        raise ConfigError("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
+    return HttpAlertSource(settings.alerts_api_url, api_token, readiness_urls=settings.readiness_api_url)
+
+
+def mount_dashboard(app: FastAPI, runtime: Runtime, *, api_token: str, users: UserDirectory | None) -> Dashboard:
+    """Mount the dashboard at `/` of `app` when `runtime`'s roles include it; the returned state's
+    `close_streams` and `source.aclose` belong to the process shutdown."""
+    dashboard = build_dashboard(runtime.settings, alert_source(runtime, api_token), users=users)
+    app.mount("/", dashboard)
+    state: Dashboard = dashboard.state.dashboard
+    return state
