@@ -1,0 +1,91 @@
+"""From a program name and its message to events: the dispatch shared by every source whose
+records carry a program and a message (syslog lines, journald records).
+
+The program name picks a message parser; rsyslog's `message repeated N times: [ ... ]` is
+expanded here for every program, into N copies of what the inner message makes (distinct ids).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from uuid import uuid4
+
+from auditflow.model.event import Event
+from auditflow.parsers.base import SourceContext, Unparsed, event_id_for
+from auditflow.parsers.emit import Message, clean_text
+from auditflow.parsers.sshd import parse_sshd
+
+MessageParser = Callable[[Message], Sequence[Event] | Unparsed]
+
+# program name as logged -> (service name for events, message parser)
+PROGRAMS: dict[str, tuple[str, MessageParser]] = {
+    "sshd": ("sshd", parse_sshd),
+    # OpenSSH 9.8 split the per-connection work into these binaries; they log the same messages.
+    "sshd-session": ("sshd", parse_sshd),
+    "sshd-auth": ("sshd", parse_sshd),
+}
+SSHD_PROGRAMS = frozenset(name for name, (service, _) in PROGRAMS.items() if service == "sshd")
+
+_REPEATED = re.compile(r"message repeated (\d{1,9}) times: \[ ?(.*)\]", re.DOTALL)
+# Bounds the events one line can make: a repeat count is an attacker-influenced number.
+MAX_REPEAT = 1000
+
+UNKNOWN_PROGRAM = Unparsed("unknown-program")
+BAD_REPEAT = Unparsed("bad-repeat")
+
+
+def parse_message(
+    program: str,
+    message: str,
+    *,
+    timestamp: datetime,
+    host: str | None,
+    pid: int | None,
+    raw: str,
+    context: SourceContext,
+    key: str | None,
+) -> Sequence[Event] | Unparsed:
+    """The events of one program message. `raw` is the whole record as read (kept as
+    `event.original`); `timestamp` is aware; `key` makes the event ids deterministic."""
+    entry = PROGRAMS.get(program)
+    if entry is None:
+        return UNKNOWN_PROGRAM
+    service, parse = entry
+    message = clean_text(message)
+    msg = Message(
+        program,
+        message,
+        timestamp=timestamp,
+        host=host,
+        pid=pid,
+        raw=clean_text(raw),
+        context=context,
+        key=key,
+        service=service,
+    )
+    return dispatch(msg, parse)
+
+
+def dispatch(msg: Message, parse: MessageParser) -> Sequence[Event] | Unparsed:
+    """Run `parse` over `msg`, expanding a `message repeated N times` wrapper (the caller has made
+    `msg` safe to store)."""
+    if not msg.text.startswith("message repeated "):
+        return parse(msg)
+    match = _REPEATED.fullmatch(msg.text)
+    if match is None:
+        return BAD_REPEAT
+    count = min(int(match.group(1)), MAX_REPEAT)
+    msg.text = match.group(2)
+    once = parse(msg)
+    if isinstance(once, Unparsed) or not once:
+        return once
+    if msg.key is None:
+        return [event.model_copy(update={"event_id": uuid4()}) for _ in range(count) for event in once]
+    width = len(once)
+    return [
+        event if n == 0 else event.model_copy(update={"event_id": event_id_for(msg.key, n * width + i)})
+        for n in range(count)
+        for i, event in enumerate(once)
+    ]
