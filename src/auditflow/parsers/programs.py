@@ -13,9 +13,13 @@ from datetime import datetime
 from uuid import uuid4
 
 from auditflow.model.event import Event
+from auditflow.parsers.accounts import parse_accounts
 from auditflow.parsers.base import SourceContext, Unparsed, event_id_for
 from auditflow.parsers.emit import Message, clean_text
 from auditflow.parsers.sshd import parse_sshd
+from auditflow.parsers.su import parse_su
+from auditflow.parsers.sudo import parse_sudo
+from auditflow.parsers.systemd import parse_systemd
 
 MessageParser = Callable[[Message], Sequence[Event] | Unparsed]
 
@@ -25,6 +29,13 @@ PROGRAMS: dict[str, tuple[str, MessageParser]] = {
     # OpenSSH 9.8 split the per-connection work into these binaries; they log the same messages.
     "sshd-session": ("sshd", parse_sshd),
     "sshd-auth": ("sshd", parse_sshd),
+    "sudo": ("sudo", parse_sudo),
+    "su": ("su", parse_su),
+    "systemd": ("systemd", parse_systemd),
+    **{
+        name: (name, parse_accounts)
+        for name in ("useradd", "userdel", "usermod", "groupadd", "groupdel", "gpasswd", "passwd", "chpasswd")
+    },
 }
 SSHD_PROGRAMS = frozenset(name for name, (service, _) in PROGRAMS.items() if service == "sshd")
 

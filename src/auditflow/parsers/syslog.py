@@ -144,6 +144,14 @@ class SshdParser(SyslogParser):
     only_sshd: ClassVar[bool] = True
 
 
+def syslog_program(line: str) -> str | None:
+    """The program name of a syslog line (RFC 3164 or 5424), None when it has no syslog header."""
+    if line.startswith("<") and (header := _RFC5424.match(line)) is not None:
+        return header.group(3)
+    match = _RFC3164.match(line)
+    return None if match is None else match.group(4)
+
+
 def rfc3164_time(text: str, context: SourceContext) -> datetime | None:
     """`Dec  2 16:27:33` as a UTC datetime, completed with the context's year (or the inferred
     one) and zone; None when it names no real date."""
