@@ -60,9 +60,9 @@ def parse_pam_unix(msg: Message, text: str) -> Sequence[Event] | Unparsed:
             if service == "passwd":
                 # passwd logs the same change itself, with who made it: that line makes the event.
                 return ()
-            target = changed.group(1)
-            extra = {"pam": pam, "user": {"target": {"name": target}}}
-            return (msg.event("password_changed", "password_changed", result="SUCCESS", user=target, extra=extra),)
+            # Who made the change is not on this line: the account is the target, not the actor.
+            extra = {"pam": pam, "user": {"target": {"name": changed.group(1)}}}
+            return (msg.event("password_changed", "password_changed", result="SUCCESS", extra=extra),)
     if rest.startswith(_QUIET):
         return ()
     return UNKNOWN

@@ -79,6 +79,7 @@ def parse_systemd(msg: Message) -> Sequence[Event] | Unparsed:
     if (match := _TRANSITION.fullmatch(text)) is not None:
         verb, unit, description = match.groups()
         state, expected = _STATES[verb]
+        description = description.rstrip(".") if description else None
         return (_change(msg, unit, state, expected, description=description),)
     if (match := _UNIT_MESSAGE.fullmatch(text)) is not None:
         unit, rest = match.groups()
