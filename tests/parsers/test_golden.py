@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from auditflow.model.event import Event
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.registry import create_parser
 
@@ -38,7 +39,10 @@ def parse_file(path: Path) -> list[dict[str, Any]]:
         if isinstance(outcome, Unparsed):
             records.append({"line": number, "unparsed": outcome.reason})
         else:
-            records.append({"line": number, "events": [event.model_dump(mode="json") for event in outcome]})
+            dumped = [event.model_dump(mode="json") for event in outcome]
+            # Events are built without validation: what they hold must pass it all the same.
+            assert [Event.model_validate(item).model_dump(mode="json") for item in dumped] == dumped
+            records.append({"line": number, "events": dumped})
     assert parser.flush() == ()
     return records
 

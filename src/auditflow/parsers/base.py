@@ -7,6 +7,7 @@ records by serial number); `flush()` emits what is still pending at the end of t
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,9 +21,16 @@ from auditflow.model.event import Event
 EVENT_ID_NAMESPACE = uuid.UUID("6f0d9d3e-5b1a-4c55-9b7e-0a6c2d1f4e21")
 
 
+_NAMESPACE_HASH = hashlib.sha1(EVENT_ID_NAMESPACE.bytes, usedforsecurity=False)
+
+
 def event_id_for(key: str, index: int = 0) -> uuid.UUID:
-    """The id of the `index`-th event made from the input position `key` (file identity and offset)."""
-    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{key}#{index}")
+    """The id of the `index`-th event made from the input position `key` (file identity and offset):
+    `uuid5(EVENT_ID_NAMESPACE, f"{key}#{index}")`, computed from a pre-hashed namespace because
+    this runs once per parsed event."""
+    digest = _NAMESPACE_HASH.copy()
+    digest.update(f"{key}#{index}".encode())
+    return uuid.UUID(bytes=digest.digest()[:16], version=5)
 
 
 @dataclass(frozen=True, slots=True)
