@@ -116,6 +116,13 @@ def test_nul_characters_are_removed() -> None:
     assert "\x00" not in outcome[0].details["event"]["original"]
 
 
+def test_undecodable_bytes_become_replacement_characters() -> None:
+    raw = b"Dec  2 16:27:33 host sshd[1]: Invalid user b\xffd from 192.0.2.1 port 22"
+    outcome = create_parser("syslog", CONTEXT).feed(raw.decode("utf-8", "surrogateescape"))
+    assert not isinstance(outcome, Unparsed)
+    assert outcome[0].user_id == "b\ufffdd"
+
+
 def test_long_lines_fit_the_event_limits() -> None:
     user = "u" * 70_000
     command = "/bin/echo " + "\x01" * 40_000

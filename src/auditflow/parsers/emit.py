@@ -45,7 +45,8 @@ def clean_text(value: str) -> str:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
+            # surrogatepass keeps each lone surrogate as bytes that then decode to U+FFFD.
+            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return value
 
 
@@ -60,7 +61,7 @@ class Message:
         program: str,
         text: str,
         *,
-        timestamp: datetime,
+        timestamp: datetime,  # aware, UTC, whole milliseconds (`to_utc`)
         host: str | None,
         pid: int | None,
         raw: str,
@@ -76,7 +77,7 @@ class Message:
         self.raw = raw
         self.context = context
         self.key = key
-        self.service = service or program
+        self.service = cap(service or program, MAX_SERVICE)
         self.dataset = self.service
 
     def event(
@@ -103,10 +104,12 @@ class Message:
             "message": self.text,
         }
         if host is not None:
-            host = cap(host, MAX_HOSTNAME)
+            if len(host) > MAX_HOSTNAME:
+                host = host[:MAX_HOSTNAME]
             details["host"] = {"hostname": host}
         if user is not None:
-            user = cap(user, MAX_USER)
+            if len(user) > MAX_USER:
+                user = user[:MAX_USER]
             details["user"] = {"name": user}
         if extra:
             for name, value in extra.items():
@@ -120,8 +123,8 @@ class Message:
         return construct_event(
             event_type=event_type,
             event_id=event_id_for(self.key, index) if self.key is not None else uuid4(),
-            timestamp=to_utc(self.timestamp),
-            source_service=cap(self.service, MAX_SERVICE),
+            timestamp=self.timestamp,
+            source_service=self.service,
             server_hostname=host,
             user_id=user,
             severity=severity,

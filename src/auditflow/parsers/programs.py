@@ -13,6 +13,7 @@ from datetime import datetime
 from uuid import uuid4
 
 from auditflow.model.event import Event
+from auditflow.model.timeutil import to_utc
 from auditflow.parsers.accounts import parse_accounts
 from auditflow.parsers.base import SourceContext, Unparsed, event_id_for
 from auditflow.parsers.emit import Message, clean_text
@@ -68,7 +69,7 @@ def parse_message(
     msg = Message(
         program,
         message,
-        timestamp=timestamp,
+        timestamp=to_utc(timestamp),
         host=host,
         pid=pid,
         raw=clean_text(raw),
