@@ -45,9 +45,17 @@ def clean_text(value: str) -> str:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            # surrogatepass keeps each lone surrogate as bytes that then decode to U+FFFD.
-            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+            value = _replace_surrogates(value)
     return value
+
+
+def _replace_surrogates(value: str) -> str:
+    # Bytes a source decoded with surrogateescape go back to bytes, each invalid one becoming one
+    # U+FFFD; any other lone surrogate is passed through as bytes that decode to U+FFFD as well.
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 class Message:
