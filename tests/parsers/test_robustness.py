@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditflow.model.event import MAX_DETAILS_BYTES, Event
+from auditflow.parsers import emit
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.programs import PROGRAMS, parse_message
 from auditflow.parsers.registry import FORMATS, create_parser
@@ -137,6 +138,13 @@ def test_long_lines_fit_the_event_limits() -> None:
         Event.model_validate(event.model_dump())
         assert len(orjson.dumps(event.details)) <= MAX_DETAILS_BYTES
         assert event.details["event"]["truncated"] is True
+    # Just short enough to skip the size check: the worst content still fits untouched.
+    header = "Dec  2 16:27:33 host sudo[1]: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND="
+    short = header + "\x01" * (emit._CHEAP_LINE - len(header))
+    outcome = create_parser("syslog", CONTEXT).feed(short)
+    assert not isinstance(outcome, Unparsed)
+    assert len(orjson.dumps(outcome[0].details)) <= MAX_DETAILS_BYTES
+    assert "truncated" not in outcome[0].details["event"]
     first = create_parser("syslog", CONTEXT).feed(lines[0])
     assert not isinstance(first, Unparsed)
     assert first[0].user_id == "u" * 255

@@ -69,7 +69,9 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     lines = list(generate(count))
     for keyed in (False, True):
-        parsed, baseline = measure(lines, keyed)
+        # Best of three: on a shared machine the slowest runs measure the neighbours.
+        runs = [measure(lines, keyed) for _ in range(3)]
+        parsed, baseline = max(run[0] for run in runs), max(run[1] for run in runs)
         label = "with keys (deterministic ids)" if keyed else "without keys"
         print(
             f"{count} lines {label}: parser {parsed:,.0f} lines/s, baseline re loop {baseline:,.0f} lines/s, "

@@ -22,9 +22,10 @@ from auditflow.parsers.base import SourceContext, event_id_for
 MAX_HOSTNAME = 255
 MAX_USER = 255
 MAX_SERVICE = 128
-# Below this many characters a line cannot push `details` past its limit, whatever it holds
-# (every character may be escaped to six bytes in JSON, and the line is stored about twice).
-_CHEAP_LINE = MAX_DETAILS_BYTES // 16
+# Below this many characters a line cannot push `details` past its limit, whatever it holds:
+# a character may take six bytes in JSON (`\u0001`), and a line is stored up to four times
+# (`event.original`, `message`, and a sudo command as `command` and `process.command_line`).
+_CHEAP_LINE = MAX_DETAILS_BYTES // 32
 
 
 _new = object.__new__
