@@ -3,6 +3,7 @@ bytes, NUL characters, undecodable bytes, and lines far longer than an event may
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -149,3 +150,26 @@ def test_long_lines_fit_the_event_limits() -> None:
     assert not isinstance(first, Unparsed)
     assert first[0].user_id == "u" * 255
     assert first[0].server_hostname == "h" * 255
+
+
+def test_pathological_lines_parse_in_linear_time() -> None:
+    # Repeated fragments that a backtracking pattern could try at every position.
+    head = "Dec  2 16:27:33 h "
+    lines = [
+        head + "sshd[1]: Disconnected from user " + "a 1.2.3.4 port 1:x" * 3000 + "!",
+        head + "sshd[1]: Failed password for " + "x from 1.2.3.4 port 1: " * 3000 + "!",
+        head + "sshd[1]: Invalid user " + "x from 1.2.3.4 port 1 " * 3000 + "!",
+        head + "sshd[1]: Received disconnect from 1.2.3.4 port 1:11: " + " [preauth]" * 6000 + "x",
+        head + "sshd[1]: " + "[" * 60000 + "POSSIBLE BREAK-IN ATTEMPT!",
+        head + "sshd[1]: pam_unix(sshd:auth): authentication failure; " + "a=b " * 20000,
+        head + "sudo[1]: alice : " + "X ; " * 20000,
+        head + "systemd[1]: Started " + "a.service - " * 5000 + ".service",
+        "Dec  2 16:27:33 " + "h" * 60000,
+        "<1>1 - - - - - " + "[a]" * 30000 + "x",
+    ]
+    parser = create_parser("syslog", CONTEXT)
+    started = time.process_time()
+    for line in lines:
+        check_outcome(parser.feed(line))
+    # Linear parsing takes milliseconds here; quadratic backtracking would take minutes.
+    assert time.process_time() - started < 5.0

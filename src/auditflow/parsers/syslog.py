@@ -53,6 +53,9 @@ class SyslogParser:
         self.context = context or SourceContext()
         # Many lines share a second: the parsed RFC 3164 timestamp is kept by its text.
         self._times: dict[str, datetime | None] = {}
+        self._programs = (
+            {name: entry for name, entry in PROGRAMS.items() if name in SSHD_PROGRAMS} if self.only_sshd else PROGRAMS
+        )
 
     def feed(self, line: str, key: str | None = None) -> Sequence[Event] | Unparsed:
         line = clean_text(line.rstrip("\r\n"))
@@ -64,10 +67,16 @@ class SyslogParser:
         if match is None:
             return NO_HEADER
         bsd, iso, host, program, pid, text = match.groups()
-        entry = self._program(program)
-        if isinstance(entry, Unparsed):
-            return entry
-        timestamp = self._bsd_time(bsd) if bsd is not None else self._iso_time(iso)
+        # The per-line path inlines the program lookup and the timestamp cache (it runs for every line).
+        entry = self._programs.get(program)
+        if entry is None:
+            return NOT_SSHD if self.only_sshd else UNKNOWN_PROGRAM
+        if bsd is not None:
+            timestamp = self._times.get(bsd)
+            if timestamp is None:
+                timestamp = self._bsd_time(bsd)
+        else:
+            timestamp = self._iso_time(iso)
         if timestamp is None:
             return BAD_TIMESTAMP
         service, parse = entry
@@ -88,10 +97,10 @@ class SyslogParser:
         return ()
 
     def _program(self, program: str) -> tuple[str, MessageParser] | Unparsed:
-        if self.only_sshd and program not in SSHD_PROGRAMS:
-            return NOT_SSHD
-        entry = PROGRAMS.get(program)
-        return UNKNOWN_PROGRAM if entry is None else entry
+        entry = self._programs.get(program)
+        if entry is None:
+            return NOT_SSHD if self.only_sshd else UNKNOWN_PROGRAM
+        return entry
 
     def _rfc5424(self, line: str, header: re.Match[str], key: str | None) -> Sequence[Event] | Unparsed:
         stamp, host, program, procid, _msgid, rest = header.groups()
