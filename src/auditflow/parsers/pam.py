@@ -3,6 +3,7 @@ its own name: authentication failures, sessions opened and closed, password chan
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 
@@ -40,7 +41,8 @@ def parse_pam_unix(msg: Message, text: str) -> Sequence[Event] | Unparsed:
         extra: dict[str, object] = {"pam": {**pam, **_present(fields, ("logname", "ruser", "tty", "uid", "euid"))}}
         rhost = fields.get("rhost")
         if rhost:
-            extra["source"] = {"ip": rhost}
+            # rhost is whatever PAM was told: an address, or a name when sshd resolved it (UseDNS).
+            extra["source"] = {"ip": rhost} if _is_ip(rhost) else {"domain": rhost}
         return (msg.event("pam_authentication", "authentication_failure", result="FAILURE", user=user, extra=extra),)
     if kind == "session":
         session = _SESSION.match(rest)
@@ -66,6 +68,14 @@ def parse_pam_unix(msg: Message, text: str) -> Sequence[Event] | Unparsed:
     if rest.startswith(_QUIET):
         return ()
     return UNKNOWN
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _present(fields: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from auditflow.model.timeutil import to_utc
 from auditflow.parsers.accounts import parse_accounts
 from auditflow.parsers.base import SourceContext, Unparsed, event_id_for
 from auditflow.parsers.emit import Message, clean_text
+from auditflow.parsers.pam import parse_pam_unix
 from auditflow.parsers.sshd import parse_sshd
 from auditflow.parsers.su import parse_su
 from auditflow.parsers.sudo import parse_sudo
@@ -45,6 +46,23 @@ _REPEATED = re.compile(r"message repeated (\d{1,9}) times: \[ ?(.*)\]", re.DOTAL
 MAX_REPEAT = 1000
 
 UNKNOWN_PROGRAM = Unparsed("unknown-program")
+_OLD_PAM_SUFFIX = "(pam_unix)"
+
+
+def legacy_pam_entry(program: str) -> tuple[str, MessageParser] | None:
+    """Linux-PAM before 0.99 logged as `sshd(pam_unix)[pid]: authentication failure; ...`: today's
+    `pam_unix(sshd:auth): ...` message with the module in the program name. None for other names."""
+    if not program.endswith(_OLD_PAM_SUFFIX):
+        return None
+    service = program[: -len(_OLD_PAM_SUFFIX)]
+
+    def parse(msg: Message) -> Sequence[Event] | Unparsed:
+        kind = "session" if msg.text.startswith("session ") else "auth"
+        return parse_pam_unix(msg, f"pam_unix({service}:{kind}): {msg.text}")
+
+    return service, parse
+
+
 BAD_REPEAT = Unparsed("bad-repeat")
 
 
@@ -61,7 +79,7 @@ def parse_message(
 ) -> Sequence[Event] | Unparsed:
     """The events of one program message. `raw` is the whole record as read (kept as
     `event.original`); `timestamp` is aware; `key` makes the event ids deterministic."""
-    entry = PROGRAMS.get(program)
+    entry = PROGRAMS.get(program) or legacy_pam_entry(program)
     if entry is None:
         return UNKNOWN_PROGRAM
     service, parse = entry

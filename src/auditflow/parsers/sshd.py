@@ -33,7 +33,14 @@ _DISCONNECT = re.compile(
     r"(?: (authenticating user|invalid user|user) (.*))? (\S+) port (\d+)(?::(.*?))?( \[preauth\])?",
     re.DOTALL,
 )
-_RECEIVED_DISCONNECT = re.compile(r"Received disconnect from (\S+) port (\d+):(\d+): ?(.*?)( \[preauth\])?", re.DOTALL)
+# OpenSSH before 7.x left out the port: "Received disconnect from 1.2.3.4: 11: Bye Bye [preauth]".
+# OpenSSH before 7.x: "Connection closed by 1.2.3.4 [preauth]", no port and no user.
+_DISCONNECT_NO_PORT = re.compile(r"(Connection closed by|Disconnected from) (\S+)( \[preauth\])?")
+_RECEIVED_DISCONNECT = re.compile(
+    r"Received disconnect from (\S+?)(?: port (\d+))?: ?(\d+): ?(.*?)( \[preauth\])?", re.DOTALL
+)
+# The wording of OpenSSH before 7.x for "maximum authentication attempts exceeded" (no address).
+_TOO_MANY = re.compile(r"Disconnecting: Too many authentication failures for (invalid user )?(.*?)(?: \[preauth\])?")
 _BREAK_IN_ADDRESS = re.compile(r"(?:Address (\S+) maps to|.*\[([0-9A-Fa-f:.]+)\])")
 
 _DISCONNECT_PREFIXES = ("Disconnected from ", "Connection closed by ", "Connection reset by ", "Disconnecting ")
@@ -66,6 +73,8 @@ _QUIET = (
     "drop connection #",
     "Failed none for ",
     "Read error from remote host ",
+    # OpenSSH before 7.x: repeats the "Invalid user" line of the same attempt.
+    "input_userauth_request: invalid user ",
 )
 _BREAK_IN = "POSSIBLE BREAK-IN ATTEMPT!"
 
@@ -85,6 +94,8 @@ def parse_sshd(msg: Message) -> Sequence[Event] | Unparsed:
         return _disconnect(msg, text)
     if text.startswith("Received disconnect from "):
         return _received_disconnect(msg, text)
+    if text.startswith("Disconnecting: Too many authentication failures"):
+        return _too_many(msg, text)
     if "maximum authentication attempts exceeded" in text[:48]:
         return _max_auth(msg, text)
     if text.endswith(_BREAK_IN):
@@ -145,10 +156,32 @@ def _max_auth(msg: Message, text: str) -> Sequence[Event] | Unparsed:
     )
 
 
+def _too_many(msg: Message, text: str) -> Sequence[Event] | Unparsed:
+    match = _TOO_MANY.fullmatch(text)
+    if match is None:
+        return UNKNOWN
+    invalid, user = match.groups()
+    return (
+        msg.event(
+            "ssh_max_auth_exceeded",
+            "max_auth_attempts_exceeded",
+            result="FAILURE",
+            user=user,
+            severity=Severity.WARNING,
+            extra={"ssh": {"invalid_user": invalid is not None}},
+        ),
+    )
+
+
 def _disconnect(msg: Message, text: str) -> Sequence[Event] | Unparsed:
     match = _DISCONNECT.fullmatch(text)
     if match is None:
-        return UNKNOWN
+        old = _DISCONNECT_NO_PORT.fullmatch(text)
+        if old is None:
+            return UNKNOWN
+        verb, ip, preauth = old.groups()
+        extra = {"source": _source(ip, None), "ssh": {"preauth": preauth is not None}}
+        return (msg.event("ssh_disconnect", "connection_closed" if verb[0] == "C" else "disconnected", extra=extra),)
     verb, kind, user, ip, port, reason, preauth = match.groups()
     ssh: dict[str, Any] = {"preauth": preauth is not None}
     if kind is not None:

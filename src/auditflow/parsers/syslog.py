@@ -20,7 +20,7 @@ from auditflow.model.event import Event
 from auditflow.model.timeutil import to_utc
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import Message, clean_text
-from auditflow.parsers.programs import PROGRAMS, SSHD_PROGRAMS, MessageParser, dispatch
+from auditflow.parsers.programs import PROGRAMS, SSHD_PROGRAMS, MessageParser, dispatch, legacy_pam_entry
 
 _RFC3164 = re.compile(
     r"(?:<\d{1,3}>)?"
@@ -70,7 +70,10 @@ class SyslogParser:
         # The per-line path inlines the program lookup and the timestamp cache (it runs for every line).
         entry = self._programs.get(program)
         if entry is None:
-            return NOT_SSHD if self.only_sshd else UNKNOWN_PROGRAM
+            resolved = self._program(program)
+            if isinstance(resolved, Unparsed):
+                return resolved
+            entry = resolved
         if bsd is not None:
             timestamp = self._times.get(bsd)
             if timestamp is None:
@@ -97,8 +100,8 @@ class SyslogParser:
         return ()
 
     def _program(self, program: str) -> tuple[str, MessageParser] | Unparsed:
-        entry = self._programs.get(program)
-        if entry is None:
+        entry = self._programs.get(program) or legacy_pam_entry(program)
+        if entry is None or (self.only_sshd and entry[0] != "sshd"):
             return NOT_SSHD if self.only_sshd else UNKNOWN_PROGRAM
         return entry
 
