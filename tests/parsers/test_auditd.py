@@ -1,0 +1,113 @@
+"""Assembly of audit records into events: when an event is emitted, how many are held, and the
+value encodings of the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from auditflow.model.event import Event
+from auditflow.parsers.auditd import AuditdParser
+from auditflow.parsers.base import SourceContext, Unparsed
+
+SYSCALL = (
+    "type=SYSCALL msg=audit(1733151042.309:{serial}): arch=c000003e syscall=257 success=yes exit=3 items=1 "
+    'ppid=1 pid=20 auid=1000 uid=0 ses=7 comm="vi" exe="/usr/bin/vi" key="identity"'
+)
+PATH = 'type=PATH msg=audit(1733151042.309:{serial}): item=0 name="{name}" nametype=NORMAL'
+EOE = "type=EOE msg=audit(1733151042.309:{serial}): "
+USER_CMD = (
+    "type=USER_CMD msg=audit(1733151042.400:{serial}): pid=30 uid=1000 auid=1000 ses=7 "
+    'msg=\'cwd="/" cmd=6C73202D6C61 exe="/usr/bin/sudo" terminal=pts/0 res=success\''
+)
+
+
+def _resources(events: Sequence[Event] | Unparsed) -> list[str]:
+    assert not isinstance(events, Unparsed)
+    return [event.details["resource"] for event in events]
+
+
+def test_without_eoe_records_a_new_serial_closes_the_event() -> None:
+    # `ausearch --raw` and journald leave out EOE records
+    parser = AuditdParser()
+    assert parser.feed(SYSCALL.format(serial=1)) == []
+    assert parser.feed(PATH.format(serial=1, name="/etc/shadow")) == []
+    assert _resources(parser.feed(SYSCALL.format(serial=2))) == ["/etc/shadow"]
+    assert parser.feed(PATH.format(serial=2, name="/etc/passwd")) == []
+    assert _resources(parser.flush()) == ["/etc/passwd"]
+    assert parser.flush() == []
+
+
+def test_with_eoe_records_interleaved_events_are_assembled_and_the_eoe_emits() -> None:
+    parser = AuditdParser()
+    assert parser.feed(EOE.format(serial=99)) == []  # an EOE of nothing open only marks the input
+    assert parser.feed(SYSCALL.format(serial=1)) == []
+    assert parser.feed(SYSCALL.format(serial=2)) == []
+    assert parser.feed(PATH.format(serial=2, name="/etc/passwd")) == []
+    assert parser.feed(PATH.format(serial=1, name="/etc/shadow")) == []
+    assert _resources(parser.feed(EOE.format(serial=2))) == ["/etc/passwd"]
+    assert _resources(parser.feed(EOE.format(serial=1))) == ["/etc/shadow"]
+
+
+def test_a_user_space_record_is_emitted_at_once_and_leaves_open_events_alone() -> None:
+    parser = AuditdParser()
+    parser.feed(EOE.format(serial=0))
+    parser.feed(SYSCALL.format(serial=1))
+    events = parser.feed(USER_CMD.format(serial=2))
+    assert not isinstance(events, Unparsed)
+    assert [(e.event_type, e.details["command"]) for e in events] == [("sudo_command", "ls -la")]
+    parser.feed(PATH.format(serial=1, name="/etc/shadow"))
+    assert _resources(parser.feed(EOE.format(serial=1))) == ["/etc/shadow"]
+
+
+def test_open_events_are_bounded_and_the_oldest_is_emitted_first() -> None:
+    parser = AuditdParser(max_open=2)
+    parser.feed(EOE.format(serial=0))
+    for serial in (1, 2):
+        parser.feed(SYSCALL.format(serial=serial))
+        parser.feed(PATH.format(serial=serial, name=f"/etc/f{serial}"))
+    assert parser.feed(SYSCALL.format(serial=3)) != []
+    assert _resources(parser.flush()) == ["/etc/f2"]  # f1 went out when the third event opened
+
+
+def test_records_of_different_nodes_with_one_serial_stay_apart() -> None:
+    parser = AuditdParser(SourceContext(host="collector"))
+    parser.feed("node=a " + EOE.format(serial=4))
+    parser.feed("node=a " + SYSCALL.format(serial=5))
+    parser.feed("node=b " + SYSCALL.format(serial=5))
+    parser.feed("node=b " + PATH.format(serial=5, name="/etc/b"))
+    parser.feed("node=a " + PATH.format(serial=5, name="/etc/a"))
+    events = [*parser.feed("node=a " + EOE.format(serial=5)), *parser.feed("node=b " + EOE.format(serial=5))]
+    assert [(e.server_hostname, e.details["resource"]) for e in events] == [("a", "/etc/a"), ("b", "/etc/b")]
+
+
+def test_execve_arguments_split_into_pieces_and_hex_are_joined() -> None:
+    parser = AuditdParser()
+    lines = [
+        "type=SYSCALL msg=audit(1.000:9): arch=c000003e syscall=59 success=yes pid=4 auid=4294967295 uid=0"
+        ' comm="sh" exe="/bin/sh" key=(null)',
+        'type=EXECVE msg=audit(1.000:9): argc=3 a0="sh" a1="-c" a2_len=12 a2[0]=6563686F20 a2[1]=2268692229',
+        "type=EOE msg=audit(1.000:9): ",
+    ]
+    for line in lines[:2]:
+        assert parser.feed(line) == []
+    (event,) = parser.feed(lines[2])
+    assert event.event_type == "process_started"
+    assert event.details["process"]["args"] == ["sh", "-c", 'echo "hi")']
+    assert event.user_id == "0"  # no login uid: the uid, as a number (the record names no account)
+    assert "key" not in event.details["audit"]
+
+
+def test_a_watch_without_key_and_unknown_types_make_no_event_but_are_counted() -> None:
+    parser = AuditdParser()
+    parser.feed("type=SYSCALL msg=audit(1.000:1): syscall=2 success=no key=(null)")
+    parser.feed('type=PATH msg=audit(1.000:1): item=0 name="/tmp/x" nametype=NORMAL')
+    parser.feed("type=CRED_ACQ msg=audit(1.000:2): pid=1 uid=0 msg='op=PAM:setcred acct=\"root\" res=success'")
+    assert parser.flush() == []
+    assert parser.ignored == {"SYSCALL": 1, "CRED_ACQ": 1}
+
+
+def test_lines_that_are_not_audit_records_say_why() -> None:
+    parser = AuditdParser()
+    assert parser.feed("hello") == Unparsed("auditd-no-header")
+    assert parser.feed("type=X msg=audit(999999999999.000:1): a=b") == Unparsed("auditd-bad-timestamp")
+    assert parser.feed("----") == []
