@@ -3,10 +3,14 @@ in (for `--format auto`). Each format registers a factory and a detector in `_FO
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from auditflow.parsers.auditd import AuditdParser
 from auditflow.parsers.base import LogParser, SourceContext
+from auditflow.parsers.journald import JournaldParser
+from auditflow.parsers.k8s_audit import K8sAuditParser
 from auditflow.parsers.syslog import SshdParser, SyslogParser, syslog_program
 
 
@@ -23,10 +27,29 @@ def _is_syslog(line: str) -> bool:
     return syslog_program(line) is not None
 
 
+_AUDIT_RECORD = re.compile(r"(?:node=\S+ )?type=[A-Z0-9_]+ msg=audit\(")
+
+
+def _is_auditd(line: str) -> bool:
+    return _AUDIT_RECORD.match(line) is not None
+
+
+def _is_journal_json(line: str) -> bool:
+    # every `journalctl -o json` entry has these, whatever else it carries
+    return line.startswith("{") and '"__REALTIME_TIMESTAMP"' in line and '"MESSAGE"' in line
+
+
+def _is_k8s_audit(line: str) -> bool:
+    return line.startswith("{") and '"audit.k8s.io/' in line and '"auditID"' in line
+
+
 _FORMATS: dict[str, LogFormat] = {
     "syslog": LogFormat(SyslogParser, _is_syslog),
     # A filter over syslog: chosen explicitly, never detected (auto picks "syslog", which parses the same lines).
     "sshd": LogFormat(SshdParser, None),
+    "auditd": LogFormat(AuditdParser, _is_auditd),
+    "journald": LogFormat(JournaldParser, _is_journal_json),
+    "k8s-audit": LogFormat(K8sAuditParser, _is_k8s_audit),
 }
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
 # A sample fits a format when at least this share of its non-blank lines look like it.
