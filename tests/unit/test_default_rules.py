@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from auditflow.backends.state import WindowState, create_state
 from auditflow.model import Event
+from auditflow.parsers.base import SourceContext, Unparsed
+from auditflow.parsers.registry import create_parser
 from auditflow.rules import Detector, RuleSet, check_files, load_rules
 from auditflow.rules.loader import DEFAULT_RULES_DIR
 
@@ -45,6 +48,54 @@ def file(path: str) -> list[Event]:
     return [event("file_modified", details={"resource": path, "action": "write"})]
 
 
+def from_log(text: str, fmt: str = "syslog") -> list[Event]:
+    """The events a log parser makes of `text`, as the daemons write it."""
+    parser = create_parser(fmt, SourceContext(year=2026))
+    events: list[Event] = []
+    for number, line in enumerate(text.strip().splitlines()):
+        outcome = parser.feed(line, key=f"sample:{number}")
+        assert not isinstance(outcome, Unparsed), line
+        events.extend(outcome)
+    events.extend(parser.flush())
+    return events
+
+
+def ssh_failures(ip: str, count: int, *, start: int = 0, user: str = "root") -> str:
+    return "\n".join(
+        f"Mar  1 12:00:{start + i:02d} web-1 sshd[{900 + i}]: "
+        f"Failed password for {user} from {ip} port {40000 + i} ssh2"
+        for i in range(count)
+    )
+
+
+SSH_ACCEPTED = "Mar  1 12:00:30 web-1 sshd[990]: Accepted password for deploy from {ip} port 41000 ssh2"
+
+
+def k8s(verb: str, resource: str, *, user: str = "alice@example.com", code: int = 200, **more: Any) -> list[Event]:
+    record: dict[str, Any] = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "Request",
+        "auditID": "5d0c6f43-0b1e-4c1e-8f0e-1d7e2b9f3a11",
+        "stage": "ResponseComplete",
+        "requestURI": more.pop("uri", f"/api/v1/namespaces/prod/{resource}/x"),
+        "verb": verb,
+        "user": {"username": user, "groups": ["system:authenticated"]},
+        "sourceIPs": ["192.0.2.44"],
+        "objectRef": {"resource": resource, "namespace": "prod", "name": "x", **more.pop("ref", {})},
+        "responseStatus": {"metadata": {}, "code": code},
+        "requestReceivedTimestamp": "2026-03-01T12:00:00.000000Z",
+        "stageTimestamp": "2026-03-01T12:00:00.100000Z",
+        **more,
+    }
+    return from_log(orjson.dumps(record).decode(), "k8s-audit")
+
+
+def binding(role: str) -> list[Event]:
+    body = {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}}
+    return k8s("create", "clusterrolebindings", requestObject=body)
+
+
 FIRES: list[tuple[str, list[Event]]] = [
     ("failed-login-burst", logins("FAILURE", "FAILURE", "FAILURE")),
     ("login-after-failure-burst", logins("FAILURE", "FAILURE", "FAILURE", "SUCCESS")),
@@ -76,6 +127,33 @@ FIRES: list[tuple[str, list[Event]]] = [
     ("service-stopped-unexpectedly", service("stopped")),
     ("service-stopped-unexpectedly", service("failed", expected=False)),
     ("service-stopped-unexpectedly", [event("service_stopped", details={"service": "sshd", "state": "stopped"})]),
+    ("ssh-brute-force-source", from_log(ssh_failures("203.0.113.7", 5))),
+    (
+        "ssh-brute-force-source",
+        from_log(ssh_failures("2001:db8::7", 3) + "\n" + ssh_failures("2001:db8::7", 2, user="admin")),
+    ),
+    (
+        "ssh-login-after-brute-force",
+        from_log(ssh_failures("203.0.113.7", 5) + "\n" + SSH_ACCEPTED.format(ip="203.0.113.7")),
+    ),
+    (
+        "sudo-password-failures",
+        from_log(
+            "Mar  1 12:00:00 web-1 sudo[77]:    alice : 3 incorrect password attempts ; "
+            "TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/bash"
+        ),
+    ),
+    (
+        "sudo-user-not-in-sudoers",
+        from_log(
+            "Mar  1 12:00:00 web-1 sudo[78]:    mallory : user NOT in sudoers ; "
+            "TTY=pts/1 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh"
+        ),
+    ),
+    ("k8s-pod-exec", k8s("create", "pods", ref={"subresource": "exec"}, code=101)),
+    ("k8s-secret-read-by-user", k8s("get", "secrets")),
+    ("k8s-cluster-admin-binding", binding("cluster-admin")),
+    ("k8s-anonymous-request-allowed", k8s("get", "configmaps", user="system:anonymous")),
 ]
 
 BENIGN: list[tuple[str, list[Event]]] = [
@@ -104,6 +182,32 @@ BENIGN: list[tuple[str, list[Event]]] = [
     ),
     ("service-stopped-unexpectedly", service("stopped", expected=True)),
     ("service-stopped-unexpectedly", service("running")),
+    ("ssh-brute-force-source", from_log(ssh_failures("203.0.113.7", 4))),
+    # Five failures, but from five addresses: a per-address rule must not add them up.
+    ("ssh-brute-force-source", [e for i in range(5) for e in from_log(ssh_failures(f"203.0.113.{i}", 1, start=i))]),
+    (
+        "ssh-login-after-brute-force",
+        from_log(ssh_failures("203.0.113.7", 5) + "\n" + SSH_ACCEPTED.format(ip="198.51.100.1")),
+    ),
+    (
+        "sudo-password-failures",
+        from_log(
+            "Mar  1 12:00:00 web-1 sudo[79]:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id"
+        ),
+    ),
+    (
+        "sudo-user-not-in-sudoers",
+        from_log(
+            "Mar  1 12:00:00 web-1 sudo[80]:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id"
+        ),
+    ),
+    ("k8s-pod-exec", k8s("get", "pods")),
+    ("k8s-pod-exec", k8s("create", "pods", ref={"subresource": "exec"}, code=403)),
+    ("k8s-secret-read-by-user", k8s("get", "secrets", user="system:serviceaccount:ci:deployer")),
+    ("k8s-secret-read-by-user", k8s("get", "secrets", code=403)),
+    ("k8s-cluster-admin-binding", binding("view")),
+    ("k8s-anonymous-request-allowed", k8s("get", "configmaps", user="system:anonymous", code=403)),
+    ("k8s-anonymous-request-allowed", k8s("get", "version", user="system:anonymous", uri="/version")),
 ]
 
 
@@ -157,6 +261,12 @@ async def test_descriptions_name_the_subject(pack: RuleSet, state: WindowState) 
     detector = Detector(state, lambda: pack)
     [burst] = await detector.process(logins("FAILURE", "FAILURE", "FAILURE"))
     assert burst.description == "3 failed logins for user alice on web-1 within 1m"
+    alerts = await detector.process(from_log(ssh_failures("203.0.113.7", 5, user="admin")))
+    # The same burst is also a burst against one user on one host: both rules speak of it.
+    assert sorted(alert.rule_id for alert in alerts) == ["failed-login-burst", "ssh-brute-force-source"]
+    [brute_force] = [alert for alert in alerts if alert.rule_id == "ssh-brute-force-source"]
+    assert brute_force.group == {"details.source.ip": "203.0.113.7"}
+    assert brute_force.description == "5 failed SSH logins from 203.0.113.7 within 1m (latest: user admin on web-1)"
     [shadow] = await detector.process(file("/etc/shadow"))
     assert shadow.description == "/etc/shadow modified on web-1 by alice"
     assert shadow.group == {"server_hostname": "web-1", "details.resource": "/etc/shadow"}
