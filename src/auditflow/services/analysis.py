@@ -11,10 +11,11 @@ from collections.abc import Callable, Sequence
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.state import WindowState
 from auditflow.codec import decode_events, encode_alerts
-from auditflow.dependencies import Dependency, call_with_recovery
+from auditflow.dependencies import Dependency
 from auditflow.metrics import ALERTS_PUBLISHED, BATCH_SECONDS, EVENTS_ANALYZED
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
+from auditflow.retry import call_with_recovery
 from auditflow.rules import Detector, RuleSet
 from auditflow.services.worker import QueueWorker
 

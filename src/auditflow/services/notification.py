@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.store import AlertStore
 from auditflow.codec import decode_alerts
-from auditflow.dependencies import Dependency, call_with_recovery
+from auditflow.dependencies import Dependency
 from auditflow.metrics import ALERTS_STORED, BATCH_SECONDS
 from auditflow.model.alert import Alert
+from auditflow.retry import call_with_recovery
 from auditflow.services.worker import QueueWorker
 
 
