@@ -59,7 +59,7 @@ class AnalysisService(QueueWorker):
         self.state_dependency = state_dependency
         self.detector = Detector(state, rules)
         self.publish_batch_size = publish_batch_size
-        self._local = broker.in_process  # see codec.Handoff
+        self._local = broker.in_process  # see LocalBody
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         started = time.perf_counter()
@@ -102,7 +102,7 @@ class AnalysisService(QueueWorker):
 
     async def _decode(self, delivery: Delivery) -> list[Event]:
         """The valid events of one message; the invalid ones (or the whole message) dead-lettered."""
-        decoded = decode_events(delivery.body)
+        decoded = decode_events(delivery.body, known=delivery.decoded)
         if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
             delivery.dead_letter(decoded.rejected[0].reason)
             return []

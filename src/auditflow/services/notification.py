@@ -50,7 +50,7 @@ class NotificationService(QueueWorker):
         started = time.perf_counter()
         alerts: list[Alert] = []
         for delivery in deliveries:
-            decoded = decode_alerts(delivery.body)
+            decoded = decode_alerts(delivery.body, known=delivery.decoded)
             if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
                 delivery.dead_letter(decoded.rejected[0].reason)
                 continue

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from auditflow.backends.broker.base import Broker, Delivery, MessageHandler
+from auditflow.backends.broker.base import Broker, Delivery, LocalBody, MessageHandler
 
-__all__ = ["Broker", "Delivery", "MessageHandler", "create_broker"]
+__all__ = ["Broker", "Delivery", "LocalBody", "MessageHandler", "create_broker"]
 
 
 def create_broker(url: str, *, max_deliveries: int = 5, dead_letter_queue: str = "audit_dead_letter") -> Broker:
