@@ -69,7 +69,7 @@ class Broker(AsyncLifecycle):
     in-flight batch and closes connections. `async with broker:` does both.
     """
 
-    # Queues that live in this process hand bodies over without a copy (see codec.Handoff), and die
+    # Queues that live in this process hand bodies over without a copy (see LocalBody), and die
     # with it, so shutdown must drain them first.
     in_process: ClassVar[bool] = False
 
