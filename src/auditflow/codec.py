@@ -1,7 +1,8 @@
 """Message bodies on the broker: a JSON array of events or alerts (a single object is accepted too).
 
 Decoding never fails a whole message for one bad item: valid items are returned and each invalid one
-is reported with its index and reason, so the caller can dead-letter just those.
+is reported with its index and reason, so the caller can dead-letter just those. The module keeps no
+state: items handed over inside one process travel on the body and the delivery (`LocalBody`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from auditflow.backends.broker.base import LocalBody
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
 
@@ -61,49 +63,16 @@ def _error_text(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in describe_errors(exc))
 
 
-class Handoff(Generic[ModelT]):
-    """Validated items of bodies that stay in this process (the in-memory broker hands the very
-    same bytes object to the consumer), so the embedded mode validates each event once, at intake.
-
-    Keyed by the identity of the body, which the entry keeps alive so that its id cannot be reused.
-    Bounded: when full, new bodies are simply not remembered (the oldest, next to be consumed,
-    stay), and a consumer that misses decodes the bytes as any remote consumer would.
-    """
-
-    def __init__(self, max_bodies: int) -> None:
-        self.max_bodies = max_bodies
-        self._items: dict[int, tuple[bytes, list[ModelT]]] = {}
-
-    def remember(self, body: bytes, items: list[ModelT]) -> None:
-        if len(self._items) < self.max_bodies:
-            self._items[id(body)] = (body, items)
-
-    def take(self, body: bytes) -> list[ModelT] | None:
-        entry = self._items.get(id(body))
-        if entry is None or entry[0] is not body:
-            return None
-        del self._items[id(body)]
-        return entry[1]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-# A few dozen bodies of up to `publish_batch_size` items: what is in flight in a healthy pipeline.
-EVENT_HANDOFF: Handoff[Event] = Handoff(64)
-ALERT_HANDOFF: Handoff[Alert] = Handoff(64)
-
-
 def encode_events(events: Sequence[Event], *, local: bool = False) -> bytes:
-    """`local`: the body is consumed in this process; remember its events (see `Handoff`). Such a
-    body is only read back when the handoff missed, so it is encoded by orjson straight from the
-    validated fields (about ten times cheaper; timestamps carry microseconds, which parse back to
-    the same value) instead of in the canonical wire format that other processes read."""
+    """`local`: the body is consumed in this process, so it carries its events (see `LocalBody`).
+    Such a body is only read back when the broker did not hand them over, so it is encoded by
+    orjson straight from the validated fields (about ten times cheaper; timestamps carry
+    microseconds, which parse back to the same value) instead of in the canonical wire format that
+    other processes read."""
     items = list(events)
-    body = _fast_events(items) if local else _EVENTS.dump_json(items)
     if local:
-        EVENT_HANDOFF.remember(body, items)
-    return body
+        return LocalBody(_fast_events(items), items)
+    return _EVENTS.dump_json(items)
 
 
 def _fast_events(items: list[Event]) -> bytes:
@@ -114,11 +83,10 @@ def _fast_events(items: list[Event]) -> bytes:
 
 
 def encode_alerts(alerts: Sequence[Alert], *, local: bool = False) -> bytes:
+    """`local`: the body is consumed in this process, so it carries its alerts (see `LocalBody`)."""
     items = list(alerts)
     body = _ALERTS.dump_json(items)
-    if local:
-        ALERT_HANDOFF.remember(body, items)
-    return body
+    return LocalBody(body, items) if local else body
 
 
 def _decode(body: bytes, adapter: TypeAdapter[list[ModelT]], model: type[ModelT]) -> Decoded[ModelT]:
@@ -150,11 +118,20 @@ def _decode(body: bytes, adapter: TypeAdapter[list[ModelT]], model: type[ModelT]
     return Decoded(items, rejected)
 
 
-def decode_events(body: bytes) -> Decoded[Event]:
-    known = EVENT_HANDOFF.take(body)
-    return Decoded(known, []) if known is not None else _decode(body, _EVENTS, Event)
+def _handed_over(known: object, model: type[ModelT]) -> list[ModelT] | None:
+    """The items an in-process publisher handed over, if they are what this decoder would produce."""
+    if isinstance(known, list) and all(isinstance(item, model) for item in known):
+        return known
+    return None
 
 
-def decode_alerts(body: bytes) -> Decoded[Alert]:
-    known = ALERT_HANDOFF.take(body)
-    return Decoded(known, []) if known is not None else _decode(body, _ALERTS, Alert)
+def decode_events(body: bytes, *, known: object = None) -> Decoded[Event]:
+    """`known`: the delivery's handed-over items (`Delivery.decoded`), used instead of the bytes."""
+    items = _handed_over(known, Event)
+    return Decoded(items, []) if items is not None else _decode(body, _EVENTS, Event)
+
+
+def decode_alerts(body: bytes, *, known: object = None) -> Decoded[Alert]:
+    """`known`: the delivery's handed-over items (`Delivery.decoded`), used instead of the bytes."""
+    items = _handed_over(known, Alert)
+    return Decoded(items, []) if items is not None else _decode(body, _ALERTS, Alert)

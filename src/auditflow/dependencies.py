@@ -1,5 +1,6 @@
-"""Supervision of external dependencies: connect in the background with exponential back-off and
-jitter, ping periodically, expose status for /readyz and a metric, and log failure and recovery.
+"""Supervision of external dependencies: connect in the background with the back-off of
+`auditflow.retry`, ping periodically, expose status for /readyz and a metric, and log failure and
+recovery.
 
 A service never blocks its start on a dependency: it answers /healthz at once, reports what is
 missing in /readyz, and its workers wait for `wait_up()`.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
@@ -20,6 +20,7 @@ from auditflow.errors import AuditFlowError
 from auditflow.metrics import DEPENDENCY_UP
 from auditflow.model.status import DependencyStatus
 from auditflow.model.timeutil import utcnow
+from auditflow.retry import DEPENDENCY_INITIAL_S, Attempts, Backoff
 
 log = logging.getLogger("auditflow.dependencies")
 
@@ -31,15 +32,6 @@ def redact_url(url: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     path = parts.path if parts.scheme == "sqlite" else ""
     return f"{parts.scheme}://{host}{port}{path}"
-
-
-def backoff_delays(initial: float, maximum: float) -> Callable[[int], float]:
-    """Full-jitter exponential back-off: attempt n waits U(0, min(max, initial * 2**n))."""
-
-    def delay(attempt: int) -> float:
-        return random.uniform(0, min(maximum, initial * 2 ** min(attempt, 30)))  # noqa: S311 - jitter, not crypto
-
-    return delay
 
 
 class Dependency:
@@ -54,7 +46,7 @@ class Dependency:
         critical: bool,
         impact: str,
         detail: str | None = None,
-        retry_initial: float = 0.2,
+        retry_initial: float = DEPENDENCY_INITIAL_S,
         retry_max: float = 30.0,
         ping_interval: float = 5.0,
     ) -> None:
@@ -64,7 +56,8 @@ class Dependency:
         self.critical = critical
         self.impact = impact
         self.detail = detail
-        self._delay = backoff_delays(retry_initial, retry_max)
+        self._stopping = asyncio.Event()
+        self._attempts = Attempts(Backoff(retry_initial, retry_max), self._stopping)
         self.ping_interval = ping_interval
         self.state: Literal["up", "down"] = "down"
         self.last_error: str | None = "not connected yet"
@@ -93,13 +86,8 @@ class Dependency:
     def run(self) -> None:
         """Start supervising in the background."""
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._supervise(), name=f"dependency:{self.name}")
-
-    async def connect_once(self) -> None:
-        """Connect now, in the foreground (used by commands that need the dependency immediately)."""
-        await self._start()
-        self._started = True
-        self._set_up()
 
     async def wait_up(self) -> None:
         await self._up.wait()
@@ -126,8 +114,8 @@ class Dependency:
             log.info("%s is %s", self.name, "back up" if recovered else "up", extra={"dependency": self.name})
 
     async def _supervise(self) -> None:
-        attempt = 0
-        while True:
+        attempts = self._attempts
+        while not self._stopping.is_set():
             try:
                 if not self._started:
                     await self._start()
@@ -135,11 +123,11 @@ class Dependency:
                 else:
                     await self._ping()
                 self._set_up()
-                attempt = 0
+                attempts.reset()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._down.wait(), self.ping_interval)
             except AuditFlowError as exc:
-                first_failure = self.state == "up" or attempt == 0
+                first_failure = self.state == "up" or attempts.attempt == 0
                 self.mark_down(exc)
                 self.last_error = str(exc) or type(exc).__name__
                 if first_failure:
@@ -149,48 +137,12 @@ class Dependency:
                         self.last_error,
                         extra={"dependency": self.name},
                     )
-                await asyncio.sleep(self._delay(attempt))
-                attempt += 1
+                await attempts.pause()
 
     async def aclose(self) -> None:
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-
-async def call_with_recovery(
-    operation: Callable[[], Awaitable[object]],
-    dependency: Dependency,
-    stopping: asyncio.Event,
-) -> None:
-    """Run `operation`, and while its dependency is unavailable wait for recovery and try again.
-
-    Holding the batch (instead of failing it back to the broker) keeps its delivery count honest and,
-    with a bounded prefetch, stops consumption while the dependency is down. On shutdown it gives up
-    by raising, so the broker redelivers the batch elsewhere.
-    """
-    from auditflow.errors import BackendUnavailable
-
-    delay = backoff_delays(0.05, 5.0)
-    attempt = 0
-    while True:
-        try:
-            await operation()
-            return
-        except BackendUnavailable as exc:
-            dependency.mark_down(exc)
-            if stopping.is_set():
-                raise
-            # a floor between attempts: a dependency can answer pings yet still fail the operation
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), 0.05 + delay(attempt))
-            attempt += 1
-            waiter = asyncio.create_task(dependency.wait_up())
-            stopper = asyncio.create_task(stopping.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            if stopping.is_set() and not dependency.is_up:
-                raise

@@ -10,7 +10,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from auditflow.backends.broker import Broker, Delivery, MessageHandler
+from auditflow.backends.broker import Broker, Delivery, MessageHandler, create_broker
 from auditflow.backends.broker.batching import POISON_REASON, QUEUE_HEADER, REASON_HEADER
 from auditflow.backends.broker.memory import MemoryBroker
 from auditflow.backends.broker.rabbitmq import RabbitMQBroker
@@ -333,3 +333,14 @@ async def test_memory_brokers_with_one_url_share_queues(unique_name: str) -> Non
     async with MemoryBroker("memory://") as producer, MemoryBroker("memory://") as consumer:
         await producer.publish(unique_name, [b"shared"])
         assert await consumer.queue_depth(unique_name) == 1
+
+
+def test_broker_urls_choose_the_backend_with_the_shared_options() -> None:
+    memory = create_broker("memory://x", max_deliveries=3, dead_letter_queue="dlq")
+    assert isinstance(memory, MemoryBroker)
+    assert (memory.max_deliveries, memory.dead_letter_queue) == (3, "dlq")
+    rabbitmq = create_broker("amqp://guest:guest@127.0.0.1:5672/", dead_letter_queue="dlq2")
+    assert isinstance(rabbitmq, RabbitMQBroker)
+    assert (rabbitmq.max_deliveries, rabbitmq.dead_letter_exchange) == (5, "dlq2.dlx")
+    with pytest.raises(ValueError, match="unsupported broker URL scheme 'kafka'"):
+        create_broker("kafka://127.0.0.1")

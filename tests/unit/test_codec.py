@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import orjson
 
-from auditflow.codec import decode_alerts, decode_events, encode_events
+from auditflow.backends.broker import Delivery, LocalBody
+from auditflow.backends.broker.memory import HANDOVER_MAX_READY, MemoryBroker
+from auditflow.codec import decode_alerts, decode_events, encode_alerts, encode_events
 from auditflow.model import Event
 
 
@@ -37,3 +42,65 @@ def test_malformed_json_is_rejected_whole() -> None:
 def test_a_scalar_body_is_rejected() -> None:
     decoded = decode_alerts(b"42")
     assert decoded.rejected[0].reason == "body must be a JSON object or array"
+
+
+def _events(count: int) -> list[Event]:
+    return [Event(event_type="user_login", user_id=f"u{i}") for i in range(count)]
+
+
+def test_handed_over_items_are_used_only_when_they_are_the_right_model() -> None:
+    events = _events(2)
+    body = encode_events(events)
+    assert all(a is b for a, b in zip(decode_events(body, known=events).items, events, strict=True))
+    # Alerts handed to an event decoder (a mix-up of queues) are ignored: the bytes decide.
+    decoded = decode_events(body, known=["not an event"])
+    assert decoded.items == events
+    assert decoded.items[0] is not events[0]
+
+
+def test_a_local_body_is_the_same_bytes_and_carries_its_items_once() -> None:
+    events = _events(3)
+    body = encode_events(events, local=True)
+    assert isinstance(body, LocalBody)
+    assert decode_events(bytes(body)).items == events
+    assert body.take_decoded() == events
+    assert body.take_decoded() is None
+    alerts_body = encode_alerts([], local=True)
+    assert isinstance(alerts_body, LocalBody)
+    assert decode_alerts(alerts_body, known=alerts_body.take_decoded()).items == []
+
+
+async def test_the_in_process_broker_hands_items_to_the_first_delivery_only() -> None:
+    events = _events(2)
+    seen: list[object] = []
+
+    async def handler(batch: Sequence[Delivery]) -> None:
+        seen.extend(d.decoded for d in batch)
+        if len(seen) == 1:
+            raise RuntimeError("fail once, so that the message is delivered again")
+        await broker.stop_consuming("q")
+
+    async with MemoryBroker("memory://handover") as broker:
+        await broker.publish("q", [encode_events(events, local=True)])
+        async with asyncio.timeout(5):
+            await broker.consume("q", handler, batch_size=1, linger_ms=0)
+    assert seen[0] == events
+    assert seen[1] is None  # redelivered: decoded from the bytes
+
+
+async def test_a_backlog_holds_bytes_not_items() -> None:
+    async with MemoryBroker("memory://backlog") as broker:
+        bodies = [encode_events(_events(1), local=True) for _ in range(HANDOVER_MAX_READY + 5)]
+        for body in bodies:
+            await broker.publish("q", [body])
+        carried: list[bool] = []
+
+        async def handler(batch: Sequence[Delivery]) -> None:
+            carried.extend(d.decoded is not None for d in batch)
+            if len(carried) == len(bodies):
+                await broker.stop_consuming("q")
+
+        async with asyncio.timeout(5):
+            await broker.consume("q", handler, batch_size=10, linger_ms=0)
+    assert carried == [True] * HANDOVER_MAX_READY + [False] * 5
+    assert all(isinstance(body, LocalBody) and body.take_decoded() is None for body in bodies)

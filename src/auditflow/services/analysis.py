@@ -11,10 +11,11 @@ from collections.abc import Callable, Sequence
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.state import WindowState
 from auditflow.codec import decode_events, encode_alerts
-from auditflow.dependencies import Dependency, call_with_recovery
+from auditflow.dependencies import Dependency
 from auditflow.metrics import ALERTS_PUBLISHED, BATCH_SECONDS, EVENTS_ANALYZED
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
+from auditflow.retry import call_with_recovery
 from auditflow.rules import Detector, RuleSet
 from auditflow.services.worker import QueueWorker
 
@@ -58,7 +59,7 @@ class AnalysisService(QueueWorker):
         self.state_dependency = state_dependency
         self.detector = Detector(state, rules)
         self.publish_batch_size = publish_batch_size
-        self._local = broker.in_process  # see codec.Handoff
+        self._local = broker.in_process  # see LocalBody
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         started = time.perf_counter()
@@ -101,7 +102,7 @@ class AnalysisService(QueueWorker):
 
     async def _decode(self, delivery: Delivery) -> list[Event]:
         """The valid events of one message; the invalid ones (or the whole message) dead-lettered."""
-        decoded = decode_events(delivery.body)
+        decoded = decode_events(delivery.body, known=delivery.decoded)
         if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
             delivery.dead_letter(decoded.rejected[0].reason)
             return []

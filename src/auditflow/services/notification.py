@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.store import AlertStore
 from auditflow.codec import decode_alerts
-from auditflow.dependencies import Dependency, call_with_recovery
+from auditflow.dependencies import Dependency
 from auditflow.metrics import ALERTS_STORED, BATCH_SECONDS
 from auditflow.model.alert import Alert
+from auditflow.retry import call_with_recovery
 from auditflow.services.worker import QueueWorker
 
 
@@ -49,7 +50,7 @@ class NotificationService(QueueWorker):
         started = time.perf_counter()
         alerts: list[Alert] = []
         for delivery in deliveries:
-            decoded = decode_alerts(delivery.body)
+            decoded = decode_alerts(delivery.body, known=delivery.decoded)
             if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
                 delivery.dead_letter(decoded.rejected[0].reason)
                 continue

@@ -19,6 +19,7 @@ from auditflow.backends.broker import Broker, Delivery
 from auditflow.dependencies import Dependency
 from auditflow.errors import BackendUnavailable
 from auditflow.metrics import MESSAGES_DEAD_LETTERED
+from auditflow.retry import CONSUMER_BACKOFF, Attempts, wait_unless_stopped
 
 log = logging.getLogger("auditflow.worker")
 
@@ -56,9 +57,10 @@ class QueueWorker(abc.ABC):
         self._task = asyncio.create_task(self._run(), name=f"worker:{self.name}")
 
     async def _run(self) -> None:
+        # Restarts back off like every other wait for a dependency, and a stop ends the wait.
+        attempts = Attempts(CONSUMER_BACKOFF, self.stopping)
         while not self.stopping.is_set():
-            await self.broker_dependency.wait_up()
-            if self.stopping.is_set():
+            if await wait_unless_stopped(self.stopping, self.broker_dependency.wait_up()):
                 return
             try:
                 await self.broker.declare(self.queue)
@@ -69,12 +71,13 @@ class QueueWorker(abc.ABC):
                     batch_size=self.batch_size,
                     linger_ms=self.linger_ms,
                 )
+                attempts.reset()
             except BackendUnavailable as exc:
                 self.broker_dependency.mark_down(exc)
-                await asyncio.sleep(0.5)
+                await attempts.pause()
             except Exception:
                 log.exception("%s consumer failed; restarting", self.name, extra={"queue": self.queue})
-                await asyncio.sleep(1.0)
+                await attempts.pause()
 
     async def _handle_counted(self, deliveries: Sequence[Delivery]) -> None:
         self.in_flight += 1

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from auditflow.backends.broker.base import Broker, Delivery, MessageHandler
+from auditflow.backends.broker.base import Broker, Delivery, LocalBody, MessageHandler
 
-__all__ = ["Broker", "Delivery", "MessageHandler", "create_broker"]
+__all__ = ["Broker", "Delivery", "LocalBody", "MessageHandler", "create_broker"]
 
 
-def create_broker(url: str, **options: object) -> Broker:
-    """The broker for a URL scheme. Real backends import lazily so their extras stay optional."""
+def create_broker(url: str, *, max_deliveries: int = 5, dead_letter_queue: str = "audit_dead_letter") -> Broker:
+    """The broker for a URL scheme, with the options every broker has; a backend's own options
+    (queue length, quorum queues, timeouts) are its class's keywords. Real backends import lazily
+    so their extras stay optional."""
     scheme = url.split(":", 1)[0]
     if scheme == "memory":
         from auditflow.backends.broker.memory import MemoryBroker
 
-        return MemoryBroker(url, **options)  # type: ignore[arg-type]
+        return MemoryBroker(url, max_deliveries=max_deliveries, dead_letter_queue=dead_letter_queue)
     if scheme in {"amqp", "amqps"}:
         from auditflow.backends.broker.rabbitmq import RabbitMQBroker
 
-        return RabbitMQBroker(url, **options)  # type: ignore[arg-type]
+        return RabbitMQBroker(url, max_deliveries=max_deliveries, dead_letter_queue=dead_letter_queue)
     raise ValueError(f"unsupported broker URL scheme {scheme!r}")

@@ -20,6 +20,27 @@ from typing import Any, ClassVar
 from auditflow.lifecycle import AsyncLifecycle
 
 
+class LocalBody(bytes):
+    """A body encoded in this process together with the validated items it was encoded from.
+
+    An in-process broker takes the items off (`take_decoded`) and hands them to the consumer as
+    `Delivery.decoded`, so the embedded mode validates each item once, at intake. To any other
+    broker it is plain bytes.
+    """
+
+    decoded: Any
+
+    def __new__(cls, body: bytes, decoded: Any) -> LocalBody:
+        instance = super().__new__(cls, body)
+        instance.decoded = decoded
+        return instance
+
+    def take_decoded(self) -> Any:
+        """The items, once: the body no longer keeps them alive afterwards."""
+        decoded, self.decoded = self.decoded, None
+        return decoded
+
+
 @dataclass(slots=True)
 class Delivery:
     """One received message. `dead_letter(reason)` routes it to the dead-letter queue on ack."""
@@ -29,6 +50,9 @@ class Delivery:
     delivery_count: int = 1
     dead_letter_reason: str | None = None
     tag: Any = None  # the backend's handle for acking
+    # The body's items as validated by a publisher in this process (see LocalBody), or None:
+    # then the consumer decodes the bytes, as it would for any remote publisher.
+    decoded: Any = None
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letter_reason = reason
@@ -45,7 +69,7 @@ class Broker(AsyncLifecycle):
     in-flight batch and closes connections. `async with broker:` does both.
     """
 
-    # Queues that live in this process hand bodies over without a copy (see codec.Handoff), and die
+    # Queues that live in this process hand bodies over without a copy (see LocalBody), and die
     # with it, so shutdown must drain them first.
     in_process: ClassVar[bool] = False
 

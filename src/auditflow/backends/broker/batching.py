@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from auditflow.backends.broker.base import Delivery, MessageHandler
 from auditflow.errors import BackendUnavailable
+from auditflow.retry import HANDLER_BACKOFF, Attempts
 
 log = logging.getLogger("auditflow.broker")
 
@@ -22,9 +22,6 @@ QUEUE_HEADER = "x-auditflow-queue"
 # Deliveries so far, carried by republished messages where the broker does not count (classic queues).
 COUNT_HEADER = "x-auditflow-delivery-count"
 POISON_REASON = "delivery limit reached"
-
-RETRY_INITIAL_S = 0.1
-RETRY_MAX_S = 5.0
 
 
 class Outcome(enum.Enum):
@@ -70,14 +67,17 @@ def mark_failed(batch: Sequence[Delivery], max_deliveries: int) -> list[Delivery
     return requeue
 
 
-async def run_handler(handler: MessageHandler, batch: Sequence[Delivery], stopping: asyncio.Event) -> Outcome:
+async def run_handler(
+    handler: MessageHandler, batch: Sequence[Delivery], stopping: asyncio.Event, *, attempts: Attempts | None = None
+) -> Outcome:
     """Call the handler once, or again and again while it raises BackendUnavailable.
 
     A dependency that is down says nothing about the messages, so the batch is held (unacked,
-    which also stops the flow through prefetch) and retried with capped exponential backoff and
-    jitter instead of being returned and counted toward the poison limit. A stop ends the wait.
+    which also stops the flow through prefetch) and retried with the back-off of
+    `auditflow.retry` instead of being returned and counted toward the poison limit. A stop ends
+    the wait.
     """
-    delay = RETRY_INITIAL_S
+    attempts = attempts or Attempts(HANDLER_BACKOFF, stopping)
     while True:
         for delivery in batch:
             delivery.dead_letter_reason = None  # a failed attempt's marks do not carry over
@@ -87,13 +87,10 @@ async def run_handler(handler: MessageHandler, batch: Sequence[Delivery], stoppi
             if stopping.is_set():
                 return Outcome.STOPPED
             log.warning("handler dependency unavailable, holding %d messages: %s", len(batch), exc)
-            try:
-                await asyncio.wait_for(stopping.wait(), delay * random.uniform(0.5, 1.0))  # noqa: S311
-            except TimeoutError:
-                delay = min(delay * 2, RETRY_MAX_S)
-                continue
-            return Outcome.STOPPED
+            if await attempts.pause():
+                return Outcome.STOPPED
         except Exception:
             log.exception("handler failed on a batch of %d messages", len(batch))
             return Outcome.FAILED
-        return Outcome.HANDLED
+        else:
+            return Outcome.HANDLED

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from auditflow.backends.broker.base import Broker, Delivery, MessageHandler
+from auditflow.backends.broker.base import Broker, Delivery, LocalBody, MessageHandler
 from auditflow.backends.broker.batching import (
     Outcome,
     dead_letter_headers,
@@ -24,6 +24,7 @@ from auditflow.errors import BackendUnavailable
 log = logging.getLogger("auditflow.broker.memory")
 
 DEFAULT_MAX_LENGTH = 100_000
+HANDOVER_MAX_READY = 64  # messages of a queue that carry validated items (see LocalBody)
 
 
 @dataclass(slots=True)
@@ -31,6 +32,7 @@ class _Message:
     body: bytes
     headers: Mapping[str, Any]
     delivery_count: int = 1
+    decoded: Any = None  # handed to the first delivery only (see LocalBody)
 
 
 class _Queue:
@@ -91,6 +93,19 @@ class _Hub:
 
 # Per event loop, so that a loop's futures never outlive it (each test runs its own loop).
 _HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Hub]] = weakref.WeakKeyDictionary()
+
+
+def _handover(body: bytes, target: _Queue) -> Any:
+    """The items a local body carries, kept only while the queue is short: a backlog holds bytes,
+    not validated objects several times their size."""
+    decoded = body.take_decoded() if isinstance(body, LocalBody) else None
+    return decoded if len(target.ready) < HANDOVER_MAX_READY else None
+
+
+def _first_decoded(message: _Message) -> Any:
+    # A redelivery decodes the bytes: the handler may have failed on the very objects.
+    decoded, message.decoded = message.decoded, None
+    return decoded
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -170,7 +185,8 @@ class MemoryBroker(Broker):
 
     async def publish(self, queue: str, bodies: Sequence[bytes], headers: Mapping[str, Any] | None = None) -> None:
         shared = dict(headers) if headers else {}
-        await self._queue(queue).put([_Message(body, shared) for body in bodies])
+        target = self._queue(queue)
+        await target.put([_Message(body, shared, decoded=_handover(body, target)) for body in bodies])
 
     async def consume(
         self,
@@ -230,7 +246,7 @@ class MemoryBroker(Broker):
     async def _process(
         self, queue: str, source: _Queue, messages: list[_Message], handler: MessageHandler, consumer: _Consumer
     ) -> None:
-        batch = [Delivery(m.body, m.headers, m.delivery_count, tag=m) for m in messages]
+        batch = [Delivery(m.body, m.headers, m.delivery_count, tag=m, decoded=_first_decoded(m)) for m in messages]
         live = split_poison(batch, self.max_deliveries)
         outcome = Outcome.HANDLED
         try:

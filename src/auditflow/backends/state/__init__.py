@@ -8,6 +8,7 @@ __all__ = ["Hit", "WindowOp", "WindowState", "create_state"]
 
 
 def create_state(url: str, *, key_prefix: str = "auditflow:") -> WindowState:
+    """The window state for a URL scheme; real backends import lazily so their extras stay optional."""
     scheme = url.split(":", 1)[0]
     if scheme == "memory":
         from auditflow.backends.state.memory import MemoryWindowState

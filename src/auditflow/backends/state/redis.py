@@ -3,7 +3,8 @@ so de-duplication, windows and suppression are atomic across any number of analy
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from importlib import resources
 
 import redis.asyncio as aioredis
@@ -18,12 +19,24 @@ from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, Hit, WindowOp, Wind
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS
 from auditflow.errors import BackendError, BackendUnavailable
 
-__all__ = ["RedisWindowState", "window_key"]
+__all__ = ["RedisWindowState", "mapped_errors", "window_key"]
 
 # The status of a hit in the script's reply.
 _REPEAT, _NEW, _REPLAY = 0, 1, 2
 
 _SCRIPT = resources.files("auditflow.backends.state").joinpath("window.lua").read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def mapped_errors(operation: str) -> Iterator[None]:
+    """The one place where redis-py errors become the project's: a lost or refused connection is
+    BackendUnavailable (retry later), anything the server answered with is BackendError."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise BackendUnavailable(f"redis is unreachable: {exc}") from exc
+    except RedisError as exc:
+        raise BackendError(f"redis {operation} failed: {exc}") from exc
 
 
 def window_key(rule_id: str, group_key: str) -> str:
@@ -76,12 +89,8 @@ class RedisWindowState(WindowState):
 
     async def ping(self) -> None:
         client = self._require_client()
-        try:
+        with mapped_errors("ping"):
             await client.ping()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise BackendUnavailable(f"redis is unreachable: {exc}") from exc
-        except RedisError as exc:
-            raise BackendError(f"redis ping failed: {exc}") from exc
 
     async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
         if not ops:
@@ -90,12 +99,8 @@ class RedisWindowState(WindowState):
         assert self._script is not None
         args: list[bytes | str | int] = [self.key_prefix, self._grace_ms, MAX_SAMPLE_EVENTS]
         args += map(_encode, ops)
-        try:
+        with mapped_errors("window script"):
             reply = await self._script(keys=[], args=args)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise BackendUnavailable(f"redis is unreachable: {exc}") from exc
-        except RedisError as exc:
-            raise BackendError(f"redis window script failed: {exc}") from exc
         return _decode(reply, ops)
 
     def _require_client(self) -> aioredis.Redis:

@@ -8,6 +8,7 @@ __all__ = ["AlertStore", "create_store"]
 
 
 def create_store(url: str) -> AlertStore:
+    """The store for a database URL (SQLite or PostgreSQL); an unsupported scheme raises here."""
     from auditflow.backends.store.sql import SqlAlertStore
 
     return SqlAlertStore(url)
