@@ -86,7 +86,8 @@ def serve(service: str, config_file: Path | None, host: str | None, port: int | 
     settings = _settings(config_file, host=host, port=port)
     if not settings.api_tokens:
         raise click.ClickException("AUDITFLOW_API_TOKENS must name at least one token for `serve`")
-    sys.exit(_serve_process(settings, service))  # type: ignore[arg-type]
+    # click has checked the name against the choices; find it in the table to type it.
+    sys.exit(_serve_process(settings, next(name for name in ROLES if name == service)))
 
 
 def _serve_process(settings: Settings, service: ServiceName) -> int:

@@ -131,9 +131,8 @@ class SyslogParser:
         return dispatch(msg, parse)
 
     def _bsd_time(self, text: str) -> datetime | None:
-        cached = self._times.get(text, False)
-        if cached is not False:
-            return cached  # type: ignore[return-value]
+        if text in self._times:
+            return self._times[text]
         if len(self._times) >= _CACHE_LIMIT:
             self._times.clear()
         value = self._times[text] = rfc3164_time(text, self.context)
