@@ -42,15 +42,30 @@ NOW = datetime(2026, 3, 4, 5, 6, 7, 123000, tzinfo=UTC)
 
 # Which default rules each scenario is written to trigger.
 EXPECTED_RULES = {
-    "brute_force": {"failed-login-burst"},
+    "brute_force": {"failed-login-burst", "ssh-brute-force-source"},
     "login_after_failures": {"failed-login-burst", "login-after-failure-burst"},
     "sensitive_file_edit": {"sensitive-file-modified"},
     "destructive_sudo": {"dangerous-sudo-command"},
     "privileged_account_created": {"privileged-account-created"},
     "privileged_group_added": {"privileged-group-member-added"},
     "service_stopped": {"service-stopped-unexpectedly"},
+    "password_spray_success": {"ssh-brute-force-source", "ssh-login-after-brute-force"},
+    "sudo_password_failures": {"sudo-password-failures"},
+    "sudo_not_in_sudoers": {"sudo-user-not-in-sudoers"},
+    "kubernetes_takeover": {
+        "k8s-anonymous-request-allowed",
+        "k8s-secret-read-by-user",
+        "k8s-cluster-admin-binding",
+        "k8s-pod-exec",
+    },
 }
 MATCH_RULES = {
+    "sudo-password-failures",
+    "sudo-user-not-in-sudoers",
+    "k8s-anonymous-request-allowed",
+    "k8s-secret-read-by-user",
+    "k8s-cluster-admin-binding",
+    "k8s-pod-exec",
     "sensitive-file-modified",
     "dangerous-sudo-command",
     "privileged-account-created",

@@ -78,7 +78,8 @@ def _fields(event_type: str, source: str, host: str, user: str, details: Fields,
 
 def _login(user: str, host: str, result: str, method: str, source_ip: str) -> Fields:
     source = {"ssh": "sshd", "console": "login", "sso": "sso-gateway"}[method]
-    fields = _fields("user_login", source, host, user, {"method": method, "source_ip": source_ip})
+    # Field names as the log parsers make them (Elastic Common Schema), so the same rules see both.
+    fields = _fields("user_login", source, host, user, {"method": method, "source": {"ip": source_ip}})
     fields.update(action_result=result, severity="INFO" if result == "SUCCESS" else "WARNING")
     return fields
 
@@ -134,11 +135,9 @@ def _benign_process(rng: random.Random) -> Fields:
 def _benign_network(rng: random.Random) -> Fields:
     port, protocol = rng.choice(((443, "tcp"), (5432, "tcp"), (6379, "tcp"), (53, "udp"), (22, "tcp")))
     details = {
-        "source_ip": _ip(rng),
-        "destination_ip": _ip(rng),
-        "destination_port": port,
-        "protocol": protocol,
-        "direction": rng.choice(("inbound", "outbound")),
+        "source": {"ip": _ip(rng)},
+        "destination": {"ip": _ip(rng), "port": port},
+        "network": {"transport": protocol, "direction": rng.choice(("inbound", "outbound"))},
     }
     return _fields("network_connection", "conntrack", rng.choice(HOSTS), rng.choice(SERVICE_ACCOUNTS), details)
 
@@ -180,12 +179,76 @@ def brute_force(rng: random.Random) -> list[Step]:
 
 
 def login_after_failures(rng: random.Random) -> list[Step]:
-    """At least three failures, then a success for the same user and host: a guessed password."""
+    """Three or four failures, then a success for the same user and host: a guessed password (too few
+    attempts from the address for the per-address brute-force rules)."""
     user, host, ip = rng.choice(USERS), rng.choice(HOSTS), _external_ip(rng)
-    events = [_login(user, host, "FAILURE", "ssh", ip) for _ in range(rng.randint(3, 6))]
+    events = [_login(user, host, "FAILURE", "ssh", ip) for _ in range(rng.randint(3, 4))]
     success = _login(user, host, "SUCCESS", "ssh", ip)
     success["severity"] = "WARNING"
     return _steps(rng, [*events, success], (150, 450))
+
+
+def password_spray_success(rng: random.Random) -> list[Step]:
+    """One address tries five or six account names once each, then gets in as a real user."""
+    host, ip = rng.choice(HOSTS), _external_ip(rng)
+    targets = rng.sample(BRUTE_FORCE_TARGETS, rng.randint(5, 6))
+    events = [_login(target, host, "FAILURE", "ssh", ip) for target in targets]
+    success = _login(rng.choice(USERS), host, "SUCCESS", "ssh", ip)
+    success["severity"] = "WARNING"
+    return _steps(rng, [*events, success], (100, 400))
+
+
+def sudo_password_failures(rng: random.Random) -> list[Step]:
+    """Someone at a user's terminal guesses that user's password for sudo."""
+    details = {"attempts": rng.randint(2, 3), "command": rng.choice(DESTRUCTIVE_SUDO), "runas": "root"}
+    failure = _fields("sudo_auth_failure", "sudo", rng.choice(HOSTS), rng.choice(USERS), details, "WARNING")
+    failure["action_result"] = "FAILURE"
+    return [(0, failure)]
+
+
+def sudo_not_in_sudoers(rng: random.Random) -> list[Step]:
+    """A service account, or an account an attacker holds, tries sudo without being allowed to."""
+    details = {"command": rng.choice(("/bin/bash", "/bin/sh", "/usr/bin/cat /etc/shadow")), "runas": "root"}
+    denied = _fields("sudo_denied", "sudo", rng.choice(HOSTS), rng.choice(SERVICE_ACCOUNTS), details, "ERROR")
+    denied["action_result"] = "FAILURE"
+    return [(0, denied)]
+
+
+def _k8s(verb: str, resource: str, user: str, ip: str, **more: Any) -> Fields:
+    audit = {
+        "verb": verb,
+        "objectRef": {
+            "resource": resource,
+            "namespace": "payments",
+            "name": more.pop("name", "api"),
+            **more.pop("ref", {}),
+        },
+        "user": {"username": user, "groups": ["system:authenticated"]},
+        "responseStatus": {"code": more.pop("code", 200)},
+        "requestURI": more.pop("uri", f"/api/v1/namespaces/payments/{resource}"),
+        **more,
+    }
+    details = {"source": {"ip": ip}, "kubernetes": {"audit": audit}}
+    return _fields("k8s_audit", "kube-apiserver", "kubernetes", user, details)
+
+
+def kubernetes_takeover(rng: random.Random) -> list[Step]:
+    """An exposed API server: an anonymous read gets through, a stolen identity reads secrets, binds
+    itself to cluster-admin and opens a shell in a pod."""
+    ip, user = _external_ip(rng), f"{rng.choice(USERS)}@example.com"
+    anonymous = _k8s("list", "configmaps", "system:anonymous", ip)
+    secrets = _k8s("list", "secrets", user, ip)
+    binding = _k8s(
+        "create",
+        "clusterrolebindings",
+        user,
+        ip,
+        name=f"{rng.choice(ATTACKER_NEW_USERS)}-admin",
+        code=201,
+        requestObject={"roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}},
+    )
+    shell = _k8s("create", "pods", user, ip, name="api-7d4b9c", ref={"subresource": "exec"}, code=101)
+    return _steps(rng, [anonymous, secrets, binding, shell], (1000, 5000))
 
 
 def sensitive_file_edit(rng: random.Random) -> list[Step]:
@@ -233,6 +296,10 @@ SCENARIOS: dict[str, Callable[[random.Random], list[Step]]] = {
     "privileged_account_created": privileged_account_created,
     "privileged_group_added": privileged_group_added,
     "service_stopped": service_stopped,
+    "password_spray_success": password_spray_success,
+    "sudo_password_failures": sudo_password_failures,
+    "sudo_not_in_sudoers": sudo_not_in_sudoers,
+    "kubernetes_takeover": kubernetes_takeover,
 }
 # Mean events per scenario, used to turn an event share into a per-draw probability.
-MEAN_SCENARIO_LENGTH = (7.5 + 5.5 + 2 + 2 + 2 + 1 + 1) / len(SCENARIOS)
+MEAN_SCENARIO_LENGTH = (7.5 + 4.5 + 2 + 2 + 2 + 1 + 1 + 6.5 + 1 + 1 + 4) / len(SCENARIOS)
