@@ -16,11 +16,11 @@ from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, Ale
 from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.services.dashboard.source import ACTOR_HEADER, HttpAlertSource, LocalAlertSource
-from tests.unit.test_dashboard_app import make_alert
+from tests.factories import alert_detail, make_alert
 
 BASE = "http://notification:8082"
 TOKEN = "t" * 32
-DETAIL = make_alert()
+DETAIL = alert_detail(make_alert())
 STATS = AlertStats(
     total=0, by_severity={}, by_status={}, by_rule=[], top_users=[], top_hosts=[], buckets=[], bucket_seconds=60
 )
