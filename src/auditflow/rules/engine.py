@@ -1,5 +1,7 @@
 """The detector: evaluates a batch of events against the current rules and turns window-state hits
-into alerts, with one state round trip per batch."""
+into alerts, with one state round trip per call. The caller chooses the batch: the analysis service
+splits what it consumes into chunks of whole messages, each closed once it holds `DETECT_CHUNK`
+events, and makes one call per chunk, in order."""
 
 from __future__ import annotations
 
