@@ -60,8 +60,10 @@ class Api:
         return httpx.Response(404, json={"detail": "not found"})
 
 
-def http_source(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Sequence[str]) -> HttpAlertSource:
-    return HttpAlertSource(BASE, TOKEN, transport=httpx.MockTransport(handler), **kwargs)
+def http_source(
+    handler: Callable[[httpx.Request], httpx.Response], readiness_urls: Sequence[str] = ()
+) -> HttpAlertSource:
+    return HttpAlertSource(BASE, TOKEN, transport=httpx.MockTransport(handler), readiness_urls=readiness_urls)
 
 
 async def test_list_sends_every_filter_and_the_token() -> None:
