@@ -20,6 +20,7 @@ SERVERS = {
 POSTGRES_ADMIN_URL = os.environ.get("AUDITFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AUDITFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("AUDITFLOW_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+WAIT = 20.0  # seconds before a missing message fails the test instead of hanging it
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -40,6 +41,20 @@ def require_server(name: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: real-server tests must run)")
     pytest.skip(message)
+
+
+async def delete_rabbitmq_topology(queues: set[str], exchanges: set[str]) -> None:
+    """Remove what a RabbitMQ test declared; imported late so that the other suites run without aio-pika."""
+    import aio_pika
+
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            # Quorum queues refuse if_unused/if_empty, and the refusal closes the connection.
+            await channel.queue_delete(queue, if_unused=False, if_empty=False)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange, if_unused=False)
 
 
 @pytest.fixture

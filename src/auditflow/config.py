@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         500, ge=1, le=10000, description="Events or alerts per published message (JSON array)."
     )
     consume_batch_size: int = Field(
-        100, ge=1, le=10000, description="Messages a consumer handles together (one state round trip, one transaction)."
+        100, ge=1, le=10000, description="Messages a consumer handles and acknowledges together."
     )
     consume_linger_ms: int = Field(
         10, ge=0, le=10000, description="How long a consumer waits to fill a batch of messages."

@@ -7,13 +7,12 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import uuid4
 
 import pytest
 import uvicorn
@@ -24,11 +23,12 @@ from pydantic import SecretStr
 from auditflow.bench.processes import free_port
 from auditflow.config import Settings
 from auditflow.model.alert import Alert
-from auditflow.model.event import Event, Severity
+from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
 from auditflow.model.timeutil import utcnow
 from auditflow.services.dashboard import LocalAlertSource, build_dashboard
 from tests.conftest import IN_CI
+from tests.factories import alert_for_rule
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -112,55 +112,13 @@ USERS = ["alice", "bob", "carol", "svc-backup", "deploy", "root"]
 HOSTS = ["web-01", "web-02", "db-01", "bastion-01", "build-03"]
 
 
-def make_alert(
-    rule: RuleInfo,
-    *,
-    user: str | None,
-    host: str | None,
-    minutes_ago: float,
-    details: dict[str, Any] | None = None,
-    occurrences: int = 1,
-) -> Alert:
-    seen = utcnow() - timedelta(minutes=minutes_ago)
-    events = [
-        Event(
-            event_type="user_login" if "login" in rule.id else "file_modified",
-            user_id=user,
-            server_hostname=host,
-            severity=rule.severity,
-            action_result="FAILURE",
-            source_service="sshd",
-            timestamp=seen - timedelta(seconds=i),
-            details=details or {"resource": "/etc/shadow", "ip": f"10.0.3.{i + 20}"},
-        )
-        for i in range(min(occurrences, 3))
-    ]
-    return Alert(
-        alert_id=uuid4(),
-        rule_id=rule.id,
-        rule_name=rule.name,
-        rule_kind=rule.kind,
-        severity=rule.severity,
-        description=f"{rule.description} ({user or 'unknown user'} on {host or 'unknown host'})",
-        group={k: {"user_id": user, "server_hostname": host}.get(k) for k in rule.group_by},
-        user_id=user,
-        server_hostname=host,
-        first_seen=seen - timedelta(seconds=len(events)),
-        last_seen=seen,
-        occurrences=occurrences,
-        event_ids=[e.event_id for e in events],
-        sample_events=events,
-        tags=rule.tags,
-    )
-
-
 def demo_alerts() -> list[Alert]:
     """A day and a half of varied alerts, so that every page has something to show."""
     alerts = []
     for i in range(46):
         rule = RULES[(i * 7) % 4]
         alerts.append(
-            make_alert(
+            alert_for_rule(
                 rule,
                 user=USERS[i % len(USERS)],
                 host=HOSTS[(i * 3) % len(HOSTS)],
@@ -276,7 +234,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PASSWORD, RULES, LiveServer, make_alert, shoot, sign_in
+from tests.browser.conftest import PASSWORD, RULES, LiveServer, shoot, sign_in
+from tests.factories import alert_for_rule
 
 pytestmark = pytest.mark.browser
 
@@ -66,7 +67,7 @@ def test_a_new_alert_appears_live(page: Any, live_server: LiveServer) -> None:
     page.goto("/alerts")
     page.wait_for_selector("[data-live]:not([hidden])")
     page.evaluate("window.__notReloaded = true")
-    fresh = make_alert(RULES[2], user="mallory", host="bastion-01", minutes_ago=0, occurrences=4)
+    fresh = alert_for_rule(RULES[2], user="mallory", host="bastion-01", minutes_ago=0, occurrences=4)
     live_server.add_alerts(fresh)
     row = page.locator(f"tr[data-id='{fresh.alert_id}']")
     row.wait_for()
@@ -86,13 +87,13 @@ def _assert_inert(page: Any, dialogs: list[str]) -> None:
 
 
 def test_xss_payloads_render_as_text(page: Any, live_server: LiveServer, dialogs: list[str]) -> None:
-    stored = make_alert(RULES[0], user=XSS_USER, host="web-02", minutes_ago=1, details={"comment": XSS_DETAIL})
+    stored = alert_for_rule(RULES[0], user=XSS_USER, host="web-02", minutes_ago=1, details={"comment": XSS_DETAIL})
     live_server.add_alerts(stored)
     sign_in(page)
     page.goto("/alerts")
     page.wait_for_selector("[data-live]:not([hidden])")
     # One payload through the server-rendered rows, one through the live path (the page script).
-    live = make_alert(RULES[1], user=XSS_USER, host=XSS_DETAIL, minutes_ago=0, details={"comment": XSS_DETAIL})
+    live = alert_for_rule(RULES[1], user=XSS_USER, host=XSS_DETAIL, minutes_ago=0, details={"comment": XSS_DETAIL})
     live_server.add_alerts(live)
     page.locator(f"tr[data-id='{live.alert_id}']").wait_for()
     assert page.locator(f"tr[data-id='{live.alert_id}'] .col-user").inner_text() == XSS_USER

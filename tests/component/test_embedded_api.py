@@ -221,7 +221,11 @@ async def test_stats_count_by_severity(embedded: Embedded) -> None:
 
 
 async def test_stats_refuse_more_buckets_than_they_can_return(embedded: Embedded) -> None:
-    params = {"since": "2000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z", "bucket_seconds": 60}
+    params: dict[str, str | int] = {
+        "since": "2000-01-01T00:00:00Z",
+        "until": "2026-01-01T00:00:00Z",
+        "bucket_seconds": 60,
+    }
     response = await embedded.client.get("/api/v1/alerts/stats", params=params)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "bucket_seconds"]

@@ -15,8 +15,7 @@ import pytest
 from auditflow.backends.broker import Delivery
 from auditflow.backends.broker.rabbitmq import PERSISTENT, RabbitMQBroker
 from auditflow.errors import BackendUnavailable
-from tests.conftest import RABBITMQ_URL, require_server
-from tests.contract.test_broker import WAIT, delete_rabbitmq_topology
+from tests.conftest import RABBITMQ_URL, WAIT, delete_rabbitmq_topology, require_server
 
 
 @pytest.fixture

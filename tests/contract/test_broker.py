@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-import aio_pika
 import pytest
 
 from auditflow.backends.broker import Broker, Delivery, MessageHandler, create_broker
@@ -15,21 +14,9 @@ from auditflow.backends.broker.batching import POISON_REASON, QUEUE_HEADER, REAS
 from auditflow.backends.broker.memory import MemoryBroker
 from auditflow.backends.broker.rabbitmq import RabbitMQBroker
 from auditflow.errors import BackendUnavailable
-from tests.conftest import RABBITMQ_URL, require_server
+from tests.conftest import RABBITMQ_URL, WAIT, delete_rabbitmq_topology, require_server
 
 BrokerFactory = Callable[..., Awaitable[Broker]]
-WAIT = 20.0  # seconds before a missing message fails the test instead of hanging it
-
-
-async def delete_rabbitmq_topology(queues: set[str], exchanges: set[str]) -> None:
-    connection = await aio_pika.connect(RABBITMQ_URL)
-    async with connection:
-        channel = await connection.channel()
-        for queue in queues:
-            # Quorum queues refuse if_unused/if_empty, and the refusal closes the connection.
-            await channel.queue_delete(queue, if_unused=False, if_empty=False)
-        for exchange in exchanges:
-            await channel.exchange_delete(exchange, if_unused=False)
 
 
 @pytest.fixture(params=["memory", "rabbitmq", "rabbitmq-classic"])

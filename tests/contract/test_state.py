@@ -9,34 +9,14 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from auditflow.backends.state import Hit, WindowOp, WindowState, create_state
-from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, RuleKind
+from auditflow.backends.state.base import MAX_SAMPLE_EVENTS
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS, MemoryWindowState
 from auditflow.backends.state.redis import RedisWindowState, window_key
 from auditflow.errors import BackendError, BackendUnavailable
 from tests.conftest import REDIS_URL, require_server
-
-
-def op(
-    kind: RuleKind,
-    event_id: str,
-    ts: int,
-    *,
-    rule: str = "r1",
-    group: str = "g1",
-    window: int = 1_000,
-    suppress: int = 60_000,
-    count: int = 1,
-    steps: tuple[int, ...] = (),
-    matched: tuple[int, ...] = (),
-) -> WindowOp:
-    """An op whose payload and would-be alert id are derived from the event id."""
-    return WindowOp(
-        rule, group, kind, event_id, ts, f"payload-{event_id}".encode(), window, suppress, f"alert-{event_id}",
-        count, steps, matched,
-    )  # fmt: skip
+from tests.factories import op, op_batches
 
 
 class Backend:
@@ -486,52 +466,6 @@ def test_state_urls_choose_the_backend() -> None:
     assert redis_state.key_prefix == "p:"
     with pytest.raises(ValueError, match="unsupported"):
         create_state("memcached://127.0.0.1")
-
-
-ALL_KINDS: tuple[RuleKind, ...] = ("match", "threshold", "sequence")
-
-
-@st.composite
-def op_batches(draw: st.DrawFn, kinds: Sequence[RuleKind] = ALL_KINDS, focus: bool = False) -> list[list[WindowOp]]:
-    """Random batches over up to three rules (match, threshold, sequence) and two groups, with small
-    windows, repeated event ids and timestamps that go back as well as forward; then some batches
-    (or their tails) delivered again later, alone or joined to the next, as after a crash. `focus`
-    leaves out what makes chains impossible or replays absent: empty windows, single steps, no
-    suppression."""
-    windows = st.sampled_from([5, 30] if focus else [0, 5, 30])
-    suppressions = st.sampled_from([10, 40] if focus else [0, 10, 40])
-    steps = tuple(draw(st.lists(st.integers(1, 2), min_size=2 if focus else 1, max_size=3)))
-    count = draw(st.integers(1, 4))
-    config = {kind: (draw(windows), draw(suppressions)) for kind in ("match", "threshold", "sequence")}
-    ops: list[WindowOp] = []
-    ts = 1_000
-    for _ in range(draw(st.integers(1, 60))):
-        kind: RuleKind = draw(st.sampled_from(kinds))
-        window, suppress = config[kind]
-        ts = max(0, ts + draw(st.integers(-20, 15)))
-        matched: tuple[int, ...] = ()
-        if kind == "sequence":
-            picked = draw(st.sets(st.integers(0, len(steps) - 1), min_size=1))
-            matched = tuple(sorted(picked))
-        event_id = f"e{draw(st.integers(0, 40))}"
-        group = draw(st.sampled_from(["a", "b"]))
-        payload = f"p-{event_id}".encode()
-        rule_count = count if kind == "threshold" else 1
-        rule_steps = steps if kind == "sequence" else ()
-        alert = f"alert-{len(ops)}"
-        ops.append(
-            WindowOp(kind, group, kind, event_id, ts, payload, window, suppress, alert, rule_count, rule_steps, matched)
-        )
-    cuts = sorted(draw(st.sets(st.integers(1, len(ops)), max_size=6)) | {len(ops)})
-    batches = [ops[start:end] for start, end in zip([0, *cuts], cuts, strict=False) if end > start]
-    for _ in range(draw(st.integers(0, 3))):
-        source = draw(st.integers(0, len(batches) - 1))
-        again = batches[source][draw(st.integers(0, len(batches[source]) - 1)) :]
-        at = draw(st.integers(source + 1, len(batches)))
-        if at < len(batches) and draw(st.booleans()):
-            again = again + batches.pop(at)
-        batches.insert(at, again)
-    return batches
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

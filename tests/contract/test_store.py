@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -31,10 +31,10 @@ from auditflow.model.alert import (
     AlertSummary,
     AlertUpdate,
 )
-from auditflow.model.event import Event, Severity
+from auditflow.model.event import Severity
 from tests.conftest import POSTGRES_ADMIN_URL, require_server
+from tests.factories import T0, make_alert, make_event
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -106,45 +106,6 @@ def fresh_url(backend: str, tmp_path: Any, unique_name: str) -> Iterator[str]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def make_event(at: datetime, **fields: Any) -> Event:
-    return Event(event_type="user_login", timestamp=at, action_result="FAILURE", **fields)
-
-
-def make_alert(
-    alert_id: UUID | None = None,
-    *,
-    first_seen: datetime = T0,
-    last_seen: datetime | None = None,
-    occurrences: int = 3,
-    events: list[Event] | None = None,
-    event_ids: list[UUID] | None = None,
-    **fields: Any,
-) -> Alert:
-    if events is None:
-        events = [make_event(first_seen + timedelta(milliseconds=i), user_id="alice") for i in range(3)]
-    values: dict[str, Any] = {
-        "rule_id": "failed-login-burst",
-        "rule_name": "Failed login burst",
-        "rule_kind": "threshold",
-        "severity": Severity.WARNING,
-        "description": "3 failed logins for alice on web-1",
-        "group": {"user_id": "alice", "server_hostname": "web-1"},
-        "user_id": "alice",
-        "server_hostname": "web-1",
-        "tags": ["auth"],
-    }
-    values.update(fields)
-    return Alert(
-        alert_id=alert_id or uuid4(),
-        first_seen=first_seen,
-        last_seen=last_seen or first_seen,
-        occurrences=occurrences,
-        sample_events=events,
-        event_ids=event_ids if event_ids is not None else [event.event_id for event in events],
-        **values,
-    )
 
 
 async def all_items(store: SqlAlertStore, limit: int = 500, **filters: Any) -> list[AlertSummary]:

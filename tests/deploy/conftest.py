@@ -5,6 +5,7 @@ CLI serves that manifests and compose are compared with."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,6 +141,24 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def of_kind(docs: list[dict[str, Any]], *kinds: str) -> Iterator[dict[str, Any]]:
     return (doc for doc in docs if doc["kind"] in kinds)
+
+
+def settings_configmap(docs: list[dict[str, Any]]) -> dict[str, str]:
+    maps = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("auditflow-settings")]
+    assert len(maps) == 1
+    data: dict[str, str] = maps[0]["data"]
+    return data
+
+
+def container_env(container: dict[str, Any], configmap: dict[str, str], secret: dict[str, str]) -> dict[str, str]:
+    """The environment Kubernetes gives the container: envFrom, then env with $(VAR) expansion."""
+    env = dict(configmap) if container.get("envFrom") else {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = re.sub(r"\$\(([A-Z_]+)\)", lambda m: env[m.group(1)], item["value"])
+        else:
+            env[item["name"]] = secret[item["valueFrom"]["secretKeyRef"]["key"]]
+    return env
 
 
 def workloads(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

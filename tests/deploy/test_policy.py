@@ -16,7 +16,9 @@ from tests.deploy.conftest import (
     OVERLAYS,
     SERVICES,
     app_container,
+    container_env,
     of_kind,
+    settings_configmap,
     workloads,
 )
 
@@ -142,24 +144,6 @@ def test_termination_grace_covers_prestop_and_drain(docs: list[dict[str, Any]]) 
         assert prestop == PRESTOP_SECONDS, name
         # SIGKILL must never arrive while the service drains: preStop, then the drain, then a margin.
         assert spec["terminationGracePeriodSeconds"] >= prestop + grace + 5, name
-
-
-def settings_configmap(docs: list[dict[str, Any]]) -> dict[str, str]:
-    maps = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("auditflow-settings")]
-    assert len(maps) == 1
-    data: dict[str, str] = maps[0]["data"]
-    return data
-
-
-def container_env(container: dict[str, Any], configmap: dict[str, str], secret: dict[str, str]) -> dict[str, str]:
-    """The environment Kubernetes gives the container: envFrom, then env with $(VAR) expansion."""
-    env = dict(configmap) if container.get("envFrom") else {}
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = re.sub(r"\$\(([A-Z_]+)\)", lambda m: env[m.group(1)], item["value"])
-        else:
-            env[item["name"]] = secret[item["valueFrom"]["secretKeyRef"]["key"]]
-    return env
 
 
 def test_settings_accept_every_container_environment(docs: list[dict[str, Any]], secrets_env: dict[str, str]) -> None:

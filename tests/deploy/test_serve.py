@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from auditflow.bench.processes import free_port
-from tests.deploy.conftest import SERVICES, app_container, of_kind
-from tests.deploy.test_policy import container_env, settings_configmap
+from tests.deploy.conftest import SERVICES, app_container, container_env, of_kind, settings_configmap
 
 STARTUP_TIMEOUT = 60.0
 

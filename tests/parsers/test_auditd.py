@@ -76,7 +76,10 @@ def test_records_of_different_nodes_with_one_serial_stay_apart() -> None:
     parser.feed("node=b " + SYSCALL.format(serial=5))
     parser.feed("node=b " + PATH.format(serial=5, name="/etc/b"))
     parser.feed("node=a " + PATH.format(serial=5, name="/etc/a"))
-    events = [*parser.feed("node=a " + EOE.format(serial=5)), *parser.feed("node=b " + EOE.format(serial=5))]
+    first, second = parser.feed("node=a " + EOE.format(serial=5)), parser.feed("node=b " + EOE.format(serial=5))
+    assert not isinstance(first, Unparsed)
+    assert not isinstance(second, Unparsed)
+    events = [*first, *second]
     assert [(e.server_hostname, e.details["resource"]) for e in events] == [("a", "/etc/a"), ("b", "/etc/b")]
 
 
@@ -90,7 +93,9 @@ def test_execve_arguments_split_into_pieces_and_hex_are_joined() -> None:
     ]
     for line in lines[:2]:
         assert parser.feed(line) == []
-    (event,) = parser.feed(lines[2])
+    outcome = parser.feed(lines[2])
+    assert not isinstance(outcome, Unparsed)
+    (event,) = outcome
     assert event.event_type == "process_started"
     assert event.details["process"]["args"] == ["sh", "-c", 'echo "hi")']
     assert event.user_id == "0"  # no login uid: the uid, as a number (the record names no account)

@@ -3,10 +3,12 @@ detection of the structured formats."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import pytest
 
-from auditflow.model.event import MAX_DETAILS_BYTES
+from auditflow.model.event import MAX_DETAILS_BYTES, Event
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.journald import JournaldParser
 from auditflow.parsers.k8s_audit import K8sAuditParser
@@ -23,6 +25,11 @@ K8S = {
 }
 
 
+def events_of(outcome: Sequence[Event] | Unparsed) -> Sequence[Event]:
+    assert not isinstance(outcome, Unparsed), outcome
+    return outcome
+
+
 def _k8s(**fields: object) -> str:
     return orjson.dumps({**K8S, **fields}).decode()
 
@@ -33,9 +40,9 @@ def test_k8s_early_stages_are_understood_without_an_event(stage: str) -> None:
 
 
 def test_k8s_panic_without_a_status_is_a_failure_and_no_status_is_unknown() -> None:
-    (panic,) = K8sAuditParser().feed(_k8s(stage="Panic"))
+    (panic,) = events_of(K8sAuditParser().feed(_k8s(stage="Panic")))
     assert panic.action_result == "FAILURE"
-    (plain,) = K8sAuditParser(SourceContext(host="prod-cluster")).feed(_k8s())
+    (plain,) = events_of(K8sAuditParser(SourceContext(host="prod-cluster")).feed(_k8s()))
     assert plain.action_result is None
     assert plain.details["event"]["outcome"] == "unknown"
     assert plain.server_hostname == "prod-cluster"
@@ -51,7 +58,7 @@ def test_k8s_reasons_for_lines_that_are_not_audit_events() -> None:
 
 def test_k8s_a_huge_request_object_is_cut_to_the_details_limit() -> None:
     line = _k8s(requestObject={"data": {"blob": "x" * (2 * MAX_DETAILS_BYTES)}})
-    (event,) = K8sAuditParser().feed(line)
+    (event,) = events_of(K8sAuditParser().feed(line))
     assert len(orjson.dumps(event.details)) <= MAX_DETAILS_BYTES
     assert event.details["event"]["truncated"] is True
     assert event.details["event"]["original_length"] == len(line)
@@ -69,7 +76,7 @@ JOURNAL = {
 
 def test_journald_message_as_bytes_and_repeated_fields() -> None:
     message = list(b"Failed password for root from 192.0.2.1 port 22 ssh2")
-    (event,) = JournaldParser().feed(orjson.dumps({**JOURNAL, "MESSAGE": message}).decode(), key="j:1")
+    (event,) = events_of(JournaldParser().feed(orjson.dumps({**JOURNAL, "MESSAGE": message}).decode(), key="j:1"))
     assert (event.event_type, event.user_id, event.action_result) == ("user_login", "root", "FAILURE")
     assert event.details["process"]["pid"] == 2201
     assert event.timestamp.isoformat() == "2024-12-02T14:47:33.273000+00:00"

@@ -3,7 +3,7 @@ events that pass the model's own validation or an `Unparsed` reason."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -197,7 +197,7 @@ _JOURNAL_VALUES = {
 
 
 def _objects(
-    keys: list[str], values: dict[str, st.SearchStrategy[object]], required: tuple[str, ...]
+    keys: list[str], values: Mapping[str, st.SearchStrategy[object]], required: tuple[str, ...]
 ) -> st.SearchStrategy[str]:
     # the keys a parser checks first are usually present, so that the later paths are reached
     entry = st.fixed_dictionaries(

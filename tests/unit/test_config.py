@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,9 @@ def test_short_tokens_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_default_passwords_are_refused_for_remote_hosts(name: str, url: str) -> None:
+    overrides: dict[str, Any] = {name: url}
     with pytest.raises(ConfigError, match="well-known default password"):
-        load_settings(**{name: url})
+        load_settings(**overrides)
 
 
 def test_default_passwords_are_allowed_on_loopback() -> None:

@@ -1,13 +1,13 @@
-"""Dashboard routes over an in-test alert source: access gate, sign-in, CSRF, roles, pages, escaping."""
+"""Dashboard routes over the embedded alert source and a real SQLite store: access gate, sign-in,
+CSRF, roles, pages, filters, paging, escaping."""
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -15,25 +15,15 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.config import Settings
-from auditflow.errors import BackendUnavailable, NotFound
-from auditflow.model.alert import (
-    AlertChange,
-    AlertDetail,
-    AlertPage,
-    AlertQuery,
-    AlertStats,
-    AlertStatus,
-    AlertSummary,
-    AlertUpdate,
-    CountItem,
-    TimeBucket,
-)
-from auditflow.model.event import Event, Severity
+from auditflow.model.alert import Alert, AlertPage, AlertQuery, AlertStatus
+from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
 from auditflow.model.timeutil import to_millis, utcnow
-from auditflow.services.dashboard import AlertSource, build_dashboard
+from auditflow.services.dashboard import LocalAlertSource, build_dashboard
 from auditflow.services.dashboard.gate import CONTENT_SECURITY_POLICY
+from tests.factories import make_alert
 
 XSS_USER = "<img src=x onerror=alert(1)>"
 XSS_DETAIL = "<script>alert(1)</script>"
@@ -41,132 +31,9 @@ PASSWORD = "correct horse battery"
 # Cheap argon2 parameters keep the tests fast; verification reads the parameters from the hash.
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 ENTRIES = [f"ana:analyst:{CHEAP.hash(PASSWORD)}", f"vic:viewer:{CHEAP.hash(PASSWORD)}"]
-
-
-def make_alert(
-    *,
-    rule_id: str = "failed-login-burst",
-    severity: Severity = Severity.WARNING,
-    user_id: str | None = "alice",
-    host: str | None = "web-1",
-    first_seen: datetime | None = None,
-    details: dict[str, object] | None = None,
-) -> AlertDetail:
-    seen = first_seen or utcnow()
-    event = Event(event_type="user_login", user_id=user_id, server_hostname=host, details=details or {}, timestamp=seen)
-    return AlertDetail(
-        alert_id=uuid4(),
-        rule_id=rule_id,
-        rule_name=f"Rule {rule_id}",
-        rule_kind="threshold",
-        severity=severity,
-        status=AlertStatus.OPEN,
-        description=f"{rule_id} for {user_id}",
-        group={"user_id": user_id},
-        user_id=user_id,
-        server_hostname=host,
-        first_seen=seen,
-        last_seen=seen,
-        occurrences=3,
-        tags=["auth"],
-        created_at=seen,
-        updated_at=seen,
-        event_ids=[event.event_id],
-        events=[event],
-        history=[],
-    )
-
-
-class FakeSource(AlertSource):
-    """Alerts in a list, filtered and paginated like the store; `down` simulates an outage."""
-
-    def __init__(self, alerts: list[AlertDetail] | None = None) -> None:
-        self.alerts = {a.alert_id: a for a in alerts or []}
-        self.down = False
-        self.queries: list[AlertQuery] = []
-
-    def add(self, alert: AlertDetail) -> None:
-        self.alerts[alert.alert_id] = alert
-
-    def _check(self) -> None:
-        if self.down:
-            raise BackendUnavailable("store down")
-
-    async def list_alerts(self, query: AlertQuery) -> AlertPage:
-        self._check()
-        self.queries.append(query)
-        items = sorted(self.alerts.values(), key=lambda a: (a.first_seen, str(a.alert_id)), reverse=True)
-
-        def keep(a: AlertDetail) -> bool:
-            text = (query.text or "").lower()
-            return (
-                (not query.severity or a.severity in query.severity)
-                and (not query.status or a.status in query.status)
-                and query.rule_id in (None, a.rule_id)
-                and query.user_id in (None, a.user_id)
-                and query.server_hostname in (None, a.server_hostname)
-                and (query.since is None or a.first_seen >= query.since)
-                and (query.until is None or a.first_seen < query.until)
-                and (not text or text in f"{a.rule_name} {a.description} {a.user_id} {a.server_hostname}".lower())
-            )
-
-        items = [a for a in items if keep(a)]
-        if query.cursor:
-            ms, _, ident = query.cursor.partition(":")
-            items = [a for a in items if (to_millis(a.first_seen), str(a.alert_id)) < (int(ms), ident)]
-        page = items[: query.limit]
-        more = len(items) > query.limit
-        cursor = f"{to_millis(page[-1].first_seen)}:{page[-1].alert_id}" if more else None
-        summaries = [AlertSummary.model_validate(a.model_dump(include=set(AlertSummary.model_fields))) for a in page]
-        return AlertPage(items=summaries, next_cursor=cursor)
-
-    async def get_alert(self, alert_id: UUID) -> AlertDetail:
-        self._check()
-        if alert_id not in self.alerts:
-            raise NotFound(str(alert_id))
-        return self.alerts[alert_id]
-
-    async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
-        alert = await self.get_alert(alert_id)
-        change = AlertChange(
-            at=utcnow(),
-            actor=actor,
-            from_status=alert.status if update.status else None,
-            to_status=update.status,
-            note=update.note,
-        )
-        changed = alert.model_copy(
-            update={"status": update.status or alert.status, "history": [*alert.history, change]}
-        )
-        self.alerts[alert_id] = changed
-        return changed
-
-    async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
-        self._check()
-        chosen = [a for a in self.alerts.values() if since is None or a.first_seen >= since]
-        step = bucket_seconds * 1000
-        buckets = Counter(to_millis(a.first_seen) // step * step for a in chosen)
-        return AlertStats(
-            total=len(chosen),
-            by_severity=dict(Counter(str(a.severity) for a in chosen)),
-            by_status=dict(Counter(str(a.status) for a in chosen)),
-            by_rule=[CountItem(key=k, count=v) for k, v in Counter(a.rule_id for a in chosen).most_common()],
-            top_users=[
-                CountItem(key=k, count=v) for k, v in Counter(a.user_id for a in chosen if a.user_id).most_common()
-            ],
-            top_hosts=[
-                CountItem(key=k, count=v)
-                for k, v in Counter(a.server_hostname for a in chosen if a.server_hostname).most_common()
-            ],
-            buckets=[
-                TimeBucket(start=datetime.fromtimestamp(k / 1000).astimezone(), count=v) for k, v in buckets.items()
-            ],
-            bucket_seconds=bucket_seconds,
-        )
-
-    async def rules(self) -> RulesStatus:
-        self._check()
-        rule = RuleInfo(
+RULES = RulesStatus(
+    rules=[
+        RuleInfo(
             id="failed-login-burst",
             name="Failed login burst",
             description="3 failures in 60 s",
@@ -178,40 +45,69 @@ class FakeSource(AlertSource):
             window_seconds=60,
             group_by=["user_id", "server_hostname"],
         )
-        return RulesStatus(rules=[rule], version="abc123", last_error="rules/bad.yaml: rule x: field window: required")
+    ],
+    version="abc123",
+    last_error="rules/bad.yaml: rule x: field window: required",
+)
+READINESS = Readiness(
+    status="not_ready",
+    service="auditflow",
+    dependencies=[
+        DependencyStatus(name="store", status="up", critical=True, detail="sqlite"),
+        DependencyStatus(
+            name="broker", status="down", critical=True, last_error="connection refused", impact="no new alerts"
+        ),
+    ],
+)
 
-    async def readiness(self) -> Readiness:
-        deps = [
-            DependencyStatus(name="store", status="up", critical=True, detail="sqlite"),
-            DependencyStatus(
-                name="broker", status="down", critical=True, last_error="connection refused", impact="no new alerts"
-            ),
-        ]
-        return Readiness(status="not_ready", service="auditflow", dependencies=deps)
+
+class RecordingSource(LocalAlertSource):
+    """The embedded-mode source over the real store, remembering the queries the routes built."""
+
+    def __init__(self, store: SqlAlertStore) -> None:
+        super().__init__(store, lambda: RULES, self._readiness)
+        self.queries: list[AlertQuery] = []
+
+    @staticmethod
+    async def _readiness() -> Readiness:
+        return READINESS
+
+    async def list_alerts(self, query: AlertQuery) -> AlertPage:
+        self.queries.append(query)
+        return await super().list_alerts(query)
 
 
 @pytest.fixture
-def source() -> FakeSource:
+async def seeded(alert_store: SqlAlertStore) -> dict[str, Alert]:
     now = utcnow()
-    return FakeSource(
-        [
-            make_alert(severity=Severity.CRITICAL, user_id="root", first_seen=now - timedelta(minutes=5)),
-            make_alert(
-                rule_id="sensitive-file",
-                severity=Severity.ERROR,
-                user_id="bob",
-                host="db-1",
-                first_seen=now - timedelta(hours=2),
-            ),
-            make_alert(
-                user_id=XSS_USER, host="web-2", first_seen=now - timedelta(hours=3), details={"note": XSS_DETAIL}
-            ),
-        ]
-    )
+    alerts = {
+        "root": make_alert(severity=Severity.CRITICAL, user_id="root", first_seen=now - timedelta(minutes=5)),
+        "bob": make_alert(
+            rule_id="sensitive-file",
+            rule_name="Sensitive file modified",
+            severity=Severity.ERROR,
+            user_id="bob",
+            server_hostname="db-1",
+            first_seen=now - timedelta(hours=2),
+        ),
+        "xss": make_alert(
+            user_id=XSS_USER,
+            server_hostname="web-2",
+            first_seen=now - timedelta(hours=3),
+            details={"note": XSS_DETAIL},
+        ),
+    }
+    await alert_store.upsert_alerts(list(alerts.values()))
+    return alerts
 
 
 @pytest.fixture
-def app(tmp_path: Path, source: FakeSource) -> FastAPI:
+def source(alert_store: SqlAlertStore, seeded: dict[str, Alert]) -> RecordingSource:
+    return RecordingSource(alert_store)
+
+
+@pytest.fixture
+def app(tmp_path: Path, source: RecordingSource) -> FastAPI:
     settings = Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in ENTRIES])
     return build_dashboard(settings, source, poll_interval=0.01, stream_lifetime=0.05)
 
@@ -332,7 +228,7 @@ async def test_logout_needs_the_csrf_token_and_ends_the_session(client: httpx.As
     assert (await client.get("/rules")).status_code == 303
 
 
-async def test_pages_render(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_pages_render(client: httpx.AsyncClient) -> None:
     await sign_in(client)
     overview = await client.get("/?range=7d")
     assert overview.status_code == 200
@@ -349,29 +245,54 @@ async def test_pages_render(client: httpx.AsyncClient, source: FakeSource) -> No
     assert data["counts"]["CRITICAL"] == 1
 
 
-async def test_list_filters_reach_the_source(client: httpx.AsyncClient, source: FakeSource) -> None:
+def shown(html: str) -> list[str]:
+    """Ids of the alert rows of a list page, top to bottom."""
+    return re.findall(r'class="alert-row" data-id="([^"]+)"', html)
+
+
+async def test_list_filters_reach_the_store(
+    client: httpx.AsyncClient, source: RecordingSource, seeded: dict[str, Alert]
+) -> None:
     await sign_in(client)
     response = await client.get("/alerts", params=[("severity", "ERROR"), ("severity", "bogus"), ("q", "db-1")])
     assert response.status_code == 200
     query = source.queries[-1]
     assert query.severity == [Severity.ERROR]
     assert query.text == "db-1"
-    assert "Rule sensitive-file" in response.text
-    assert "Rule failed-login-burst" not in response.text
+    assert shown(response.text) == [str(seeded["bob"].alert_id)]
+    assert "Sensitive file modified" in response.text
+    # Each filter alone selects: the text one finds bob's host, the severity one the critical alert.
+    by_text = await client.get("/alerts", params={"q": "db-1"})
+    assert shown(by_text.text) == [str(seeded["bob"].alert_id)]
+    by_severity = await client.get("/alerts", params={"severity": "CRITICAL"})
+    assert shown(by_severity.text) == [str(seeded["root"].alert_id)]
 
 
-async def test_list_pages_with_the_cursor(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_list_pages_with_the_cursor(
+    client: httpx.AsyncClient, alert_store: SqlAlertStore, seeded: dict[str, Alert]
+) -> None:
     base = utcnow() - timedelta(days=1)
-    for minute in range(55):
-        source.add(make_alert(rule_id=f"bulk-{minute:02d}", first_seen=base - timedelta(minutes=minute)))
+    bulk = [
+        make_alert(
+            rule_id=f"bulk-{minute:02d}",
+            rule_name=f"Rule bulk-{minute:02d}",
+            first_seen=base - timedelta(minutes=minute),
+        )
+        for minute in range(55)
+    ]
+    await alert_store.upsert_alerts(bulk)
     await sign_in(client)
     first = await client.get("/alerts", params={"range": "30d"})
+    newest_first = [str(a.alert_id) for a in [seeded["root"], seeded["bob"], seeded["xss"], *bulk]]
+    assert shown(first.text) == newest_first[:50]
     match = re.search(r'href="(/alerts\?[^"]*cursor=[^"]+)" rel="next"', first.text)
     assert match is not None
     second = await client.get(match.group(1).replace("&amp;", "&"))
+    assert shown(second.text) == newest_first[50:]
     assert second.text.count('class="alert-row"') == 58 - 50
     assert "Rule bulk-54" in second.text
     assert "← Newest" in second.text
+    assert 'rel="next"' not in second.text
 
 
 async def test_bad_time_filter_is_explained_not_500(client: httpx.AsyncClient) -> None:
@@ -381,9 +302,9 @@ async def test_bad_time_filter_is_explained_not_500(client: httpx.AsyncClient) -
     assert "is not a date and time" in response.text
 
 
-async def test_event_fields_are_escaped(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_event_fields_are_escaped(client: httpx.AsyncClient, seeded: dict[str, Alert]) -> None:
     await sign_in(client)
-    xss = next(a for a in source.alerts.values() if a.user_id == XSS_USER)
+    xss = seeded["xss"]
     for path in ("/alerts", f"/alerts/{xss.alert_id}", "/"):
         html = (await client.get(path)).text
         assert XSS_USER not in html
@@ -391,57 +312,74 @@ async def test_event_fields_are_escaped(client: httpx.AsyncClient, source: FakeS
         assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
-async def test_analyst_acknowledges_with_a_note(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_analyst_acknowledges_with_a_note(
+    client: httpx.AsyncClient, alert_store: SqlAlertStore, seeded: dict[str, Alert]
+) -> None:
     await sign_in(client)
-    alert = next(iter(source.alerts.values()))
+    alert = seeded["root"]
     page = await client.get(f"/alerts/{alert.alert_id}")
     assert "Acknowledge" in page.text
     form = {"csrf_token": csrf_of(page.text), "status": "acknowledged", "note": "looking into it"}
     response = await client.post(f"/alerts/{alert.alert_id}", data=form)
     assert response.status_code == 303
-    assert source.alerts[alert.alert_id].status is AlertStatus.ACKNOWLEDGED
+    stored = await alert_store.get_alert(alert.alert_id)
+    assert stored.status is AlertStatus.ACKNOWLEDGED
+    assert [(c.actor, c.from_status, c.to_status, c.note) for c in stored.history] == [
+        ("ana", AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, "looking into it")
+    ]
     detail = await client.get(response.headers["location"])
     assert "Alert acknowledged." in detail.text
     assert "looking into it" in detail.text
-    assert source.alerts[alert.alert_id].history[-1].actor == "ana"
 
 
-async def test_status_change_without_csrf_is_refused(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_status_change_without_csrf_is_refused(
+    client: httpx.AsyncClient, alert_store: SqlAlertStore, seeded: dict[str, Alert]
+) -> None:
     await sign_in(client)
-    alert = next(iter(source.alerts.values()))
+    alert = seeded["root"]
     response = await client.post(f"/alerts/{alert.alert_id}", data={"status": "resolved"})
     assert response.status_code == 403
-    assert source.alerts[alert.alert_id].status is AlertStatus.OPEN
+    stored = await alert_store.get_alert(alert.alert_id)
+    assert stored.status is AlertStatus.OPEN
+    assert stored.history == []
 
 
-async def test_viewer_sees_no_form_and_cannot_post(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_viewer_sees_no_form_and_cannot_post(
+    client: httpx.AsyncClient, alert_store: SqlAlertStore, seeded: dict[str, Alert]
+) -> None:
     await sign_in(client, "vic")
-    alert = next(iter(source.alerts.values()))
+    alert = seeded["root"]
     page = await client.get(f"/alerts/{alert.alert_id}")
     assert 'name="note"' not in page.text
     response = await client.post(
         f"/alerts/{alert.alert_id}", data={"csrf_token": csrf_of(page.text), "status": "resolved"}
     )
     assert response.status_code == 403
-    assert source.alerts[alert.alert_id].status is AlertStatus.OPEN
+    stored = await alert_store.get_alert(alert.alert_id)
+    assert stored.status is AlertStatus.OPEN
+    assert stored.history == []
 
 
-async def test_unknown_alert_and_outage_render_error_pages(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_unknown_alert_and_outage_render_error_pages(
+    client: httpx.AsyncClient, alert_store: SqlAlertStore
+) -> None:
     await sign_in(client)
     assert (await client.get(f"/alerts/{uuid4()}")).status_code == 404
     assert (await client.get("/alerts/not-a-uuid")).status_code == 404
-    source.down = True
+    await alert_store.aclose()  # the store is gone: every read raises BackendUnavailable
     response = await client.get("/alerts")
     assert response.status_code == 503
     assert "cannot be reached" in response.text
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
 
 
-async def test_stream_sends_only_alerts_newer_than_the_page(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_stream_sends_only_alerts_newer_than_the_page(
+    client: httpx.AsyncClient, alert_store: SqlAlertStore, seeded: dict[str, Alert]
+) -> None:
     await sign_in(client)
-    newest = max(to_millis(a.first_seen) for a in source.alerts.values())
-    fresh = make_alert(rule_id="brand-new", severity=Severity.CRITICAL)
-    source.add(fresh)
+    newest = max(to_millis(a.first_seen) for a in seeded.values())
+    fresh = make_alert(rule_id="brand-new", severity=Severity.CRITICAL, first_seen=utcnow())
+    await alert_store.upsert_alerts([fresh])
     response = await client.get("/events/stream", params={"after": str(newest), "severity": "CRITICAL"})
     assert response.headers["content-type"].startswith("text/event-stream")
     alerts = [line for line in response.text.splitlines() if line.startswith("data:") and "rule_id" in line]
@@ -450,9 +388,9 @@ async def test_stream_sends_only_alerts_newer_than_the_page(client: httpx.AsyncC
     assert "event: bye" in response.text
 
 
-async def test_stream_reports_an_outage_and_keeps_going(client: httpx.AsyncClient, source: FakeSource) -> None:
+async def test_stream_reports_an_outage_and_keeps_going(client: httpx.AsyncClient, alert_store: SqlAlertStore) -> None:
     await sign_in(client)
-    source.down = True
+    await alert_store.aclose()
     response = await client.get("/events/stream")
     assert response.status_code == 200
     assert "event: status" in response.text
@@ -460,7 +398,7 @@ async def test_stream_reports_an_outage_and_keeps_going(client: httpx.AsyncClien
     assert "event: bye" in response.text
 
 
-async def test_links_and_cookies_follow_a_path_prefix(tmp_path: Path, source: FakeSource) -> None:
+async def test_links_and_cookies_follow_a_path_prefix(tmp_path: Path, source: RecordingSource) -> None:
     settings = Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in ENTRIES])
     main = FastAPI()
     main.mount("/ui", build_dashboard(settings, source))

@@ -16,11 +16,11 @@ from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, Ale
 from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.services.dashboard.source import ACTOR_HEADER, HttpAlertSource, LocalAlertSource
-from tests.unit.test_dashboard_app import make_alert
+from tests.factories import alert_detail, make_alert
 
 BASE = "http://notification:8082"
 TOKEN = "t" * 32
-DETAIL = make_alert()
+DETAIL = alert_detail(make_alert())
 STATS = AlertStats(
     total=0, by_severity={}, by_status={}, by_rule=[], top_users=[], top_hosts=[], buckets=[], bucket_seconds=60
 )
@@ -60,8 +60,10 @@ class Api:
         return httpx.Response(404, json={"detail": "not found"})
 
 
-def http_source(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Sequence[str]) -> HttpAlertSource:
-    return HttpAlertSource(BASE, TOKEN, transport=httpx.MockTransport(handler), **kwargs)
+def http_source(
+    handler: Callable[[httpx.Request], httpx.Response], readiness_urls: Sequence[str] = ()
+) -> HttpAlertSource:
+    return HttpAlertSource(BASE, TOKEN, transport=httpx.MockTransport(handler), readiness_urls=readiness_urls)
 
 
 async def test_list_sends_every_filter_and_the_token() -> None:

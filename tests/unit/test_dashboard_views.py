@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from starlette.datastructures import QueryParams
 
+from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.model.alert import AlertStatus, TimeBucket
 from auditflow.model.event import Severity
+from auditflow.model.status import Readiness, RulesStatus
 from auditflow.model.timeutil import to_millis, utcnow
+from auditflow.services.dashboard import LocalAlertSource
 from auditflow.services.dashboard.chart import build_chart, nice_ceiling
 from auditflow.services.dashboard.routes.stream import NewAlertPoller
 from auditflow.services.dashboard.views import Filters, time_ago
-from tests.unit.test_dashboard_app import FakeSource, make_alert
+from tests.factories import make_alert
 
 PACKAGE = Path(str(files("auditflow.services.dashboard")))
 NOW = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
@@ -91,20 +94,25 @@ def test_chart_ignores_buckets_outside_the_period() -> None:
     assert chart.peak == 0
 
 
-async def test_poller_sends_new_and_late_alerts_once() -> None:
+async def test_poller_sends_new_and_late_alerts_once(alert_store: SqlAlertStore) -> None:
     now = utcnow()
     shown = make_alert(first_seen=now - timedelta(minutes=2))
-    source = FakeSource([shown])
+    await alert_store.upsert_alerts([shown])
+    source = LocalAlertSource(alert_store, lambda: RulesStatus(rules=[], version="v1"), _not_asked)
     poller = NewAlertPoller(source, Filters().query(), to_millis(shown.first_seen))
     newer = make_alert(first_seen=now - timedelta(minutes=1))
-    source.add(newer)
+    await alert_store.upsert_alerts([newer])
     assert [a.alert_id for a in await poller.poll()] == [newer.alert_id]
     assert await poller.poll() == []
     # A threshold alert is stored after its first event: older than the newest row, yet new to the page.
     late = make_alert(first_seen=now - timedelta(minutes=5))
-    source.add(late)
+    await alert_store.upsert_alerts([late])
     assert [a.alert_id for a in await poller.poll()] == [late.alert_id]
     assert await poller.poll() == []
+
+
+async def _not_asked() -> Readiness:
+    raise AssertionError("the poller reads alerts only")
 
 
 def _templates() -> dict[str, str]:

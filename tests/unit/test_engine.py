@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 from hypothesis import given, settings
@@ -80,15 +81,13 @@ async def state() -> AsyncIterator[WindowState]:
 async def test_five_failures_in_a_second_across_batches_make_exactly_one_alert(state: WindowState) -> None:
     detector = Detector(state, lambda: ruleset(BURST))
     events = [login("FAILURE", i * 0.2) for i in range(5)]
-    results = [await detector.detect(batch) for batch in (events[:2], events[2:4], events[4:])]
+    results = [await detector.process(batch) for batch in (events[:2], events[2:4], events[4:])]
     assert [len(r) for r in results] == [0, 1, 1]
     first, second = results[1][0], results[2][0]
-    assert first.new
-    assert not second.new
-    assert first.alert.alert_id == second.alert.alert_id
-    assert first.alert.occurrences == 4  # three opened it, the fourth joined in the same batch
-    assert second.alert.occurrences == 5
-    alert = first.alert
+    assert first.alert_id == second.alert_id
+    assert first.occurrences == 4  # three opened it, the fourth joined in the same batch
+    assert second.occurrences == 5
+    alert = first
     assert alert.group == {"user_id": "alice", "server_hostname": "web-1"}
     assert (alert.user_id, alert.server_hostname) == ("alice", "web-1")
     assert alert.description == "4 failures for alice on web-1"
@@ -125,16 +124,15 @@ async def test_groups_are_isolated(state: WindowState) -> None:
 
 async def test_suppression_folds_repeats_then_expires(state: WindowState) -> None:
     detector = Detector(state, lambda: ruleset(BURST))
-    [opened] = await detector.detect([login("FAILURE", s) for s in (0, 1, 2)])
-    [repeat] = await detector.detect([login("FAILURE", 40)])
-    assert not repeat.new
-    assert repeat.alert.alert_id == opened.alert.alert_id
-    assert repeat.alert.occurrences == 4
-    assert repeat.alert.first_seen == opened.alert.first_seen
+    [opened] = await detector.process([login("FAILURE", s) for s in (0, 1, 2)])
+    [repeat] = await detector.process([login("FAILURE", 40)])
+    assert repeat.alert_id == opened.alert_id
+    assert repeat.occurrences == 4
+    assert repeat.first_seen == opened.first_seen
     later = [login("FAILURE", 400 + s) for s in (0, 1, 2)]  # > 5 min after the last hit
-    [fresh] = await detector.detect(later)
-    assert fresh.new
-    assert fresh.alert.alert_id != opened.alert.alert_id
+    [fresh] = await detector.process(later)
+    assert fresh.alert_id != opened.alert_id
+    assert fresh.occurrences == 3
 
 
 async def test_suppress_for_zero_opens_an_alert_per_hit(state: WindowState) -> None:
@@ -167,17 +165,16 @@ async def test_a_redelivered_batch_names_the_same_alerts_again_unchanged(state: 
     detector = Detector(state, lambda: ruleset(BURST, SHADOW, SEQUENCE))
     batch = [login("FAILURE", s) for s in (0, 1, 2, 2.5)] + [login("SUCCESS", 3)]
     batch.append(Event(event_type="file_modified", details={"resource": "/etc/shadow"}, timestamp=T0))
-    first = await detector.detect(batch)
-    again = await detector.detect(batch)
-    assert [(d.alert.rule_id, d.alert.occurrences, d.new) for d in first] == [
-        ("failed-login-burst", 4, True),
-        ("login-after-burst", 4, True),
-        ("shadow", 1, True),
+    first = await detector.process(batch)
+    again = await detector.process(batch)
+    assert [(a.rule_id, a.occurrences) for a in first] == [
+        ("failed-login-burst", 4),
+        ("login-after-burst", 4),
+        ("shadow", 1),
     ]
-    assert [d.alert for d in again] == [d.alert for d in first]  # ids, counts, text and evidence
-    assert not any(d.new for d in again)  # a replay is a repeat, not a new alert
-    [repeat] = await detector.detect([login("FAILURE", 4)])
-    assert (repeat.alert.alert_id, repeat.alert.occurrences) == (first[0].alert.alert_id, 5)
+    assert again == first  # ids, counts, text and evidence: a replay is a repeat, not a new alert
+    [repeat] = await detector.process([login("FAILURE", 4)])
+    assert (repeat.alert_id, repeat.occurrences) == (first[0].alert_id, 5)
 
 
 async def test_hits_of_one_alert_in_a_batch_coalesce_with_capped_evidence(state: WindowState) -> None:
@@ -261,15 +258,16 @@ def test_alerts_open_exactly_for_groups_with_three_failures_in_a_minute(
         times.setdefault(group, []).append(now)
 
     async def run() -> Counter[int]:
-        opened: Counter[int] = Counter()
+        # Each alert that opens gets an id of its own (derived from its opening event) and every
+        # repeat names it again, so the alerts opened per group are its distinct ids.
+        ids: dict[int, set[UUID]] = {}
         async with create_state("memory://") as window_state:
             detector = Detector(window_state, lambda: ruleset(BURST))
             for start in range(0, len(events), batch_size):
-                for detected in await detector.detect(events[start : start + batch_size]):
-                    if detected.new:
-                        group = (detected.alert.user_id, detected.alert.server_hostname)
-                        opened[GROUPS.index(group)] += 1
-        return opened
+                for alert in await detector.process(events[start : start + batch_size]):
+                    group = (alert.user_id, alert.server_hostname)
+                    ids.setdefault(GROUPS.index(group), set()).add(alert.alert_id)
+        return Counter({group: len(opened) for group, opened in ids.items()})
 
     assert asyncio.run(run()) == expected_new_alerts(times, count=3, window=60_000, suppress=300_000)
 
@@ -282,10 +280,10 @@ def test_sequence_fires_once_iff_a_success_follows_three_failures(results: list[
     async def run() -> int:
         async with create_state("memory://") as window_state:
             detector = Detector(window_state, lambda: ruleset(SEQUENCE))
-            new = 0
+            ids: set[UUID] = set()
             for start in range(0, len(events), batch_size):
-                new += sum(d.new for d in await detector.detect(events[start : start + batch_size]))
-            return new
+                ids.update(alert.alert_id for alert in await detector.process(events[start : start + batch_size]))
+            return len(ids)
 
     fires = any(r == "SUCCESS" and results[:i].count("FAILURE") >= 3 for i, r in enumerate(results))
     assert asyncio.run(run()) == int(fires)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import httpx
 import pytest
@@ -32,7 +32,7 @@ API_PREFIXES: dict[ServiceName, set[str]] = {
 }
 
 
-def runtime_of(service: ServiceName, tmp_path: Path, **overrides: object) -> Runtime:
+def runtime_of(service: ServiceName, tmp_path: Path, **overrides: Any) -> Runtime:
     return Runtime(load_settings(data_dir=tmp_path, generator_rate=0, **overrides), service)
 
 

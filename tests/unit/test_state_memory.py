@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from auditflow.backends.state import Hit, WindowOp
 from auditflow.backends.state.base import MAX_SAMPLE_EVENTS
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS, MemoryWindowState
-from tests.contract.test_state import op, op_batches
+from tests.factories import op, op_batches
 
 # (ts_ms, event_id, payload)
 Event = tuple[int, str, bytes]

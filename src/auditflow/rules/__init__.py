@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auditflow.rules.engine import DetectedAlert, Detector
+from auditflow.rules.engine import Detector
 from auditflow.rules.loader import DEFAULT_RULES_DIR, check_files, load_rules
 from auditflow.rules.ruleset import RuleSet
 from auditflow.rules.schema import MatchRule, Rule, SequenceRule, ThresholdRule
@@ -10,7 +10,6 @@ from auditflow.rules.watcher import RuleWatcher
 
 __all__ = [
     "DEFAULT_RULES_DIR",
-    "DetectedAlert",
     "Detector",
     "MatchRule",
     "Rule",

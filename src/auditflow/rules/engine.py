@@ -1,5 +1,7 @@
 """The detector: evaluates a batch of events against the current rules and turns window-state hits
-into alerts, with one state round trip per batch."""
+into alerts, with one state round trip per call. The caller chooses the batch: the analysis service
+splits what it consumes into chunks of whole messages, each closed once it holds `DETECT_CHUNK`
+events, and makes one call per chunk, in order."""
 
 from __future__ import annotations
 
@@ -103,14 +105,6 @@ def _plan(rule: Rule) -> _Plan:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class DetectedAlert:
-    """An alert and whether the state backend opened it in this batch (False: a suppressed repeat)."""
-
-    alert: Alert
-    new: bool
-
-
 @dataclass(slots=True)
 class _Pending:
     """Hits of one alert id within a batch, merged."""
@@ -119,7 +113,6 @@ class _Pending:
     plan: _Plan
     group: list[str | None]
     event: Event
-    new: bool
     occurrences: int
     first_seen_ms: int
     last_seen_ms: int
@@ -138,9 +131,6 @@ class Detector:
         self._unpinned: tuple[_Plan, ...] = ()
 
     async def process(self, events: Sequence[Event]) -> list[Alert]:
-        return [detected.alert for detected in await self.detect(events)]
-
-    async def detect(self, events: Sequence[Event]) -> list[DetectedAlert]:
         """Evaluate the batch, apply all its ops in one state call, return one alert per alert id hit."""
         self._refresh(self._rules())
         ops: list[WindowOp] = []
@@ -211,11 +201,10 @@ class Detector:
             pending = merged.get(hit.alert_id)
             if pending is None:
                 pending = merged[hit.alert_id] = _Pending(
-                    hit.alert_id, plan, group, event, hit.new, hit.occurrences, hit.first_seen_ms, hit.last_seen_ms
+                    hit.alert_id, plan, group, event, hit.occurrences, hit.first_seen_ms, hit.last_seen_ms
                 )
             else:
                 pending.event = event  # the latest op that hit is the triggering event
-                pending.new = pending.new or hit.new
                 pending.occurrences = max(pending.occurrences, hit.occurrences)
                 pending.first_seen_ms = min(pending.first_seen_ms, hit.first_seen_ms)
                 pending.last_seen_ms = max(pending.last_seen_ms, hit.last_seen_ms)
@@ -224,7 +213,7 @@ class Detector:
         return merged
 
     @staticmethod
-    def _alert(pending: _Pending, batch: dict[str, Event]) -> DetectedAlert:
+    def _alert(pending: _Pending, batch: dict[str, Event]) -> Alert:
         plan, event, rule = pending.plan, pending.event, pending.plan.rule
         group = dict(zip(plan.group_fields, pending.group, strict=True))
         values: dict[str, Any] = {**plan.extras, "occurrences": pending.occurrences, **group}
@@ -239,7 +228,7 @@ class Detector:
         for event_id in event_ids[:MAX_SAMPLE_EVENTS]:
             known = batch.get(event_id)
             samples.append(known if known is not None else Event.model_validate_json(pending.events[event_id]))
-        alert = Alert(
+        return Alert(
             alert_id=UUID(pending.alert_id),
             rule_id=rule.id,
             rule_name=rule.name,
@@ -256,4 +245,3 @@ class Detector:
             sample_events=samples,
             tags=list(rule.tags),
         )
-        return DetectedAlert(alert=alert, new=pending.new)

@@ -1,5 +1,6 @@
-"""The notification service: consumes alert batches and writes them to the store in one transaction
-per batch (idempotent on alert_id); messages are acknowledged only after the commit."""
+"""The notification service: consumes alert batches and writes them to the store in transactions of
+at most `store_batch_size` alerts (idempotent on alert_id); the messages of a batch are acknowledged
+only after its last transaction committed."""
 
 from __future__ import annotations
 

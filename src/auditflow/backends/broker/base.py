@@ -1,8 +1,8 @@
 """The broker contract shared by every implementation.
 
 A message body is bytes (a JSON object or array; encoding is the caller's business). Consumers
-receive *batches* of deliveries so that downstream work (one state round trip, one transaction)
-is batched too. A handler acks nothing itself: when it returns, every delivery of the batch that
+receive *batches* of deliveries so that downstream work (window-state round trips, store
+transactions) is batched too. A handler acks nothing itself: when it returns, every delivery of the batch that
 it did not dead-letter is acknowledged; when it raises, the whole batch is returned to the queue
 and redelivered (to this or another consumer), with `delivery_count` incremented. A message
 delivered `max_deliveries` times is dead-lettered as poison instead of being handled again.

@@ -40,9 +40,11 @@ class AlertStore(AsyncLifecycle):
 
     @abc.abstractmethod
     async def upsert_alerts(self, alerts: Sequence[Alert]) -> UpsertResult:
-        """Write a batch in one transaction. Idempotent on `alert_id`: a known alert takes
-        occurrences = max, last_seen = max, first_seen = min; its status and history are kept; its
-        events are added once each (by event_id) up to the cap."""
+        """Write the alerts of one call in one transaction (callers bound its size). Idempotent on
+        `alert_id`: a known alert takes occurrences = max, last_seen = max, first_seen = min; its
+        events are added once each (by event_id) up to the cap. Its status and history are kept,
+        except that a resolved alert whose occurrences grow goes back to open, with a history entry
+        by the actor "auditflow"; a redelivery carries no new occurrence and changes neither."""
 
     @abc.abstractmethod
     async def list_alerts(self, query: AlertQuery) -> AlertPage: ...

@@ -1,5 +1,6 @@
-"""Batched, idempotent alert writes: one transaction and a few multi-row statements per batch
-(COPY through a staging table on PostgreSQL). Status and history are never touched by an upsert."""
+"""Batched, idempotent alert writes: a few multi-row statements per batch (COPY through a staging
+table on PostgreSQL), inside the caller's transaction. An upsert leaves status and history alone,
+except that new activity on a resolved alert reopens it with a history entry (`_reopen_resolved`)."""
 
 from __future__ import annotations
 
