@@ -40,6 +40,7 @@ _RECEIVED_DISCONNECT = re.compile(
     r"Received disconnect from (\S+?)(?: port (\d+))?: ?(\d+): ?(.*?)( \[preauth\])?", re.DOTALL
 )
 # The wording of OpenSSH before 7.x for "maximum authentication attempts exceeded" (no address).
+_TOO_MANY_PREFIX = "Disconnecting: Too many authentication failures"
 _TOO_MANY = re.compile(r"Disconnecting: Too many authentication failures for (invalid user )?(.*?)(?: \[preauth\])?")
 _BREAK_IN_ADDRESS = re.compile(r"(?:Address (\S+) maps to|.*\[([0-9A-Fa-f:.]+)\])")
 
@@ -94,9 +95,7 @@ def parse_sshd(msg: Message) -> Sequence[Event] | Unparsed:
         return _disconnect(msg, text)
     if text.startswith("Received disconnect from "):
         return _received_disconnect(msg, text)
-    if text.startswith("Disconnecting: Too many authentication failures"):
-        return _too_many(msg, text)
-    if "maximum authentication attempts exceeded" in text[:48]:
+    if "maximum authentication attempts exceeded" in text[:48] or text.startswith(_TOO_MANY_PREFIX):
         return _max_auth(msg, text)
     if text.endswith(_BREAK_IN):
         return _break_in(msg, text)
@@ -139,11 +138,13 @@ def _invalid_user(msg: Message, text: str) -> Sequence[Event] | Unparsed:
 
 
 def _max_auth(msg: Message, text: str) -> Sequence[Event] | Unparsed:
-    match = _MAX_AUTH.fullmatch(text)
+    match = _MAX_AUTH.fullmatch(text) or _TOO_MANY.fullmatch(text)
     if match is None:
         return UNKNOWN
-    invalid, user, ip, port = match.groups()
-    extra = {"source": _source(ip, port), "ssh": {"invalid_user": invalid is not None}}
+    invalid, user, *address = match.groups()
+    extra: dict[str, Any] = {"ssh": {"invalid_user": invalid is not None}}
+    if address:  # the older wording names no address
+        extra["source"] = _source(*address)
     return (
         msg.event(
             "ssh_max_auth_exceeded",
@@ -152,23 +153,6 @@ def _max_auth(msg: Message, text: str) -> Sequence[Event] | Unparsed:
             user=user,
             severity=Severity.WARNING,
             extra=extra,
-        ),
-    )
-
-
-def _too_many(msg: Message, text: str) -> Sequence[Event] | Unparsed:
-    match = _TOO_MANY.fullmatch(text)
-    if match is None:
-        return UNKNOWN
-    invalid, user = match.groups()
-    return (
-        msg.event(
-            "ssh_max_auth_exceeded",
-            "max_auth_attempts_exceeded",
-            result="FAILURE",
-            user=user,
-            severity=Severity.WARNING,
-            extra={"ssh": {"invalid_user": invalid is not None}},
         ),
     )
 
