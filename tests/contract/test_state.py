@@ -212,9 +212,14 @@ async def test_sequence_needs_each_step_count_within_the_window(state: WindowSta
     assert fired(await apply_each(state, edge)) == [False, False, True]
 
 
-async def test_sequence_next_step_starts_strictly_after_the_previous(state: WindowState) -> None:
-    ops = [seq("f1", 0, (0,)), seq("f2", 100, (0,)), seq("s1", 100, (1,)), seq("s2", 101, (1,))]
-    assert fired(await apply_each(state, ops)) == [False, False, False, True]
+async def test_sequence_next_step_starts_after_the_previous_in_arrival_order(state: WindowState) -> None:
+    # s1 shares f2's timestamp but arrived before it: it cannot follow step 0; s2, arriving
+    # after f2 with that same timestamp, does.
+    ops = [seq("f1", 0, (0,)), seq("s1", 100, (1,)), seq("f2", 100, (0,)), seq("s2", 100, (1,))]
+    results = await apply_each(state, ops)
+    assert fired(results) == [False, False, False, True]
+    assert results[3] is not None
+    assert [e for e, _ in results[3].events] == ["f1", "f2", "s2"]
 
 
 async def stored(backend: Backend) -> dict[bytes, bytes | None] | int:
@@ -236,10 +241,10 @@ async def test_a_later_step_with_no_step_0_before_it_records_nothing(backend: Ba
     assert await stored(backend) in (0, {})
     assert await state.apply([seq("s1", 100, (1,))]) == []  # redelivered: still nothing
     assert await stored(backend) in (0, {})
-    # Step-0 events exist, but none in [ts - window, ts): too old, at the same moment, or later.
+    # Step-0 events exist, but none in [ts - window, ts]: too old or later.
     await state.apply([seq("f1", 0, (0,)), seq("f2", 1_500, (0,)), seq("f3", 1_700, (0,))])
     before = await stored(backend)
-    assert await state.apply([seq("s3", 1_500, (1,)), seq("s4", 1_499, (1,)), seq("s5", 3_000, (1,))]) == []
+    assert await state.apply([seq("s4", 1_499, (1,)), seq("s5", 3_000, (1,))]) == []
     assert await stored(backend) == before
 
 
@@ -274,9 +279,9 @@ async def test_a_step_before_its_earlier_step_0_arrives_is_not_seen(state: Windo
 
 async def test_a_redelivery_replays_the_live_alert_once_step_0_left_the_window(state: WindowState) -> None:
     ops = [op("sequence", eid, ts, window=100, steps=(2, 1), matched=m) for eid, ts, m in [
-        ("f1", 0, (0,)), ("f2", 10, (0,)), ("s1", 60, (1,)), ("f3", 140, (0,))
+        ("f1", 0, (0,)), ("f2", 10, (0,)), ("s1", 60, (1,)), ("f3", 140, (0,)), ("f4", 150, (0,))
     ]]  # fmt: skip
-    hits = await state.apply(ops)  # f3 slides the window past f1 and f2; s1 is still held
+    hits = await state.apply(ops)  # f4 slides the window (from f3) past f1 and f2; s1 is still held
     assert [(h.op_index, h.alert_id) for h in hits] == [(2, "alert-s1")]
     # s1 again: no step-0 event lies in [s1 - window, s1) any more, but it is a recorded event.
     replays = await state.apply([ops[2]])
@@ -364,14 +369,14 @@ async def test_a_replay_names_the_current_alert_of_its_key(state: WindowState) -
 
 
 async def test_a_replay_carries_no_events_once_the_window_dropped_them(state: WindowState) -> None:
-    ops = [op("threshold", f"e{i}", ts, window=10, count=2) for i, ts in enumerate([0, 5, 100])]
+    ops = [op("threshold", f"e{i}", ts, window=10, count=2) for i, ts in enumerate([0, 5, 100, 120])]
     assert [h.op_index for h in await state.apply(ops[:2])] == [1]
-    # In one batch: a replay, then an event that slides the window past the alert's events (not
-    # part of the alert, but within its suppression period), then that event again.
-    hits = await state.apply([ops[1], ops[2], ops[2]])
+    # In one batch: a replay, then two events that slide the window past the alert's events (not
+    # part of the alert, but within its suppression period), then the first of them again.
+    hits = await state.apply([ops[1], ops[2], ops[3], ops[2]])
     assert [(h.op_index, h.alert_id, h.replayed, h.occurrences, [e for e, _ in h.events]) for h in hits] == [
         (0, "alert-e1", True, 2, ["e0", "e1"]),
-        (2, "alert-e1", True, 2, []),
+        (3, "alert-e1", True, 2, []),
     ]
 
 

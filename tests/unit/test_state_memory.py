@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 
 from auditflow.backends.state import Hit, WindowOp
-from auditflow.backends.state.base import MAX_SAMPLE_EVENTS
+from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS, MemoryWindowState
 from tests.factories import op, op_batches
 
@@ -18,7 +18,9 @@ Event = tuple[int, str, bytes]
 
 @dataclass
 class RefKey:
-    events: dict[str, tuple[int, bytes, frozenset[int]]] = field(default_factory=dict)
+    # event_id -> (ts, payload, steps, arrival number, distinct value)
+    events: dict[str, tuple[int, bytes, frozenset[int], int, str | None]] = field(default_factory=dict)
+    arrivals: int = 0
     alert: tuple[str, int, int, int] | None = None  # alert_id, occurrences, first_ms, last_ms
     evidence: list[str] = field(default_factory=list)  # the alert's events: opening ones, then repeats
 
@@ -26,8 +28,9 @@ class RefKey:
 class Reference:
     """The contract of base.py read literally: everything recomputed from the recorded events."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.keys: dict[tuple[str, str], RefKey] = {}
+        self.max_entries = max_entries
 
     def apply(self, ops: list[WindowOp]) -> list[Hit]:
         hits: list[Hit] = []
@@ -40,30 +43,40 @@ class Reference:
                 continue
             if one.kind == "sequence" and 0 not in one.matched_steps and not self.starts_before(key, one):
                 continue  # not recorded: no step-0 event precedes it in the window
-            key.events[one.event_id] = (one.ts_ms, one.payload, frozenset(one.matched_steps))
-            newest = max(ts for ts, _, _ in key.events.values())
-            key.events = {e: v for e, v in key.events.items() if v[0] >= newest - one.window_ms}
-            contributing = self.contributing(key, one)
-            if contributing is None:
+            newest = max((v[0] for v in key.events.values()), default=one.ts_ms)
+            key.arrivals += 1
+            key.events[one.event_id] = (
+                one.ts_ms, one.payload, frozenset(one.matched_steps), key.arrivals, one.distinct,
+            )  # fmt: skip
+            cutoff = min(one.ts_ms, newest) - one.window_ms
+            if newest > one.ts_ms and len(key.events) > self.max_entries:
+                times = sorted(v[0] for v in key.events.values())
+                cutoff = max(cutoff, times[len(times) - self.max_entries])
+            key.events = {e: v for e, v in key.events.items() if v[0] >= cutoff}
+            if one.ts_ms < cutoff:
                 continue
+            found = self.contributing(key, one)
+            if found is None:
+                continue
+            contributing, occurrences, last = found
             ts = one.ts_ms
             if one.suppress_ms > 0 and key.alert is not None and ts - key.alert[3] < one.suppress_ms:
-                alert_id, occurrences, first, last = key.alert
-                key.alert = (alert_id, occurrences + 1, first, max(last, ts))
+                alert_id, repeats, first, last_hit = key.alert
+                key.alert = (alert_id, repeats + 1, first, max(last_hit, ts))
                 hits.append(Hit(index, alert_id, False, *key.alert[1:], [(one.event_id, one.payload)]))
                 key.evidence.append(one.event_id)
                 continue
-            first, last = contributing[0][0], max(t for t, _, _ in contributing)
+            first = contributing[0][0]
             if one.suppress_ms > 0:
-                key.alert = (one.new_alert_id, len(contributing), first, last)
+                key.alert = (one.new_alert_id, occurrences, first, last)
                 key.evidence = [e for _, e, _ in contributing]
             events = [(e, p) for _, e, p in contributing[:MAX_SAMPLE_EVENTS]]
-            hits.append(Hit(index, one.new_alert_id, True, len(contributing), first, last, events))
+            hits.append(Hit(index, one.new_alert_id, True, occurrences, first, last, events))
         return hits
 
     @staticmethod
     def starts_before(key: RefKey, one: WindowOp) -> bool:
-        return any(0 in steps and one.ts_ms - one.window_ms <= t < one.ts_ms for t, _, steps in key.events.values())
+        return any(0 in v[2] and one.ts_ms - one.window_ms <= v[0] <= one.ts_ms for v in key.events.values())
 
     @staticmethod
     def replay(key: RefKey, index: int, one: WindowOp) -> Hit | None:
@@ -78,39 +91,44 @@ class Reference:
         return Hit(index, alert_id, False, occurrences, first, last, events, replayed=True)
 
     @staticmethod
-    def contributing(key: RefKey, one: WindowOp) -> list[Event] | None:
+    def contributing(key: RefKey, one: WindowOp) -> tuple[list[Event], int, int] | None:
         ts = one.ts_ms
         if one.kind == "match":
-            return [(ts, one.event_id, one.payload)]
-
-        def candidates(step: int | None, after: int) -> list[Event]:
-            return sorted(
-                (t, e, p)
-                for e, (t, p, steps) in key.events.items()
-                if after < t <= ts and (step is None or step in steps)
-            )
-
-        if one.kind == "threshold":  # the earliest window around ts with enough events
-            for start in sorted({t for t, _, _ in candidates(None, ts - one.window_ms - 1)}):
-                in_window = sorted(
-                    (t, e, p) for e, (t, p, _) in key.events.items() if start <= t <= start + one.window_ms
+            return [(ts, one.event_id, one.payload)], 1, ts
+        if one.kind == "threshold":  # the fullest window around ts, the earliest of equals
+            best: tuple[int, list[Event]] | None = None
+            for start in sorted({v[0] for v in key.events.values() if ts - one.window_ms <= v[0] <= ts}):
+                inside = sorted(
+                    (v[0], e, v[1], v[4]) for e, v in key.events.items() if start <= v[0] <= start + one.window_ms
                 )
-                if len(in_window) >= one.count:
-                    return in_window
+                if one.distinct is None:
+                    size, picked = len(inside), [(t, e, p) for t, e, p, _ in inside]
+                else:
+                    firsts: dict[str | None, Event] = {}
+                    for t, e, p, value in inside:
+                        firsts.setdefault(value, (t, e, p))
+                    size, picked = len(firsts), list(firsts.values())
+                if best is None or size > best[0]:
+                    best = (size, picked)
+                    last = inside[-1][0]
+            if best is None or best[0] < one.count:
+                return None
+            return best[1], best[0], last
+        final = len(one.step_counts) - 1
+        if final not in one.matched_steps:
             return None
-        last = len(one.step_counts) - 1
-        if last not in one.matched_steps:
-            return None
+        # Equal timestamps keep their arrival order.
+        ordered = sorted((v[0], v[3], e, v[1], v[2]) for e, v in key.events.items() if v[0] <= ts)
         chain: list[Event] = []
-        after = ts - one.window_ms - 1
+        after = (ts - one.window_ms, -1)
         for step, need in enumerate(one.step_counts):
-            found = candidates(step, after)
-            taken = found[:need] if step < last else found
+            found = [(t, n, e, p) for t, n, e, p, steps in ordered if (t, n) > after and step in steps]
+            taken = found[:need] if step < final else found
             if len(taken) < need:
                 return None
-            chain += taken
-            after = taken[-1][0]
-        return chain
+            chain += [(t, e, p) for t, _, e, p in taken]
+            after = (taken[-1][0], taken[-1][1])
+        return chain, len(chain), ts
 
 
 @settings(max_examples=150, deadline=None)

@@ -19,23 +19,34 @@ Semantics of one op, for its key (rule_id, group_key):
    `suppress_ms == 0` no alert is remembered), and it names the key's current alert: one that a
    later alert has replaced in the meantime is not replayed.
 2. `match`: fires on every op (events are remembered for `window_ms` only to de-duplicate).
-3. `threshold`: the event joins the key's window; entries older than the newest timestamp minus
-   `window_ms` are dropped (an event that old neither counts nor fires); it fires when some
-   window of `window_ms` containing ts (a true sliding window over event time, not fixed buckets)
-   holds at least `count` entries, so a late event completes a burst it belongs to. As every
-   entry kept lies within `window_ms` of the newest, the fullest such window is the one from
-   ts - `window_ms`: the contributing events are the entries from there on, and the alert's last
-   seen is the newest of them. For events in time order that is [ts - `window_ms`, ts].
+   Sliding: every recorded op of any kind drops the key's entries older than min(ts, newest) -
+   `window_ms`, newest being the newest timestamp the key held before it. So the window follows
+   event time, yet no single event can push the others out: one dated far in the future drops
+   nothing (its own ts is not the reference), and the events after it are evaluated around their
+   own timestamps. A key holds at most `max_entries` entries: when an op older than the newest
+   finds more, the oldest timestamps go (all entries of a timestamp together). An op whose own
+   entry goes is recorded but yields nothing.
+3. `threshold`: the event joins the key's window; it fires when some window of `window_ms`
+   containing ts (a true sliding window over event time, not fixed buckets, both ends included)
+   holds at least `count` entries, so a late event completes a burst it belongs to. Of the
+   fullest such windows, the earliest decides: its events contribute, and the alert's last seen is
+   the newest of them. For events in time order that is [ts - `window_ms`, ts].
+   With `distinct` set (a distinct-count threshold), windows are measured by the number of
+   distinct `distinct` values among their entries instead; the occurrences of a new alert are that
+   number, and its contributing events are the first of each value.
 4. `sequence`: the event joins the window of every step in `matched_steps`. It fires only when the
    event matches the last step and a chain exists inside [ts - window_ms, ts]: step 0 satisfied by
-   `step_counts[0]` events, then step 1 by events strictly after the moment step 0 was complete,
-   and so on, the last step including this event. Greedy earliest completion decides.
+   `step_counts[0]` events, then step 1 by events after the one that completed step 0, and so on,
+   the last step including this event. "After" orders by timestamp, then by arrival: events with
+   equal timestamps keep the order in which they reached the state (within a batch, batch order;
+   across batches, the order of the calls). Greedy earliest completion decides.
    Fast path: an op whose `matched_steps` lack 0, for a key that holds no step-0 event with a
-   timestamp in [ts - window_ms, ts), is *not recorded*. After the de-duplication of 1 (an event
-   recorded earlier still replays its key's live alert) it yields nothing and changes nothing: no
-   window entry, payload, expiry or newest timestamp, as if it had not arrived. Every chain starts
-   with step 0, and a chain through this event needs step 0 complete strictly before ts and no
-   earlier than ts - window_ms: with events in time order every chain is still found. Deliberately
+   timestamp in [ts - window_ms, ts] (each of which arrived before it), is *not recorded*. After
+   the de-duplication of 1 (an event recorded earlier still replays its key's live alert) it
+   yields nothing and changes nothing: no window entry, payload, expiry or newest timestamp, as if
+   it had not arrived. Every chain starts with step 0, and a chain through this event needs step 0
+   complete before it (by timestamp, then arrival) and no
+   earlier than ts - window_ms: with events in arrival order every chain is still found. Deliberately
    not detected: a step-0 event with an earlier timestamp that arrives *after* such an event does
    not see it (a later step, or the last step's extra events, then miss it). An unrecorded event
    is not remembered either, so its redelivery is evaluated afresh: recorded (and possibly firing)
@@ -62,7 +73,11 @@ from auditflow.model.alert import MAX_SAMPLE_EVENTS
 
 RuleKind = Literal["match", "threshold", "sequence"]
 
-__all__ = ["MAX_SAMPLE_EVENTS", "Hit", "RuleKind", "WindowOp", "WindowState"]
+# The most entries one key holds; above it, ops older than the key's newest evict the oldest.
+# Twice the largest threshold count a rule may set, so no rule is ever short of entries.
+MAX_ENTRIES = 20_000
+
+__all__ = ["MAX_ENTRIES", "MAX_SAMPLE_EVENTS", "Hit", "RuleKind", "WindowOp", "WindowState"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,6 +96,7 @@ class WindowOp:
     count: int = 1
     step_counts: tuple[int, ...] = ()
     matched_steps: tuple[int, ...] = ()
+    distinct: str | None = None  # a distinct-count threshold: the value this event counts as
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import time
 from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 
-from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
+from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
 
 __all__ = ["DEFAULT_GRACE_MS", "MemoryWindowState"]
 
@@ -20,9 +20,10 @@ _SWEEP_INTERVAL_MS = 1_000
 # Windows this small are searched for duplicates directly; larger ones get a set of event ids.
 _SMALL_WINDOW = 8
 
-# (ts_ms, event_id, payload, step mask), kept sorted: by event time, then event id, as Redis
-# orders a sorted set's members of equal score.
-_Entry = tuple[int, str, bytes, int]
+# (ts_ms, event_id, payload, step mask, arrival number, distinct value), kept sorted: by event
+# time, then event id, as Redis orders a sorted set's members of equal score. Sequences order
+# equal timestamps by arrival instead (base.py, 4).
+_Entry = tuple[int, str, bytes, int, int, str | None]
 _Key = tuple[str, str]
 
 
@@ -30,7 +31,8 @@ class _Window:
     """The state of one (rule_id, group_key): its recent events and its live alert, if any."""
 
     __slots__ = (
-        "alert_id", "deadline_ms", "entries", "evidence", "first_ms", "ids", "last_ms", "occurrences", "ttl_ms",
+        "alert_id", "arrivals", "deadline_ms", "entries", "evidence", "first_ms", "ids", "last_ms", "occurrences",
+        "ttl_ms",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -45,6 +47,7 @@ class _Window:
         self.evidence: list[tuple[int, str]] | None = None
         self.ttl_ms = -1
         self.deadline_ms = -1
+        self.arrivals = 0  # numbers the recorded events, for the arrival order of equal timestamps
 
     def holds(self, event_id: str) -> bool:
         if self.ids is not None:
@@ -61,10 +64,12 @@ class MemoryWindowState(WindowState):
         *,
         key_prefix: str = "auditflow:",
         grace_ms: int = DEFAULT_GRACE_MS,
+        max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(url, key_prefix=key_prefix)
         self._grace_ms = grace_ms
+        self._max_entries = max(1, max_entries)
         self._clock = clock
         self._windows: dict[_Key, _Window] = {}
         # One dict per TTL in touch order, so its oldest entries are the first to expire.
@@ -141,9 +146,11 @@ class MemoryWindowState(WindowState):
         if op.matched_steps:
             for step in op.matched_steps:
                 mask |= 1 << step
-        # A match rule keeps event ids only to de-duplicate; its hit carries the payload itself.
-        entry = (ts, op.event_id, b"" if op.kind == "match" else op.payload, mask)
         entries = window.entries
+        newest = entries[-1][0] if entries else ts  # before this event
+        window.arrivals += 1
+        # A match rule keeps event ids only to de-duplicate; its hit carries the payload itself.
+        entry = (ts, op.event_id, b"" if op.kind == "match" else op.payload, mask, window.arrivals, op.distinct)
         if not entries or entries[-1] < entry:
             entries.append(entry)  # the usual case: events arrive in time order
         else:
@@ -153,29 +160,29 @@ class MemoryWindowState(WindowState):
             ids.add(op.event_id)
         elif len(entries) > _SMALL_WINDOW:
             ids = window.ids = {entry[1] for entry in entries}
-        cutoff = entries[-1][0] - op.window_ms
+        # Slide from the older of this event and the newest before it, so that no single event,
+        # however far in the future, pushes the others out of their windows (base.py, 3).
+        cutoff = min(ts, newest) - op.window_ms
+        if newest > ts and len(entries) > self._max_entries:
+            cutoff = max(cutoff, entries[len(entries) - self._max_entries][0])
         if entries[0][0] < cutoff:
             stale = bisect_left(entries, (cutoff,))
             if ids is not None:
                 for old in entries[:stale]:
                     ids.discard(old[1])
             del entries[:stale]
+        if ts < cutoff:
+            return None  # evicted on arrival to keep the key bounded
 
         last_ms = ts
         if op.kind == "match":
-            contributing: list[_Entry] = [(ts, op.event_id, op.payload, mask)]
+            contributing: list[_Entry] = [(ts, op.event_id, op.payload, mask, 0, None)]
             occurrences = 1
         elif op.kind == "threshold":
-            # Everything kept lies within window_ms of the newest entry, so the fullest window
-            # around ts is the one from ts - window_ms: it holds every entry from there on.
-            if ts < cutoff:
-                return None  # dropped on arrival
-            low = bisect_left(entries, (ts - op.window_ms,))
-            occurrences = len(entries) - low
-            if occurrences < max(1, op.count):
+            found = _threshold(entries, op, newest)
+            if found is None:
                 return None
-            contributing = entries[low : low + MAX_SAMPLE_EVENTS]
-            last_ms = entries[-1][0]  # later than ts when the event came late
+            contributing, occurrences, last_ms = found
         else:
             chain = _sequence_chain(entries, op)
             if chain is None:
@@ -229,12 +236,52 @@ def _replay(index: int, op: WindowOp, window: _Window) -> Hit | None:
     return Hit(index, alert_id, False, window.occurrences, window.first_ms, window.last_ms, events, True)
 
 
+def _threshold(entries: list[_Entry], op: WindowOp, newest: int) -> tuple[list[_Entry], int, int] | None:
+    """The contributing events, occurrences and last seen of the fullest window of `window_ms`
+    around the op's event (the earliest of equally full ones), or None when it holds too few."""
+    ts, span = op.ts_ms, op.window_ms
+    low = bisect_left(entries, (ts - span,))
+    if op.distinct is None and newest <= ts:
+        # Nothing later than ts: the fullest window is [ts - window_ms, ts] (the usual case).
+        occurrences = len(entries) - low
+        if occurrences < max(1, op.count):
+            return None
+        return entries[low : low + MAX_SAMPLE_EVENTS], occurrences, ts
+    near = entries[low : bisect_left(entries, (ts + (span if newest > ts else 0) + 1,))]
+    best, best_start, best_end = 0, 0, 0
+    counts: dict[str | None, int] = {}
+    distinct = 0
+    end = 0
+    for start, first in enumerate(near):
+        if first[0] > ts:
+            break
+        while end < len(near) and near[end][0] <= first[0] + span:
+            value = near[end][5]
+            counts[value] = counts.get(value, 0) + 1
+            distinct += counts[value] == 1
+            end += 1
+        size = distinct if op.distinct is not None else end - start
+        if size > best:
+            best, best_start, best_end = size, start, end
+        counts[first[5]] -= 1
+        distinct -= counts[first[5]] == 0
+    if best < max(1, op.count):
+        return None
+    inside = near[best_start:best_end]
+    if op.distinct is not None:
+        firsts: dict[str | None, _Entry] = {}
+        for entry in inside:
+            firsts.setdefault(entry[5], entry)  # the first event of each value, in time order
+        inside = list(firsts.values())
+    return inside[:MAX_SAMPLE_EVENTS], best, near[best_end - 1][0]
+
+
 def _starts_before(window: _Window | None, op: WindowOp) -> bool:
-    """Whether the window holds a step-0 event in [ts - window_ms, ts)."""
+    """Whether the window holds a step-0 event in [ts - window_ms, ts]: it arrived earlier."""
     if window is None:
         return False
     entries = window.entries
-    for position in range(bisect_left(entries, (op.ts_ms - op.window_ms,)), bisect_left(entries, (op.ts_ms,))):
+    for position in range(bisect_left(entries, (op.ts_ms - op.window_ms,)), bisect_left(entries, (op.ts_ms + 1,))):
         if entries[position][3] & 1:
             return True
     return False
@@ -247,16 +294,19 @@ def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
     if last < 0 or last not in op.matched_steps:
         return None
     ts = op.ts_ms
-    after = ts - op.window_ms - 1  # an event counts for the current step when its ts > after
+    # Equal timestamps keep their arrival order: an event counts for the current step when it
+    # comes after `after` by (timestamp, arrival).
+    after = (ts - op.window_ms, -1)
     step, bit, need, got = 0, 1, max(1, counts[0]), 0
     chain: list[_Entry] = []
-    for position in range(bisect_left(entries, (ts - op.window_ms,)), bisect_left(entries, (ts + 1,))):
-        entry = entries[position]
-        if entry[3] & bit and entry[0] > after:
+    candidates = entries[bisect_left(entries, (ts - op.window_ms,)) : bisect_left(entries, (ts + 1,))]
+    candidates.sort(key=_arrival)
+    for entry in candidates:
+        if entry[3] & bit and (entry[0], entry[4]) > after:
             chain.append(entry)
             got += 1
             if got == need and step < last:
-                after = entry[0]  # the next step starts strictly after this moment
+                after = (entry[0], entry[4])  # the next step starts strictly after this event
                 step += 1
                 bit <<= 1
                 need = max(1, counts[step])
@@ -264,3 +314,7 @@ def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
     if step < last or got < need:
         return None
     return chain
+
+
+def _arrival(entry: _Entry) -> tuple[int, int]:
+    return entry[0], entry[4]

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
+from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS
 from auditflow.errors import BackendError, BackendUnavailable
 
@@ -54,11 +54,13 @@ class RedisWindowState(WindowState):
         *,
         key_prefix: str = "auditflow:",
         grace_ms: int = DEFAULT_GRACE_MS,
+        max_entries: int = MAX_ENTRIES,
         max_connections: int = 16,
         socket_timeout: float = 10.0,
     ) -> None:
         super().__init__(url, key_prefix=key_prefix)
         self._grace_ms = grace_ms
+        self._max_entries = max(1, max_entries)
         self._max_connections = max_connections
         self._socket_timeout = socket_timeout
         self._client: aioredis.Redis | None = None
@@ -97,7 +99,7 @@ class RedisWindowState(WindowState):
             return []
         self._require_client()
         assert self._script is not None
-        args: list[bytes | str | int] = [self.key_prefix, self._grace_ms, MAX_SAMPLE_EVENTS]
+        args: list[bytes | str | int] = [self.key_prefix, self._grace_ms, MAX_SAMPLE_EVENTS, self._max_entries]
         args += map(_encode, ops)
         with mapped_errors("window script"):
             reply = await self._script(keys=[], args=args)
@@ -117,9 +119,13 @@ def _encode(op: WindowOp) -> bytes:
     alert_id = op.new_alert_id.encode()
     steps = ",".join(str(max(1, n)) for n in op.step_counts)
     matched = ",".join(map(str, op.matched_steps))
-    return b"%s %d %d %d %d %s %s %d %d %d\n%s%s%s%s" % (
-        op.kind.encode(), op.ts_ms, op.window_ms, op.suppress_ms, max(1, op.count), steps.encode(),
-        matched.encode(), len(key), len(event_id), len(alert_id), key, event_id, alert_id, op.payload,
+    kind = op.kind.encode()
+    distinct = b""
+    if op.distinct is not None:
+        kind, distinct = b"distinct", op.distinct.encode()
+    return b"%s %d %d %d %d %s %s %d %d %d %d\n%s%s%s%s%s" % (
+        kind, op.ts_ms, op.window_ms, op.suppress_ms, max(1, op.count), steps.encode(), matched.encode(),
+        len(key), len(event_id), len(alert_id), len(distinct), key, event_id, alert_id, distinct, op.payload,
     )  # fmt: skip
 
 

@@ -1,22 +1,28 @@
 -- Applies a batch of window ops atomically and in order; the semantics are those of
 -- auditflow/backends/state/base.py, mirrored by memory.py.
 --
--- ARGV: key_prefix, grace_ms, max_samples, then one value per op:
+-- ARGV: key_prefix, grace_ms, max_samples, max_entries, then one value per op:
 --   "kind ts_ms window_ms suppress_ms count step_counts matched_steps len(key) len(event_id)
---    len(new_alert_id)\n" .. key .. event_id .. new_alert_id .. payload
--- (key encodes the rule and group; the comma-separated step lists may be empty). Every op value is
--- data: nothing from ARGV is ever evaluated as code.
+--    len(new_alert_id) len(distinct)\n" .. key .. event_id .. new_alert_id .. distinct .. payload
+-- (key encodes the rule and group; the comma-separated step lists may be empty; kind "distinct" is
+-- a distinct-count threshold, the others have an empty distinct value). Every op value is data:
+-- nothing from ARGV is ever evaluated as code.
 --
 -- Keys, for one (rule, group):
 --   {prefix}w:{key}    sorted set event_id -> ts: every recent event (de-duplication, threshold window)
---   {prefix}p:{key}    hash event_id -> payload (threshold and sequence only)
---   {prefix}s{n}:{key} sorted set event_id -> ts of the events matching sequence step n
+--   {prefix}p:{key}    hash event_id -> payload (threshold and sequence only); for a sequence also
+--                      SEQ -> the number of the last event recorded, so that equal timestamps
+--                      keep their arrival order
+--   {prefix}d:{key}    hash event_id -> the value a distinct-count threshold counts
+--   {prefix}s{n}:{key} sorted set member -> ts of the events matching sequence step n, the member
+--                      being the event's number (12 digits) .. event_id: members of equal score
+--                      sort by arrival
 --   {prefix}a:{key}    hash id, occ, first, last: the live alert, for suppression; evn, ev: the
 --                      number and ids of its first max_samples events (none for match rules,
 --                      whose keys hold no payloads) as concatenated MessagePack strings, so that
 --                      a repeat appends without decoding: the samples of a replay
 -- Each key expires its window or suppression period plus grace_ms after its last write. A sequence
--- op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts).
+-- op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts].
 -- The keys are derived here from the prefix and the op, not passed as KEYS: one call touches
 -- the keys of many groups, so the script needs a single Redis server (or one shard), not a Cluster.
 --
@@ -29,7 +35,9 @@
 local prefix = ARGV[1]
 local grace = tonumber(ARGV[2])
 local max_samples = tonumber(ARGV[3])
-local HEADER = '^(%a+) (%-?%d+) (%d+) (%d+) (%d+) ([%d,]*) ([%d,]*) (%d+) (%d+) (%d+)$'
+local max_entries = tonumber(ARGV[4])
+local HEADER = '^(%a+) (%-?%d+) (%d+) (%d+) (%d+) ([%d,]*) ([%d,]*) (%d+) (%d+) (%d+) (%d+)$'
+local SEQ = '\0seq' -- never an event id: the field of the arrival counter in {prefix}p:{key}
 
 local out = {}
 local ttls = {} -- key -> PEXPIRE to set once at the end
@@ -39,6 +47,12 @@ local alerts = {} -- key -> cached alert table, or false when there is none
 local dirty = {} -- key -> TTL of an alert to write back at the end
 local replayed = {} -- key -> the alert whose samples the last replay sent, while the key is unchanged
 local any_replayed = false
+local arrivals = {} -- payload key -> its arrival counter, once read; written back at the end
+
+-- Scores as Redis reads them: a Lua number would be formatted with 14 significant digits.
+local function int(n)
+  return string.format('%d', n)
+end
 
 local function keep(key, ttl)
   local old = ttls[key]
@@ -95,20 +109,87 @@ local function alert_of(base)
   return alert
 end
 
-for index = 0, #ARGV - 4 do
-  local arg = ARGV[index + 4]
+
+-- The fullest window of `window` around ts among the entries r (ZRANGEBYSCORE ... WITHSCORES),
+-- the earliest of equally full ones; sizes count distinct values(i) when values is given.
+-- Returns size, first index, last index (into the pairs of r, 1-based pair numbers).
+local function fullest(r, values, ts, window)
+  local n = #r / 2
+  local best, best_i, best_j = 0, 1, 0
+  local counts, distinct, j = {}, 0, 0
+  for i = 1, n do
+    local start = tonumber(r[2 * i])
+    if start > ts then
+      break
+    end
+    while j < n and tonumber(r[2 * j + 2]) <= start + window do
+      j = j + 1
+      if values then
+        local v = values[j]
+        counts[v] = (counts[v] or 0) + 1
+        if counts[v] == 1 then
+          distinct = distinct + 1
+        end
+      end
+    end
+    local size = values and distinct or (j - i + 1)
+    if size > best then
+      best, best_i, best_j = size, i, j
+    end
+    if values then
+      local v = values[i]
+      counts[v] = counts[v] - 1
+      if counts[v] == 0 then
+        distinct = distinct - 1
+      end
+    end
+  end
+  return best, best_i, best_j
+end
+
+-- The members of skey after (score, member) up to ts, in (score, arrival) order: at most need
+-- of them unless need is nil.
+local function after(skey, score, member, ts, need)
+  local got, scores = {}, {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', skey, score, score)) do
+    if m > member and (need == nil or #got < need) then
+      got[#got + 1], scores[#scores + 1] = m, score
+    end
+  end
+  if need == nil or #got < need then
+    local r
+    if need == nil then
+      r = redis.call('ZRANGEBYSCORE', skey, '(' .. score, ts, 'WITHSCORES')
+    else
+      r = redis.call('ZRANGEBYSCORE', skey, '(' .. score, ts, 'WITHSCORES', 'LIMIT', 0, need - #got)
+    end
+    for i = 1, #r, 2 do
+      got[#got + 1], scores[#scores + 1] = r[i], r[i + 1]
+    end
+  end
+  return got, scores
+end
+
+for index = 0, #ARGV - 5 do
+  local arg = ARGV[index + 5]
   local nl = string.find(arg, '\n', 1, true)
-  local kind, ts_arg, window, suppress, count, steps_csv, matched_csv, lb, le, la =
+  local kind, ts_arg, window, suppress, count, steps_csv, matched_csv, lb, le, la, ld =
     string.match(string.sub(arg, 1, nl - 1), HEADER)
   local ts = tonumber(ts_arg)
   window, suppress = tonumber(window), tonumber(suppress)
-  lb, le, la = tonumber(lb), tonumber(le), tonumber(la)
+  lb, le, la, ld = tonumber(lb), tonumber(le), tonumber(la), tonumber(ld)
   local base = string.sub(arg, nl + 1, nl + lb)
   local eid = string.sub(arg, nl + lb + 1, nl + lb + le)
   local new_id = string.sub(arg, nl + lb + le + 1, nl + lb + le + la)
+  local distinct = nil
+  if kind == 'distinct' then
+    kind, distinct = 'threshold', string.sub(arg, nl + lb + le + la + 1, nl + lb + le + la + ld)
+  end
   local wkey = prefix .. 'w:' .. base
   local pkey = prefix .. 'p:' .. base
+  local dkey = prefix .. 'd:' .. base
   local lo = ts - window
+  local lo_arg = int(lo)
 
   local added, duplicate
   -- Step lists are written without leading zeros: step 0 is matched iff the list starts with 0 or
@@ -120,11 +201,16 @@ for index = 0, #ARGV - 4 do
     -- key (the usual case: a success of a user without failures) costs one lookup.
     if redis.call('EXISTS', wkey) == 0 then
       added, duplicate = false, false
-    elseif redis.call('ZCOUNT', prefix .. 's0:' .. base, lo, '(' .. ts_arg) == 0 then
+    elseif redis.call('ZCOUNT', prefix .. 's0:' .. base, lo_arg, ts_arg) == 0 then
       added, duplicate = false, redis.call('ZSCORE', wkey, eid) ~= false
     end
   end
+  local newest = nil -- the key's newest timestamp before this event
   if added == nil then
+    newest = newest_of[wkey]
+    if newest == nil then
+      newest = tonumber(redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')[2]) or ts
+    end
     -- NX: an event already recorded for this key is a redelivery; it changes nothing (below).
     added = redis.call('ZADD', wkey, 'NX', ts_arg, eid) == 1
     duplicate = not added
@@ -137,30 +223,47 @@ for index = 0, #ARGV - 4 do
     local steps, matched = {}, {}
     keep(wkey, wttl)
     if kind ~= 'match' then
-      redis.call('HSET', pkey, eid, string.sub(arg, nl + lb + le + la + 1))
+      redis.call('HSET', pkey, eid, string.sub(arg, nl + lb + le + la + ld + 1))
       keep(pkey, wttl)
+    end
+    if distinct then
+      redis.call('HSET', dkey, eid, distinct)
+      keep(dkey, wttl)
     end
     if kind == 'sequence' then
       steps, matched = numbers(steps_csv), numbers(matched_csv)
+      local number = arrivals[pkey]
+      if number == nil then
+        number = tonumber(redis.call('HGET', pkey, SEQ)) or 0
+      end
+      number = number + 1
+      arrivals[pkey] = number
+      local member = string.format('%012d', number) .. eid
       for _, step in ipairs(matched) do
         local skey = prefix .. 's' .. step .. ':' .. base
-        redis.call('ZADD', skey, ts_arg, eid)
+        redis.call('ZADD', skey, ts_arg, member)
         keep(skey, wttl)
       end
     end
 
-    -- Slide the window: drop what is older than the newest event minus window_ms.
-    local newest = newest_of[wkey]
-    if newest == nil then
-      newest = tonumber(redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')[2])
-    elseif ts > newest then
-      newest = ts
-    end
-    newest_of[wkey] = newest
-    local cutoff = newest - window
+    -- Slide the window from the older of this event and the newest before it (base.py, 2): no
+    -- single event, however far in the future, pushes the others out.
+    newest_of[wkey] = math.max(newest, ts)
+    local cutoff = math.min(ts, newest) - window
     local floor = floor_of[wkey]
-    if floor == nil or cutoff > floor or ts < cutoff then
-      local below = string.format('(%d', cutoff)
+    if floor ~= nil and ts < floor then
+      floor = ts -- an entry older than the last cutoff: the next slide must see it
+    end
+    if newest > ts then
+      -- Only an event older than the newest can grow a key beyond its window: bound it.
+      local size = redis.call('ZCARD', wkey)
+      if size > max_entries then
+        local oldest = tonumber(redis.call('ZRANGE', wkey, size - max_entries, size - max_entries, 'WITHSCORES')[2])
+        cutoff = math.max(cutoff, oldest)
+      end
+    end
+    if floor == nil or cutoff > floor then
+      local below = '(' .. int(cutoff)
       if kind == 'match' then
         redis.call('ZREMRANGEBYSCORE', wkey, '-inf', below)
       else
@@ -168,55 +271,94 @@ for index = 0, #ARGV - 4 do
         if #stale > 0 then
           redis.call('ZREMRANGEBYSCORE', wkey, '-inf', below)
           hdel(pkey, stale)
+          if distinct then
+            hdel(dkey, stale)
+          end
           for step = 0, #steps - 1 do
             redis.call('ZREMRANGEBYSCORE', prefix .. 's' .. step .. ':' .. base, '-inf', below)
           end
         end
       end
-      floor_of[wkey] = cutoff
+      floor = cutoff
     end
+    floor_of[wkey] = floor
 
     local fired, occurrences, first, last = false, 1, ts, ts
     local ids = {}
-    if kind == 'match' then
+    if ts < cutoff then
+      fired = false -- evicted on arrival to keep the key bounded
+    elseif kind == 'match' then
       fired = true
     elseif kind == 'threshold' then
-      -- Everything kept lies within window of the newest entry, so the fullest window around ts
-      -- is the one from ts - window: it holds every entry from there on (see base.py). An event
-      -- older than the cutoff was dropped on arrival.
-      if ts >= cutoff then
-        occurrences = redis.call('ZCOUNT', wkey, lo, '+inf')
+      if not distinct and newest <= ts then
+        -- Nothing later than ts: the fullest window is [ts - window, ts] (the usual case).
+        occurrences = redis.call('ZCOUNT', wkey, lo_arg, ts_arg)
         if occurrences >= tonumber(count) then
-          local r = redis.call('ZRANGEBYSCORE', wkey, lo, '+inf', 'WITHSCORES', 'LIMIT', 0, max_samples)
+          local r = redis.call('ZRANGEBYSCORE', wkey, lo_arg, ts_arg, 'WITHSCORES', 'LIMIT', 0, max_samples)
           for i = 1, #r, 2 do
             ids[#ids + 1] = r[i]
           end
-          fired, first, last = true, tonumber(r[2]), newest
+          fired, first = true, tonumber(r[2])
+        end
+      else
+        local hi = ts_arg
+        if newest > ts then
+          hi = int(ts + window)
+        end
+        local r = redis.call('ZRANGEBYSCORE', wkey, lo_arg, hi, 'WITHSCORES')
+        local values = nil
+        if distinct then
+          local members = {}
+          for i = 1, #r, 2 do
+            members[#members + 1] = r[i]
+          end
+          values = {}
+          for i = 1, #members, 500 do
+            local part = redis.call('HMGET', dkey, unpack(members, i, math.min(i + 499, #members)))
+            for k = 1, #part do
+              values[#values + 1] = part[k] or ''
+            end
+          end
+        end
+        local size, i, j = fullest(r, values, ts, window)
+        if size >= tonumber(count) then
+          local seen = {}
+          for k = i, j do
+            if #ids >= max_samples then
+              break
+            end
+            if not values then
+              ids[#ids + 1] = r[2 * k - 1]
+            elseif not seen[values[k]] then
+              seen[values[k]] = true -- the first event of each value
+              ids[#ids + 1] = r[2 * k - 1]
+            end
+          end
+          fired, occurrences, first, last = true, size, tonumber(r[2 * i]), tonumber(r[2 * j])
         end
       end
     elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
-      -- Greedy earliest chain: each step's first `count` events strictly after the previous step.
-      local min = lo
+      -- Greedy earliest chain: each step's first `count` events after the one that completed the
+      -- previous step, by (timestamp, arrival).
+      local score, member = int(lo), ''
       fired = true
       for step = 0, #steps - 1 do
-        local skey = prefix .. 's' .. step .. ':' .. base
-        local r
-        if step < #steps - 1 then
-          r = redis.call('ZRANGEBYSCORE', skey, min, ts, 'WITHSCORES', 'LIMIT', 0, steps[step + 1])
-        else
-          r = redis.call('ZRANGEBYSCORE', skey, min, ts, 'WITHSCORES')
+        local need = steps[step + 1]
+        if step == #steps - 1 then
+          need = nil
         end
-        if #r / 2 < steps[step + 1] then
+        local got, scores = after(prefix .. 's' .. step .. ':' .. base, score, member, ts_arg, need)
+        if #got < steps[step + 1] then
           fired = false
           break
         end
         if step == 0 then
-          first = tonumber(r[2])
+          first = tonumber(scores[1])
         end
-        for i = 1, #r, 2 do
-          ids[#ids + 1] = r[i]
+        for i = 1, #got do
+          ids[#ids + 1] = string.sub(got[i], 13)
         end
-        min = '(' .. r[#r]
+        score, member = scores[#scores], got[#got]
       end
       occurrences = #ids
     end
@@ -290,6 +432,9 @@ for base, ttl in pairs(dirty) do
     redis.call('HSET', akey, 'id', alert.id, 'occ', alert.occ, 'first', first, 'last', last)
   end
   keep(akey, ttl)
+end
+for pkey, number in pairs(arrivals) do
+  redis.call('HSET', pkey, SEQ, number)
 end
 for key, ttl in pairs(ttls) do
   redis.call('PEXPIRE', key, ttl)
