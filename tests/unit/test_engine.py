@@ -303,3 +303,84 @@ async def test_alert_ids_are_derived_from_what_opened_the_alert() -> None:
     other = [Event(event_type="file_modified", server_hostname="h", details={"resource": "/etc/shadow"})]
     different = await Detector(create_state("memory://"), lambda: ruleset).process(other)
     assert different[0].alert_id != first[0].alert_id
+
+
+ENUMERATION: dict[str, Any] = {
+    "id": "invalid-user-enumeration",
+    "name": "Invalid user enumeration",
+    "description": "{occurrences} unknown users from {details.source_ip}: {distinct_values}",
+    "kind": "threshold",
+    "severity": "WARNING",
+    "where": {"event_type": "user_login", "action_result": "FAILURE", "details.reason": "invalid_user"},
+    "count": 3,
+    "distinct": "user_id",
+    "window": "10m",
+    "group_by": ["details.source_ip"],
+}
+
+
+def invalid_user(user: str | None, seconds: float, ip: str = "203.0.113.9") -> Event:
+    return Event(
+        event_type="user_login",
+        action_result="FAILURE",
+        user_id=user,
+        server_hostname="bastion",
+        timestamp=T0 + timedelta(seconds=seconds),
+        details={"reason": "invalid_user", "source_ip": ip},
+    )
+
+
+async def test_a_distinct_count_threshold_counts_values_not_events(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(ENUMERATION))
+    # The same two names again and again, and events without a user: never three distinct names.
+    repeats = [invalid_user(name, i) for i, name in enumerate(["admin", "oracle"] * 5)] + [invalid_user(None, 11)]
+    assert await detector.process(repeats) == []
+    # Another source address has its own window.
+    assert await detector.process([invalid_user("test", 12, ip="198.51.100.1")]) == []
+    alerts = await detector.process([invalid_user("test", 13)])
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert.occurrences == 3
+    assert alert.description == "3 unknown users from 203.0.113.9: admin, oracle, test"
+    # Its evidence is the first event of each name.
+    assert alert.event_ids == [repeats[0].event_id, repeats[1].event_id, alerts[0].sample_events[2].event_id]
+    assert alert.first_seen == T0
+    assert alert.last_seen == T0 + timedelta(seconds=13)
+
+
+async def test_a_distinct_count_threshold_slides_over_ten_minutes(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(ENUMERATION))
+    spread = [invalid_user(name, minutes * 60) for name, minutes in [("a", 0), ("b", 6), ("c", 12), ("d", 18)]]
+    assert await detector.process(spread) == []  # never three names within ten minutes
+    assert len(await detector.process([invalid_user("e", 19 * 60)])) == 1  # c, d and e
+
+
+async def test_failures_and_the_success_in_one_second_complete_the_sequence(state: WindowState) -> None:
+    # Syslog time has one-second resolution: sshd's failures and the accepted login share it.
+    detector = Detector(state, lambda: ruleset(SEQUENCE))
+    same_second = [login("FAILURE", 5), login("FAILURE", 5), login("FAILURE", 5), login("SUCCESS", 5)]
+    alerts = await detector.process(same_second)
+    assert [(a.rule_id, a.occurrences, a.event_ids) for a in alerts] == [
+        ("login-after-burst", 4, [e.event_id for e in same_second])
+    ]
+    # Across batches too; but a success that came before the failures does not follow them.
+    other = [login("SUCCESS", 5, user="bob")] + [login("FAILURE", 5, user="bob") for _ in range(3)]
+    assert await detector.process(other[:2]) == []
+    assert await detector.process(other[2:]) == []
+    assert len(await detector.process([login("SUCCESS", 5, user="bob")])) == 1
+
+
+async def test_a_login_failure_dated_far_in_the_future_blinds_nothing(state: WindowState) -> None:
+    detector = Detector(state, lambda: ruleset(BURST))
+    future = Event(
+        event_type="user_login",
+        action_result="FAILURE",
+        user_id="alice",
+        server_hostname="web-1",
+        timestamp=datetime(9999, 1, 1, tzinfo=UTC),
+    )
+    assert await detector.process([future]) == []
+    alerts = await detector.process([login("FAILURE", s) for s in range(12)])
+    assert len(alerts) == 1
+    assert alerts[0].occurrences == 12  # opened by the third with three, then nine repeats
+    assert future.event_id not in alerts[0].event_ids

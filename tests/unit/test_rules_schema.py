@@ -188,6 +188,20 @@ def test_schema_errors_name_the_field(overrides: dict[str, Any], field: str) -> 
     assert field in error_fields(info.value)
 
 
+def test_a_distinct_count_names_an_event_field() -> None:
+    rule = ThresholdRule.model_validate(base(kind="threshold", count=3, window="10m", distinct="details.user"))
+    assert rule.distinct == "details.user"
+    assert ThresholdRule.model_validate(base(kind="threshold", count=3, window="10m")).distinct is None
+    for path, message in [("usr", "unknown field 'usr'"), ("details.", "empty key"), ("timestamp", "unknown field")]:
+        with pytest.raises(ValidationError) as info:
+            ThresholdRule.model_validate(base(kind="threshold", count=3, window="10m", distinct=path))
+        assert list(error_fields(info.value)) == ["distinct"]
+        assert message in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        MatchRule.model_validate(base(distinct="user_id"))  # only thresholds count
+    assert "distinct" in error_fields(info.value)
+
+
 def test_threshold_and_sequence_requirements() -> None:
     with pytest.raises(ValidationError) as info:
         ThresholdRule.model_validate(base(kind="threshold", count=0, window="0s"))

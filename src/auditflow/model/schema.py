@@ -1,5 +1,6 @@
-"""JSON Schema export of the message contracts; the committed files are what producers and
-consumers are tested against (`python -m auditflow.model.schema` rewrites them)."""
+"""JSON Schema export of the message contracts and of rule files; the committed files are what
+producers, consumers and rule authors' editors are checked against (`python -m auditflow.model.schema`
+rewrites them)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
 
 
 def contract_schemas() -> dict[str, dict[str, Any]]:
-    """File name -> JSON Schema, for every message contract."""
+    """File name -> JSON Schema, for every message contract and the rule file format."""
+    from auditflow.rules.schema import RuleFile  # the rules import the event model
+
     return {
         "event.schema.json": Event.model_json_schema(mode="validation"),
         "alert.schema.json": Alert.model_json_schema(mode="serialization"),
+        "rules.schema.json": RuleFile.model_json_schema(mode="validation"),
     }
 
 

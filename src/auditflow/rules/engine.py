@@ -69,6 +69,7 @@ class _Plan:
     suppress_ms: int
     count: int
     step_counts: tuple[int, ...]
+    distinct: Getter | None  # a distinct-count threshold: the field it counts
     template: Template
     extras: dict[str, Any]
 
@@ -77,6 +78,7 @@ def _plan(rule: Rule) -> _Plan:
     suppress_ms = rule.suppress_ms
     extras: dict[str, Any] = {"rule_id": rule.id, "rule_name": rule.name}
     step_counts: tuple[int, ...] = ()
+    distinct: Getter | None = None
     if isinstance(rule, MatchRule):
         window_ms, count = max(suppress_ms, MATCH_DEDUP_WINDOW_MS), 1
         test: Callable[[Event], bool] | None = rule.where.test
@@ -85,6 +87,9 @@ def _plan(rule: Rule) -> _Plan:
         window_ms, count = to_ms(rule.window), rule.count
         test, step_tests = rule.where.test, ()
         extras.update(count=rule.count, window=format_duration(rule.window))
+        if rule.distinct is not None:
+            distinct = make_getter(rule.distinct)
+            extras["distinct"] = rule.distinct
     else:
         window_ms, count = to_ms(rule.window), 1
         step_counts = tuple(step.count for step in rule.steps)
@@ -100,6 +105,7 @@ def _plan(rule: Rule) -> _Plan:
         suppress_ms=suppress_ms,
         count=count,
         step_counts=step_counts,
+        distinct=distinct,
         template=rule.template,
         extras=extras,
     )
@@ -146,9 +152,14 @@ class Detector:
             payload = b""
             for plan in plans:
                 matched_steps: tuple[int, ...] = ()
+                distinct: str | None = None
                 if plan.test is not None:
                     if not plan.test(event):
                         continue
+                    if plan.distinct is not None:
+                        distinct = group_value(plan.distinct(event))
+                        if distinct is None:
+                            continue  # nothing to count
                 else:
                     matched_steps = tuple(i for i, step in enumerate(plan.step_tests) if step(event))
                     if not matched_steps:
@@ -176,6 +187,7 @@ class Detector:
                         count=plan.count,
                         step_counts=plan.step_counts,
                         matched_steps=matched_steps,
+                        distinct=distinct,
                     )
                 )
                 origins.append((plan, event, group))
@@ -228,6 +240,11 @@ class Detector:
         for event_id in event_ids[:MAX_SAMPLE_EVENTS]:
             known = batch.get(event_id)
             samples.append(known if known is not None else Event.model_validate_json(pending.events[event_id]))
+        if plan.distinct is not None:
+            # The values the alert counted, first seen first (its samples are the first event of each).
+            values["distinct_values"] = ", ".join(
+                dict.fromkeys(v for v in (group_value(plan.distinct(e)) for e in samples) if v is not None)
+            )
         return Alert(
             alert_id=UUID(pending.alert_id),
             rule_id=rule.id,

@@ -113,12 +113,16 @@ class MatchRule(_RuleBase):
 
 
 class ThresholdRule(_RuleBase):
-    """Fires when `count` matching events of one group fall within a sliding `window`."""
+    """Fires when `count` matching events of one group fall within a sliding `window`; with
+    `distinct`, when they hold `count` distinct values of that field."""
 
     kind: Literal["threshold"]
     where: Where
     count: int = Field(ge=1, le=MAX_COUNT)
     window: Window
+    distinct: FieldPath | None = Field(
+        None, description="Count distinct values of this field instead of events; events without it do not count"
+    )
 
     @property
     def event_types(self) -> frozenset[str] | None:
@@ -148,6 +152,16 @@ class SequenceRule(_RuleBase):
 
 
 Rule = Annotated[MatchRule | ThresholdRule | SequenceRule, Field(discriminator="kind")]
+
+
+class RuleFile(BaseModel):
+    """A rule file as the loader reads it: a `rules:` list (a bare list is accepted too)."""
+
+    model_config = ConfigDict(extra="forbid", title="AuditFlow rule file")
+
+    rules: list[Rule]
+
+
 RULE_KINDS: dict[str, type[MatchRule] | type[ThresholdRule] | type[SequenceRule]] = {
     "match": MatchRule,
     "threshold": ThresholdRule,

@@ -16,7 +16,7 @@ from typing import Any
 from auditflow.rules.fields import check_field_path
 
 # Values the engine supplies besides event fields.
-EXTRA_FIELDS = frozenset({"rule_id", "rule_name", "occurrences", "count", "window"})
+EXTRA_FIELDS = frozenset({"rule_id", "rule_name", "occurrences", "count", "window", "distinct", "distinct_values"})
 
 _formatter = Formatter()
 
