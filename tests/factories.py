@@ -148,35 +148,45 @@ def op(
     count: int = 1,
     steps: tuple[int, ...] = (),
     matched: tuple[int, ...] = (),
+    distinct: str | None = None,
 ) -> WindowOp:
     """An op whose payload and would-be alert id are derived from the event id."""
     return WindowOp(
         rule, group, kind, event_id, ts, f"payload-{event_id}".encode(), window, suppress, f"alert-{event_id}",
-        count, steps, matched,
+        count, steps, matched, distinct,
     )  # fmt: skip
 
 
 ALL_KINDS: tuple[RuleKind, ...] = ("match", "threshold", "sequence")
+# Timestamps an attacker or a broken clock may send: year 1, the epoch, 2286 and the end of 9999.
+FAR_TIMESTAMPS = (-62_135_596_800_000, 0, 10**13, 253_402_300_799_999)
 
 
 @st.composite
-def op_batches(draw: st.DrawFn, kinds: Sequence[RuleKind] = ALL_KINDS, focus: bool = False) -> list[list[WindowOp]]:
+def op_batches(
+    draw: st.DrawFn, kinds: Sequence[RuleKind] = ALL_KINDS, focus: bool = False, adversarial: bool = False
+) -> list[list[WindowOp]]:
     """Random batches over up to three rules (match, threshold, sequence) and two groups, with small
     windows, repeated event ids and timestamps that go back as well as forward; then some batches
     (or their tails) delivered again later, alone or joined to the next, as after a crash. `focus`
     leaves out what makes chains impossible or replays absent: empty windows, single steps, no
-    suppression."""
+    suppression. `adversarial` adds events dated far from the others and makes the threshold count
+    distinct values of a few."""
     windows = st.sampled_from([5, 30] if focus else [0, 5, 30])
     suppressions = st.sampled_from([10, 40] if focus else [0, 10, 40])
     steps = tuple(draw(st.lists(st.integers(1, 2), min_size=2 if focus else 1, max_size=3)))
     count = draw(st.integers(1, 4))
     config = {kind: (draw(windows), draw(suppressions)) for kind in ("match", "threshold", "sequence")}
+    distinct_rule = adversarial and draw(st.booleans())
     ops: list[WindowOp] = []
     ts = 1_000
     for _ in range(draw(st.integers(1, 60))):
         kind: RuleKind = draw(st.sampled_from(kinds))
         window, suppress = config[kind]
         ts = max(0, ts + draw(st.integers(-20, 15)))
+        when = ts
+        if adversarial and draw(st.integers(0, 5)) == 0:
+            when = draw(st.sampled_from(FAR_TIMESTAMPS)) + draw(st.integers(-20, 20))
         matched: tuple[int, ...] = ()
         if kind == "sequence":
             picked = draw(st.sets(st.integers(0, len(steps) - 1), min_size=1))
@@ -187,9 +197,13 @@ def op_batches(draw: st.DrawFn, kinds: Sequence[RuleKind] = ALL_KINDS, focus: bo
         rule_count = count if kind == "threshold" else 1
         rule_steps = steps if kind == "sequence" else ()
         alert = f"alert-{len(ops)}"
+        distinct = draw(st.sampled_from(["u1", "u2", "u3"])) if distinct_rule and kind == "threshold" else None
         ops.append(
-            WindowOp(kind, group, kind, event_id, ts, payload, window, suppress, alert, rule_count, rule_steps, matched)
-        )
+            WindowOp(
+                kind, group, kind, event_id, when, payload, window, suppress, alert, rule_count, rule_steps, matched,
+                distinct,
+            )
+        )  # fmt: skip
     cuts = sorted(draw(st.sets(st.integers(1, len(ops)), max_size=6)) | {len(ops)})
     batches = [ops[start:end] for start, end in zip([0, *cuts], cuts, strict=False) if end > start]
     for _ in range(draw(st.integers(0, 3))):

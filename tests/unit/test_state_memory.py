@@ -49,12 +49,12 @@ class Reference:
                 one.ts_ms, one.payload, frozenset(one.matched_steps), key.arrivals, one.distinct,
             )  # fmt: skip
             cutoff = min(one.ts_ms, newest) - one.window_ms
-            if newest > one.ts_ms and len(key.events) > self.max_entries:
-                times = sorted(v[0] for v in key.events.values())
-                cutoff = max(cutoff, times[len(times) - self.max_entries])
             key.events = {e: v for e, v in key.events.items() if v[0] >= cutoff}
-            if one.ts_ms < cutoff:
-                continue
+            if newest > one.ts_ms and len(key.events) > self.max_entries:
+                top = sorted(v[0] for v in key.events.values())[self.max_entries]
+                key.events = {e: v for e, v in key.events.items() if v[0] < top}
+                if one.ts_ms >= top:
+                    continue
             found = self.contributing(key, one)
             if found is None:
                 continue
@@ -143,9 +143,15 @@ async def test_memory_agrees_with_the_reference_model_on_sequences(batches: list
     await agree(batches)
 
 
-async def agree(batches: list[list[WindowOp]]) -> None:
-    memory = MemoryWindowState()
-    reference = Reference()
+@settings(max_examples=300, deadline=None)
+@given(batches=op_batches(adversarial=True))
+async def test_memory_agrees_with_the_reference_model_on_far_timestamps(batches: list[list[WindowOp]]) -> None:
+    await agree(batches, max_entries=6)
+
+
+async def agree(batches: list[list[WindowOp]], max_entries: int = MAX_ENTRIES) -> None:
+    memory = MemoryWindowState(max_entries=max_entries)
+    reference = Reference(max_entries)
     for batch in batches:
         assert await memory.apply(batch) == reference.apply(batch)
 

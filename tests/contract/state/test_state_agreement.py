@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 
 from auditflow.backends.state import WindowOp
+from auditflow.backends.state.base import MAX_ENTRIES
 from auditflow.backends.state.memory import MemoryWindowState
 from auditflow.backends.state.redis import RedisWindowState
 from tests.conftest import REDIS_URL, require_server
@@ -26,11 +27,19 @@ async def test_memory_and_redis_agree_on_random_sequences(unique_name: str, batc
     await agree(unique_name, batches)
 
 
-async def agree(unique_name: str, batches: list[list[WindowOp]]) -> None:
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=op_batches(adversarial=True))
+async def test_memory_and_redis_agree_on_far_timestamps_and_distinct_counts(
+    unique_name: str, batches: list[list[WindowOp]]
+) -> None:
+    await agree(unique_name, batches, max_entries=6)  # small, so that eviction happens too
+
+
+async def agree(unique_name: str, batches: list[list[WindowOp]], max_entries: int = MAX_ENTRIES) -> None:
     require_server("redis")
     prefix = f"{unique_name}:{random.getrandbits(32):x}:"
-    memory = MemoryWindowState()
-    async with RedisWindowState(REDIS_URL, key_prefix=prefix) as shared:
+    memory = MemoryWindowState(max_entries=max_entries)
+    async with RedisWindowState(REDIS_URL, key_prefix=prefix, max_entries=max_entries) as shared:
         try:
             for batch in batches:
                 assert await shared.apply(batch) == await memory.apply(batch)

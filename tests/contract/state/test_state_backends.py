@@ -51,6 +51,7 @@ async def test_every_redis_key_expires(redis_backend: Backend) -> None:
         [
             op("match", "m1", 0, rule="m", window=1_000, suppress=5_000),
             op("threshold", "t1", 0, rule="t", window=2_000, suppress=0, count=1),
+            op("threshold", "d1", 0, rule="d", window=2_000, suppress=0, count=1, distinct="alice"),
             seq("s1", 0, (0,)),
             seq("s2", 1, (0, 1)),
             seq("s3", 2, (1,)),
@@ -60,8 +61,10 @@ async def test_every_redis_key_expires(redis_backend: Backend) -> None:
     keys = [key async for key in client.scan_iter(match=f"{redis_backend.prefix}*", count=1000)]
     ttls = [(key.decode().removeprefix(redis_backend.prefix).split(":", 1)[0], await client.pttl(key)) for key in keys]
     await client.aclose()
-    assert sorted({kind for kind, _ in ttls}) == ["a", "p", "s0", "s1", "w"]
-    assert len(ttls) == 9  # w, a of "m"; w, p of "t" (no suppression); w, p, s0, s1, a of the sequence
+    assert sorted({kind for kind, _ in ttls}) == ["a", "d", "p", "s0", "s1", "w"]
+    assert (
+        len(ttls) == 12
+    )  # w, a of "m"; w, p of "t" and w, p, d of "d" (no suppression); w, p, s0, s1, a of the sequence
     assert all(0 < ttl <= 60_000 + DEFAULT_GRACE_MS for _, ttl in ttls), ttls
 
 

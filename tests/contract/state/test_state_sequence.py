@@ -90,3 +90,41 @@ async def test_a_redelivery_replays_the_live_alert_once_step_0_left_the_window(s
     quiet = op("sequence", "s2", 300, window=100, steps=(2, 1), matched=(1,))
     assert await state.apply([quiet]) == []
     assert await state.apply([quiet]) == []
+
+
+def burst(event_id: str, ts: int, matched: tuple[int, ...], group: str = "g1") -> WindowOp:
+    """login-after-failure-burst: three failures (step 0), then a success (step 1)."""
+    return op("sequence", event_id, ts, group=group, window=300_000, steps=(3, 1), matched=matched)
+
+
+async def test_failures_and_a_success_in_one_second_fire_in_arrival_order(state: WindowState) -> None:
+    # sshd with one-second timestamps: everything at 5_000, in line order.
+    batch = [burst("f1", 5_000, (0,)), burst("f2", 5_000, (0,)), burst("f3", 5_000, (0,)), burst("ok", 5_000, (1,))]
+    hits = await state.apply(batch)
+    assert [(h.op_index, h.new, h.occurrences, [e for e, _ in h.events]) for h in hits] == [
+        (3, True, 4, ["f1", "f2", "f3", "ok"])
+    ]
+    assert (hits[0].first_seen_ms, hits[0].last_seen_ms) == (5_000, 5_000)
+    # Redelivered, the batch replays that alert and changes nothing.
+    again = await state.apply(batch)
+    assert {(h.alert_id, h.replayed, h.occurrences) for h in again} == {("alert-ok", True, 4)}
+
+
+async def test_same_second_order_holds_across_batches(state: WindowState) -> None:
+    # A success logged before the failures in the same second does not follow them.
+    early = [burst("ok1", 5_000, (1,), "g2"), *(burst(f"f{i}", 5_000, (0,), "g2") for i in range(3))]
+    assert fired(await apply_each(state, early)) == [False] * 4
+    hits = await state.apply([burst("ok2", 5_000, (1,), "g2")])
+    assert [[e for e, _ in h.events] for h in hits] == [["f0", "f1", "f2", "ok2"]]
+    # Failures split over batches, the success in a third one, all in one second.
+    split = [burst("f1", 7_000, (0,), "g3"), burst("f2", 7_000, (0,), "g3")]
+    assert await state.apply(split) == []
+    assert await state.apply([burst("f3", 7_000, (0,), "g3")]) == []
+    assert [h.op_index for h in await state.apply([burst("ok", 7_000, (1,), "g3")])] == [0]
+
+
+async def test_an_event_of_two_steps_counts_once_per_chain(state: WindowState) -> None:
+    # "a" matches both steps: it cannot complete step 0 and be step 1 too, even at one timestamp.
+    ops = [seq("f1", 10, (0,)), seq("a", 10, (0, 1))]
+    assert fired(await apply_each(state, ops)) == [False, False]
+    assert [[e for e, _ in h.events] for h in await state.apply([seq("b", 10, (0, 1))])] == [["f1", "a", "b"]]

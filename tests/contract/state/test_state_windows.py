@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from auditflow.backends.state import WindowOp, WindowState
 from auditflow.backends.state.base import MAX_SAMPLE_EVENTS
 from tests.contract.state.ops import apply_each, fired
@@ -92,3 +94,38 @@ async def test_sample_events_are_capped_oldest_first(state: WindowState) -> None
     replays = await state.apply(ops)
     assert len(replays) == 30
     assert all(h.replayed and h.occurrences == 30 and h.events == hits[0].events for h in replays)
+
+
+def user(event_id: str, ts: int, name: str, **kwargs: Any) -> WindowOp:
+    """A distinct-count threshold op: three distinct usernames within a second."""
+    return op("threshold", event_id, ts, count=3, distinct=name, **kwargs)
+
+
+async def test_a_distinct_count_threshold_counts_values(state: WindowState) -> None:
+    ops = [user("e0", 0, "admin"), user("e1", 10, "admin"), user("e2", 20, "oracle"), user("e3", 30, "oracle")]
+    assert await state.apply(ops) == []
+    hits = await state.apply([user("e4", 40, "test"), user("e5", 50, "guest")])
+    assert [(h.op_index, h.new, h.occurrences, h.first_seen_ms, h.last_seen_ms) for h in hits] == [
+        (0, True, 3, 0, 40),
+        (1, False, 4, 0, 50),
+    ]
+    assert [e for e, _ in hits[0].events] == ["e0", "e2", "e4"]  # the first event of each value
+
+
+async def test_a_distinct_count_window_slides(state: WindowState) -> None:
+    spread = [user(f"e{i}", i * 600, name) for i, name in enumerate(["a", "b", "c", "d"])]
+    assert await state.apply(spread) == []  # never three names within a second
+    # Around 1500, [600, 1600] and [1200, 2200] hold three names each: the earlier one decides.
+    hits = await state.apply([user("late", 1_500, "e")])
+    assert [(h.occurrences, h.first_seen_ms, [e for e, _ in h.events]) for h in hits] == [
+        (3, 600, ["e1", "e2", "late"])
+    ]
+
+
+async def test_a_late_event_completes_the_fullest_distinct_window(state: WindowState) -> None:
+    ops = [user("a", 0, "u1", group="g2"), user("b", 900, "u2", group="g2"), user("c", 1_800, "u3", group="g2")]
+    assert await state.apply(ops) == []
+    hits = await state.apply([user("d", 950, "u1", group="g2")])  # [900, 1900]: u2, u1, u3
+    assert [(h.occurrences, h.first_seen_ms, h.last_seen_ms, [e for e, _ in h.events]) for h in hits] == [
+        (3, 900, 1_800, ["b", "d", "c"])
+    ]

@@ -24,8 +24,9 @@ Semantics of one op, for its key (rule_id, group_key):
    event time, yet no single event can push the others out: one dated far in the future drops
    nothing (its own ts is not the reference), and the events after it are evaluated around their
    own timestamps. A key holds at most `max_entries` entries: when an op older than the newest
-   finds more, the oldest timestamps go (all entries of a timestamp together). An op whose own
-   entry goes is recorded but yields nothing.
+   finds more after sliding, the latest timestamps go (all entries of a timestamp together), as a
+   flood of far-future events is what could otherwise accumulate. An op whose own entry goes
+   yields nothing.
 3. `threshold`: the event joins the key's window; it fires when some window of `window_ms`
    containing ts (a true sliding window over event time, not fixed buckets, both ends included)
    holds at least `count` entries, so a late event completes a burst it belongs to. Of the
@@ -73,7 +74,7 @@ from auditflow.model.alert import MAX_SAMPLE_EVENTS
 
 RuleKind = Literal["match", "threshold", "sequence"]
 
-# The most entries one key holds; above it, ops older than the key's newest evict the oldest.
+# The most entries one key holds; above it, ops older than the key's newest evict the latest.
 # Twice the largest threshold count a rule may set, so no rule is ever short of entries.
 MAX_ENTRIES = 20_000
 

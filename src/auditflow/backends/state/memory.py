@@ -163,16 +163,23 @@ class MemoryWindowState(WindowState):
         # Slide from the older of this event and the newest before it, so that no single event,
         # however far in the future, pushes the others out of their windows (base.py, 3).
         cutoff = min(ts, newest) - op.window_ms
-        if newest > ts and len(entries) > self._max_entries:
-            cutoff = max(cutoff, entries[len(entries) - self._max_entries][0])
         if entries[0][0] < cutoff:
             stale = bisect_left(entries, (cutoff,))
             if ids is not None:
                 for old in entries[:stale]:
                     ids.discard(old[1])
             del entries[:stale]
-        if ts < cutoff:
-            return None  # evicted on arrival to keep the key bounded
+        if newest > ts and len(entries) > self._max_entries:
+            # Only an event older than the newest can grow a key beyond its window. The latest
+            # timestamps go: far-future ones are the kind that never slide out by themselves.
+            top = entries[self._max_entries][0]
+            keep = bisect_left(entries, (top,))
+            if ids is not None:
+                for old in entries[keep:]:
+                    ids.discard(old[1])
+            del entries[keep:]
+            if ts >= top:
+                return None  # evicted on arrival
 
         last_ms = ts
         if op.kind == "match":

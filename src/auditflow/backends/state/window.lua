@@ -254,14 +254,6 @@ for index = 0, #ARGV - 5 do
     if floor ~= nil and ts < floor then
       floor = ts -- an entry older than the last cutoff: the next slide must see it
     end
-    if newest > ts then
-      -- Only an event older than the newest can grow a key beyond its window: bound it.
-      local size = redis.call('ZCARD', wkey)
-      if size > max_entries then
-        local oldest = tonumber(redis.call('ZRANGE', wkey, size - max_entries, size - max_entries, 'WITHSCORES')[2])
-        cutoff = math.max(cutoff, oldest)
-      end
-    end
     if floor == nil or cutoff > floor then
       local below = '(' .. int(cutoff)
       if kind == 'match' then
@@ -282,11 +274,33 @@ for index = 0, #ARGV - 5 do
       floor = cutoff
     end
     floor_of[wkey] = floor
+    local evicted = false
+    if newest > ts then
+      -- Only an event older than the newest can grow a key beyond its window. The latest
+      -- timestamps go: far-future ones are the kind that never slide out by themselves.
+      local size = redis.call('ZCARD', wkey)
+      if size > max_entries then
+        local top = redis.call('ZRANGE', wkey, max_entries, max_entries, 'WITHSCORES')[2]
+        local cut = redis.call('ZRANGEBYSCORE', wkey, top, '+inf')
+        redis.call('ZREMRANGEBYSCORE', wkey, top, '+inf')
+        if kind ~= 'match' then
+          hdel(pkey, cut)
+        end
+        if distinct then
+          hdel(dkey, cut)
+        end
+        for step = 0, #steps - 1 do
+          redis.call('ZREMRANGEBYSCORE', prefix .. 's' .. step .. ':' .. base, top, '+inf')
+        end
+        newest_of[wkey] = tonumber(redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')[2])
+        evicted = ts >= tonumber(top)
+      end
+    end
 
     local fired, occurrences, first, last = false, 1, ts, ts
     local ids = {}
-    if ts < cutoff then
-      fired = false -- evicted on arrival to keep the key bounded
+    if evicted then
+      fired = false
     elseif kind == 'match' then
       fired = true
     elseif kind == 'threshold' then
