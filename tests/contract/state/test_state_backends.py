@@ -61,10 +61,10 @@ async def test_every_redis_key_expires(redis_backend: Backend) -> None:
     keys = [key async for key in client.scan_iter(match=f"{redis_backend.prefix}*", count=1000)]
     ttls = [(key.decode().removeprefix(redis_backend.prefix).split(":", 1)[0], await client.pttl(key)) for key in keys]
     await client.aclose()
-    assert sorted({kind for kind, _ in ttls}) == ["a", "d", "p", "s0", "s1", "w"]
-    assert (
-        len(ttls) == 12
-    )  # w, a of "m"; w, p of "t" and w, p, d of "d" (no suppression); w, p, s0, s1, a of the sequence
+    assert sorted({kind for kind, _ in ttls}) == ["a", "d", "n", "p", "s0", "s1", "w"]
+    # w, a of "m"; w, p of "t" and w, p, d of "d" (no suppression); w, p, s0, s1, a of the
+    # sequence, and the arrival counter
+    assert len(ttls) == 13
     assert all(0 < ttl <= 60_000 + DEFAULT_GRACE_MS for _, ttl in ttls), ttls
 
 

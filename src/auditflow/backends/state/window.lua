@@ -10,13 +10,13 @@
 --
 -- Keys, for one (rule, group):
 --   {prefix}w:{key}    sorted set event_id -> ts: every recent event (de-duplication, threshold window)
---   {prefix}p:{key}    hash event_id -> payload (threshold and sequence only); for a sequence also
---                      SEQ -> the number of the last event recorded, so that equal timestamps
---                      keep their arrival order
+--   {prefix}p:{key}    hash event_id -> payload (threshold and sequence only)
 --   {prefix}d:{key}    hash event_id -> the value a distinct-count threshold counts
 --   {prefix}s{n}:{key} sorted set member -> ts of the events matching sequence step n, the member
---                      being the event's number (12 digits) .. event_id: members of equal score
---                      sort by arrival
+--                      being the event's arrival number (16 digits) .. event_id: members of equal
+--                      score sort by arrival
+--   {prefix}n          the arrival counter: one INCRBY per call that records a sequence event
+--                      numbers them all; it outlives every step key it numbered
 --   {prefix}a:{key}    hash id, occ, first, last: the live alert, for suppression; evn, ev: the
 --                      number and ids of its first max_samples events (none for match rules,
 --                      whose keys hold no payloads) as concatenated MessagePack strings, so that
@@ -37,7 +37,6 @@ local grace = tonumber(ARGV[2])
 local max_samples = tonumber(ARGV[3])
 local max_entries = tonumber(ARGV[4])
 local HEADER = '^(%a+) (%-?%d+) (%d+) (%d+) (%d+) ([%d,]*) ([%d,]*) (%d+) (%d+) (%d+) (%d+)$'
-local SEQ = '\0seq' -- never an event id: the field of the arrival counter in {prefix}p:{key}
 
 local out = {}
 local ttls = {} -- key -> PEXPIRE to set once at the end
@@ -47,7 +46,8 @@ local alerts = {} -- key -> cached alert table, or false when there is none
 local dirty = {} -- key -> TTL of an alert to write back at the end
 local replayed = {} -- key -> the alert whose samples the last replay sent, while the key is unchanged
 local any_replayed = false
-local arrivals = {} -- payload key -> its arrival counter, once read; written back at the end
+local arrival = nil -- the arrival number before this call's first op, once a sequence needs it
+local arrival_ttl = 0 -- the longest step-key TTL this call set
 
 -- Scores as Redis reads them: a Lua number would be formatted with 14 significant digits.
 local function int(n)
@@ -148,20 +148,24 @@ local function fullest(r, values, ts, window)
 end
 
 -- The members of skey after (score, member) up to ts, in (score, arrival) order: at most need
--- of them unless need is nil.
+-- of them unless need is nil; with member nil, from score on.
 local function after(skey, score, member, ts, need)
   local got, scores = {}, {}
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', skey, score, score)) do
-    if m > member and (need == nil or #got < need) then
-      got[#got + 1], scores[#scores + 1] = m, score
+  local low = score
+  if member ~= nil then
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', skey, score, score)) do
+      if m > member and (need == nil or #got < need) then
+        got[#got + 1], scores[#scores + 1] = m, score
+      end
     end
+    low = '(' .. score
   end
   if need == nil or #got < need then
     local r
     if need == nil then
-      r = redis.call('ZRANGEBYSCORE', skey, '(' .. score, ts, 'WITHSCORES')
+      r = redis.call('ZRANGEBYSCORE', skey, low, ts, 'WITHSCORES')
     else
-      r = redis.call('ZRANGEBYSCORE', skey, '(' .. score, ts, 'WITHSCORES', 'LIMIT', 0, need - #got)
+      r = redis.call('ZRANGEBYSCORE', skey, low, ts, 'WITHSCORES', 'LIMIT', 0, need - #got)
     end
     for i = 1, #r, 2 do
       got[#got + 1], scores[#scores + 1] = r[i], r[i + 1]
@@ -232,13 +236,11 @@ for index = 0, #ARGV - 5 do
     end
     if kind == 'sequence' then
       steps, matched = numbers(steps_csv), numbers(matched_csv)
-      local number = arrivals[pkey]
-      if number == nil then
-        number = tonumber(redis.call('HGET', pkey, SEQ)) or 0
+      if arrival == nil then
+        arrival = redis.call('INCRBY', prefix .. 'n', #ARGV - 4) - (#ARGV - 4)
       end
-      number = number + 1
-      arrivals[pkey] = number
-      local member = string.format('%012d', number) .. eid
+      arrival_ttl = math.max(arrival_ttl, wttl)
+      local member = string.format('%016d', arrival + index + 1) .. eid
       for _, step in ipairs(matched) do
         local skey = prefix .. 's' .. step .. ':' .. base
         redis.call('ZADD', skey, ts_arg, member)
@@ -354,7 +356,7 @@ for index = 0, #ARGV - 5 do
     elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
       -- Greedy earliest chain: each step's first `count` events after the one that completed the
       -- previous step, by (timestamp, arrival).
-      local score, member = int(lo), ''
+      local score, member = int(lo), nil
       fired = true
       for step = 0, #steps - 1 do
         local need = steps[step + 1]
@@ -370,7 +372,7 @@ for index = 0, #ARGV - 5 do
           first = tonumber(scores[1])
         end
         for i = 1, #got do
-          ids[#ids + 1] = string.sub(got[i], 13)
+          ids[#ids + 1] = string.sub(got[i], 17)
         end
         score, member = scores[#scores], got[#got]
       end
@@ -447,8 +449,8 @@ for base, ttl in pairs(dirty) do
   end
   keep(akey, ttl)
 end
-for pkey, number in pairs(arrivals) do
-  redis.call('HSET', pkey, SEQ, number)
+if arrival ~= nil and redis.call('PTTL', prefix .. 'n') < arrival_ttl then
+  redis.call('PEXPIRE', prefix .. 'n', arrival_ttl) -- never shortened: step keys it numbered may live on
 end
 for key, ttl in pairs(ttls) do
   redis.call('PEXPIRE', key, ttl)
