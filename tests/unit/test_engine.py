@@ -17,7 +17,10 @@ from pydantic import TypeAdapter
 from auditflow.backends.state import WindowState, create_state
 from auditflow.model import Event
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS
+from auditflow.parsers.base import SourceContext
+from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
+from auditflow.rules.loader import load_rules
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _rule = TypeAdapter[Rule](Rule)
@@ -308,25 +311,26 @@ async def test_alert_ids_are_derived_from_what_opened_the_alert() -> None:
 ENUMERATION: dict[str, Any] = {
     "id": "invalid-user-enumeration",
     "name": "Invalid user enumeration",
-    "description": "{occurrences} unknown users from {details.source_ip}: {distinct_values}",
+    "description": "{occurrences} unknown users from {details.source.ip}: {distinct_values}",
     "kind": "threshold",
     "severity": "WARNING",
-    "where": {"event_type": "user_login", "action_result": "FAILURE", "details.reason": "invalid_user"},
+    "where": {"event_type": "ssh_invalid_user"},
     "count": 3,
     "distinct": "user_id",
     "window": "10m",
-    "group_by": ["details.source_ip"],
+    "group_by": ["details.source.ip"],
 }
 
 
 def invalid_user(user: str | None, seconds: float, ip: str = "203.0.113.9") -> Event:
+    """What the sshd parser makes of `Invalid user USER from IP port P`."""
     return Event(
-        event_type="user_login",
+        event_type="ssh_invalid_user",
         action_result="FAILURE",
         user_id=user,
         server_hostname="bastion",
         timestamp=T0 + timedelta(seconds=seconds),
-        details={"reason": "invalid_user", "source_ip": ip},
+        details={"source": {"ip": ip, "port": 50_022}, "ssh": {"invalid_user": True}},
     )
 
 
@@ -384,3 +388,19 @@ async def test_a_login_failure_dated_far_in_the_future_blinds_nothing(state: Win
     assert len(alerts) == 1
     assert alerts[0].occurrences == 12  # opened by the third with three, then nine repeats
     assert future.event_id not in alerts[0].event_ids
+
+
+async def test_sshd_lines_of_one_second_raise_login_after_failure_burst(state: WindowState) -> None:
+    # The log-sources case end to end: real sshd lines through the parser and the default rules.
+    lines = [
+        "Mar  1 12:00:05 web-1 sshd[4711]: Failed password for alice from 203.0.113.9 port 50022 ssh2",
+        "Mar  1 12:00:05 web-1 sshd[4711]: Failed password for alice from 203.0.113.9 port 50022 ssh2",
+        "Mar  1 12:00:05 web-1 sshd[4711]: Failed password for alice from 203.0.113.9 port 50022 ssh2",
+        "Mar  1 12:00:05 web-1 sshd[4711]: Accepted password for alice from 203.0.113.9 port 50022 ssh2",
+    ]
+    parser = SyslogParser(SourceContext(year=2026))
+    events = [event for offset, line in enumerate(lines) for event in parser.feed(line, key=f"auth.log:{offset}")]
+    assert len({event.timestamp for event in events}) == 1
+    detector = Detector(state, lambda: load_rules(None))
+    alerts = {alert.rule_id: alert for alert in await detector.process(events)}
+    assert alerts["login-after-failure-burst"].event_ids == [event.event_id for event in events]
