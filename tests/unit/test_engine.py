@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from auditflow.backends.state import WindowState, create_state
 from auditflow.model import Event
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS
-from auditflow.parsers.base import SourceContext
+from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
 from auditflow.rules.loader import load_rules
@@ -399,7 +399,11 @@ async def test_sshd_lines_of_one_second_raise_login_after_failure_burst(state: W
         "Mar  1 12:00:05 web-1 sshd[4711]: Accepted password for alice from 203.0.113.9 port 50022 ssh2",
     ]
     parser = SyslogParser(SourceContext(year=2026))
-    events = [event for offset, line in enumerate(lines) for event in parser.feed(line, key=f"auth.log:{offset}")]
+    events: list[Event] = []
+    for offset, line in enumerate(lines):
+        parsed = parser.feed(line, key=f"auth.log:{offset}")
+        assert not isinstance(parsed, Unparsed), parsed
+        events += parsed
     assert len({event.timestamp for event in events}) == 1
     detector = Detector(state, lambda: load_rules(None))
     alerts = {alert.rule_id: alert for alert in await detector.process(events)}
