@@ -60,7 +60,8 @@ class Reference:
                 continue
             contributing, occurrences, last = found
             ts = one.ts_ms
-            if one.suppress_ms > 0 and key.alert is not None and ts - key.alert[3] < one.suppress_ms:
+            live = key.alert is not None and -one.suppress_ms - one.window_ms < ts - key.alert[3] < one.suppress_ms
+            if one.suppress_ms > 0 and key.alert is not None and live:
                 alert_id, repeats, first, last_hit = key.alert
                 key.alert = (alert_id, repeats + 1, first, max(last_hit, ts))
                 hits.append(Hit(index, alert_id, False, *key.alert[1:], [(one.event_id, one.payload)]))

@@ -158,3 +158,17 @@ async def clean(state: WindowState) -> None:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+async def test_an_alert_dated_9999_does_not_absorb_the_alerts_after_it(state: WindowState) -> None:
+    root = [op("match", "future", YEAR_9999, suppress=300_000), op("match", "now", NOW, suppress=300_000)]
+    root.append(op("match", "later", NOW + 1_000, suppress=300_000))
+    hits = await state.apply(root)
+    assert [(h.alert_id, h.new, h.occurrences, h.last_seen_ms) for h in hits] == [
+        ("alert-future", True, 1, YEAR_9999),
+        ("alert-now", True, 1, NOW),
+        ("alert-now", False, 2, NOW + 1_000),
+    ]
+    # A late event within the window of a live alert is still one more occurrence of it.
+    late = await state.apply([op("match", "late", NOW - 500, suppress=300_000)])
+    assert [(h.alert_id, h.new, h.occurrences) for h in late] == [("alert-now", False, 3)]

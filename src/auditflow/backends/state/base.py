@@ -54,10 +54,12 @@ Semantics of one op, for its key (rule_id, group_key):
    if step-0 events have arrived in between, else again nothing. No alert came from its first
    delivery, so there is nothing to replay and nothing is counted twice.
 5. Suppression: a firing op whose key has a live alert (its last hit less than `suppress_ms` ago,
-   in event time) increments that alert's occurrences by one and returns `new=False` with this event
-   only. Otherwise a new alert `new_alert_id` opens with occurrences = the number of contributing
-   events (1 for match) and the contributing events, oldest first, capped at `MAX_SAMPLE_EVENTS`;
-   its last hit is ts (for a threshold, its newest contributing event, see 3).
+   in event time, and less than `suppress_ms` + `window_ms` after ts, so that an alert opened by an
+   event dated far in the future does not absorb the alerts of the present) increments that
+   alert's occurrences by one and returns `new=False` with this event only. Otherwise a new alert
+   `new_alert_id` opens with occurrences = the number of contributing events (1 for match; for a
+   distinct count, the number of values) and the contributing events, oldest first, capped at
+   `MAX_SAMPLE_EVENTS`; its last hit is ts (for a threshold, its newest contributing event, see 3).
    `suppress_ms == 0` disables suppression.
 Every key expires once nothing can refer to it any more, so memory stays bounded.
 """

@@ -197,7 +197,11 @@ class MemoryWindowState(WindowState):
             contributing = chain
             occurrences = len(chain)
 
-        if op.suppress_ms > 0 and window.alert_id is not None and ts - window.last_ms < op.suppress_ms:
+        if (
+            op.suppress_ms > 0
+            and window.alert_id is not None
+            and -op.suppress_ms - op.window_ms < ts - window.last_ms < op.suppress_ms
+        ):
             window.occurrences += 1
             window.last_ms = max(window.last_ms, ts)
             evidence = window.evidence

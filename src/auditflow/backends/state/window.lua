@@ -383,7 +383,8 @@ for index = 0, #ARGV - 5 do
       local alert = false
       if suppress > 0 then
         alert = alert_of(base)
-        if alert and ts - alert.last >= suppress then
+        -- An alert dated far after ts (a forged future timestamp) does not absorb it (base.py, 5).
+        if alert and (ts - alert.last >= suppress or alert.last - ts >= suppress + window) then
           alert = false
         end
       end
