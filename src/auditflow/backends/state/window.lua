@@ -213,7 +213,9 @@ for index = 0, #ARGV - 5 do
   if added == nil then
     newest = newest_of[wkey]
     if newest == nil then
-      newest = tonumber(redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')[2]) or ts
+      newest = tonumber(redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')[2])
+      newest_of[wkey] = newest -- a duplicate changes nothing, so it stays true
+      newest = newest or ts
     end
     -- NX: an event already recorded for this key is a redelivery; it changes nothing (below).
     added = redis.call('ZADD', wkey, 'NX', ts_arg, eid) == 1
