@@ -68,6 +68,14 @@ def ssh_failures(ip: str, count: int, *, start: int = 0, user: str = "root") -> 
     )
 
 
+def invalid_users(ip: str, *names: str) -> list[Event]:
+    lines = (
+        f"Mar  1 12:0{i}:00 web-1 sshd[{700 + i}]: Invalid user {name} from {ip} port 5{i}000"
+        for i, name in enumerate(names)
+    )
+    return from_log("\n".join(lines))
+
+
 SSH_ACCEPTED = "Mar  1 12:00:30 web-1 sshd[990]: Accepted password for deploy from {ip} port 41000 ssh2"
 
 
@@ -136,6 +144,7 @@ FIRES: list[tuple[str, list[Event]]] = [
         "ssh-login-after-brute-force",
         from_log(ssh_failures("203.0.113.7", 5) + "\n" + SSH_ACCEPTED.format(ip="203.0.113.7")),
     ),
+    ("ssh-invalid-user-enumeration", invalid_users("198.51.100.9", "oracle", "test", "pi")),
     (
         "sudo-password-failures",
         from_log(
@@ -188,6 +197,12 @@ BENIGN: list[tuple[str, list[Event]]] = [
     (
         "ssh-login-after-brute-force",
         from_log(ssh_failures("203.0.113.7", 5) + "\n" + SSH_ACCEPTED.format(ip="198.51.100.1")),
+    ),
+    # The same name again and again is one name; three names from three addresses are no enumeration.
+    ("ssh-invalid-user-enumeration", invalid_users("198.51.100.9", "oracle", "oracle", "oracle", "test")),
+    (
+        "ssh-invalid-user-enumeration",
+        [e for i, name in enumerate(("a", "b", "c")) for e in invalid_users(f"198.51.100.{i + 1}", name)],
     ),
     (
         "sudo-password-failures",

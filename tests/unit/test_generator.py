@@ -50,6 +50,7 @@ EXPECTED_RULES = {
     "privileged_group_added": {"privileged-group-member-added"},
     "service_stopped": {"service-stopped-unexpectedly"},
     "password_spray_success": {"ssh-brute-force-source", "ssh-login-after-brute-force"},
+    "user_enumeration": {"ssh-invalid-user-enumeration"},
     "sudo_password_failures": {"sudo-password-failures"},
     "sudo_not_in_sudoers": {"sudo-user-not-in-sudoers"},
     "kubernetes_takeover": {

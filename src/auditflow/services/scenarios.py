@@ -198,6 +198,18 @@ def password_spray_success(rng: random.Random) -> list[Step]:
     return _steps(rng, [*events, success], (100, 400))
 
 
+def user_enumeration(rng: random.Random) -> list[Step]:
+    """One address asks sshd for three or four account names that do not exist."""
+    host, ip = rng.choice(HOSTS), _external_ip(rng)
+    names = rng.sample(("oracle", "postgres", "git", "pi", "ftpuser", "nagios", "hadoop"), rng.randint(3, 4))
+    probes = []
+    for name in names:
+        probe = _fields("ssh_invalid_user", "sshd", host, name, {"source": {"ip": ip}, "ssh": {"invalid_user": True}})
+        probe.update(action_result="FAILURE", severity="WARNING")
+        probes.append(probe)
+    return _steps(rng, probes, (200, 2000))
+
+
 def sudo_password_failures(rng: random.Random) -> list[Step]:
     """Someone at a user's terminal guesses that user's password for sudo."""
     details = {"attempts": rng.randint(2, 3), "command": rng.choice(DESTRUCTIVE_SUDO), "runas": "root"}
@@ -297,9 +309,10 @@ SCENARIOS: dict[str, Callable[[random.Random], list[Step]]] = {
     "privileged_group_added": privileged_group_added,
     "service_stopped": service_stopped,
     "password_spray_success": password_spray_success,
+    "user_enumeration": user_enumeration,
     "sudo_password_failures": sudo_password_failures,
     "sudo_not_in_sudoers": sudo_not_in_sudoers,
     "kubernetes_takeover": kubernetes_takeover,
 }
 # Mean events per scenario, used to turn an event share into a per-draw probability.
-MEAN_SCENARIO_LENGTH = (7.5 + 4.5 + 2 + 2 + 2 + 1 + 1 + 6.5 + 1 + 1 + 4) / len(SCENARIOS)
+MEAN_SCENARIO_LENGTH = (7.5 + 4.5 + 2 + 2 + 2 + 1 + 1 + 6.5 + 3.5 + 1 + 1 + 4) / len(SCENARIOS)
