@@ -100,7 +100,7 @@ def _checked(number: int, name: Any, scopes: Any, secret: Any, *, bare: bool) ->
         )
     label = f"token #{number}" if bare else f"token #{number} ({name})"
     if isinstance(scopes, str):
-        scopes = scopes.split("+")
+        scopes = [scope.strip() for scope in scopes.split("+") if scope.strip()]
     if not isinstance(scopes, list | tuple | frozenset | set) or not scopes:
         raise ValueError(f"{label}: give at least one scope ({_known()})")
     unknown = sorted(str(s) for s in scopes if s not in ALL_SCOPES)

@@ -15,6 +15,7 @@ from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertStatus, AlertUpdate
 from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
+from auditflow.security import ApiToken
 from auditflow.services.dashboard.source import ACTOR_HEADER, HttpAlertSource, LocalAlertSource
 from tests.factories import alert_detail, make_alert
 
@@ -202,3 +203,16 @@ async def test_local_source_reads_the_store_rules_and_readiness() -> None:
     assert (await source.rules()).version == "local"
     assert await source.readiness() == READY
     await source.aclose()
+
+
+async def test_local_source_records_the_user_via_the_dashboards_token() -> None:
+    store = StubStore()
+
+    async def readiness() -> Readiness:
+        return READY
+
+    token = ApiToken.operator("generated-token-0123456789")
+    source = LocalAlertSource(store, lambda: RulesStatus(rules=[], version="local"), readiness, acting_through=token)
+    await source.update_alert(DETAIL.alert_id, AlertUpdate(note="n"), "ana")
+    # The same "user via token" the API writes for a delegated change in distributed mode.
+    assert store.calls == ["update:ana via token#1"]
