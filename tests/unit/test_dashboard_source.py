@@ -57,7 +57,7 @@ class Api:
         if path == "/readyz":
             return json_response(READY, status=503)
         if path == "/api/v1/alerts/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12:
-            return httpx.Response(401, json={"detail": "bad token"})
+            return httpx.Response(403, json={"detail": "token 'dashboard' lacks the 'read' scope"})
         return httpx.Response(404, json={"detail": "not found"})
 
 
@@ -121,7 +121,9 @@ async def test_errors_map_into_the_project_exceptions() -> None:
     source = http_source(Api())
     with pytest.raises(NotFound):
         await source.get_alert(uuid4())
-    with pytest.raises(BackendError, match="token"):
+    with pytest.raises(
+        BackendError, match=r"refused the dashboard's token \(403\): token 'dashboard' lacks the 'read'"
+    ):
         await source.get_alert(UUID(int=0))
 
     def broken(request: httpx.Request) -> httpx.Response:

@@ -106,6 +106,14 @@ def _query_params(query: AlertQuery) -> list[tuple[str, str]]:
     return params
 
 
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail)[:300] if detail else response.reason_phrase
+
+
 class HttpAlertSource(AlertSource):
     """Distributed mode: the notification service's REST API, with the dashboard's own API token.
 
@@ -144,7 +152,10 @@ class HttpAlertSource(AlertSource):
         if response.status_code == 404:
             raise NotFound(path)
         if response.status_code in (401, 403):
-            raise BackendError(f"the notification API refused the dashboard's token ({response.status_code})")
+            # The API names the missing scope; the operator needs it to fix the token's entry.
+            raise BackendError(
+                f"the notification API refused the dashboard's token ({response.status_code}): {_detail(response)}"
+            )
         if response.status_code >= 500:
             raise BackendUnavailable(f"notification API answered {response.status_code}")
         if response.status_code >= 400:
