@@ -135,5 +135,5 @@ def test_each_service_accepts_only_the_tokens_and_scopes_it_needs(
         name: {k: interpolate(str(v), dotenv) for k, v in compose["services"][name]["environment"].items()}
         for name in SERVICES
     }
-    check_least_privilege(environments)  # type: ignore[arg-type]
+    check_least_privilege(environments)
     assert "AUDITFLOW_API_TOKENS" not in compose["services"]["migrate"]["environment"]

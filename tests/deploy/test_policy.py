@@ -262,4 +262,4 @@ def test_each_service_accepts_only_the_tokens_and_scopes_it_needs(
         name: container_env(app_container(deployment), configmap, secrets_env)
         for name, deployment in deployments(docs).items()
     }
-    check_least_privilege(environments)  # type: ignore[arg-type]
+    check_least_privilege(environments)

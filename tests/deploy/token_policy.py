@@ -13,17 +13,18 @@ import pytest
 
 from auditflow.app import create_app
 from auditflow.config import Settings, load_settings
-from auditflow.roles import ServiceName
+from auditflow.roles import ROLES, ServiceName
 from auditflow.runtime import Runtime
 from auditflow.security import DASHBOARD_SCOPES, Scope
 
 
 @cache
-def scopes_served(service: ServiceName) -> frozenset[Scope]:
+def scopes_served(service: str) -> frozenset[Scope]:
     """The scopes the routes of `service` demand, read off its OpenAPI document; a service that
     triages alerts also records who acted, so it may be told the acting user (delegate)."""
+    name: ServiceName = next(known for known in ROLES if known == service)
     with tempfile.TemporaryDirectory() as data_dir:
-        runtime = Runtime(load_settings(data_dir=Path(data_dir), generator_rate=0), service)
+        runtime = Runtime(load_settings(data_dir=Path(data_dir), generator_rate=0), name)
         spec = create_app(runtime, [], manage_lifecycle=False).openapi()
     found = {
         Scope(scope)
@@ -44,7 +45,7 @@ def settings_of(environment: dict[str, str]) -> Settings:
         return Settings()
 
 
-def check_least_privilege(environments: dict[ServiceName, dict[str, str]]) -> None:
+def check_least_privilege(environments: dict[str, dict[str, str]]) -> None:
     """`environments`: the AUDITFLOW_* variables of each AuditFlow service's container."""
     secret_of: dict[str, str] = {}
     name_of: dict[str, str] = {}

@@ -15,8 +15,8 @@ from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertStatus, AlertUpdate
 from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
-from auditflow.security import ApiToken
-from auditflow.services.dashboard.source import ACTOR_HEADER, HttpAlertSource, LocalAlertSource
+from auditflow.security import ACTOR_HEADER, ApiToken
+from auditflow.services.dashboard.source import HttpAlertSource, LocalAlertSource
 from tests.factories import alert_detail, make_alert
 
 BASE = "http://notification:8082"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from auditflow.app import create_app
 from auditflow.config import load_settings
@@ -39,8 +40,8 @@ def test_named_entries_carry_their_scopes(monkeypatch: pytest.MonkeyPatch) -> No
         "AUDITFLOW_API_TOKENS", f"ingest-bot:ingest:{INGEST}, dashboard:read+triage+delegate:{DASHBOARD}"
     )
     bot, dashboard = load_settings().api_tokens
-    assert (bot.name, bot.scopes, bot.bare) == ("ingest-bot", {Scope.INGEST}, False)
-    assert (dashboard.name, dashboard.scopes) == ("dashboard", {Scope.READ, Scope.TRIAGE, Scope.DELEGATE})
+    assert (bot.name, bot.scopes, bot.bare) == ("ingest-bot", frozenset({Scope.INGEST}), False)
+    assert (dashboard.name, dashboard.scopes) == ("dashboard", frozenset({Scope.READ, Scope.TRIAGE, Scope.DELEGATE}))
     assert dashboard.secret.get_secret_value() == DASHBOARD
     assert DASHBOARD not in repr(dashboard)
     assert dashboard_token([bot, dashboard]) is dashboard
@@ -62,7 +63,7 @@ def test_a_yaml_file_may_list_mappings_or_strings(tmp_path: Path) -> None:
     )
     dashboard, bot = load_settings(config).api_tokens
     assert dashboard.scopes == {Scope.READ, Scope.TRIAGE, Scope.DELEGATE}
-    assert (bot.name, bot.scopes) == ("bot", {Scope.INGEST})
+    assert (bot.name, bot.scopes) == ("bot", frozenset({Scope.INGEST}))
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,7 @@ def test_the_verifier_finds_the_matching_token_only() -> None:
 
 
 def test_the_history_names_the_token_and_the_delegated_user() -> None:
-    token = ApiToken(name="dashboard", scopes=frozenset({Scope.DELEGATE}), secret=DASHBOARD)  # type: ignore[arg-type]
+    token = ApiToken(name="dashboard", scopes=frozenset({Scope.DELEGATE}), secret=SecretStr(DASHBOARD))
     assert acting_name(token) == "dashboard"
     assert acting_name(token, "ana") == "ana via dashboard"
     assert acting_name(token, "<b>" + "x" * 100) == "_b_" + "x" * 61 + " via dashboard"
