@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from auditflow import __version__
 from auditflow.api import admin, alerts, events, generator, health, rules
+from auditflow.api.deps import route_scopes
 from auditflow.codec import describe_error_list
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.roles import Role
 from auditflow.runtime import Runtime
-from auditflow.security import TokenVerifier
+from auditflow.security import ApiToken, TokenVerifier, warn_about_bare_tokens
 
 log = logging.getLogger("auditflow.app")
 
 API_DESCRIPTION = """Security-audit detection pipeline.
 
 Every endpoint except `/healthz`, `/readyz` and `/metrics` needs `Authorization: Bearer <token>`
-(tokens from `AUDITFLOW_API_TOKENS`, or the one `auditflow run` generates on first start).
+(tokens from `AUDITFLOW_API_TOKENS`, or the one `auditflow run` generates on first start), and the
+token needs the scope each operation names: `ingest`, `read`, `triage` or `admin` (401 without a
+valid token, 403 without the scope). Only a token with the `delegate` scope may name the acting user
+in `X-AuditFlow-Actor`.
 Timestamps are RFC 3339 in UTC with a `Z` suffix."""
 
 # The resource routers and the role that serves each; a route of a part this process does not run
@@ -38,9 +44,15 @@ _ROUTERS = (
 )
 
 
-def create_app(runtime: Runtime, tokens: list[str], *, manage_lifecycle: bool = True) -> FastAPI:
-    """Build the app for `runtime`. With `manage_lifecycle`, the app's lifespan starts and stops the
-    runtime (the CLI does it itself to control shutdown order and exit codes)."""
+def create_app(runtime: Runtime, tokens: Sequence[ApiToken | str], *, manage_lifecycle: bool = True) -> FastAPI:
+    """Build the app for `runtime`, accepting `tokens` (a plain string is a token with every scope).
+    With `manage_lifecycle`, the app's lifespan starts and stops the runtime (the CLI does it itself
+    to control shutdown order and exit codes)."""
+    accepted = [
+        ApiToken.operator(token, number=number) if isinstance(token, str) else token
+        for number, token in enumerate(tokens, start=1)
+    ]
+    warn_about_bare_tokens(accepted)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -63,14 +75,49 @@ def create_app(runtime: Runtime, tokens: list[str], *, manage_lifecycle: bool = 
     )
     _mount_offline_docs(app)
     app.state.runtime = runtime
-    app.state.verifier = TokenVerifier(tokens)
+    app.state.verifier = TokenVerifier(accepted)
+    routers = [admin.router, *(router for role, router in _ROUTERS if role in runtime.roles)]
     app.include_router(health.router)
-    app.include_router(admin.router)
-    for role, router in _ROUTERS:
-        if role in runtime.roles:
-            app.include_router(router)
+    for router in routers:
+        app.include_router(router)
+    _document_scopes(app, routers)
     _install_error_handlers(app)
     return app
+
+
+def _document_scopes(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Each operation in /openapi.json names the scope it needs, read off its route's dependencies."""
+    needed = {
+        (method.lower(), route.path): sorted(route_scopes(route))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            for path, operations in spec.get("paths", {}).items():
+                for method, operation in operations.items():
+                    scopes = needed.get((method, path))
+                    if scopes:
+                        _describe_scopes(operation, [scope.value for scope in scopes])
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _describe_scopes(operation: dict[str, Any], scopes: list[str]) -> None:
+    needs = ", ".join(f"`{scope}`" for scope in scopes)
+    operation["description"] = f"{operation.get('description', '')}\n\nNeeds a token with the {needs} scope.".strip()
+    operation["x-auditflow-scopes"] = scopes
+    responses = operation.setdefault("responses", {})
+    responses.setdefault("401", {"description": "No bearer token, or an unknown one"})
+    responses.setdefault(
+        "403", {"description": f"The token lacks the {needs} scope (or `delegate`, to name an acting user)"}
+    )
 
 
 def _mount_offline_docs(app: FastAPI) -> None:

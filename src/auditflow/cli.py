@@ -91,15 +91,16 @@ def serve(service: str, config_file: Path | None, host: str | None, port: int | 
 
 
 def _serve_process(settings: Settings, service: ServiceName) -> int:
-    from auditflow.security import ensure_api_token
+    from auditflow.security import ApiToken, ensure_api_token
     from auditflow.server import ProcessSpec, run_process
 
     configure_logging(service if service != "run" else "auditflow", settings.log_level)
-    tokens = [token.get_secret_value() for token in settings.api_tokens]
+    tokens = list(settings.api_tokens)
     generated_token: str | None = None
     if not tokens:
+        # The operator's own token for the embedded product: every scope, no warning.
         token, created = ensure_api_token(settings.data_dir)
-        tokens = [token]
+        tokens = [ApiToken.operator(token)]
         generated_token = token if created else None
     users, admin_password = None, None
     if Role.DASHBOARD in ROLES[service]:

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from auditflow.errors import ConfigError
+from auditflow.security import MIN_TOKEN_LENGTH, ApiToken, parse_api_tokens
 
 _config_file: ContextVar[Path | None] = ContextVar("auditflow_config_file", default=None)
 
@@ -66,13 +67,39 @@ class Settings(BaseSettings):
     port: int | None = Field(
         None, ge=0, le=65535, description="HTTP port. Default: 8080 for `run`, the service's own port for `serve`."
     )
-    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+    # --- API tokens (see security.py) -------------------------------------------------------------
+    api_tokens: Annotated[list[ApiToken], NoDecode] = Field(
         default_factory=list,
         description=(
-            "Comma-separated bearer tokens accepted by the API. "
-            "When empty, `auditflow run` generates one into the data directory."
+            "Bearer tokens the API accepts, comma-separated `name:scope+scope:token` entries; scopes: "
+            "`ingest` (submit events), `read` (alerts, statistics, rules, generator settings), `triage` "
+            "(alert status and notes), `admin` (log level, generator control, dead letters), `delegate` "
+            "(may name the acting user in `X-AuditFlow-Actor`: the dashboard's). The alert history names "
+            "the token. A bare token (no name) keeps every scope for compatibility and is warned about at "
+            "start-up. When empty, `auditflow run` generates one with every scope into the data directory."
         ),
     )
+    alerts_api_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Token a stand-alone dashboard presents to the notification API (scopes `read+triage+delegate` "
+            "there). Default: the first of its own `AUDITFLOW_API_TOKENS` with those scopes."
+        ),
+    )
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        return parse_api_tokens(value)
+
+    @field_validator("alerts_api_token")
+    @classmethod
+    def _alerts_token_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"shorter than {MIN_TOKEN_LENGTH} characters")
+        return value
+
+    # --- HTTP, continued -------------------------------------------------------------------------
     public_url: str | None = Field(
         None, description="External URL shown in start-up messages; default derived from host and port."
     )
@@ -155,18 +182,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Upper bound of the exponential back-off when a dependency is down."
     )
 
-    @field_validator("api_tokens", "dashboard_users", "readiness_api_url", mode="before")
+    @field_validator("dashboard_users", "readiness_api_url", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
-
-    @field_validator("api_tokens")
-    @classmethod
-    def _token_strength(cls, value: list[SecretStr]) -> list[SecretStr]:
-        for index, token in enumerate(value):
-            if len(token.get_secret_value()) < 16:
-                raise ValueError(f"token #{index + 1} is shorter than 16 characters")
-        return value
 
     @field_validator("broker_url")
     @classmethod

@@ -23,6 +23,7 @@ from auditflow.roles import Role
 from auditflow.runtime import Runtime
 
 if TYPE_CHECKING:
+    from auditflow.security import ApiToken
     from auditflow.services.dashboard.users import UserDirectory
 
 log = logging.getLogger("auditflow.server")
@@ -57,7 +58,7 @@ class ProcessSpec:
     it listens, and what runs at start-up and shutdown besides the runtime's own lifecycle."""
 
     runtime: Runtime
-    tokens: list[str]
+    tokens: list[ApiToken]
     host: str
     port: int
     # Users of the dashboard, loaded by the caller so that it can show a generated password.
@@ -73,7 +74,7 @@ async def serve(spec: ProcessSpec) -> int:
     if Role.DASHBOARD in spec.runtime.roles:
         from auditflow.services.dashboard import mount_dashboard
 
-        dashboard = mount_dashboard(app, spec.runtime, api_token=spec.tokens[0], users=spec.dashboard_users)
+        dashboard = mount_dashboard(app, spec.runtime, tokens=spec.tokens, users=spec.dashboard_users)
         spec.exit_hooks.append(dashboard.close_streams)
         spec.closers.append(dashboard.source.aclose)
     config = uvicorn.Config(

@@ -12,6 +12,7 @@ import yaml
 from auditflow import __version__
 from auditflow.config import Settings
 from tests.deploy.conftest import MIGRATE_ARGS, REPO, SERVICES, generate_secrets, read_env_file
+from tests.deploy.token_policy import check_least_privilege
 
 COMPOSE = REPO / "compose.yaml"
 INFRA = {"rabbitmq", "redis", "postgres"}
@@ -108,7 +109,9 @@ def test_stack_refuses_to_start_without_generated_credentials(compose: dict[str,
         interpolate(environment["AUDITFLOW_DATABASE_URL"], {})
     text = COMPOSE.read_text(encoding="utf-8")
     secrets = {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD"} | {
-        "AUDITFLOW_API_TOKENS",
+        "OPERATOR_API_TOKEN",
+        "INGEST_API_TOKEN",
+        "DASHBOARD_API_TOKEN",
         "AUDITFLOW_SESSION_SECRET",
         "AUDITFLOW_DASHBOARD_USERS",
     }
@@ -123,3 +126,14 @@ def test_rules_mount_is_the_configmap_copy(compose: dict[str, Any]) -> None:
     assert (REPO / source).resolve() == (REPO / "deploy" / "k8s" / "base" / "rules")
     assert target == compose["services"]["analysis"]["environment"]["AUDITFLOW_RULES_PATH"]
     assert mode == "ro"
+
+
+def test_each_service_accepts_only_the_tokens_and_scopes_it_needs(
+    compose: dict[str, Any], dotenv: dict[str, str]
+) -> None:
+    environments = {
+        name: {k: interpolate(str(v), dotenv) for k, v in compose["services"][name]["environment"].items()}
+        for name in SERVICES
+    }
+    check_least_privilege(environments)
+    assert "AUDITFLOW_API_TOKENS" not in compose["services"]["migrate"]["environment"]

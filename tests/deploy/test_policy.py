@@ -21,6 +21,7 @@ from tests.deploy.conftest import (
     settings_configmap,
     workloads,
 )
+from tests.deploy.token_policy import check_least_privilege
 
 REQUIRED_LABELS = (
     "app.kubernetes.io/name",
@@ -251,3 +252,14 @@ def test_postgres_volume_uses_the_shipped_storage_class(docs: list[dict[str, Any
     for statefulset in of_kind(docs, "StatefulSet"):
         for claim in statefulset["spec"]["volumeClaimTemplates"]:
             assert claim["spec"]["storageClassName"] == storage_class["metadata"]["name"]
+
+
+def test_each_service_accepts_only_the_tokens_and_scopes_it_needs(
+    docs: list[dict[str, Any]], secrets_env: dict[str, str]
+) -> None:
+    configmap = settings_configmap(docs)
+    environments = {
+        name: container_env(app_container(deployment), configmap, secrets_env)
+        for name, deployment in deployments(docs).items()
+    }
+    check_least_privilege(environments)

@@ -28,7 +28,8 @@ def test_defaults_are_the_embedded_mode() -> None:
 def test_tokens_are_comma_separated_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUDITFLOW_API_TOKENS", "aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb")
     settings = load_settings()
-    assert [t.get_secret_value() for t in settings.api_tokens] == ["a" * 20, "b" * 20]
+    assert [t.secret.get_secret_value() for t in settings.api_tokens] == ["a" * 20, "b" * 20]
+    assert [(t.name, t.bare) for t in settings.api_tokens] == [("token#1", True), ("token#2", True)]
     assert "aaaa" not in repr(settings)
 
 

@@ -15,7 +15,8 @@ from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertStatus, AlertUpdate
 from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
-from auditflow.services.dashboard.source import ACTOR_HEADER, HttpAlertSource, LocalAlertSource
+from auditflow.security import ACTOR_HEADER, ApiToken
+from auditflow.services.dashboard.source import HttpAlertSource, LocalAlertSource
 from tests.factories import alert_detail, make_alert
 
 BASE = "http://notification:8082"
@@ -56,7 +57,7 @@ class Api:
         if path == "/readyz":
             return json_response(READY, status=503)
         if path == "/api/v1/alerts/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12:
-            return httpx.Response(401, json={"detail": "bad token"})
+            return httpx.Response(403, json={"detail": "token 'dashboard' lacks the 'read' scope"})
         return httpx.Response(404, json={"detail": "not found"})
 
 
@@ -120,7 +121,9 @@ async def test_errors_map_into_the_project_exceptions() -> None:
     source = http_source(Api())
     with pytest.raises(NotFound):
         await source.get_alert(uuid4())
-    with pytest.raises(BackendError, match="token"):
+    with pytest.raises(
+        BackendError, match=r"refused the dashboard's token \(403\): token 'dashboard' lacks the 'read'"
+    ):
         await source.get_alert(UUID(int=0))
 
     def broken(request: httpx.Request) -> httpx.Response:
@@ -202,3 +205,16 @@ async def test_local_source_reads_the_store_rules_and_readiness() -> None:
     assert (await source.rules()).version == "local"
     assert await source.readiness() == READY
     await source.aclose()
+
+
+async def test_local_source_records_the_user_via_the_dashboards_token() -> None:
+    store = StubStore()
+
+    async def readiness() -> Readiness:
+        return READY
+
+    token = ApiToken.operator("generated-token-0123456789")
+    source = LocalAlertSource(store, lambda: RulesStatus(rules=[], version="local"), readiness, acting_through=token)
+    await source.update_alert(DETAIL.alert_id, AlertUpdate(note="n"), "ana")
+    # The same "user via token" the API writes for a delegated change in distributed mode.
+    assert store.calls == ["update:ana via token#1"]

@@ -19,6 +19,7 @@ from auditflow.config import load_settings
 from auditflow.errors import ConfigError
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName, broker_impact
 from auditflow.runtime import Runtime
+from auditflow.security import ApiToken
 from auditflow.services.dashboard import HttpAlertSource, LocalAlertSource, alert_source, mount_dashboard
 
 TOKEN = "roles-test-token-0123456789"
@@ -101,12 +102,30 @@ def test_only_the_memory_broker_is_in_process() -> None:
 
 async def test_the_dashboard_reads_this_process_store_or_the_alerts_api(tmp_path: Path) -> None:
     assert Role.DASHBOARD in ROLES["run"]
-    assert isinstance(alert_source(runtime_of("run", tmp_path), TOKEN), LocalAlertSource)
-    remote = alert_source(runtime_of("dashboard", tmp_path, alerts_api_url="http://notification:8000"), TOKEN)
+    tokens = [ApiToken.operator(TOKEN)]
+    assert isinstance(alert_source(runtime_of("run", tmp_path), tokens), LocalAlertSource)
+    remote = alert_source(runtime_of("dashboard", tmp_path, alerts_api_url="http://notification:8000"), tokens)
     assert isinstance(remote, HttpAlertSource)
     await remote.aclose()
     with pytest.raises(ConfigError, match="AUDITFLOW_ALERTS_API_URL"):
-        mount_dashboard(FastAPI(), runtime_of("dashboard", tmp_path), api_token=TOKEN, users=None)
+        mount_dashboard(FastAPI(), runtime_of("dashboard", tmp_path), tokens=tokens, users=None)
+
+
+async def test_a_stand_alone_dashboard_needs_a_token_for_the_alerts_api(tmp_path: Path) -> None:
+    url = "http://notification:8000"
+    admin_only = load_settings(api_tokens=f"ops:admin:{TOKEN}").api_tokens
+    with pytest.raises(ConfigError, match="AUDITFLOW_ALERTS_API_TOKEN must name"):
+        alert_source(runtime_of("dashboard", tmp_path, alerts_api_url=url), admin_only)
+    own = runtime_of("dashboard", tmp_path, alerts_api_url=url, alerts_api_token="d" * 20)
+    remote = alert_source(own, admin_only)
+    assert isinstance(remote, HttpAlertSource)
+    await remote.aclose()
+
+
+def test_the_embedded_dashboard_needs_a_token_that_may_delegate(tmp_path: Path) -> None:
+    without_delegate = load_settings(api_tokens=f"ops:read+triage+admin:{TOKEN}").api_tokens
+    with pytest.raises(ConfigError, match=r"the dashboard needs a token with the scopes delegate\+read\+triage"):
+        alert_source(runtime_of("run", tmp_path), without_delegate)
 
 
 def test_serve_dashboard_without_the_alerts_api_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

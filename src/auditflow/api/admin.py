@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from auditflow.api.deps import ActorDep
+from auditflow.api.deps import AdminCaller
 from auditflow.config import LogLevel
 from auditflow.logging import current_log_level, set_log_level
 
@@ -22,12 +22,12 @@ class LogLevelBody(BaseModel):
 
 
 @router.get("/log-level", response_model=LogLevelBody, summary="The current log level")
-async def get_log_level(_actor: ActorDep) -> LogLevelBody:
+async def get_log_level(_caller: AdminCaller) -> LogLevelBody:
     return LogLevelBody(level=current_log_level())
 
 
 @router.put("/log-level", response_model=LogLevelBody, summary="Change the log level now, without a restart")
-async def put_log_level(body: LogLevelBody, actor: ActorDep) -> LogLevelBody:
+async def put_log_level(body: LogLevelBody, caller: AdminCaller) -> LogLevelBody:
     set_log_level(body.level)
-    log.warning("log level set to %s by %s", body.level, actor)
+    log.warning("log level set to %s by %s", body.level, caller.actor)
     return body

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from auditflow.api.deps import ActorDep, StoreDep
+from auditflow.api.deps import ReadCaller, StoreDep, TriageCaller
 from auditflow.model.alert import (
     AlertDetail,
     AlertPage,
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 @router.get("", response_model=AlertPage, summary="List alerts, newest first, with filters and a keyset cursor")
 async def list_alerts(
     store: StoreDep,
-    _actor: ActorDep,
+    _caller: ReadCaller,
     severity: Annotated[list[Severity] | None, Query(description="Repeat to match several")] = None,
     status_: Annotated[list[AlertStatus] | None, Query(alias="status", description="Repeat to match several")] = None,
     rule_id: str | None = None,
@@ -61,7 +61,7 @@ async def list_alerts(
 @router.get("/stats", response_model=AlertStats, summary="Counts by severity, status, rule, user, host and time")
 async def alert_stats(
     store: StoreDep,
-    _actor: ActorDep,
+    _caller: ReadCaller,
     since: datetime | None = None,
     until: datetime | None = None,
     bucket_seconds: Annotated[int, Query(ge=60, le=7 * 86400)] = 3600,
@@ -81,7 +81,7 @@ async def alert_stats(
     summary="One alert with its triggering events and history",
     responses={404: {"description": "No such alert"}},
 )
-async def get_alert(alert_id: UUID, store: StoreDep, _actor: ActorDep) -> AlertDetail:
+async def get_alert(alert_id: UUID, store: StoreDep, _caller: ReadCaller) -> AlertDetail:
     return await store.get_alert(alert_id)
 
 
@@ -91,5 +91,5 @@ async def get_alert(alert_id: UUID, store: StoreDep, _actor: ActorDep) -> AlertD
     summary="Change the status and/or add a note; the change is kept in the history",
     responses={404: {"description": "No such alert"}},
 )
-async def update_alert(alert_id: UUID, update: AlertUpdate, store: StoreDep, actor: ActorDep) -> AlertDetail:
-    return await store.update_alert(alert_id, update, actor)
+async def update_alert(alert_id: UUID, update: AlertUpdate, store: StoreDep, caller: TriageCaller) -> AlertDetail:
+    return await store.update_alert(alert_id, update, caller.actor)

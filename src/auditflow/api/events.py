@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from auditflow.api.deps import ActorDep, IngestorDep
+from auditflow.api.deps import IngestCaller, IngestorDep
 from auditflow.codec import describe_errors
 from auditflow.model.event import Event
 
@@ -80,7 +80,7 @@ def _unprocessable(problems: list[dict[str, Any]]) -> JSONResponse:
         }
     },
 )
-async def submit_events(request: Request, _actor: ActorDep, ingestor: IngestorDep) -> Response:
+async def submit_events(request: Request, _caller: IngestCaller, ingestor: IngestorDep) -> Response:
     body = await _read_body(request)
     try:
         # An array of valid events, the usual request, in one pass of the validator's JSON parser.

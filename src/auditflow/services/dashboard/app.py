@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from auditflow import roles
 from auditflow.config import Settings
 from auditflow.errors import BackendError, BackendUnavailable, ConfigError, NotFound
+from auditflow.security import DASHBOARD_SCOPES, ApiToken, dashboard_token
 from auditflow.services.dashboard.auth import LoginThrottle, SessionCodec
 from auditflow.services.dashboard.context import Dashboard, create_templates, render
 from auditflow.services.dashboard.gate import DashboardGate
@@ -123,22 +125,45 @@ def build_dashboard(
     return app
 
 
-def alert_source(runtime: Runtime, api_token: str) -> AlertSource:
+_SCOPES_TEXT = "+".join(sorted(DASHBOARD_SCOPES))
+
+
+def alert_source(runtime: Runtime, tokens: Sequence[ApiToken]) -> AlertSource:
     """Where the dashboard of `runtime`'s process reads alerts: its own store when the process
-    serves the alerts API (`auditflow run`), the notification service's API otherwise."""
+    serves the alerts API (`auditflow run`), the notification service's API otherwise.
+
+    Either way it acts through a token with the dashboard's scopes, so the history reads
+    "user via token" as it does for any delegating client of the API."""
+    settings = runtime.settings
+    own = dashboard_token(tokens)
     if roles.Role.ALERTS_API in runtime.roles:
         assert runtime.store is not None
-        return LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness)
-    settings = runtime.settings
+        if own is None:
+            raise ConfigError(
+                f"the dashboard needs a token with the scopes {_SCOPES_TEXT} in AUDITFLOW_API_TOKENS, "
+                f"e.g. dashboard:{_SCOPES_TEXT}:TOKEN"
+            )
+        return LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness, acting_through=own)
     if not settings.alerts_api_url:
         raise ConfigError("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
-    return HttpAlertSource(settings.alerts_api_url, api_token, readiness_urls=settings.readiness_api_url)
+    if settings.alerts_api_token is not None:
+        secret = settings.alerts_api_token.get_secret_value()
+    elif own is not None:
+        secret = own.secret.get_secret_value()
+    else:
+        raise ConfigError(
+            f"AUDITFLOW_ALERTS_API_TOKEN must name the notification API's token for the dashboard "
+            f"(scopes {_SCOPES_TEXT} there)"
+        )
+    return HttpAlertSource(settings.alerts_api_url, secret, readiness_urls=settings.readiness_api_url)
 
 
-def mount_dashboard(app: FastAPI, runtime: Runtime, *, api_token: str, users: UserDirectory | None) -> Dashboard:
+def mount_dashboard(
+    app: FastAPI, runtime: Runtime, *, tokens: Sequence[ApiToken], users: UserDirectory | None
+) -> Dashboard:
     """Mount the dashboard at `/` of `app` when `runtime`'s roles include it; the returned state's
     `close_streams` and `source.aclose` belong to the process shutdown."""
-    dashboard = build_dashboard(runtime.settings, alert_source(runtime, api_token), users=users)
+    dashboard = build_dashboard(runtime.settings, alert_source(runtime, tokens), users=users)
     app.mount("/", dashboard)
     state: Dashboard = dashboard.state.dashboard
     return state

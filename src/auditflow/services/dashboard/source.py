@@ -18,8 +18,8 @@ from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.model.timeutil import format_utc, utcnow
+from auditflow.security import ACTOR_HEADER, ApiToken, acting_name
 
-ACTOR_HEADER = "X-AuditFlow-Actor"
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -35,7 +35,7 @@ class AlertSource(abc.ABC):
 
     @abc.abstractmethod
     async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
-        """Raises NotFound."""
+        """Change an alert on behalf of the signed-in user `actor`. Raises NotFound."""
 
     @abc.abstractmethod
     async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats: ...
@@ -51,17 +51,23 @@ class AlertSource(abc.ABC):
 
 
 class LocalAlertSource(AlertSource):
-    """Embedded mode: the store, the rule engine and the readiness checks of this very process."""
+    """Embedded mode: the store, the rule engine and the readiness checks of this very process.
+
+    With `acting_through` (the process's dashboard token), a change is recorded as the API records a
+    delegated one, "user via token"; without it, as the bare user name."""
 
     def __init__(
         self,
         store: AlertStore,
         rules: Callable[[], RulesStatus],
         readiness: Callable[[], Awaitable[Readiness]],
+        *,
+        acting_through: ApiToken | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
         self._readiness = readiness
+        self._token = acting_through
 
     async def list_alerts(self, query: AlertQuery) -> AlertPage:
         return await self._store.list_alerts(query)
@@ -70,7 +76,8 @@ class LocalAlertSource(AlertSource):
         return await self._store.get_alert(alert_id)
 
     async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
-        return await self._store.update_alert(alert_id, update, actor)
+        recorded = acting_name(self._token, actor) if self._token is not None else actor
+        return await self._store.update_alert(alert_id, update, recorded)
 
     async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
         return await self._store.stats(since, until, bucket_seconds)
@@ -99,11 +106,19 @@ def _query_params(query: AlertQuery) -> list[tuple[str, str]]:
     return params
 
 
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail)[:300] if detail else response.reason_phrase
+
+
 class HttpAlertSource(AlertSource):
     """Distributed mode: the notification service's REST API, with the dashboard's own API token.
 
-    The signed-in dashboard user travels in `X-AuditFlow-Actor`, which the API records as the actor
-    of a change when the token is trusted to speak for others.
+    The signed-in dashboard user travels in `X-AuditFlow-Actor`, which the API records as
+    "user via token"; the token needs the `delegate` scope there (besides `read` and `triage`).
     """
 
     def __init__(
@@ -137,7 +152,10 @@ class HttpAlertSource(AlertSource):
         if response.status_code == 404:
             raise NotFound(path)
         if response.status_code in (401, 403):
-            raise BackendError(f"the notification API refused the dashboard's token ({response.status_code})")
+            # The API names the missing scope; the operator needs it to fix the token's entry.
+            raise BackendError(
+                f"the notification API refused the dashboard's token ({response.status_code}): {_detail(response)}"
+            )
         if response.status_code >= 500:
             raise BackendUnavailable(f"notification API answered {response.status_code}")
         if response.status_code >= 400:
