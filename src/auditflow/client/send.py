@@ -178,9 +178,8 @@ def send_events(
         raise SendError(f"batch size must be between 1 and {MAX_BATCH_EVENTS}")
     encoded = _validate(records, name)
     batches = list(_batches(encoded, batch_size))
-    endpoint = _endpoint(url)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    headers["User-Agent"] = f"auditflow-send/{__version__}"
+    endpoint = events_endpoint(url)
+    headers = request_headers(token, "auditflow-send")
     show = progress if progress is not None else (len(batches) > 1 and sys.stderr.isatty())
     accepted, started = 0, time.perf_counter()
     with ExitStack() as stack:
@@ -249,7 +248,7 @@ def _accepted(response: httpx.Response, batch: _Batch, where: str, name: str, re
             return int(response.json()["accepted"])
         except (ValueError, KeyError, TypeError):
             return batch.count
-    detail = _detail(response)
+    detail = response_detail(response)
     if status == 401:
         raise SendError(f"{where}: 401 Unauthorized: the server refused the token (check --token / AUDITFLOW_TOKEN)")
     if status == 413:
@@ -268,7 +267,7 @@ def _server_problems(response: httpx.Response, batch: _Batch, name: str, records
         first = problems[0]
         loc = list(first["loc"])
     except (ValueError, KeyError, TypeError, IndexError):
-        return _detail(response)
+        return response_detail(response)
     if loc[:1] == ["body"]:
         loc = loc[1:]
     where = name
@@ -279,7 +278,8 @@ def _server_problems(response: httpx.Response, batch: _Batch, name: str, records
     return f"{where}: {_loc(loc) or 'body'}: {first.get('msg', '?')}{more}"
 
 
-def _detail(response: httpx.Response) -> str:
+def response_detail(response: httpx.Response) -> str:
+    """A short, one-line reason from an error answer."""
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):
@@ -301,6 +301,12 @@ def _loc(loc: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _endpoint(url: str) -> str:
+def request_headers(token: str, agent: str) -> dict[str, str]:
+    """Headers of a batch request (shared with the log agent)."""
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "User-Agent": f"{agent}/{__version__}"}
+
+
+def events_endpoint(url: str) -> str:
+    """The batch endpoint of an instance given its base URL (or the endpoint itself)."""
     base = url.rstrip("/")
     return base if base.endswith("/api/v1/events") else f"{base}/api/v1/events"
