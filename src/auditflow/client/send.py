@@ -303,7 +303,11 @@ def _loc(loc: Sequence[str | int]) -> str:
 
 def request_headers(token: str, agent: str) -> dict[str, str]:
     """Headers of a batch request (shared with the log agent)."""
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "User-Agent": f"{agent}/{__version__}"}
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "User-Agent": f"{agent}/{__version__}",
+    }
 
 
 def events_endpoint(url: str) -> str:
