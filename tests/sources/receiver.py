@@ -28,7 +28,11 @@ class Receiver:
                     elif receiver.down or self.path != "/api/v1/events":
                         self._answer(503, {"detail": "down for the test"})
                     else:
-                        batch = json.loads(body)
+                        try:
+                            batch = json.loads(body)
+                        except ValueError:  # a body cut short by a killed sender
+                            self._answer(400, {"detail": "not JSON"})
+                            return
                         receiver.events.extend(batch)
                         self._answer(202, {"accepted": len(batch)})
 

@@ -3,6 +3,7 @@ checkpoint after a rotation nobody watched, bounded lines, starting at the end."
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -203,3 +204,19 @@ async def test_a_vanished_file_keeps_being_read_until_a_new_one_appears(log: Pat
     _append(moved, "a 3\n")
     await tail.poll(out)
     assert out.texts[-1] == "a 3"
+
+
+async def test_restart_after_two_rotations_reads_the_file_between_them(log: Path) -> None:
+    out, tail = Collected(), follow(log)
+    await tail.poll(out)
+    tail.close()
+    saved = out.checkpoint()
+    shutil.copyfile(log, log.with_name("auth.log.2"))  # copytruncate ...
+    log.write_text("b 0\nb 1\n")  # ... new content, never read ...
+    log.rename(log.with_name("auth.log.1"))  # ... rotated again by rename
+    log.write_text("c 0\n")
+    time.sleep(0.01)
+    os.utime(log)
+    again = Collected()
+    await follow(log, checkpoint=saved).poll(again)
+    assert again.texts == ["b 0", "b 1", "c 0"]

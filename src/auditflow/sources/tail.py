@@ -115,7 +115,9 @@ class FileTail:
             if _same_stream(checkpoint.identity, found) and stat.st_size >= checkpoint.offset:
                 identity, start = checkpoint.identity, checkpoint.offset
             else:  # rotated or truncated while nobody watched: finish that stream where it went
-                await self._finish_elsewhere(checkpoint, emit)
+                finished = await self._finish_elsewhere(checkpoint, emit)
+                if finished is not None:
+                    await self._read_later_rotations(finished, stat, emit)
                 self._previous = checkpoint.identity
         if self._previous is not None and _same_stream(self._previous, found):
             identity = next_generation(self._previous)
@@ -127,15 +129,39 @@ class FileTail:
         self._file, self.identity, self._offset, self._partial = file, identity, start, b""
         return True
 
-    async def _finish_elsewhere(self, checkpoint: Checkpoint, emit: Emit) -> None:
+    async def _finish_elsewhere(self, checkpoint: Checkpoint, emit: Emit) -> Path | None:
         """Read the rest of `checkpoint`'s stream from a rotated sibling (renamed, or the copy
         copytruncate made), under the stream's own identity so the ids are the ones it would have had."""
         source = _find_rotated(Path(self.path), checkpoint)
-        if source is None:
+        if source is not None:
+            await self._read_whole(source, checkpoint.identity, checkpoint.offset, emit)
+        return source
+
+    async def _read_later_rotations(self, finished: Path, current: os.stat_result, emit: Emit) -> None:
+        """Files rotated after `finished` and before the one now at the path (two rotations while
+        stopped): read whole, oldest first, each under the identity a follower would have given it."""
+        try:
+            since = os.stat(finished)
+        except OSError:
             return
-        with open(source, "rb") as file:  # noqa: ASYNC230 - a local file, as above
-            file.seek(checkpoint.offset)
-            self._file, self.identity, self._offset, self._partial = file, checkpoint.identity, checkpoint.offset, b""
+        for sibling in _siblings(Path(self.path)):
+            try:
+                stat = sibling.stat()
+                with open(sibling, "rb") as file:  # noqa: ASYNC230 - a local file, as above
+                    head = file.read(FINGERPRINT_BYTES)
+            except OSError:
+                continue
+            inode = (stat.st_dev, stat.st_ino)
+            if inode in {(since.st_dev, since.st_ino), (current.st_dev, current.st_ino)} or is_gzip(head):
+                continue
+            identity = identity_of(stat, head, self.host)
+            if identity is not None and stat.st_mtime_ns > since.st_mtime_ns:
+                await self._read_whole(sibling, identity, 0, emit)
+
+    async def _read_whole(self, path: Path, identity: FileIdentity, offset: int, emit: Emit) -> None:
+        with open(path, "rb") as file:  # noqa: ASYNC230 - a local file, as above
+            file.seek(offset)
+            self._file, self.identity, self._offset, self._partial = file, identity, offset, b""
             try:
                 await self._read(emit, final=True, limit=None)
             finally:
@@ -229,11 +255,7 @@ def _find_rotated(path: Path, checkpoint: Checkpoint) -> Path | None:
     the same inode (renamed), else the same first line and at least as long (a copy)."""
     identity = checkpoint.identity
     copies: list[Path] = []
-    try:
-        siblings = [p for p in path.parent.iterdir() if p.name.startswith(path.name) and p.name != path.name]
-    except OSError:
-        return None
-    for sibling in siblings:
+    for sibling in _siblings(path):
         try:
             stat = sibling.stat()
             with open(sibling, "rb") as file:
@@ -246,3 +268,12 @@ def _find_rotated(path: Path, checkpoint: Checkpoint) -> Path | None:
             return sibling
         copies.append(sibling)
     return min(copies, key=lambda p: p.stat().st_mtime, default=None) if copies else None
+
+
+def _siblings(path: Path) -> list[Path]:
+    """Rotated names of `path` (auth.log.1, auth.log-20261202), oldest first."""
+    try:
+        found = [p for p in path.parent.iterdir() if p.name.startswith(path.name) and p.name != path.name]
+        return sorted(found, key=lambda p: p.stat().st_mtime_ns)
+    except OSError:
+        return []
