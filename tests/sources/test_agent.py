@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from auditflow.errors import ConfigError
+from auditflow.parsers.registry import create_parser
 from auditflow.sources.agent import Agent
 from auditflow.sources.agent_config import AgentConfig, load_agent_config
 from auditflow.sources.agent_metrics import StatusServer
 from auditflow.sources.checkpoint import CheckpointFile
-from tests.sources import standin
 from tests.sources.receiver import Receiver
 
 
@@ -62,7 +62,7 @@ async def test_lines_arrive_and_the_checkpoint_follows_the_accepted_ones(tmp_pat
     log = tmp_path / "auth.log"
     log.write_text("".join(_line(n) for n in range(120)) + "not sshd at all\n")
     config = _config(tmp_path, receiver.url)
-    agent = Agent(config, "secret", standin.create_parser)
+    agent = Agent(config, "secret", create_parser)
     stop, task = await _running(agent)
     await _until(lambda: len(receiver.snapshot()) == 121)
     stop.set()
@@ -73,7 +73,7 @@ async def test_lines_arrive_and_the_checkpoint_follows_the_accepted_ones(tmp_pat
     assert receiver.requests == 3  # batches of at most 50 events
     saved = CheckpointFile(config.checkpoint_file).load()
     assert saved[str(log)].offset == log.stat().st_size
-    assert agent.metrics.unparsed.labels(str(log), "not-sshd")._value.get() == 1
+    assert agent.metrics.unparsed.labels(str(log), "no-header")._value.get() == 1
 
 
 async def test_api_down_holds_the_lines_and_the_checkpoint_until_it_recovers(
@@ -82,7 +82,7 @@ async def test_api_down_holds_the_lines_and_the_checkpoint_until_it_recovers(
     log = tmp_path / "auth.log"
     log.write_text(_line(0))
     config = _config(tmp_path, receiver.url)
-    agent = Agent(config, "secret", standin.create_parser)
+    agent = Agent(config, "secret", create_parser)
     stop, task = await _running(agent)
     await _until(lambda: len(receiver.snapshot()) == 1)
     receiver.down = True
@@ -106,14 +106,14 @@ async def test_stopping_while_the_api_is_down_keeps_the_lines_for_next_time(tmp_
     log.write_text(_line(0) + _line(1))
     receiver.down = True
     config = _config(tmp_path, receiver.url)
-    agent = Agent(config, "secret", standin.create_parser)
+    agent = Agent(config, "secret", create_parser)
     stop, task = await _running(agent)
     await _until(lambda: receiver.requests >= 1)
     stop.set()
     await asyncio.wait_for(task, 5)
     assert CheckpointFile(config.checkpoint_file).load() == {}
     receiver.down = False
-    again = Agent(config, "secret", standin.create_parser)
+    again = Agent(config, "secret", create_parser)
     stop, task = await _running(again)
     await _until(lambda: len(receiver.snapshot()) == 2)
     stop.set()
@@ -125,7 +125,7 @@ async def test_buffer_is_bounded_while_the_api_is_down(tmp_path: Path, receiver:
     log.write_text("".join(_line(n) for n in range(500)))
     receiver.down = True
     config = _config(tmp_path, receiver.url, buffer={"max_lines": 20})
-    agent = Agent(config, "secret", standin.create_parser)
+    agent = Agent(config, "secret", create_parser)
     stop, task = await _running(agent)
     await _until(lambda: receiver.requests >= 3)
     assert agent.health()["buffered_lines"] <= 20
@@ -136,7 +136,7 @@ async def test_buffer_is_bounded_while_the_api_is_down(tmp_path: Path, receiver:
 async def test_healthz_and_metrics_answer(tmp_path: Path, receiver: Receiver) -> None:
     log = tmp_path / "auth.log"
     log.write_text(_line(0))
-    agent = Agent(_config(tmp_path, receiver.url), "secret", standin.create_parser)
+    agent = Agent(_config(tmp_path, receiver.url), "secret", create_parser)
     status = StatusServer("127.0.0.1", 0, agent.health, agent.metrics)
     await status.start()
     stop, task = await _running(agent)

@@ -83,10 +83,10 @@ class World:
             file.truncate(0)
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         with open(self.stderr, "ab") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.sources.agent_main", "agent", "--config", str(self.config)],
+                [sys.executable, "-m", "auditflow", "agent", "--config", str(self.config)],
                 cwd=REPO,
                 env=env,
                 stdout=subprocess.DEVNULL,

@@ -25,7 +25,7 @@ MAX_RAW_CHARS = 16 * 1024
 
 def registry() -> tuple[tuple[str, ...], ParserFactory, FormatDetector]:
     """The registered formats, the parser factory and the format detector of `auditflow.parsers`."""
-    from auditflow.parsers import registry as parsers  # type: ignore[attr-defined]
+    from auditflow.parsers import registry as parsers
 
     return tuple(parsers.FORMATS), parsers.create_parser, parsers.detect_format
 
