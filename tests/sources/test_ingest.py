@@ -76,7 +76,7 @@ def test_text_summary_names_reasons_and_alerts(auth_log: Path, tmp_path: Path) -
     result = CliRunner().invoke(main, ["ingest", "--embedded", "--data-dir", str(tmp_path / "d"), str(auth_log)])
     assert result.exit_code == 0, result.output
     assert "8 lines read, 7 events made, 7 sent" in result.output
-    assert "1 lines not understood:" in result.output
+    assert "1 line not understood:" in result.output
     assert "  unknown-program: 1" in result.output
     assert "2 alerts raised" in result.output
     assert "failed-login-burst" in result.output

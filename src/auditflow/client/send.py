@@ -161,6 +161,7 @@ def send_events(
     name: str = "<stdin>",
     timeout: float = 30.0,
     client: httpx.Client | None = None,
+    encoded: Sequence[bytes] | None = None,
 ) -> SendSummary:
     """Validate all `records`, then post them in batches of at most `batch_size` events (and 10 MiB).
 
@@ -172,11 +173,16 @@ def send_events(
     the whole input again would deliver the accepted events twice.
 
     `progress`: None shows a bar on stderr when it is a terminal and there is more than one batch.
-    `client` lets callers (and tests) supply their own `httpx.Client`. Raises SendError.
+    `client` lets callers (and tests) supply their own `httpx.Client`. `encoded`: the records as JSON,
+    one each, already validated (events a parser built); the local check is then skipped and only the
+    line numbers of `records` are used. Raises SendError.
     """
     if not 1 <= batch_size <= MAX_BATCH_EVENTS:
         raise SendError(f"batch size must be between 1 and {MAX_BATCH_EVENTS}")
-    encoded = _validate(records, name)
+    if encoded is None:
+        encoded = _validate(records, name)
+    elif len(encoded) != len(records):
+        raise ValueError("one encoded body per record")
     batches = list(_batches(encoded, batch_size))
     endpoint = events_endpoint(url)
     headers = request_headers(token, "auditflow-send")
@@ -229,7 +235,7 @@ def _validate(records: Sequence[Record], name: str) -> list[bytes]:
     raise SendError("\n".join(lines))
 
 
-def _batches(encoded: list[bytes], batch_size: int) -> Iterator[_Batch]:
+def _batches(encoded: Sequence[bytes], batch_size: int) -> Iterator[_Batch]:
     first, size, number = 0, 2, 1
     for index, part in enumerate(encoded):
         count = index - first

@@ -25,7 +25,7 @@ from auditflow.sources.agent_config import AgentConfig
 from auditflow.sources.agent_metrics import AgentMetrics
 from auditflow.sources.checkpoint import Checkpoint, CheckpointFile
 from auditflow.sources.files import decode_line, local_host
-from auditflow.sources.lines import LineConverter, ParserFactory
+from auditflow.sources.lines import LineConverter, ParserFactory, encode_event
 from auditflow.sources.tail import FileTail, TailLine
 
 log = logging.getLogger("auditflow.agent")
@@ -183,7 +183,7 @@ class Agent:
             if count != before.get(reason, 0):
                 self.metrics.unparsed.labels(line.path, reason).inc()
         for event in events:
-            encoded = event.model_dump_json().encode()
+            encoded = encode_event(event)
             batch.body.append(encoded)
             batch.size += len(encoded) + 1
         batch.positions[line.path] = Checkpoint(line.identity, line.end)

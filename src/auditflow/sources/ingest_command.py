@@ -156,7 +156,8 @@ def _text(summary: dict[str, Any]) -> str:
     for item in summary["files"]:
         lines.append(f"  {item['name']} ({item['format']}): {item['lines']} lines, {item['events']} events")
     if summary["unparsed"]:
-        lines.append(f"{sum(summary['unparsed'].values())} lines not understood:")
+        count = sum(summary["unparsed"].values())
+        lines.append(f"{count} {'line' if count == 1 else 'lines'} not understood:")
         lines.extend(f"  {reason}: {count}" for reason, count in summary["unparsed"].items())
     if summary["forwarded_raw"]:
         lines.append(f"{summary['forwarded_raw']} of them forwarded as raw events")

@@ -13,15 +13,15 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import orjson
 
-from auditflow.client.send import SendError, send_events
+from auditflow.client.send import Record, SendError, send_events
 from auditflow.config import load_settings
 from auditflow.errors import AuditFlowError
 from auditflow.model.alert import AlertQuery, AlertSummary
 from auditflow.model.event import Event
 from auditflow.runtime import Runtime
 from auditflow.sources.ingest import IngestError
+from auditflow.sources.lines import encode_event
 
 READY_TIMEOUT = 30.0
 
@@ -37,12 +37,14 @@ class HttpSink:
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
     def send(self, events: Sequence[Event], lines: Sequence[int], name: str) -> None:
-        records = [(line, orjson.loads(e.model_dump_json())) for line, e in zip(lines, events, strict=True)]
+        # The events were validated when the parser built them: only their line numbers are needed.
+        records: list[Record] = [(line, {}) for line in lines]
         try:
             send_events(
                 self.url,
                 self.token,
                 records,
+                encoded=[encode_event(event) for event in events],
                 batch_size=self.batch_size,
                 progress=False,
                 name=name,
