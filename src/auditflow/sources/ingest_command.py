@@ -162,7 +162,8 @@ def _text(summary: dict[str, Any]) -> str:
     if summary["forwarded_raw"]:
         lines.append(f"{summary['forwarded_raw']} of them forwarded as raw events")
     if "alerts" in summary:
-        lines.append(f"{len(summary['alerts'])} alerts raised")
+        raised = len(summary["alerts"])
+        lines.append(f"{raised} {'alert' if raised == 1 else 'alerts'} raised")
         lines.extend(
             f"  [{a['severity']}] {a['rule_id']}: {a['description']} (first seen {a['first_seen']})"
             for a in summary["alerts"]
