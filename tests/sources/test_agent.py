@@ -181,3 +181,19 @@ def test_a_damaged_checkpoint_file_is_refused_by_name(tmp_path: Path) -> None:
     path.write_text(json.dumps({"version": 1, "files": {"/x": {"offset": 3}}}))
     with pytest.raises(ConfigError, match=r"checkpoints\.json: not a checkpoint file"):
         CheckpointFile(path).load()
+
+
+def test_the_command_refuses_a_bad_configuration_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from auditflow.cli import main
+
+    monkeypatch.delenv("AUDITFLOW_TOKEN", raising=False)
+    path = tmp_path / "agent.yaml"
+    path.write_text("api: {url: http://127.0.0.1:9}\nfiles: [{path: /var/log/auth.log}]\n")
+    result = CliRunner().invoke(main, ["agent", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "give token, token_file, or the AUDITFLOW_TOKEN environment variable" in result.output
+    result = CliRunner().invoke(main, ["agent", "--config", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 1
+    assert "missing.yaml: cannot read" in result.output

@@ -175,13 +175,11 @@ class Agent:
 
     def _add(self, batch: _Batch, line: TailLine) -> None:
         converter = self.converters[line.path]
-        before = dict(converter.stats.unparsed)
         events = converter.convert(decode_line(line.data), line.identity.key(line.offset))
         self.metrics.lines.labels(line.path).inc()
         self.metrics.events.labels(line.path).inc(len(events))
-        for reason, count in converter.stats.unparsed.items():
-            if count != before.get(reason, 0):
-                self.metrics.unparsed.labels(line.path, reason).inc()
+        if converter.last_unparsed is not None:
+            self.metrics.unparsed.labels(line.path, converter.last_unparsed).inc()
         for event in events:
             encoded = encode_event(event)
             batch.body.append(encoded)

@@ -73,6 +73,7 @@ class LineConverter:
         self.forward_unparsed = forward_unparsed
         self.stats = ParserStats()
         self.forwarded = 0
+        self.last_unparsed: str | None = None  # the reason the latest line was not understood
 
     def convert(self, line: str, key: str | None) -> list[Event]:
         if len(line) > MAX_LINE_BYTES:
@@ -84,7 +85,9 @@ class LineConverter:
                 outcome = Unparsed(f"parser-error:{type(exc).__name__}")
         self.stats.count(outcome)
         if not isinstance(outcome, Unparsed):
+            self.last_unparsed = None
             return list(outcome)
+        self.last_unparsed = outcome.reason
         if not self.forward_unparsed:
             return []
         self.forwarded += 1
