@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from auditflow.client.send import MAX_BATCH_BYTES, events_endpoint, request_headers, response_detail
-from auditflow.dependencies import backoff_delays
 from auditflow.model.timeutil import format_utc
 from auditflow.parsers.base import SourceContext
+from auditflow.retry import Attempts, Backoff, pause
 from auditflow.sources.agent_config import AgentConfig
 from auditflow.sources.agent_metrics import AgentMetrics
 from auditflow.sources.checkpoint import Checkpoint, CheckpointFile
@@ -58,7 +58,7 @@ class Agent:
         self._endpoint = events_endpoint(config.api.url)
         self._headers = request_headers(token, "auditflow-agent")
         self._client = client
-        self._delay = backoff_delays(config.retry.initial, config.retry.max)
+        self._backoff = Backoff(initial=config.retry.initial, maximum=config.retry.max)
         self._last_accepted: float | None = None
         self._api_error: str | None = None
         self.tails = [
@@ -118,8 +118,7 @@ class Agent:
             except OSError as exc:  # unreadable now (permissions, a vanished directory): try again later
                 log.warning("cannot read %s: %s", tail.path, exc, extra={"path": tail.path})
             self.metrics.buffered.set(self._queue.qsize())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.poll_interval)
+            await pause(stop, self.config.poll_interval)
 
     async def _ship(self, client: httpx.AsyncClient, stop: asyncio.Event, followers: list[asyncio.Task[None]]) -> None:
         while True:
@@ -188,7 +187,7 @@ class Agent:
 
     async def _deliver(self, client: httpx.AsyncClient, body: list[bytes], stop: asyncio.Event) -> bool:
         content = b"[" + b",".join(body) + b"]"
-        attempt = 0
+        attempts = Attempts(self._backoff, stop)
         while True:
             try:
                 response = await client.post(self._endpoint, content=content, headers=self._headers)
@@ -200,14 +199,12 @@ class Agent:
                 reason, detail = type(exc).__name__, str(exc) or type(exc).__name__
             self.metrics.failures.labels(reason).inc()
             self.metrics.api_up.set(0)
-            if self._api_error is None or attempt == 0:
+            if self._api_error is None or attempts.attempt == 0:
                 log.warning("the API did not take a batch (%s: %s); retrying with back-off", reason, detail)
             self._api_error = f"{reason}: {detail}"
             if stop.is_set():
                 return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._delay(attempt))
-            attempt += 1
+            await attempts.pause()  # stopped meanwhile: one more try, then give up
 
     def _accepted_now(self, events: int) -> None:
         if self._api_error is not None:
