@@ -17,6 +17,7 @@ from auditflow.errors import AuditFlowError, ConfigError
 from auditflow.logging import configure_logging
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
 from auditflow.runtime import Runtime
+from auditflow.sources.commands import register_source_commands
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -225,3 +226,4 @@ def hash_password_command(name: str, role: str, password: str) -> None:
 
 
 main.add_command(bench)
+register_source_commands(main)

@@ -54,7 +54,7 @@ SERVICES = {
 }
 MIGRATE_ARGS = ["migrate"]
 
-# Overlays rendered for the checks; "prod-metallb" is prod with the optional MetalLB component.
+# Overlays rendered for the checks; "prod-metallb" is prod with the optional components (MetalLB, the log agent).
 OVERLAYS = ("dev", "prod", "prod-metallb")
 _METALLB_OVERLAY = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -63,6 +63,7 @@ resources:
   - ../prod
 components:
   - ../../components/metallb
+  - ../../components/agent
 """
 
 

@@ -161,6 +161,7 @@ def send_events(
     name: str = "<stdin>",
     timeout: float = 30.0,
     client: httpx.Client | None = None,
+    encoded: Sequence[bytes] | None = None,
 ) -> SendSummary:
     """Validate all `records`, then post them in batches of at most `batch_size` events (and 10 MiB).
 
@@ -172,15 +173,19 @@ def send_events(
     the whole input again would deliver the accepted events twice.
 
     `progress`: None shows a bar on stderr when it is a terminal and there is more than one batch.
-    `client` lets callers (and tests) supply their own `httpx.Client`. Raises SendError.
+    `client` lets callers (and tests) supply their own `httpx.Client`. `encoded`: the records as JSON,
+    one each, already validated (events a parser built); the local check is then skipped and only the
+    line numbers of `records` are used. Raises SendError.
     """
     if not 1 <= batch_size <= MAX_BATCH_EVENTS:
         raise SendError(f"batch size must be between 1 and {MAX_BATCH_EVENTS}")
-    encoded = _validate(records, name)
+    if encoded is None:
+        encoded = _validate(records, name)
+    elif len(encoded) != len(records):
+        raise ValueError("one encoded body per record")
     batches = list(_batches(encoded, batch_size))
-    endpoint = _endpoint(url)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    headers["User-Agent"] = f"auditflow-send/{__version__}"
+    endpoint = events_endpoint(url)
+    headers = request_headers(token, "auditflow-send")
     show = progress if progress is not None else (len(batches) > 1 and sys.stderr.isatty())
     accepted, started = 0, time.perf_counter()
     with ExitStack() as stack:
@@ -230,7 +235,7 @@ def _validate(records: Sequence[Record], name: str) -> list[bytes]:
     raise SendError("\n".join(lines))
 
 
-def _batches(encoded: list[bytes], batch_size: int) -> Iterator[_Batch]:
+def _batches(encoded: Sequence[bytes], batch_size: int) -> Iterator[_Batch]:
     first, size, number = 0, 2, 1
     for index, part in enumerate(encoded):
         count = index - first
@@ -249,7 +254,7 @@ def _accepted(response: httpx.Response, batch: _Batch, where: str, name: str, re
             return int(response.json()["accepted"])
         except (ValueError, KeyError, TypeError):
             return batch.count
-    detail = _detail(response)
+    detail = response_detail(response)
     if status == 401:
         raise SendError(f"{where}: 401 Unauthorized: the server refused the token (check --token / AUDITFLOW_TOKEN)")
     if status == 413:
@@ -268,7 +273,7 @@ def _server_problems(response: httpx.Response, batch: _Batch, name: str, records
         first = problems[0]
         loc = list(first["loc"])
     except (ValueError, KeyError, TypeError, IndexError):
-        return _detail(response)
+        return response_detail(response)
     if loc[:1] == ["body"]:
         loc = loc[1:]
     where = name
@@ -279,7 +284,8 @@ def _server_problems(response: httpx.Response, batch: _Batch, name: str, records
     return f"{where}: {_loc(loc) or 'body'}: {first.get('msg', '?')}{more}"
 
 
-def _detail(response: httpx.Response) -> str:
+def response_detail(response: httpx.Response) -> str:
+    """A short, one-line reason from an error answer."""
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):
@@ -301,6 +307,16 @@ def _loc(loc: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _endpoint(url: str) -> str:
+def request_headers(token: str, agent: str) -> dict[str, str]:
+    """Headers of a batch request (shared with the log agent)."""
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "User-Agent": f"{agent}/{__version__}",
+    }
+
+
+def events_endpoint(url: str) -> str:
+    """The batch endpoint of an instance given its base URL (or the endpoint itself)."""
     base = url.rstrip("/")
     return base if base.endswith("/api/v1/events") else f"{base}/api/v1/events"
