@@ -197,3 +197,27 @@ def test_the_command_refuses_a_bad_configuration_clearly(tmp_path: Path, monkeyp
     result = CliRunner().invoke(main, ["agent", "--config", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 1
     assert "missing.yaml: cannot read" in result.output
+
+
+async def test_the_checkpoint_stays_before_an_audit_event_still_being_assembled(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Split on newlines only: the enriched records hold 0x1D, which str.splitlines() also splits on.
+    golden = [line + "\n" for line in (Path(__file__).parents[1] / "parsers/golden/auditd.log").read_text().split("\n")]
+    complete = [line for line in golden if ":4631)" in line]  # a write to /etc/shadow, closed by its EOE
+    held = [line for line in golden if ":4640)" in line and "type=EOE" not in line]  # its EOE is not written yet
+    log = tmp_path / "audit.log"
+    log.write_text("".join(complete + held))
+    config = _config(tmp_path, receiver.url, files=[{"path": str(log), "format": "auditd"}])
+    agent = Agent(config, "secret", create_parser)
+    stop, task = await _running(agent)
+    try:
+        await _until(lambda: len(receiver.snapshot()) == 1)
+        checkpoints = CheckpointFile(config.checkpoint_file)
+        await _until(lambda: str(log) in checkpoints.load())
+        # A kill -9 now must not lose the held records: reading resumes at the first of them.
+        assert checkpoints.load()[str(log)].offset == len("".join(complete).encode())
+    finally:
+        stop.set()
+        await task
+    assert receiver.snapshot()[0]["details"]["resource"] == "/etc/shadow"

@@ -137,6 +137,12 @@ class AuditdParser:
         self._emit_all(out)
         return out
 
+    def pending_key(self) -> str | None:
+        # Events are held in arrival order, so the first one holds the oldest line.
+        for pending in self._open.values():
+            return pending.key
+        return None
+
     def _emit_all(self, out: list[Event]) -> None:
         while self._open:
             self._emit(self._open.popitem(last=False)[1], out)

@@ -90,6 +90,9 @@ class JournaldParser:
     def flush(self) -> Sequence[Event]:
         return self._audit.flush()
 
+    def pending_key(self) -> str | None:
+        return self._audit.pending_key()
+
     def _audit_record(
         self, entry: dict[str, Any], message: str, line: str, key: str | None
     ) -> Sequence[Event] | Unparsed:

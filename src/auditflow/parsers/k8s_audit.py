@@ -79,6 +79,9 @@ class K8sAuditParser:
     def flush(self) -> Sequence[Event]:
         return []
 
+    def pending_key(self) -> str | None:
+        return None  # one JSON line is one whole request
+
     def _event(self, line: str, record: dict[str, Any], timestamp: datetime, key: str | None) -> Event:
         user = _dict(record.get("user"))
         username = user.get("username") if isinstance(user.get("username"), str) else None

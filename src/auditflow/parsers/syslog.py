@@ -99,6 +99,9 @@ class SyslogParser:
     def flush(self) -> Sequence[Event]:
         return ()
 
+    def pending_key(self) -> str | None:
+        return None  # every line is complete in itself
+
     def _program(self, program: str) -> tuple[str, MessageParser] | Unparsed:
         entry = self._programs.get(program) or legacy_pam_entry(program)
         if entry is None or (self.only_sshd and entry[0] != "sshd"):

@@ -183,7 +183,7 @@ class Agent:
             encoded = encode_event(event)
             batch.body.append(encoded)
             batch.size += len(encoded) + 1
-        batch.positions[line.path] = Checkpoint(line.identity, line.end)
+        batch.positions[line.path] = Checkpoint(line.identity, _resume_offset(converter, line))
 
     async def _deliver(self, client: httpx.AsyncClient, body: list[bytes], stop: asyncio.Event) -> bool:
         content = b"[" + b",".join(body) + b"]"
@@ -215,3 +215,16 @@ class Agent:
         self.metrics.sent.inc(events)
         self.metrics.batches.inc()
         self.metrics.last_accepted.set(self._last_accepted)
+
+
+def _resume_offset(converter: LineConverter, line: TailLine) -> int:
+    """Where reading resumes once this line's batch is accepted: after the line, unless the parser
+    still holds an earlier line of this file (auditd assembling an event), which must then be read
+    again after a restart. Its events keep their ids, so what was already sent is dropped downstream."""
+    held = converter.parser.pending_key()
+    if held is None:
+        return line.end
+    name, _, offset = held.rpartition("@")
+    if name != line.identity.name or not offset.isdigit():
+        return line.end  # held from before a rotation: that file is no longer read
+    return min(line.end, int(offset))
