@@ -65,6 +65,10 @@ class _Plan:
     step_tests: tuple[Callable[[Event], bool], ...]
     group_fields: tuple[str, ...]
     group_getters: tuple[Getter, ...]
+    # Sequences whose steps group by fields of their own: the distinct field lists' getters, and
+    # for each step the index of its list. Empty when every step uses the rule's `group_by`.
+    step_group_getters: tuple[tuple[Getter, ...], ...]
+    step_group_of: tuple[int, ...]
     window_ms: int
     suppress_ms: int
     count: int
@@ -79,6 +83,8 @@ def _plan(rule: Rule) -> _Plan:
     extras: dict[str, Any] = {"rule_id": rule.id, "rule_name": rule.name}
     step_counts: tuple[int, ...] = ()
     distinct: Getter | None = None
+    step_group_getters: tuple[tuple[Getter, ...], ...] = ()
+    step_group_of: tuple[int, ...] = ()
     if isinstance(rule, MatchRule):
         window_ms, count = max(suppress_ms, MATCH_DEDUP_WINDOW_MS), 1
         test: Callable[[Event], bool] | None = rule.where.test
@@ -95,12 +101,19 @@ def _plan(rule: Rule) -> _Plan:
         step_counts = tuple(step.count for step in rule.steps)
         test, step_tests = None, tuple(step.where.test for step in rule.steps)
         extras.update(count=step_counts[0], window=format_duration(rule.window))
+        fields = rule.step_group_by
+        if any(step_fields != rule.group_by for step_fields in fields):
+            distinct_fields = list(dict.fromkeys(fields))
+            step_group_getters = tuple(tuple(make_getter(path) for path in f) for f in distinct_fields)
+            step_group_of = tuple(distinct_fields.index(f) for f in fields)
     return _Plan(
         rule=rule,
         test=test,
         step_tests=step_tests,
         group_fields=rule.group_by,
         group_getters=tuple(make_getter(path) for path in rule.group_by),
+        step_group_getters=step_group_getters,
+        step_group_of=step_group_of,
         window_ms=window_ms,
         suppress_ms=suppress_ms,
         count=count,
@@ -109,6 +122,27 @@ def _plan(rule: Rule) -> _Plan:
         template=rule.template,
         extras=extras,
     )
+
+
+def _keyed_steps(
+    plan: _Plan, event: Event, matched_steps: tuple[int, ...]
+) -> list[tuple[list[str | None], tuple[int, ...]]]:
+    """The group of each step the event matched, for a sequence whose steps group by fields of
+    their own: one (group, steps) per distinct group, in step order. Values are matched by
+    position, so a group is keyed, and named in alerts, as the rule's `group_by` fields."""
+    computed: dict[int, list[str | None]] = {}
+    by_key: dict[tuple[str | None, ...], tuple[list[str | None], list[int]]] = {}
+    for step in matched_steps:
+        fields = plan.step_group_of[step]
+        group = computed.get(fields)
+        if group is None:
+            group = computed[fields] = [group_value(get(event)) for get in plan.step_group_getters[fields]]
+        entry = by_key.get(tuple(group))
+        if entry is None:
+            by_key[tuple(group)] = (group, [step])
+        else:
+            entry[1].append(step)
+    return [(group, tuple(steps)) for group, steps in by_key.values()]
 
 
 @dataclass(slots=True)
@@ -171,26 +205,31 @@ class Detector:
                     # `to_millis` without normalising once more.
                     ts_ms = int(event.timestamp.timestamp() * 1000)
                     payload = _payload(event)
-                group = [group_value(get(event)) for get in plan.group_getters]
-                group_key = orjson.dumps(group).decode()
-                ops.append(
-                    WindowOp(
-                        rule_id=plan.rule.id,
-                        group_key=group_key,
-                        kind=plan.rule.kind,
-                        event_id=event_id,
-                        ts_ms=ts_ms,
-                        payload=payload,
-                        window_ms=plan.window_ms,
-                        suppress_ms=plan.suppress_ms,
-                        new_alert_id=alert_id_for(plan.rule.id, group_key, event_id),
-                        count=plan.count,
-                        step_counts=plan.step_counts,
-                        matched_steps=matched_steps,
-                        distinct=distinct,
+                keyed: Sequence[tuple[list[str | None], tuple[int, ...]]]
+                if plan.step_group_of:
+                    keyed = _keyed_steps(plan, event, matched_steps)
+                else:
+                    keyed = (([group_value(get(event)) for get in plan.group_getters], matched_steps),)
+                for group, steps in keyed:
+                    group_key = orjson.dumps(group).decode()
+                    ops.append(
+                        WindowOp(
+                            rule_id=plan.rule.id,
+                            group_key=group_key,
+                            kind=plan.rule.kind,
+                            event_id=event_id,
+                            ts_ms=ts_ms,
+                            payload=payload,
+                            window_ms=plan.window_ms,
+                            suppress_ms=plan.suppress_ms,
+                            new_alert_id=alert_id_for(plan.rule.id, group_key, event_id),
+                            count=plan.count,
+                            step_counts=plan.step_counts,
+                            matched_steps=steps,
+                            distinct=distinct,
+                        )
                     )
-                )
-                origins.append((plan, event, group))
+                    origins.append((plan, event, group))
         if not ops:
             return []
         hits = await self._state.apply(ops)

@@ -17,9 +17,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from auditflow.model.event import Severity
 from auditflow.rules.conditions import Condition, compile_where
@@ -29,6 +32,7 @@ from auditflow.rules.template import Template, parse_template
 RULE_ID_PATTERN = r"^[a-z0-9_.-]+$"
 DEFAULT_SUPPRESS_FOR = timedelta(minutes=5)
 MAX_COUNT = 10_000
+MIN_STEPS, MAX_STEPS = 2, 16
 
 
 def _positive_window(value: timedelta) -> timedelta:
@@ -36,6 +40,14 @@ def _positive_window(value: timedelta) -> timedelta:
         raise ValueError("must be longer than 0")
     if value > MAX_WINDOW:
         raise ValueError(f"must be at most {format_duration(MAX_WINDOW)}")
+    return value
+
+
+def _step_count(value: Any) -> Any:
+    # Counted before the steps are validated: pydantic's own length check counts only the valid
+    # ones, so one broken step of two would also read as "too few steps".
+    if isinstance(value, list | tuple) and not MIN_STEPS <= len(value) <= MAX_STEPS:
+        raise ValueError(f"expected {MIN_STEPS} to {MAX_STEPS} steps, got {len(value)}")
     return value
 
 
@@ -134,14 +146,55 @@ class SequenceStep(BaseModel):
 
     where: Where
     count: int = Field(1, ge=1, le=MAX_COUNT)
+    group_by: tuple[FieldPath, ...] | None = Field(
+        None,
+        max_length=8,
+        description="This step's fields for the rule's group_by, matched by position (as many); default: the rule's",
+    )
 
 
 class SequenceRule(_RuleBase):
     """Fires when the steps happen in order, each `count` times, within `window`, in one group."""
 
     kind: Literal["sequence"]
-    steps: tuple[SequenceStep, ...] = Field(min_length=2, max_length=16)
+    steps: Annotated[tuple[SequenceStep, ...], BeforeValidator(_step_count)] = Field(
+        json_schema_extra={"minItems": MIN_STEPS, "maxItems": MAX_STEPS}
+    )
     window: Window
+
+    @field_validator("steps")
+    @classmethod
+    def _check_step_groups(cls, steps: tuple[SequenceStep, ...], info: ValidationInfo) -> tuple[SequenceStep, ...]:
+        # Step keys are compared value by value, so each step must name one field per rule field.
+        group_by = info.data.get("group_by")
+        if group_by is None:
+            return steps  # the rule's own group_by is invalid and reported already
+        expected = f"{len(group_by)} field{'' if len(group_by) == 1 else 's'}"
+        names = f" ({', '.join(group_by)})" if group_by else ""
+        errors: list[InitErrorDetails] = [
+            {
+                "type": "value_error",
+                "loc": (index, "group_by"),
+                "input": list(step.group_by),
+                "ctx": {
+                    "error": ValueError(
+                        f"has {len(step.group_by)}, expected {expected}: "
+                        f"one for each of the rule's group_by{names}, matched by position"
+                    )
+                },
+            }
+            for index, step in enumerate(steps)
+            if step.group_by is not None and len(step.group_by) != len(group_by)
+        ]
+        if errors:
+            # Raised with each step's location, so the message names `steps.N.group_by`.
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return steps
+
+    @property
+    def step_group_by(self) -> tuple[tuple[str, ...], ...]:
+        """The fields each step is grouped by: its own, or the rule's."""
+        return tuple(self.group_by if step.group_by is None else step.group_by for step in self.steps)
 
     @property
     def event_types(self) -> frozenset[str] | None:
