@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
+import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from auditflow.backends.state import WindowState, create_state
+from auditflow.backends.state import Hit, WindowOp, WindowState, create_state
+from auditflow.backends.state.redis import RedisWindowState
 from auditflow.model import Event
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
 from auditflow.rules.loader import load_rules
+from tests.conftest import REDIS_URL, require_server
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _rule = TypeAdapter[Rule](Rule)
@@ -408,3 +411,136 @@ async def test_sshd_lines_of_one_second_raise_login_after_failure_burst(state: W
     detector = Detector(state, lambda: load_rules(None))
     alerts = {alert.rule_id: alert for alert in await detector.process(events)}
     assert alerts["login-after-failure-burst"].event_ids == [event.event_id for event in events]
+
+
+# --- sequence steps with a group_by of their own ---------------------------------------------------
+
+NEW_ACCOUNT_SUDO: dict[str, Any] = {
+    "id": "new-account-then-sudo",
+    "name": "New account used sudo",
+    "description": "{user_id}, created on {server_hostname}, ran `{details.command}` with sudo",
+    "kind": "sequence",
+    "severity": "CRITICAL",
+    "steps": [
+        # The creation names the account in details; the sudo event in user_id (the rule's group_by).
+        {"where": {"event_type": "user_created"}, "group_by": ["server_hostname", "details.new_user"]},
+        {"where": {"event_type": "sudo_command"}},
+    ],
+    "window": "15m",
+    "group_by": ["server_hostname", "user_id"],
+}
+
+
+def created(new_user: str, seconds: float, host: str = "web-1", by: str = "root") -> Event:
+    return Event(
+        event_type="user_created",
+        user_id=by,
+        server_hostname=host,
+        timestamp=T0 + timedelta(seconds=seconds),
+        details={"new_user": new_user, "groups": []},
+    )
+
+
+def sudo(user: str, seconds: float, host: str = "web-1", command: str = "/bin/bash") -> Event:
+    return Event(
+        event_type="sudo_command",
+        user_id=user,
+        server_hostname=host,
+        timestamp=T0 + timedelta(seconds=seconds),
+        details={"command": command},
+    )
+
+
+class CountingState(WindowState):
+    """A window state that counts its `apply` calls."""
+
+    def __init__(self, inner: WindowState) -> None:
+        super().__init__(inner.url)
+        self.inner, self.calls = inner, 0
+
+    async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
+        self.calls += 1
+        return await self.inner.apply(ops)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def any_state(request: pytest.FixtureRequest, unique_name: str) -> AsyncIterator[WindowState]:
+    """The in-memory state and the Redis one, which must detect alike."""
+    if request.param == "memory":
+        async with create_state("memory://") as memory:
+            yield memory
+        return
+    require_server("redis")
+    async with RedisWindowState(REDIS_URL, key_prefix=f"{unique_name}:") as shared:
+        yield shared
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=f"{unique_name}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_steps_join_on_fields_of_their_own(any_state: WindowState) -> None:
+    detector = Detector(any_state, lambda: ruleset(NEW_ACCOUNT_SUDO))
+    eve, bob = created("eve", 0), created("bob", 0, host="web-2")
+    # Neither the creator's sudo, nor the new name's sudo on another host, nor another account's.
+    others = [sudo("root", 1), sudo("eve", 2, host="web-2"), sudo("carol", 3)]
+    assert await detector.process([eve, bob, *others]) == []
+    late = sudo("bob", 15 * 60 + 1, host="web-2")  # one second too late
+    assert await detector.process([late]) == []
+    used = sudo("eve", 14 * 60, command="/usr/bin/cat /etc/shadow")
+    [alert] = await detector.process([used])
+    assert alert.group == {"server_hostname": "web-1", "user_id": "eve"}
+    assert (alert.user_id, alert.server_hostname) == ("eve", "web-1")
+    assert alert.description == "eve, created on web-1, ran `/usr/bin/cat /etc/shadow` with sudo"
+    assert alert.event_ids == [eve.event_id, used.event_id]
+    assert (alert.occurrences, alert.first_seen, alert.last_seen) == (2, eve.timestamp, used.timestamp)
+    assert alert.sample_events == [eve, used]  # the creation parsed back from the state's payload
+
+
+async def test_an_event_matching_steps_with_different_keys_joins_each(any_state: WindowState) -> None:
+    # Something passed on: a share to an account, then a share from it. A share b -> c completes
+    # the chain of b (it received from a) and starts the chain of c, in one state call.
+    relay = {
+        "id": "relayed-share",
+        "name": "Relayed share",
+        "description": "{details.account} passed on a share",
+        "kind": "sequence",
+        "severity": "WARNING",
+        "steps": [
+            {"where": {"event_type": "share"}, "group_by": ["details.to"]},
+            {"where": {"event_type": "share"}, "group_by": ["details.from"]},
+        ],
+        "window": "1h",
+        "group_by": ["details.account"],
+    }
+    shares = [
+        Event(event_type="share", timestamp=T0 + timedelta(seconds=i), details={"from": src, "to": dst})
+        for i, (src, dst) in enumerate([("a", "b"), ("b", "c"), ("c", "d"), ("x", "y")])
+    ]
+    counting = CountingState(any_state)
+    alerts = await Detector(counting, lambda: ruleset(relay)).process(shares)
+    assert counting.calls == 1
+    assert [(a.group, a.description, a.event_ids) for a in alerts] == [
+        ({"details.account": "b"}, "b passed on a share", [shares[0].event_id, shares[1].event_id]),
+        ({"details.account": "c"}, "c passed on a share", [shares[1].event_id, shares[2].event_id]),
+    ]
+    assert len({alert.alert_id for alert in alerts}) == 2
+
+
+async def test_steps_with_the_rules_fields_spelled_out_behave_as_without(state: WindowState) -> None:
+    spelled = SEQUENCE | {"steps": [step | {"group_by": SEQUENCE["group_by"]} for step in SEQUENCE["steps"]]}
+    events = [login("FAILURE", s) for s in (0, 1, 2)] + [login("SUCCESS", 3)]
+    [plain] = await Detector(state, lambda: ruleset(SEQUENCE)).process(events)
+    async with create_state("memory://") as other:
+        [explicit] = await Detector(other, lambda: ruleset(spelled)).process(events)
+    assert explicit == plain

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from auditflow.model import Event, Severity
+from auditflow.rules import check_files
 from auditflow.rules.conditions import ConditionError, compile_where
 from auditflow.rules.fields import format_duration, group_value, make_getter, parse_duration
 from auditflow.rules.schema import MatchRule, SequenceRule, ThresholdRule
@@ -244,3 +247,71 @@ def test_unsafe_or_unknown_placeholders_are_refused(text: str) -> None:
 )
 def test_group_values_are_stable_strings(value: object, text: str | None) -> None:
     assert group_value(value) == text
+
+
+def sequence_rule(*step_groups: list[str] | None, group_by: Any = ("server_hostname", "user_id")) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    for index, fields in enumerate(step_groups):
+        step: dict[str, Any] = {"where": {"event_type": f"t{index}"}}
+        if fields is not None:
+            step["group_by"] = fields
+        steps.append(step)
+    rule = base(kind="sequence", window="15m", steps=steps, group_by=list(group_by))
+    del rule["where"]
+    return rule
+
+
+def test_sequence_steps_may_group_by_fields_of_their_own() -> None:
+    rule = SequenceRule.model_validate(sequence_rule(["server_hostname", "details.new_user"], None))
+    assert rule.steps[0].group_by == ("server_hostname", "details.new_user")
+    assert rule.steps[1].group_by is None
+    assert rule.step_group_by == (("server_hostname", "details.new_user"), ("server_hostname", "user_id"))
+    # A step without its own group_by stays without one: it follows the rule's.
+    assert [step.get("group_by") for step in rule.model_dump(mode="json", exclude_defaults=True)["steps"]] == [
+        ["server_hostname", "details.new_user"],
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "errors"),
+    [
+        (
+            sequence_rule(["details.new_user"], None),
+            {"steps.0.group_by": "has 1, expected 2 fields: one for each of the rule's group_by (server_hostname,"},
+        ),
+        (
+            sequence_rule(None, ["user_id"], group_by=()),
+            {"steps.1.group_by": "has 1, expected 0 fields: one for each of the rule's group_by, matched by position"},
+        ),
+        (
+            sequence_rule(["details.new_user"], ["server_hostname", "user_id", "severity"], group_by=["user_id"]),
+            {"steps.1.group_by": "has 3, expected 1 field: one for each of the rule's group_by (user_id), matched"},
+        ),
+        (
+            sequence_rule(["server_hostname", "details."], None),
+            {"steps.0.group_by.1": "invalid details path 'details.': empty key"},
+        ),
+        # A broken step is that step's error only, not also "too few steps".
+        (sequence_rule(["nope", "user_id"], None), {"steps.0.group_by.0": "unknown field 'nope'"}),
+        (sequence_rule(None), {"steps": "expected 2 to 16 steps, got 1"}),
+        (sequence_rule(*[None] * 17), {"steps": "expected 2 to 16 steps, got 17"}),
+    ],
+)
+def test_step_group_by_errors_name_the_step_and_field(rule: dict[str, Any], errors: dict[str, str]) -> None:
+    with pytest.raises(ValidationError) as info:
+        SequenceRule.model_validate(rule)
+    found = error_fields(info.value)
+    assert set(found) == set(errors)
+    for field, message in errors.items():
+        assert message in found[field]
+
+
+def test_rules_check_names_the_file_rule_step_and_field(tmp_path: Path) -> None:
+    rule = sequence_rule(["details.new_user"], None) | {"id": "new-account-then-sudo"}
+    path = tmp_path / "privilege.yaml"
+    path.write_text(yaml.safe_dump({"rules": [rule]}))
+    assert check_files([path]) == [
+        f"{path}: rule 'new-account-then-sudo': steps.0.group_by: has 1, expected 2 fields: one for each of "
+        "the rule's group_by (server_hostname, user_id), matched by position"
+    ]
