@@ -52,7 +52,8 @@ def from_log(text: str, fmt: str = "syslog") -> list[Event]:
     """The events a log parser makes of `text`, as the daemons write it."""
     parser = create_parser(fmt, SourceContext(year=2026))
     events: list[Event] = []
-    for number, line in enumerate(text.strip().splitlines()):
+    # Split on newlines only: enriched auditd records hold a \x1d, which splitlines() breaks at.
+    for number, line in enumerate(text.strip().split("\n")):
         outcome = parser.feed(line, key=f"sample:{number}")
         assert not isinstance(outcome, Unparsed), line
         events.extend(outcome)
@@ -77,6 +78,36 @@ def invalid_users(ip: str, *names: str) -> list[Event]:
 
 
 SSH_ACCEPTED = "Mar  1 12:00:30 web-1 sshd[990]: Accepted password for deploy from {ip} port 41000 ssh2"
+
+
+USERADD = (
+    "Mar  1 12:00:00 {host} useradd[501]: new user: name={name}, UID=1003, GID=1003, home=/home/{name}, "
+    "shell=/bin/bash, from=/dev/pts/0"
+)
+SUDO_RUN = "Mar  1 {at} {host} sudo[612]:      {user} : TTY=pts/1 ; PWD=/home/{user} ; USER=root ; COMMAND={command}"
+
+
+def new_account_sudo(
+    *, user: str = "eve", at: str = "12:04:10", host: str = "web-1", command: str = "/usr/bin/cat /etc/shadow"
+) -> list[Event]:
+    """useradd makes the account eve on web-1 at 12:00:00; then someone runs sudo."""
+    created = USERADD.format(host="web-1", name="eve")
+    ran = SUDO_RUN.format(at=at, host=host, user=user, command=command)
+    return from_log(f"{ran}\n{created}" if at < "12:00:00" else f"{created}\n{ran}")
+
+
+def audit_new_account_sudo() -> list[Event]:
+    """The same through auditd: useradd's ADD_USER, then sudo's USER_CMD, with names enriched."""
+    tail = '\x1dUID="{uid}" AUID="{auid}"'
+    return from_log(
+        "node=web-1 type=ADD_USER msg=audit(1772366400.140:4603): pid=2402 uid=0 auid=1000 ses=7 subj=unconfined "
+        'msg=\'op=add-user acct="eve" exe="/usr/sbin/useradd" hostname=web-1 addr=? terminal=pts/0 res=success\''
+        + tail.format(uid="root", auid="alice")
+        + "\nnode=web-1 type=USER_CMD msg=audit(1772366700.220:4650): pid=2510 uid=1003 auid=1003 ses=9 "
+        'subj=unconfined msg=\'cwd="/home/eve" cmd="cat /etc/shadow" exe="/usr/bin/sudo" terminal=pts/1 '
+        "res=success'" + tail.format(uid="eve", auid="eve"),
+        "auditd",
+    )
 
 
 def k8s(verb: str, resource: str, *, user: str = "alice@example.com", code: int = 200, **more: Any) -> list[Event]:
@@ -132,6 +163,9 @@ FIRES: list[tuple[str, list[Event]]] = [
         "privileged-group-member-added",
         [event("group_modified", details={"group": "sudo", "action": "add", "member": "eve"})],
     ),
+    ("new-account-then-sudo", new_account_sudo()),
+    ("new-account-then-sudo", new_account_sudo(at="12:15:00")),  # the window's edge is inside
+    ("new-account-then-sudo", audit_new_account_sudo()),
     ("service-stopped-unexpectedly", service("stopped")),
     ("service-stopped-unexpectedly", service("failed", expected=False)),
     ("service-stopped-unexpectedly", [event("service_stopped", details={"service": "sshd", "state": "stopped"})]),
@@ -188,6 +222,16 @@ BENIGN: list[tuple[str, list[Event]]] = [
     (
         "privileged-group-member-added",
         [event("group_modified", details={"group": "sudo", "action": "remove", "member": "eve"})],
+    ),
+    # Someone else's sudo, the new account's sudo too late, on another host, or before it existed.
+    ("new-account-then-sudo", new_account_sudo(user="alice")),
+    ("new-account-then-sudo", new_account_sudo(at="12:15:01")),
+    ("new-account-then-sudo", new_account_sudo(host="web-2")),
+    ("new-account-then-sudo", new_account_sudo(at="11:59:00")),
+    # A creation event that names no account joins nothing, not even a sudo without a user.
+    (
+        "new-account-then-sudo",
+        [event("user_created", user_id=None), event("sudo_command", 1, user_id=None, details={"command": "id"})],
     ),
     ("service-stopped-unexpectedly", service("stopped", expected=True)),
     ("service-stopped-unexpectedly", service("running")),
@@ -285,3 +329,19 @@ async def test_descriptions_name_the_subject(pack: RuleSet, state: WindowState) 
     [shadow] = await detector.process(file("/etc/shadow"))
     assert shadow.description == "/etc/shadow modified on web-1 by alice"
     assert shadow.group == {"server_hostname": "web-1", "details.resource": "/etc/shadow"}
+
+
+async def test_a_new_account_using_sudo_is_named_with_its_command(pack: RuleSet, state: WindowState) -> None:
+    detector = Detector(state, lambda: pack)
+    events = new_account_sudo()
+    [alert] = await detector.process(events)
+    assert alert.rule_id == "new-account-then-sudo"
+    assert alert.group == {"server_hostname": "web-1", "user_id": "eve"}
+    assert alert.description == (
+        "eve ran `/usr/bin/cat /etc/shadow` with sudo on web-1 within 15m of the account being created"
+    )
+    assert alert.event_ids == [e.event_id for e in events]
+    # Further commands while the alert is open are its repeats, not new alerts.
+    again = event("sudo_command", 6 * 60, user_id="eve", details={"command": "/bin/bash"})
+    [repeat] = await detector.process([again])
+    assert (repeat.alert_id, repeat.occurrences) == (alert.alert_id, 3)
