@@ -31,7 +31,9 @@ from auditflow.services.generator import (
     GeneratorSettings,
 )
 from auditflow.services.scenarios import (
+    BENIGN_GROUPS,
     DESTRUCTIVE_SUDO,
+    NEW_ACCOUNT_SUDO,
     PRIVILEGED_GROUPS,
     SCENARIOS,
     SENSITIVE_PATHS,
@@ -48,6 +50,7 @@ EXPECTED_RULES = {
     "destructive_sudo": {"dangerous-sudo-command"},
     "privileged_account_created": {"privileged-account-created"},
     "privileged_group_added": {"privileged-group-member-added"},
+    "new_account_sudo": {"new-account-then-sudo"},
     "service_stopped": {"service-stopped-unexpectedly"},
     "password_spray_success": {"ssh-brute-force-source", "ssh-login-after-brute-force"},
     "user_enumeration": {"ssh-invalid-user-enumeration"},
@@ -161,6 +164,12 @@ def test_privilege_and_service_scenario_shapes(seed: int) -> None:
     created = source.scenario("privileged_account_created")[0]
     assert created.event_type == "user_created"
     assert created.details["groups"] in PRIVILEGED_GROUPS
+    made, login, ran = source.scenario("new_account_sudo")
+    assert (made.event_type, login.event_type, ran.event_type) == ("user_created", "user_login", "sudo_command")
+    assert made.details["groups"] in BENIGN_GROUPS  # not the privileged-account rule's case
+    assert made.details["new_user"] == login.user_id == ran.user_id != made.user_id
+    assert made.server_hostname == login.server_hostname == ran.server_hostname
+    assert ran.details["command"] in NEW_ACCOUNT_SUDO
     stopped = source.scenario("service_stopped")[-1]
     assert (stopped.details["state"], stopped.details["expected"]) == ("stopped", False)
 

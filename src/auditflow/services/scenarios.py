@@ -45,6 +45,8 @@ DESTRUCTIVE_SUDO = (
     "usermod -aG sudo eve", "gpasswd -a eve wheel", "passwd root", "visudo", "setenforce 0",
     "dd if=/dev/zero of=/dev/sda", "mkfs.ext4 /dev/sda1", "iptables -F",
 )  # fmt: skip
+# What a fresh account runs first with sudo: enough to alarm, none of it DESTRUCTIVE_SUDO.
+NEW_ACCOUNT_SUDO = ("/bin/bash", "cat /etc/shadow", "id", "crontab -l -u root", "ls -la /root")
 BRUTE_FORCE_TARGETS = ("root", "admin", "test", "ubuntu", "oracle", "deploy")
 PRIVILEGED_GROUPS = (["sudo"], ["wheel"], ["admin"], ["users", "sudo"])
 ATTACKER_NEW_USERS = ("eve", "backdoor", "support", "sysadm", "temp1")
@@ -287,6 +289,18 @@ def privileged_account_created(rng: random.Random) -> list[Step]:
     return _steps(rng, [created, _login(new_user, host, "SUCCESS", "ssh", _external_ip(rng))], (1000, 4000))
 
 
+def new_account_sudo(rng: random.Random) -> list[Step]:
+    """An account made in no privileged group (its sudo rights granted elsewhere, say in a sudoers
+    file) logs in and runs sudo within seconds: not a destructive command, just a look around."""
+    creator, host, new_user = rng.choice(ADMINS), rng.choice(HOSTS), rng.choice(ATTACKER_NEW_USERS)
+    details = {"new_user": new_user, "groups": list(rng.choice(BENIGN_GROUPS))}
+    created = _fields("user_created", "identity-service", host, creator, details)
+    login = _login(new_user, host, "SUCCESS", "ssh", _external_ip(rng))
+    sudo = {"command": rng.choice(NEW_ACCOUNT_SUDO), "run_as": "root"}
+    command = _fields("sudo_command", "sudo", host, new_user, sudo, "WARNING")
+    return _steps(rng, [created, login, command], (1000, 4000))
+
+
 def privileged_group_added(rng: random.Random) -> list[Step]:
     """An existing account added to an administrative group."""
     admin, host, member = rng.choice(USERS), rng.choice(HOSTS), rng.choice(USERS + ATTACKER_NEW_USERS)
@@ -307,6 +321,7 @@ SCENARIOS: dict[str, Callable[[random.Random], list[Step]]] = {
     "destructive_sudo": destructive_sudo,
     "privileged_account_created": privileged_account_created,
     "privileged_group_added": privileged_group_added,
+    "new_account_sudo": new_account_sudo,
     "service_stopped": service_stopped,
     "password_spray_success": password_spray_success,
     "user_enumeration": user_enumeration,
@@ -315,4 +330,4 @@ SCENARIOS: dict[str, Callable[[random.Random], list[Step]]] = {
     "kubernetes_takeover": kubernetes_takeover,
 }
 # Mean events per scenario, used to turn an event share into a per-draw probability.
-MEAN_SCENARIO_LENGTH = (7.5 + 4.5 + 2 + 2 + 2 + 1 + 1 + 6.5 + 3.5 + 1 + 1 + 4) / len(SCENARIOS)
+MEAN_SCENARIO_LENGTH = (7.5 + 4.5 + 2 + 2 + 2 + 1 + 3 + 1 + 6.5 + 3.5 + 1 + 1 + 4) / len(SCENARIOS)
