@@ -1,17 +1,19 @@
-"""Session cookies, sign-in throttling and CSRF token checks of the dashboard."""
+"""Sign-in throttling with reserved attempts, the bounded password-check pool, and CSRF and cookie
+checks of the dashboard."""
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import threading
+import time
 
-import orjson
 import pytest
 from fastapi import HTTPException
 from starlette.requests import Request
 
-from auditflow.services.dashboard.auth import LoginThrottle, SessionCodec, is_secure
+from auditflow.services.dashboard.auth import LoginThrottle, is_secure
 from auditflow.services.dashboard.csrf import check_csrf, tokens_match
-from auditflow.services.dashboard.users import Role
+from auditflow.services.dashboard.passwords import PasswordCheckPool, PasswordChecksBusy
 
 
 class Clock:
@@ -22,59 +24,118 @@ class Clock:
         return self.now
 
 
-def test_session_round_trip() -> None:
-    codec = SessionCodec(b"k" * 32)
-    session = codec.issue("ana", Role.ANALYST)
-    assert codec.decode(codec.encode(session)) == session
-    assert len(session.csrf) >= 24
-
-
-def test_a_session_with_an_edited_role_is_rejected() -> None:
-    codec = SessionCodec(b"k" * 32)
-    cookie = codec.encode(codec.issue("vic", Role.VIEWER))
-    payload, signature = cookie.split(".")
-    body = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    body["r"] = "analyst"
-    forged = base64.urlsafe_b64encode(orjson.dumps(body)).rstrip(b"=").decode()
-    assert codec.decode(f"{forged}.{signature}") is None
-
-
-@pytest.mark.parametrize("value", [None, "", "nodot", "a.b.c", "!!!.???", "e30.AAAA"])
-def test_garbage_cookies_decode_to_no_session(value: str | None) -> None:
-    assert SessionCodec(b"k" * 32).decode(value) is None
-
-
-def test_another_secret_or_an_expired_session_is_rejected() -> None:
-    clock = Clock()
-    codec = SessionCodec(b"k" * 32, ttl=60, clock=clock)
-    cookie = codec.encode(codec.issue("ana", Role.ANALYST))
-    assert SessionCodec(b"other-secret-value" * 2).decode(cookie) is None
-    clock.now += 59
-    assert codec.decode(cookie) is not None
-    clock.now += 1
-    assert codec.decode(cookie) is None
+def fail(throttle: LoginThrottle, user: str, address: str) -> None:
+    attempt = throttle.reserve(user, address)
+    assert attempt is not None
+    attempt.failed()
 
 
 def test_throttle_blocks_after_the_limit_and_forgets_after_the_window() -> None:
     clock = Clock()
-    throttle = LoginThrottle(limit=3, window=60, clock=clock)
-    for _ in range(2):
-        throttle.record_failure("ip:1", "user:ana")
-    assert not throttle.blocked("ip:1", "user:ana")
-    throttle.record_failure("ip:1", "user:ana")
-    assert throttle.blocked("ip:1")
-    assert throttle.blocked("ip:2", "user:ana")  # the same name from another address
-    assert not throttle.blocked("ip:2", "user:bob")
+    throttle = LoginThrottle(limit=3, address_limit=10, window=60, clock=clock)
+    for _ in range(3):
+        fail(throttle, "ana", "10.0.0.1")
+    assert throttle.reserve("ana", "10.0.0.1") is None
+    assert throttle.reserve("ANA ", "10.0.0.1") is None  # names compare as the form trims and folds them
     clock.now += 60
-    assert not throttle.blocked("ip:1", "user:ana")
+    assert throttle.reserve("ana", "10.0.0.1") is not None
 
 
-def test_throttle_reset_clears_one_key() -> None:
-    throttle = LoginThrottle(limit=1, window=60, clock=Clock())
-    throttle.record_failure("ip:1", "user:ana")
-    throttle.reset("user:ana")
-    assert not throttle.blocked("user:ana")
-    assert throttle.blocked("ip:1")
+def test_guessing_from_one_address_does_not_lock_the_user_out_elsewhere() -> None:
+    throttle = LoginThrottle(limit=3, address_limit=10, window=60, clock=Clock())
+    for _ in range(3):
+        fail(throttle, "admin", "203.0.113.9")
+    assert throttle.reserve("admin", "203.0.113.9") is None
+    assert throttle.reserve("admin", "10.0.0.1") is not None
+
+
+def test_one_address_is_limited_across_user_names() -> None:
+    throttle = LoginThrottle(limit=3, address_limit=4, window=60, clock=Clock())
+    for name in ("a", "b", "c", "d"):
+        fail(throttle, name, "203.0.113.9")
+    assert throttle.reserve("e", "203.0.113.9") is None
+    assert throttle.reserve("e", "10.0.0.1") is not None
+
+
+def test_attempts_in_flight_count_so_concurrent_guesses_cannot_pass() -> None:
+    throttle = LoginThrottle(limit=5, address_limit=20, window=60, clock=Clock())
+    attempts = [throttle.reserve("ana", "10.0.0.1") for _ in range(12)]
+    granted = [a for a in attempts if a is not None]
+    assert len(granted) == 5
+    # A check that never ran (busy pool, client gone) gives its reservation back without counting.
+    granted[0].cancel()
+    again = throttle.reserve("ana", "10.0.0.1")
+    assert again is not None
+    for attempt in [*granted[1:], again]:
+        attempt.failed()
+    assert throttle.reserve("ana", "10.0.0.1") is None
+
+
+def test_success_clears_the_users_failures_and_settling_twice_does_nothing() -> None:
+    throttle = LoginThrottle(limit=2, address_limit=20, window=60, clock=Clock())
+    fail(throttle, "ana", "10.0.0.1")
+    attempt = throttle.reserve("ana", "10.0.0.1")
+    assert attempt is not None
+    attempt.succeeded()
+    attempt.failed()
+    attempt.cancel()
+    fail(throttle, "ana", "10.0.0.1")
+    assert throttle.reserve("ana", "10.0.0.1") is not None
+
+
+async def test_the_pool_runs_at_most_its_workers_and_refuses_beyond_its_queue() -> None:
+    pool = PasswordCheckPool(workers=2, queue=3)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def check(value: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        release.wait(5)
+        with lock:
+            running -= 1
+        return value
+
+    try:
+        tasks = [asyncio.create_task(pool.run(check, i)) for i in range(8)]
+        await asyncio.sleep(0.1)
+        assert pool.admitted == 5
+        release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert sorted(r for r in results if isinstance(r, int)) == [0, 1, 2, 3, 4]
+        assert sum(isinstance(r, PasswordChecksBusy) for r in results) == 3
+        assert peak == 2
+        assert pool.admitted == 0
+    finally:
+        release.set()
+        pool.close()
+
+
+async def test_a_cancelled_request_keeps_its_slot_until_the_check_ends() -> None:
+    pool = PasswordCheckPool(workers=1, queue=0)
+    release = threading.Event()
+    try:
+        task = asyncio.create_task(pool.run(release.wait, 5))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        # The thread still holds its memory: a new check must not start beside it.
+        assert pool.admitted == 1
+        with pytest.raises(PasswordChecksBusy):
+            await pool.run(time.sleep, 0)
+        release.set()
+        for _ in range(100):
+            if pool.admitted == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await pool.run(len, "ok") == 2
+    finally:
+        release.set()
+        pool.close()
 
 
 @pytest.mark.parametrize(

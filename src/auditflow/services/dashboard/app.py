@@ -19,12 +19,14 @@ from auditflow import roles
 from auditflow.config import Settings
 from auditflow.errors import BackendError, BackendUnavailable, ConfigError, NotFound
 from auditflow.security import DASHBOARD_SCOPES, ApiToken, dashboard_token
-from auditflow.services.dashboard.auth import LoginThrottle, SessionCodec
+from auditflow.services.dashboard.auth import LoginThrottle
 from auditflow.services.dashboard.context import Dashboard, create_templates, render
 from auditflow.services.dashboard.gate import DashboardGate
+from auditflow.services.dashboard.passwords import PasswordCheckPool
 from auditflow.services.dashboard.routes import alerts, login, pages, stream
+from auditflow.services.dashboard.sessions import SessionStore, create_session_store, session_store_url
 from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
-from auditflow.services.dashboard.users import UserDirectory, ensure_dashboard_users, session_secret
+from auditflow.services.dashboard.users import UserDirectory, ensure_dashboard_users
 
 if TYPE_CHECKING:
     from auditflow.runtime import Runtime
@@ -85,6 +87,8 @@ def build_dashboard(
     source: AlertSource,
     *,
     users: UserDirectory | None = None,
+    sessions: SessionStore | None = None,
+    throttle: LoginThrottle | None = None,
     poll_interval: float = 2.0,
     stream_lifetime: float = 600.0,
 ) -> FastAPI:
@@ -92,7 +96,9 @@ def build_dashboard(
 
     Pass `users` from `ensure_dashboard_users(settings)` when the caller shows a generated admin
     password; without it the users are loaded here (and a password generated now is not shown).
-    Call `app.state.dashboard.close_streams()` when shutting down so that open live streams end.
+    Without `sessions`, the store named by the settings is used (see `session_store_url`).
+    Call `app.state.dashboard.close_streams()` when shutting down so that open live streams end,
+    and `await app.state.dashboard.aclose()` once the server has stopped.
     """
     if users is None:
         users, password = ensure_dashboard_users(settings)
@@ -106,8 +112,9 @@ def build_dashboard(
         settings=settings,
         source=source,
         users=users,
-        sessions=SessionCodec(session_secret(settings)),
-        throttle=LoginThrottle(),
+        sessions=sessions or _session_store(settings, source),
+        throttle=throttle or LoginThrottle(),
+        passwords=PasswordCheckPool(settings.password_check_concurrency, settings.password_check_queue),
         templates=create_templates(),
         poll_interval=poll_interval,
         stream_lifetime=stream_lifetime,
@@ -126,6 +133,11 @@ def build_dashboard(
 
 
 _SCOPES_TEXT = "+".join(sorted(DASHBOARD_SCOPES))
+
+
+def _session_store(settings: Settings, source: AlertSource) -> SessionStore:
+    url = session_store_url(settings, has_alert_store=not isinstance(source, HttpAlertSource))
+    return create_session_store(url, settings)
 
 
 def alert_source(runtime: Runtime, tokens: Sequence[ApiToken]) -> AlertSource:
@@ -162,7 +174,7 @@ def mount_dashboard(
     app: FastAPI, runtime: Runtime, *, tokens: Sequence[ApiToken], users: UserDirectory | None
 ) -> Dashboard:
     """Mount the dashboard at `/` of `app` when `runtime`'s roles include it; the returned state's
-    `close_streams` and `source.aclose` belong to the process shutdown."""
+    `close_streams` and `aclose` belong to the process shutdown."""
     dashboard = build_dashboard(runtime.settings, alert_source(runtime, tokens), users=users)
     app.mount("/", dashboard)
     state: Dashboard = dashboard.state.dashboard

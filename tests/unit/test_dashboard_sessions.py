@@ -1,0 +1,152 @@
+"""Dashboard sessions held on the server: sign-out and a new password end them, the sign-in throttle
+cannot be raced, password checks are bounded, and a session store outage is answered, not crashed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from auditflow.config import Settings
+from auditflow.errors import BackendUnavailable
+from auditflow.model.alert import AlertStatus
+from auditflow.services.dashboard import build_dashboard
+from auditflow.services.dashboard.sessions import MemorySessionStore, SessionRecord
+from auditflow.services.dashboard.users import User
+from tests.unit.test_dashboard_app import CHEAP, ENTRIES, PASSWORD, FakeSource, csrf_of, make_alert, sign_in
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    return FakeSource([make_alert()])
+
+
+def settings_for(tmp_path: Path, entries: list[str] = ENTRIES, **options: object) -> Settings:
+    return Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in entries], **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def app(tmp_path: Path, source: FakeSource) -> AsyncIterator[FastAPI]:
+    dashboard = build_dashboard(settings_for(tmp_path), source)
+    yield dashboard
+    await dashboard.state.dashboard.aclose()
+
+
+def client_of(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+def slow_checks(app: FastAPI, seconds: float) -> None:
+    """Make every password check take `seconds`, so that concurrent sign-ins overlap for sure."""
+    users = app.state.dashboard.users
+    authenticate = users.authenticate
+
+    def slow(name: str, password: str) -> User | None:
+        time.sleep(seconds)
+        result: User | None = authenticate(name, password)
+        return result
+
+    users.authenticate = slow
+
+
+async def test_sign_out_ends_the_session_for_a_copied_cookie(app: FastAPI, source: FakeSource) -> None:
+    alert = next(iter(source.alerts.values()))
+    async with client_of(app) as client:
+        await sign_in(client)
+        stolen = client.cookies["auditflow_session"]
+        page = await client.get(f"/alerts/{alert.alert_id}")
+        old_csrf = csrf_of(page.text)
+        assert (await client.post("/logout", data={"csrf_token": old_csrf})).status_code == 303
+    async with client_of(app) as replay:
+        replay.cookies.set("auditflow_session", stolen)
+        assert (await replay.get("/alerts")).status_code == 303
+        assert (await replay.get("/overview/data.json")).status_code == 401
+        form = {"csrf_token": old_csrf, "status": "resolved", "note": "replayed"}
+        response = await replay.post(f"/alerts/{alert.alert_id}", data=form)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login")
+    assert source.alerts[alert.alert_id].status is AlertStatus.OPEN
+
+
+async def test_a_new_password_ends_sessions_and_others_survive_a_restart(tmp_path: Path, source: FakeSource) -> None:
+    first = build_dashboard(settings_for(tmp_path), source)
+    async with aclosing(first.state.dashboard), client_of(first) as client, client_of(first) as other:
+        await sign_in(client, "ana")
+        ana = client.cookies["auditflow_session"]
+        await sign_in(other, "vic")
+        vic = other.cookies["auditflow_session"]
+    # The same data directory after a restart (or another replica): ana's password was changed.
+    changed = [f"ana:analyst:{CHEAP.hash('a new password')}", ENTRIES[1]]
+    second = build_dashboard(settings_for(tmp_path, changed), source)
+    async with aclosing(second.state.dashboard), client_of(second) as client:
+        client.cookies.set("auditflow_session", ana)
+        assert (await client.get("/alerts")).status_code == 303
+        client.cookies.set("auditflow_session", vic)
+        assert (await client.get("/alerts")).status_code == 200
+
+
+async def attempts(app: FastAPI, count: int, users: list[str], password: str) -> list[httpx.Response]:
+    """`count` sign-ins that all reach the server before any password check ends."""
+    clients = [client_of(app) for _ in range(count)]
+    try:
+        pages = await asyncio.gather(*(c.get("/login") for c in clients))
+        posts = []
+        for i, (client, page) in enumerate(zip(clients, pages, strict=True)):
+            form = {"username": users[i % len(users)], "password": password, "csrf_token": csrf_of(page.text)}
+            posts.append(client.post("/login", data=form))
+        return list(await asyncio.gather(*posts))
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_concurrent_wrong_passwords_cannot_race_the_throttle(app: FastAPI) -> None:
+    slow_checks(app, 0.2)
+    responses = await attempts(app, 12, ["ana"], "wrong")
+    assert Counter(r.status_code for r in responses) == {401: 5, 429: 7}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
+    # From this address ana is locked out, even with the right password...
+    async with client_of(app) as client:
+        assert (await sign_in(client, "ana", PASSWORD)).status_code == 429
+        # ...but another user from the same address is not.
+        assert (await sign_in(client, "vic", PASSWORD)).status_code == 303
+
+
+async def test_password_checks_are_bounded_and_the_excess_gets_503(tmp_path: Path, source: FakeSource) -> None:
+    settings = settings_for(tmp_path, password_check_concurrency=1, password_check_queue=1)
+    app = build_dashboard(settings, source)
+    async with aclosing(app.state.dashboard):
+        slow_checks(app, 0.2)
+        responses = await attempts(app, 4, ["ana", "vic"], PASSWORD)
+        assert Counter(r.status_code for r in responses) == {303: 2, 503: 2}
+        busy = next(r for r in responses if r.status_code == 503)
+        assert busy.headers["retry-after"] == "2"
+        assert "Too many sign-ins at once" in busy.text
+        # Turned away unchecked, so it did not count as a failure either.
+        assert app.state.dashboard.throttle.reserve("ana", "127.0.0.1") is not None
+
+
+class BrokenStore(MemorySessionStore):
+    async def _load(self, key: str) -> SessionRecord | None:
+        raise BackendUnavailable("session store down")
+
+
+async def test_a_session_store_outage_is_a_503_and_the_sign_in_page_still_loads(
+    tmp_path: Path, source: FakeSource
+) -> None:
+    app = build_dashboard(settings_for(tmp_path), source, sessions=BrokenStore(ttl=3600))
+    async with aclosing(app.state.dashboard), client_of(app) as client:
+        client.cookies.set("auditflow_session", "x" * 43)
+        response = await client.get("/alerts")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert (await client.get("/login")).status_code == 200
