@@ -19,7 +19,14 @@ from auditflow.config import Settings
 from auditflow.errors import BackendUnavailable
 from auditflow.model.alert import AlertStatus
 from auditflow.services.dashboard import build_dashboard
-from auditflow.services.dashboard.sessions import MemorySessionStore, SessionRecord
+from auditflow.services.dashboard.sessions import (
+    MemorySessionStore,
+    SessionRecord,
+    create_session_store,
+    session_store_url,
+)
+from auditflow.services.dashboard.sessions.redis import RedisSessionStore
+from auditflow.services.dashboard.sessions.sql import SqlSessionStore
 from auditflow.services.dashboard.users import User
 from tests.unit.test_dashboard_app import CHEAP, ENTRIES, PASSWORD, FakeSource, csrf_of, make_alert, sign_in
 
@@ -150,3 +157,55 @@ async def test_a_session_store_outage_is_a_503_and_the_sign_in_page_still_loads(
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
         assert (await client.get("/login")).status_code == 200
+
+
+async def test_signing_in_again_ends_the_previous_session(app: FastAPI) -> None:
+    async with client_of(app) as client:
+        await sign_in(client, "ana")
+        previous = client.cookies["auditflow_session"]
+    async with client_of(app) as client:
+        page = await client.get("/login")
+        client.cookies.set("auditflow_session", previous)
+        form = {"username": "vic", "password": PASSWORD, "csrf_token": csrf_of(page.text)}
+        response = await client.post("/login", data=form)
+        assert response.status_code == 303
+        assert response.cookies["auditflow_session"] != previous
+    assert await app.state.dashboard.sessions.get(previous) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "has_alert_store", "expected"),
+    [
+        ({}, True, "sqlite:///{data}/auditflow.sqlite3"),
+        ({"state_url": "redis://cache:6379/0"}, True, "sqlite:///{data}/auditflow.sqlite3"),
+        ({"state_url": "redis://cache:6379/0"}, False, "redis://cache:6379/0"),
+        ({"database_url": "postgresql://db/auditflow"}, False, "postgresql://db/auditflow"),
+        ({}, False, "sqlite:///{data}/auditflow.sqlite3"),
+        ({"state_url": "redis://cache/0", "session_store_url": "memory://"}, False, "memory://"),
+    ],
+)
+def test_the_session_store_follows_the_mode(
+    tmp_path: Path, options: dict[str, str], has_alert_store: bool, expected: str
+) -> None:
+    settings = settings_for(tmp_path, **options)
+    assert session_store_url(settings, has_alert_store=has_alert_store) == expected.format(data=tmp_path.as_posix())
+
+
+async def test_each_scheme_gets_its_backend(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, session_ttl=900)
+    kinds = {
+        "memory://": MemorySessionStore,
+        "redis://127.0.0.1:6379/0": RedisSessionStore,
+        f"sqlite:///{tmp_path}/s.sqlite3": SqlSessionStore,
+        "postgresql://db/auditflow": SqlSessionStore,
+    }
+    for url, kind in kinds.items():
+        store = create_session_store(url, settings)
+        assert isinstance(store, kind)
+        assert store.ttl == 900
+        await store.aclose()
+
+
+def test_an_unknown_session_store_scheme_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unsupported scheme 'mysql'"):
+        settings_for(tmp_path, session_store_url="mysql://db/x")

@@ -109,6 +109,8 @@ async def login(
     finally:
         # Unchecked (busy, an error, the client gone): the reservation is freed without counting.
         attempt.cancel()
+    # A browser that signs in again (another user, say) leaves no live session behind.
+    await dashboard.sessions.delete(request.cookies.get(SESSION_COOKIE))
     session_id, _ = await dashboard.sessions.create(user.name, user.stamp)
     response = RedirectResponse(f"{root_path(request)}{safe_next(next)}", status_code=303)
     set_cookie(request, response, SESSION_COOKIE, session_id, dashboard.sessions.ttl)
