@@ -15,10 +15,11 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from auditflow.config import Settings
+from auditflow.config import Settings, load_settings
 from auditflow.errors import BackendUnavailable
 from auditflow.model.alert import AlertStatus
-from auditflow.services.dashboard import build_dashboard
+from auditflow.runtime import Runtime
+from auditflow.services.dashboard import build_dashboard, mount_dashboard
 from auditflow.services.dashboard.sessions import (
     MemorySessionStore,
     SessionRecord,
@@ -209,3 +210,27 @@ async def test_each_scheme_gets_its_backend(tmp_path: Path) -> None:
 def test_an_unknown_session_store_scheme_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported scheme 'mysql'"):
         settings_for(tmp_path, session_store_url="mysql://db/x")
+
+
+async def test_a_stand_alone_dashboard_reports_its_session_store_in_readiness(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, alerts_api_url="http://notification:8000", state_url="redis://127.0.0.1:1/0"
+    )
+    runtime = Runtime(settings, "dashboard")
+    dashboard = mount_dashboard(FastAPI(), runtime, api_token="t" * 32, users=None)
+    try:
+        sessions = runtime.dependencies["sessions"]
+        assert sessions.critical
+        assert sessions.detail == "redis://127.0.0.1:1"
+        with pytest.raises(BackendUnavailable):
+            await dashboard.sessions.ping()
+    finally:
+        await dashboard.aclose()
+    embedded = Runtime(load_settings(data_dir=tmp_path, generator_rate=0), "run")
+    dashboard = mount_dashboard(FastAPI(), embedded, api_token="t" * 32, users=None)
+    try:
+        # Kept in the alert store, which is supervised already.
+        assert "sessions" not in embedded.dependencies
+        await dashboard.sessions.ping()
+    finally:
+        await dashboard.aclose()

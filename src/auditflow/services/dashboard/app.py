@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from auditflow import roles
 from auditflow.config import Settings
+from auditflow.dependencies import Dependency, redact_url
 from auditflow.errors import BackendError, BackendUnavailable, ConfigError, NotFound
 from auditflow.security import DASHBOARD_SCOPES, ApiToken, dashboard_token
 from auditflow.services.dashboard.auth import LoginThrottle
@@ -175,7 +176,23 @@ def mount_dashboard(
 ) -> Dashboard:
     """Mount the dashboard at `/` of `app` when `runtime`'s roles include it; the returned state's
     `close_streams` and `aclose` belong to the process shutdown."""
-    dashboard = build_dashboard(runtime.settings, alert_source(runtime, tokens), users=users)
+    settings = runtime.settings
+    has_alert_store = roles.Role.ALERTS_API in runtime.roles
+    source = alert_source(runtime, tokens)
+    url = session_store_url(settings, has_alert_store=has_alert_store)
+    sessions = create_session_store(url, settings)
+    dashboard = build_dashboard(settings, source, users=users, sessions=sessions)
     app.mount("/", dashboard)
+    if not (has_alert_store and url == settings.effective_database_url):
+        # Sessions elsewhere than the supervised alert store: /readyz says when they cannot be reached.
+        runtime.dependencies["sessions"] = Dependency(
+            "sessions",
+            start=sessions.ping,
+            ping=sessions.ping,
+            critical=True,
+            impact="dashboard sign-in and pages answer 503",
+            detail=redact_url(url),
+            retry_max=settings.dependency_retry_max,
+        )
     state: Dashboard = dashboard.state.dashboard
     return state

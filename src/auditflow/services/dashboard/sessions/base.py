@@ -67,6 +67,9 @@ class SessionStore(ABC):
         if session_id and _SESSION_ID.match(session_id):
             await self._remove(session_key(session_id))
 
+    async def ping(self) -> None:  # noqa: B027 - the memory store is always there
+        """Raise BackendUnavailable or BackendError unless the store answers."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, the memory store owns no connection
         """Release connections; the store is not used afterwards. Backends connect on first use,
         so that the dashboard starts while its store is down."""

@@ -39,6 +39,10 @@ class RedisSessionStore(SessionStore):
             url, decode_responses=False, max_connections=16, socket_timeout=5.0, socket_connect_timeout=5.0
         )
 
+    async def ping(self) -> None:
+        with _mapped("ping"):
+            await self._client.ping()
+
     async def _put(self, key: str, record: SessionRecord) -> None:
         value = orjson.dumps({"u": record.user, "s": record.stamp, "c": record.csrf, "e": record.expires})
         with _mapped("write"):

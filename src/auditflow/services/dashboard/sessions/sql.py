@@ -46,6 +46,12 @@ class SqlSessionStore(SessionStore):
                 self._engine = engine
             return self._engine, self._engine.execution_options(**{WRITE_OPTION: True})
 
+    async def ping(self) -> None:
+        engine = (await self._engines())[0]
+        with mapped_errors("session ping"):
+            async with engine.connect() as conn:
+                await conn.execute(sa.select(sa.func.count()).select_from(_table).where(_table.c.key == ""))
+
     async def _put(self, key: str, record: SessionRecord) -> None:
         engine = (await self._engines())[1]
         with mapped_errors("session write"):
