@@ -234,3 +234,23 @@ async def test_a_stand_alone_dashboard_reports_its_session_store_in_readiness(tm
         await dashboard.sessions.ping()
     finally:
         await dashboard.aclose()
+
+
+async def test_signing_out_ends_an_open_live_stream(tmp_path: Path, source: FakeSource) -> None:
+    app = build_dashboard(settings_for(tmp_path), source, poll_interval=0.01, stream_lifetime=30)
+    dashboard = app.state.dashboard
+    async with aclosing(dashboard), client_of(app) as client:
+        await sign_in(client)
+        session_id = client.cookies["auditflow_session"]
+
+        async def sign_out_elsewhere() -> None:
+            await asyncio.sleep(0.2)
+            await dashboard.sessions.delete(session_id)
+
+        started = time.monotonic()
+        signing_out = asyncio.create_task(sign_out_elsewhere())
+        response = await client.get("/events/stream")
+        await signing_out
+        assert time.monotonic() - started < 10
+        assert response.text.rstrip().endswith('event: bye\ndata: {"reconnect":true}')
+        assert (await client.get("/events/stream")).status_code == 401

@@ -45,6 +45,19 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
+async def live_session(dashboard: Dashboard, session_id: str | None) -> Session | None:
+    """The session with this id if it is still valid; BackendError when the store cannot tell."""
+    record = await dashboard.sessions.get(session_id)
+    if record is None or session_id is None:
+        return None
+    # The directory has the last word: a removed user is signed out, a changed role applies at
+    # once, and a changed password ends every session opened with the old one.
+    user = dashboard.users.get(record.user)
+    if user is None or user.stamp != record.stamp:
+        return None
+    return Session(id=session_id, user=user.name, role=user.role, expires=record.expires, csrf=record.csrf)
+
+
 class DashboardGate:
     """Pure ASGI so that streaming responses (the live event stream) pass through untouched."""
 
@@ -53,16 +66,7 @@ class DashboardGate:
         self.dashboard = dashboard
 
     async def _session(self, conn: HTTPConnection) -> Session | None:
-        session_id = conn.cookies.get(SESSION_COOKIE)
-        record = await self.dashboard.sessions.get(session_id)
-        if record is None or session_id is None:
-            return None
-        # The directory has the last word: a removed user is signed out, a changed role applies at
-        # once, and a changed password ends every session opened with the old one.
-        user = self.dashboard.users.get(record.user)
-        if user is None or user.stamp != record.stamp:
-            return None
-        return Session(id=session_id, user=user.name, role=user.role, expires=record.expires, csrf=record.csrf)
+        return await live_session(self.dashboard, conn.cookies.get(SESSION_COOKIE))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
