@@ -28,6 +28,8 @@ from auditflow.services.dashboard.sessions import (
 )
 from auditflow.services.dashboard.sessions.redis import RedisSessionStore
 from auditflow.services.dashboard.sessions.sql import SqlSessionStore
+from auditflow.services.dashboard.throttle import MemoryLoginThrottle
+from auditflow.services.dashboard.throttle.redis import RedisLoginThrottle
 from auditflow.services.dashboard.users import User
 from tests.unit.test_dashboard_app import CHEAP, ENTRIES, PASSWORD, FakeSource, csrf_of, make_alert, sign_in
 
@@ -140,7 +142,7 @@ async def test_password_checks_are_bounded_and_the_excess_gets_503(tmp_path: Pat
         assert busy.headers["retry-after"] == "2"
         assert "Too many sign-ins at once" in busy.text
         # Turned away unchecked, so it did not count as a failure either.
-        assert app.state.dashboard.throttle.reserve("ana", "127.0.0.1") is not None
+        assert await app.state.dashboard.throttle.reserve("ana", "127.0.0.1") is not None
 
 
 class BrokenStore(MemorySessionStore):
@@ -219,6 +221,9 @@ async def test_a_stand_alone_dashboard_reports_its_session_store_in_readiness(tm
     runtime = Runtime(settings, "dashboard")
     dashboard = mount_dashboard(FastAPI(), runtime, api_token="t" * 32, users=None)
     try:
+        # Replicas share the sessions and the sign-in count.
+        assert isinstance(dashboard.sessions, RedisSessionStore)
+        assert isinstance(dashboard.throttle, RedisLoginThrottle)
         sessions = runtime.dependencies["sessions"]
         assert sessions.critical
         assert sessions.detail == "redis://127.0.0.1:1"
@@ -231,6 +236,8 @@ async def test_a_stand_alone_dashboard_reports_its_session_store_in_readiness(tm
     try:
         # Kept in the alert store, which is supervised already.
         assert "sessions" not in embedded.dependencies
+        assert isinstance(dashboard.sessions, SqlSessionStore)
+        assert isinstance(dashboard.throttle, MemoryLoginThrottle)
         await dashboard.sessions.ping()
     finally:
         await dashboard.aclose()

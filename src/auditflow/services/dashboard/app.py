@@ -20,13 +20,13 @@ from auditflow.config import Settings
 from auditflow.dependencies import Dependency, redact_url
 from auditflow.errors import BackendError, BackendUnavailable, ConfigError, NotFound
 from auditflow.security import DASHBOARD_SCOPES, ApiToken, dashboard_token
-from auditflow.services.dashboard.auth import LoginThrottle
 from auditflow.services.dashboard.context import Dashboard, create_templates, render
 from auditflow.services.dashboard.gate import DashboardGate
 from auditflow.services.dashboard.passwords import PasswordCheckPool
 from auditflow.services.dashboard.routes import alerts, login, pages, stream
 from auditflow.services.dashboard.sessions import SessionStore, create_session_store, session_store_url
 from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
+from auditflow.services.dashboard.throttle import LoginThrottle, MemoryLoginThrottle, create_throttle
 from auditflow.services.dashboard.users import UserDirectory, ensure_dashboard_users
 
 if TYPE_CHECKING:
@@ -97,7 +97,8 @@ def build_dashboard(
 
     Pass `users` from `ensure_dashboard_users(settings)` when the caller shows a generated admin
     password; without it the users are loaded here (and a password generated now is not shown).
-    Without `sessions`, the store named by the settings is used (see `session_store_url`).
+    Without `sessions`, the store named by the settings is used (see `session_store_url`), with the
+    throttle beside it; a given store comes with the throttle given, or one in memory.
     Call `app.state.dashboard.close_streams()` when shutting down so that open live streams end,
     and `await app.state.dashboard.aclose()` once the server has stopped.
     """
@@ -108,13 +109,17 @@ def build_dashboard(
                 "dashboard: an admin account was generated but its password was not shown; "
                 "delete the dashboard-users file in the data directory and start with `auditflow run`"
             )
+    if sessions is None:
+        url = session_store_url(settings, has_alert_store=not isinstance(source, HttpAlertSource))
+        sessions = create_session_store(url, settings)
+        throttle = throttle or create_throttle(url, settings)
     app = FastAPI(title="AuditFlow dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     dashboard = Dashboard(
         settings=settings,
         source=source,
         users=users,
-        sessions=sessions or _session_store(settings, source),
-        throttle=throttle or LoginThrottle(),
+        sessions=sessions,
+        throttle=throttle or MemoryLoginThrottle(),
         passwords=PasswordCheckPool(settings.password_check_concurrency, settings.password_check_queue),
         templates=create_templates(),
         poll_interval=poll_interval,
@@ -134,11 +139,6 @@ def build_dashboard(
 
 
 _SCOPES_TEXT = "+".join(sorted(DASHBOARD_SCOPES))
-
-
-def _session_store(settings: Settings, source: AlertSource) -> SessionStore:
-    url = session_store_url(settings, has_alert_store=not isinstance(source, HttpAlertSource))
-    return create_session_store(url, settings)
 
 
 def alert_source(runtime: Runtime, tokens: Sequence[ApiToken]) -> AlertSource:
@@ -181,7 +181,8 @@ def mount_dashboard(
     source = alert_source(runtime, tokens)
     url = session_store_url(settings, has_alert_store=has_alert_store)
     sessions = create_session_store(url, settings)
-    dashboard = build_dashboard(settings, source, users=users, sessions=sessions)
+    throttle = create_throttle(url, settings)
+    dashboard = build_dashboard(settings, source, users=users, sessions=sessions, throttle=throttle)
     app.mount("/", dashboard)
     if not (has_alert_store and url == settings.effective_database_url):
         # Sessions elsewhere than the supervised alert store: /readyz says when they cannot be reached.

@@ -16,10 +16,11 @@ from starlette.templating import Jinja2Templates
 from auditflow.config import Settings
 from auditflow.model.event import Event
 from auditflow.model.timeutil import format_utc, utcnow
-from auditflow.services.dashboard.auth import LoginThrottle, Session
+from auditflow.services.dashboard.auth import Session
 from auditflow.services.dashboard.passwords import PasswordCheckPool
 from auditflow.services.dashboard.sessions import SessionStore
 from auditflow.services.dashboard.source import AlertSource
+from auditflow.services.dashboard.throttle import LoginThrottle
 from auditflow.services.dashboard.users import UserDirectory
 from auditflow.services.dashboard.views import RANGE_LABELS, SEVERITIES, STATUSES, format_time, time_ago
 
@@ -45,12 +46,15 @@ class Dashboard:
         self.closing = True
 
     async def aclose(self) -> None:
-        """Release the alert source, the session store and the password-check threads."""
+        """Release the alert source, the session store, the throttle and the password-check threads."""
         self.passwords.close()
         try:
             await self.source.aclose()
         finally:
-            await self.sessions.aclose()
+            try:
+                await self.sessions.aclose()
+            finally:
+                await self.throttle.aclose()
 
 
 def _pretty_event(event: Event) -> str:

@@ -79,7 +79,7 @@ async def login(
         return _login_page(request, error=EXPIRED, status_code=400, username=username, next_path=next)
     client = request.client.host if request.client else "unknown"
     name = username.strip()
-    attempt = dashboard.throttle.reserve(name, client)
+    attempt = await dashboard.throttle.reserve(name, client)
     if attempt is None:
         return _login_page(
             request,
@@ -103,12 +103,12 @@ async def login(
                 retry_after=BUSY_RETRY_SECONDS,
             )
         if user is None:
-            attempt.failed()
+            await attempt.failed()
             return _login_page(request, error=GENERIC_FAILURE, status_code=401, username=username, next_path=next)
-        attempt.succeeded()
+        await attempt.succeeded()
     finally:
         # Unchecked (busy, an error, the client gone): the reservation is freed without counting.
-        attempt.cancel()
+        await attempt.cancel()
     # A browser that signs in again (another user, say) leaves no live session behind.
     await dashboard.sessions.delete(request.cookies.get(SESSION_COOKIE))
     session_id, _ = await dashboard.sessions.create(user.name, user.stamp)
