@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,8 +40,9 @@ def source() -> FakeSource:
     return FakeSource([make_alert()])
 
 
-def settings_for(tmp_path: Path, entries: list[str] = ENTRIES, **options: object) -> Settings:
-    return Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in entries], **options)  # type: ignore[arg-type]
+def settings_for(tmp_path: Path, entries: list[str] | None = None, **options: Any) -> Settings:
+    users = [SecretStr(e) for e in entries or ENTRIES]
+    return Settings(data_dir=tmp_path, dashboard_users=users, **options)
 
 
 @pytest.fixture
@@ -188,7 +190,7 @@ async def test_signing_in_again_ends_the_previous_session(app: FastAPI) -> None:
     ],
 )
 def test_the_session_store_follows_the_mode(
-    tmp_path: Path, options: dict[str, str], has_alert_store: bool, expected: str
+    tmp_path: Path, options: dict[str, Any], has_alert_store: bool, expected: str
 ) -> None:
     settings = settings_for(tmp_path, **options)
     assert session_store_url(settings, has_alert_store=has_alert_store) == expected.format(data=tmp_path.as_posix())
