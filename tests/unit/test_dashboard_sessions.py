@@ -16,9 +16,10 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.config import Settings, load_settings
 from auditflow.errors import BackendUnavailable
-from auditflow.model.alert import AlertStatus
+from auditflow.model.alert import AlertQuery, AlertStatus
 from auditflow.runtime import Runtime
 from auditflow.services.dashboard import build_dashboard, mount_dashboard
 from auditflow.services.dashboard.sessions import (
@@ -32,12 +33,14 @@ from auditflow.services.dashboard.sessions.sql import SqlSessionStore
 from auditflow.services.dashboard.throttle import MemoryLoginThrottle
 from auditflow.services.dashboard.throttle.redis import RedisLoginThrottle
 from auditflow.services.dashboard.users import User
-from tests.unit.test_dashboard_app import CHEAP, ENTRIES, PASSWORD, FakeSource, csrf_of, make_alert, sign_in
+from tests.factories import make_alert
+from tests.unit.test_dashboard_app import CHEAP, ENTRIES, PASSWORD, RecordingSource, csrf_of, sign_in
 
 
 @pytest.fixture
-def source() -> FakeSource:
-    return FakeSource([make_alert()])
+async def source(alert_store: SqlAlertStore) -> RecordingSource:
+    await alert_store.upsert_alerts([make_alert()])
+    return RecordingSource(alert_store)
 
 
 def settings_for(tmp_path: Path, entries: list[str] | None = None, **options: Any) -> Settings:
@@ -46,7 +49,7 @@ def settings_for(tmp_path: Path, entries: list[str] | None = None, **options: An
 
 
 @pytest.fixture
-async def app(tmp_path: Path, source: FakeSource) -> AsyncIterator[FastAPI]:
+async def app(tmp_path: Path, source: RecordingSource) -> AsyncIterator[FastAPI]:
     dashboard = build_dashboard(settings_for(tmp_path), source)
     yield dashboard
     await dashboard.state.dashboard.aclose()
@@ -69,8 +72,8 @@ def slow_checks(app: FastAPI, seconds: float) -> None:
     users.authenticate = slow
 
 
-async def test_sign_out_ends_the_session_for_a_copied_cookie(app: FastAPI, source: FakeSource) -> None:
-    alert = next(iter(source.alerts.values()))
+async def test_sign_out_ends_the_session_for_a_copied_cookie(app: FastAPI, alert_store: SqlAlertStore) -> None:
+    [alert] = (await alert_store.list_alerts(AlertQuery())).items
     async with client_of(app) as client:
         await sign_in(client)
         stolen = client.cookies["auditflow_session"]
@@ -85,10 +88,12 @@ async def test_sign_out_ends_the_session_for_a_copied_cookie(app: FastAPI, sourc
         response = await replay.post(f"/alerts/{alert.alert_id}", data=form)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login")
-    assert source.alerts[alert.alert_id].status is AlertStatus.OPEN
+    assert (await alert_store.get_alert(alert.alert_id)).status is AlertStatus.OPEN
 
 
-async def test_a_new_password_ends_sessions_and_others_survive_a_restart(tmp_path: Path, source: FakeSource) -> None:
+async def test_a_new_password_ends_sessions_and_others_survive_a_restart(
+    tmp_path: Path, source: RecordingSource
+) -> None:
     first = build_dashboard(settings_for(tmp_path), source)
     async with aclosing(first.state.dashboard), client_of(first) as client, client_of(first) as other:
         await sign_in(client, "ana")
@@ -133,7 +138,7 @@ async def test_concurrent_wrong_passwords_cannot_race_the_throttle(app: FastAPI)
         assert (await sign_in(client, "vic", PASSWORD)).status_code == 303
 
 
-async def test_password_checks_are_bounded_and_the_excess_gets_503(tmp_path: Path, source: FakeSource) -> None:
+async def test_password_checks_are_bounded_and_the_excess_gets_503(tmp_path: Path, source: RecordingSource) -> None:
     settings = settings_for(tmp_path, password_check_concurrency=1, password_check_queue=1)
     app = build_dashboard(settings, source)
     async with aclosing(app.state.dashboard):
@@ -153,7 +158,7 @@ class BrokenStore(MemorySessionStore):
 
 
 async def test_a_session_store_outage_is_a_503_and_the_sign_in_page_still_loads(
-    tmp_path: Path, source: FakeSource
+    tmp_path: Path, source: RecordingSource
 ) -> None:
     app = build_dashboard(settings_for(tmp_path), source, sessions=BrokenStore(ttl=3600))
     async with aclosing(app.state.dashboard), client_of(app) as client:
@@ -245,7 +250,7 @@ async def test_a_stand_alone_dashboard_reports_its_session_store_in_readiness(tm
         await dashboard.aclose()
 
 
-async def test_signing_out_ends_an_open_live_stream(tmp_path: Path, source: FakeSource) -> None:
+async def test_signing_out_ends_an_open_live_stream(tmp_path: Path, source: RecordingSource) -> None:
     app = build_dashboard(settings_for(tmp_path), source, poll_interval=0.01, stream_lifetime=30)
     dashboard = app.state.dashboard
     async with aclosing(dashboard), client_of(app) as client:
