@@ -4,6 +4,7 @@ cannot be raced, password checks are bounded, and a session store outage is answ
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -141,15 +142,40 @@ async def test_concurrent_wrong_passwords_cannot_race_the_throttle(app: FastAPI)
 async def test_password_checks_are_bounded_and_the_excess_gets_503(tmp_path: Path, source: RecordingSource) -> None:
     settings = settings_for(tmp_path, password_check_concurrency=1, password_check_queue=1)
     app = build_dashboard(settings, source)
-    async with aclosing(app.state.dashboard):
-        slow_checks(app, 0.2)
-        responses = await attempts(app, 4, ["ana", "vic"], PASSWORD)
-        assert Counter(r.status_code for r in responses) == {303: 2, 503: 2}
-        busy = next(r for r in responses if r.status_code == 503)
-        assert busy.headers["retry-after"] == "2"
-        assert "Too many sign-ins at once" in busy.text
-        # Turned away unchecked, so it did not count as a failure either.
-        assert await app.state.dashboard.throttle.reserve("ana", "127.0.0.1") is not None
+    users = app.state.dashboard.users
+    authenticate = users.authenticate
+    release = threading.Event()
+
+    def held(name: str, password: str) -> User | None:
+        release.wait(10)
+        result: User | None = authenticate(name, password)
+        return result
+
+    users.authenticate = held
+    clients = [client_of(app) for _ in range(4)]
+    try:
+        async with aclosing(app.state.dashboard):
+            pages = await asyncio.gather(*(c.get("/login") for c in clients))
+            tasks = []
+            for i, (client, page) in enumerate(zip(clients, pages, strict=True)):
+                form = {"username": ["ana", "vic"][i % 2], "password": PASSWORD, "csrf_token": csrf_of(page.text)}
+                tasks.append(asyncio.create_task(client.post("/login", data=form)))
+            # One check runs (held), one waits; the other two are turned away without waiting.
+            async with asyncio.timeout(10):
+                while sum(task.done() for task in tasks) < 2:
+                    await asyncio.sleep(0.01)
+            release.set()
+            responses = await asyncio.gather(*tasks)
+            assert Counter(r.status_code for r in responses) == {303: 2, 503: 2}
+            busy = next(r for r in responses if r.status_code == 503)
+            assert busy.headers["retry-after"] == "2"
+            assert "Too many sign-ins at once" in busy.text
+            # Turned away unchecked, so it did not count as a failure either.
+            assert await app.state.dashboard.throttle.reserve("ana", "127.0.0.1") is not None
+    finally:
+        release.set()
+        for client in clients:
+            await client.aclose()
 
 
 class BrokenStore(MemorySessionStore):
