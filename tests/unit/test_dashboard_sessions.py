@@ -22,6 +22,7 @@ from auditflow.config import Settings, load_settings
 from auditflow.errors import BackendUnavailable
 from auditflow.model.alert import AlertQuery, AlertStatus
 from auditflow.runtime import Runtime
+from auditflow.security import ApiToken
 from auditflow.services.dashboard import build_dashboard, mount_dashboard
 from auditflow.services.dashboard.sessions import (
     MemorySessionStore,
@@ -252,7 +253,7 @@ async def test_a_stand_alone_dashboard_reports_its_session_store_in_readiness(tm
         data_dir=tmp_path, alerts_api_url="http://notification:8000", state_url="redis://127.0.0.1:1/0"
     )
     runtime = Runtime(settings, "dashboard")
-    dashboard = mount_dashboard(FastAPI(), runtime, api_token="t" * 32, users=None)
+    dashboard = mount_dashboard(FastAPI(), runtime, tokens=[ApiToken.operator("t" * 32)], users=None)
     try:
         # Replicas share the sessions and the sign-in count.
         assert isinstance(dashboard.sessions, RedisSessionStore)
@@ -265,7 +266,7 @@ async def test_a_stand_alone_dashboard_reports_its_session_store_in_readiness(tm
     finally:
         await dashboard.aclose()
     embedded = Runtime(load_settings(data_dir=tmp_path, generator_rate=0), "run")
-    dashboard = mount_dashboard(FastAPI(), embedded, api_token="t" * 32, users=None)
+    dashboard = mount_dashboard(FastAPI(), embedded, tokens=[ApiToken.operator("t" * 32)], users=None)
     try:
         # Kept in the alert store, which is supervised already.
         assert "sessions" not in embedded.dependencies
