@@ -164,7 +164,11 @@ class Settings(BaseSettings):
         ),
     )
     session_secret: SecretStr | None = Field(
-        None, description="Key that signs dashboard sessions; generated into the data directory when absent."
+        None,
+        description=(
+            "No longer used: sessions are kept server-side (see session_store_url). Accepted so that "
+            "existing deployments keep starting."
+        ),
     )
     alerts_api_url: str | None = Field(
         None, description="Notification API base URL used by a stand-alone dashboard (`serve dashboard`)."
@@ -173,6 +177,38 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated readiness URLs a stand-alone dashboard shows on its health page.",
     )
+
+    # --- dashboard sessions and sign-in ---------------------------------------------------------
+    session_store_url: str | None = Field(
+        None,
+        description=(
+            "Where dashboard sessions live: `redis://`, `sqlite:///`, `postgresql://` or `memory://` (one "
+            "process only). Default: the alert store database for `run`; for `serve dashboard` the Redis of "
+            "AUDITFLOW_STATE_URL when it is `redis://`, else the alert store database URL."
+        ),
+    )
+    session_ttl: int = Field(
+        12 * 3600, ge=300, le=30 * 86400, description="Seconds a dashboard session lasts after sign-in."
+    )
+    password_check_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Password checks run at once per dashboard process; each argon2 check takes 64 MiB.",
+    )
+    password_check_queue: int = Field(
+        8,
+        ge=0,
+        le=10000,
+        description="Sign-ins that may wait for a password check; beyond that they get 503 with Retry-After.",
+    )
+
+    @field_validator("session_store_url")
+    @classmethod
+    def _session_store_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_scheme(value, {"memory", "redis", "rediss", "sqlite", "postgresql", "postgres"})
 
     # --- lifecycle ------------------------------------------------------------------------------
     shutdown_grace: float = Field(
@@ -206,7 +242,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_credentials(self) -> Settings:
-        for name in ("broker_url", "state_url", "database_url"):
+        for name in ("broker_url", "state_url", "database_url", "session_store_url"):
             url = getattr(self, name)
             if not url:
                 continue

@@ -76,7 +76,7 @@ async def serve(spec: ProcessSpec) -> int:
 
         dashboard = mount_dashboard(app, spec.runtime, tokens=spec.tokens, users=spec.dashboard_users)
         spec.exit_hooks.append(dashboard.close_streams)
-        spec.closers.append(dashboard.source.aclose)
+        spec.closers.append(dashboard.aclose)
     config = uvicorn.Config(
         app,
         host=spec.host,

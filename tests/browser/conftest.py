@@ -193,6 +193,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         holder["loop"] = asyncio.get_running_loop()
         started.set()
         yield
+        await dashboard.state.dashboard.aclose()
         await store.aclose()
 
     app = FastAPI(lifespan=lifespan)

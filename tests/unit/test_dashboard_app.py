@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -107,9 +108,12 @@ def source(alert_store: SqlAlertStore, seeded: dict[str, Alert]) -> RecordingSou
 
 
 @pytest.fixture
-def app(tmp_path: Path, source: RecordingSource) -> FastAPI:
+async def app(tmp_path: Path, source: RecordingSource) -> AsyncIterator[FastAPI]:
+    # Sessions in the SQLite file of the data directory, as `auditflow run` keeps them.
     settings = Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in ENTRIES])
-    return build_dashboard(settings, source, poll_interval=0.01, stream_lifetime=0.05)
+    dashboard = build_dashboard(settings, source, poll_interval=0.01, stream_lifetime=0.05)
+    yield dashboard
+    await dashboard.state.dashboard.aclose()
 
 
 @pytest.fixture
@@ -148,10 +152,13 @@ async def test_script_endpoints_answer_401_without_a_session(client: httpx.Async
 
 async def test_a_forged_session_cookie_is_refused(client: httpx.AsyncClient) -> None:
     await sign_in(client)
-    cookie = client.cookies["auditflow_session"]
-    payload, signature = cookie.split(".")
-    client.cookies.set("auditflow_session", payload + "." + signature[::-1])
-    assert (await client.get("/alerts")).status_code == 303
+    session_id = client.cookies["auditflow_session"]
+    # The cookie is a random id and nothing else: no user name or role to edit.
+    assert "ana" not in session_id
+    assert len(session_id) == 43
+    for forged in (session_id[::-1], session_id[:-1] + ("A" if session_id[-1] != "A" else "B"), "x" * 43, "a.b"):
+        client.cookies.set("auditflow_session", forged)
+        assert (await client.get("/alerts")).status_code == 303
 
 
 async def test_login_page_and_static_assets_are_public(client: httpx.AsyncClient) -> None:
@@ -401,8 +408,13 @@ async def test_stream_reports_an_outage_and_keeps_going(client: httpx.AsyncClien
 async def test_links_and_cookies_follow_a_path_prefix(tmp_path: Path, source: RecordingSource) -> None:
     settings = Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in ENTRIES])
     main = FastAPI()
-    main.mount("/ui", build_dashboard(settings, source))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=main), base_url="http://testserver") as http:
+    dashboard = build_dashboard(settings, source)
+    main.mount("/ui", dashboard)
+    transport = httpx.ASGITransport(app=main)
+    async with (
+        aclosing(dashboard.state.dashboard),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+    ):
         assert (await http.get("/ui/alerts")).headers["location"] == "/ui/login?next=%2Falerts"
         login = await http.get("/ui/login")
         assert "Path=/ui" in login.headers["set-cookie"]

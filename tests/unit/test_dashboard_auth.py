@@ -1,80 +1,74 @@
-"""Session cookies, sign-in throttling and CSRF token checks of the dashboard."""
+"""The bounded password-check pool, and CSRF and cookie checks of the dashboard (the throttle has its
+contract suite in tests/contract/test_throttle.py)."""
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import threading
+import time
 
-import orjson
 import pytest
 from fastapi import HTTPException
 from starlette.requests import Request
 
-from auditflow.services.dashboard.auth import LoginThrottle, SessionCodec, is_secure
+from auditflow.services.dashboard.auth import is_secure
 from auditflow.services.dashboard.csrf import check_csrf, tokens_match
-from auditflow.services.dashboard.users import Role
+from auditflow.services.dashboard.passwords import PasswordCheckPool, PasswordChecksBusy
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
+async def test_the_pool_runs_at_most_its_workers_and_refuses_beyond_its_queue() -> None:
+    pool = PasswordCheckPool(workers=2, queue=3)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    release = threading.Event()
 
-    def __call__(self) -> float:
-        return self.now
+    def check(value: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        release.wait(5)
+        with lock:
+            running -= 1
+        return value
 
-
-def test_session_round_trip() -> None:
-    codec = SessionCodec(b"k" * 32)
-    session = codec.issue("ana", Role.ANALYST)
-    assert codec.decode(codec.encode(session)) == session
-    assert len(session.csrf) >= 24
-
-
-def test_a_session_with_an_edited_role_is_rejected() -> None:
-    codec = SessionCodec(b"k" * 32)
-    cookie = codec.encode(codec.issue("vic", Role.VIEWER))
-    payload, signature = cookie.split(".")
-    body = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    body["r"] = "analyst"
-    forged = base64.urlsafe_b64encode(orjson.dumps(body)).rstrip(b"=").decode()
-    assert codec.decode(f"{forged}.{signature}") is None
-
-
-@pytest.mark.parametrize("value", [None, "", "nodot", "a.b.c", "!!!.???", "e30.AAAA"])
-def test_garbage_cookies_decode_to_no_session(value: str | None) -> None:
-    assert SessionCodec(b"k" * 32).decode(value) is None
-
-
-def test_another_secret_or_an_expired_session_is_rejected() -> None:
-    clock = Clock()
-    codec = SessionCodec(b"k" * 32, ttl=60, clock=clock)
-    cookie = codec.encode(codec.issue("ana", Role.ANALYST))
-    assert SessionCodec(b"other-secret-value" * 2).decode(cookie) is None
-    clock.now += 59
-    assert codec.decode(cookie) is not None
-    clock.now += 1
-    assert codec.decode(cookie) is None
+    try:
+        tasks = [asyncio.create_task(pool.run(check, i)) for i in range(8)]
+        await asyncio.sleep(0.1)
+        assert pool.admitted == 5
+        release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert sorted(r for r in results if isinstance(r, int)) == [0, 1, 2, 3, 4]
+        assert sum(isinstance(r, PasswordChecksBusy) for r in results) == 3
+        assert peak == 2
+        assert pool.admitted == 0
+    finally:
+        release.set()
+        pool.close()
 
 
-def test_throttle_blocks_after_the_limit_and_forgets_after_the_window() -> None:
-    clock = Clock()
-    throttle = LoginThrottle(limit=3, window=60, clock=clock)
-    for _ in range(2):
-        throttle.record_failure("ip:1", "user:ana")
-    assert not throttle.blocked("ip:1", "user:ana")
-    throttle.record_failure("ip:1", "user:ana")
-    assert throttle.blocked("ip:1")
-    assert throttle.blocked("ip:2", "user:ana")  # the same name from another address
-    assert not throttle.blocked("ip:2", "user:bob")
-    clock.now += 60
-    assert not throttle.blocked("ip:1", "user:ana")
-
-
-def test_throttle_reset_clears_one_key() -> None:
-    throttle = LoginThrottle(limit=1, window=60, clock=Clock())
-    throttle.record_failure("ip:1", "user:ana")
-    throttle.reset("user:ana")
-    assert not throttle.blocked("user:ana")
-    assert throttle.blocked("ip:1")
+async def test_a_cancelled_request_keeps_its_slot_until_the_check_ends() -> None:
+    pool = PasswordCheckPool(workers=1, queue=0)
+    release = threading.Event()
+    try:
+        task = asyncio.create_task(pool.run(release.wait, 5))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        # The thread still holds its memory: a new check must not start beside it.
+        assert pool.admitted == 1
+        with pytest.raises(PasswordChecksBusy):
+            await pool.run(time.sleep, 0)
+        release.set()
+        for _ in range(100):
+            if pool.admitted == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await pool.run(len, "ok") == 2
+    finally:
+        release.set()
+        pool.close()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Dashboard accounts: `name:role:hash` parsing, the generated admin, and the session secret file."""
+"""Dashboard accounts: `name:role:hash` parsing, the generated admin, and the password stamp."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from pydantic import SecretStr
 
 from auditflow.config import Settings
 from auditflow.errors import ConfigError
@@ -18,7 +17,6 @@ from auditflow.services.dashboard.users import (
     ensure_dashboard_users,
     hash_password,
     parse_user_entries,
-    session_secret,
     user_entry,
 )
 
@@ -111,20 +109,17 @@ def test_hash_helpers_produce_valid_entries() -> None:
         user_entry("carol", "root", "pw")
 
 
-def test_session_secret_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    first = session_secret(settings)
-    assert len(first) >= 32
-    assert session_secret(settings) == first
-    assert stat.S_IMODE((tmp_path / "session-secret").stat().st_mode) == 0o600
-
-
-def test_configured_session_secret_wins_and_must_be_long(tmp_path: Path) -> None:
-    configured = "x" * 40
-    assert session_secret(Settings(data_dir=tmp_path, session_secret=SecretStr(configured))) == configured.encode()
-    assert not (tmp_path / "session-secret").exists()
-    with pytest.raises(ConfigError, match="at least 16"):
-        session_secret(Settings(data_dir=tmp_path, session_secret=SecretStr("short")))
+def test_the_stamp_changes_with_the_password_hash() -> None:
+    first = parse_user_entries([f"ana:analyst:{HASH}"]).get("ana")
+    again = parse_user_entries([f"ana:viewer:{HASH}"]).get("ana")
+    # The same password hashed again gets a new salt, so re-setting it also ends old sessions.
+    renewed = parse_user_entries([f"ana:analyst:{CHEAP.hash('pw-ana')}"]).get("ana")
+    assert first is not None
+    assert again is not None
+    assert renewed is not None
+    assert first.stamp == again.stamp
+    assert first.stamp != renewed.stamp
+    assert HASH not in first.stamp
 
 
 def test_private_files_are_created_once_without_leftovers(tmp_path: Path) -> None:

@@ -81,6 +81,18 @@ alert_history = sa.Table(
     sa.Column("note", sa.Text(), nullable=True),
 )
 
+# Dashboard sign-ins, kept beside the alerts so that `auditflow run` needs nothing else. The key is
+# the SHA-256 of the cookie's session id: a copy of the table does not sign anyone in.
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("stamp", sa.String(64), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.BigInteger(), nullable=False, index=True),
+)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 

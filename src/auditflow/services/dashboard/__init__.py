@@ -10,7 +10,6 @@ from auditflow.services.dashboard.users import (
     UserDirectory,
     ensure_dashboard_users,
     hash_password,
-    session_secret,
     user_entry,
 )
 
@@ -26,6 +25,5 @@ __all__ = [
     "ensure_dashboard_users",
     "hash_password",
     "mount_dashboard",
-    "session_secret",
     "user_entry",
 ]

@@ -17,14 +17,17 @@ from starlette.staticfiles import StaticFiles
 
 from auditflow import roles
 from auditflow.config import Settings
+from auditflow.dependencies import Dependency, redact_url
 from auditflow.errors import BackendError, BackendUnavailable, ConfigError, NotFound
 from auditflow.security import DASHBOARD_SCOPES, ApiToken, dashboard_token
-from auditflow.services.dashboard.auth import LoginThrottle, SessionCodec
 from auditflow.services.dashboard.context import Dashboard, create_templates, render
 from auditflow.services.dashboard.gate import DashboardGate
+from auditflow.services.dashboard.passwords import PasswordCheckPool
 from auditflow.services.dashboard.routes import alerts, login, pages, stream
+from auditflow.services.dashboard.sessions import SessionStore, create_session_store, session_store_url
 from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
-from auditflow.services.dashboard.users import UserDirectory, ensure_dashboard_users, session_secret
+from auditflow.services.dashboard.throttle import LoginThrottle, MemoryLoginThrottle, create_throttle
+from auditflow.services.dashboard.users import UserDirectory, ensure_dashboard_users
 
 if TYPE_CHECKING:
     from auditflow.runtime import Runtime
@@ -85,6 +88,8 @@ def build_dashboard(
     source: AlertSource,
     *,
     users: UserDirectory | None = None,
+    sessions: SessionStore | None = None,
+    throttle: LoginThrottle | None = None,
     poll_interval: float = 2.0,
     stream_lifetime: float = 600.0,
 ) -> FastAPI:
@@ -92,7 +97,10 @@ def build_dashboard(
 
     Pass `users` from `ensure_dashboard_users(settings)` when the caller shows a generated admin
     password; without it the users are loaded here (and a password generated now is not shown).
-    Call `app.state.dashboard.close_streams()` when shutting down so that open live streams end.
+    Without `sessions`, the store named by the settings is used (see `session_store_url`), with the
+    throttle beside it; a given store comes with the throttle given, or one in memory.
+    Call `app.state.dashboard.close_streams()` when shutting down so that open live streams end,
+    and `await app.state.dashboard.aclose()` once the server has stopped.
     """
     if users is None:
         users, password = ensure_dashboard_users(settings)
@@ -101,13 +109,18 @@ def build_dashboard(
                 "dashboard: an admin account was generated but its password was not shown; "
                 "delete the dashboard-users file in the data directory and start with `auditflow run`"
             )
+    if sessions is None:
+        url = session_store_url(settings, has_alert_store=not isinstance(source, HttpAlertSource))
+        sessions = create_session_store(url, settings)
+        throttle = throttle or create_throttle(url, settings)
     app = FastAPI(title="AuditFlow dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     dashboard = Dashboard(
         settings=settings,
         source=source,
         users=users,
-        sessions=SessionCodec(session_secret(settings)),
-        throttle=LoginThrottle(),
+        sessions=sessions,
+        throttle=throttle or MemoryLoginThrottle(),
+        passwords=PasswordCheckPool(settings.password_check_concurrency, settings.password_check_queue),
         templates=create_templates(),
         poll_interval=poll_interval,
         stream_lifetime=stream_lifetime,
@@ -162,8 +175,25 @@ def mount_dashboard(
     app: FastAPI, runtime: Runtime, *, tokens: Sequence[ApiToken], users: UserDirectory | None
 ) -> Dashboard:
     """Mount the dashboard at `/` of `app` when `runtime`'s roles include it; the returned state's
-    `close_streams` and `source.aclose` belong to the process shutdown."""
-    dashboard = build_dashboard(runtime.settings, alert_source(runtime, tokens), users=users)
+    `close_streams` and `aclose` belong to the process shutdown."""
+    settings = runtime.settings
+    has_alert_store = roles.Role.ALERTS_API in runtime.roles
+    source = alert_source(runtime, tokens)
+    url = session_store_url(settings, has_alert_store=has_alert_store)
+    sessions = create_session_store(url, settings)
+    throttle = create_throttle(url, settings)
+    dashboard = build_dashboard(settings, source, users=users, sessions=sessions, throttle=throttle)
     app.mount("/", dashboard)
+    if not (has_alert_store and url == settings.effective_database_url):
+        # Sessions elsewhere than the supervised alert store: /readyz says when they cannot be reached.
+        runtime.dependencies["sessions"] = Dependency(
+            "sessions",
+            start=sessions.ping,
+            ping=sessions.ping,
+            critical=True,
+            impact="dashboard sign-in and pages answer 503",
+            detail=redact_url(url),
+            retry_max=settings.dependency_retry_max,
+        )
     state: Dashboard = dashboard.state.dashboard
     return state

@@ -1,4 +1,4 @@
-"""The dashboard's shared state (source, users, sessions, templates) and the helpers every route uses
+"""The dashboard's shared state (source, users, sessions, throttle, templates) and the helpers every route uses
 to reach it and to render a page."""
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from starlette.templating import Jinja2Templates
 from auditflow.config import Settings
 from auditflow.model.event import Event
 from auditflow.model.timeutil import format_utc, utcnow
-from auditflow.services.dashboard.auth import LoginThrottle, Session, SessionCodec
+from auditflow.services.dashboard.auth import Session
+from auditflow.services.dashboard.passwords import PasswordCheckPool
+from auditflow.services.dashboard.sessions import SessionStore
 from auditflow.services.dashboard.source import AlertSource
+from auditflow.services.dashboard.throttle import LoginThrottle
 from auditflow.services.dashboard.users import UserDirectory
 from auditflow.services.dashboard.views import RANGE_LABELS, SEVERITIES, STATUSES, format_time, time_ago
 
@@ -29,8 +32,9 @@ class Dashboard:
     settings: Settings
     source: AlertSource
     users: UserDirectory
-    sessions: SessionCodec
+    sessions: SessionStore
     throttle: LoginThrottle
+    passwords: PasswordCheckPool
     templates: Jinja2Templates
     poll_interval: float = 2.0
     stream_lifetime: float = 600.0
@@ -40,6 +44,17 @@ class Dashboard:
         """End every live stream at its next poll, so that a server shutdown is not held up by
         browsers that keep their event stream open. Safe to call from any thread."""
         self.closing = True
+
+    async def aclose(self) -> None:
+        """Release the alert source, the session store, the throttle and the password-check threads."""
+        self.passwords.close()
+        try:
+            await self.source.aclose()
+        finally:
+            try:
+                await self.sessions.aclose()
+            finally:
+                await self.throttle.aclose()
 
 
 def _pretty_event(event: Event) -> str:

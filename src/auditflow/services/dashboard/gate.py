@@ -3,7 +3,7 @@ the sign-in page and static assets through without a valid session."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import logging
 from urllib.parse import urlencode
 
 from starlette.datastructures import MutableHeaders
@@ -11,8 +11,11 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auditflow.errors import BackendError, BackendUnavailable
 from auditflow.services.dashboard.auth import SESSION_COOKIE, Session
 from auditflow.services.dashboard.context import SESSION_SCOPE_KEY, Dashboard
+
+log = logging.getLogger(__name__)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,6 +45,19 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
+async def live_session(dashboard: Dashboard, session_id: str | None) -> Session | None:
+    """The session with this id if it is still valid; BackendError when the store cannot tell."""
+    record = await dashboard.sessions.get(session_id)
+    if record is None or session_id is None:
+        return None
+    # The directory has the last word: a removed user is signed out, a changed role applies at
+    # once, and a changed password ends every session opened with the old one.
+    user = dashboard.users.get(record.user)
+    if user is None or user.stamp != record.stamp:
+        return None
+    return Session(id=session_id, user=user.name, role=user.role, expires=record.expires, csrf=record.csrf)
+
+
 class DashboardGate:
     """Pure ASGI so that streaming responses (the live event stream) pass through untouched."""
 
@@ -49,15 +65,8 @@ class DashboardGate:
         self.app = app
         self.dashboard = dashboard
 
-    def _session(self, conn: HTTPConnection) -> Session | None:
-        session = self.dashboard.sessions.decode(conn.cookies.get(SESSION_COOKIE))
-        if session is None:
-            return None
-        # The directory has the last word: a removed user is signed out, a changed role applies at once.
-        user = self.dashboard.users.get(session.user)
-        if user is None:
-            return None
-        return session if user.role is session.role else replace(session, role=user.role)
+    async def _session(self, conn: HTTPConnection) -> Session | None:
+        return await live_session(self.dashboard, conn.cookies.get(SESSION_COOKIE))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,7 +84,19 @@ class DashboardGate:
             await send(message)
 
         conn = HTTPConnection(scope)
-        session = self._session(conn)
+        try:
+            session = await self._session(conn)
+        except (BackendUnavailable, BackendError) as exc:
+            if not is_public(path):
+                log.warning("dashboard: session store unavailable: %s", exc)
+                unavailable = PlainTextResponse(
+                    "Sessions cannot be checked right now. Try again in a moment.",
+                    status_code=503,
+                    headers={"Retry-After": "5"},
+                )
+                await unavailable(scope, receive, send_with_headers)
+                return
+            session = None
         if session is None and not is_public(path):
             await self._refuse(conn, path)(scope, receive, send_with_headers)
             return

@@ -3,6 +3,7 @@ whose password is stored hashed in the data directory and shown once."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -13,7 +14,6 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import SecretStr
 
 from auditflow.config import Settings
 from auditflow.errors import ConfigError
@@ -41,6 +41,12 @@ class User:
     @property
     def can_triage(self) -> bool:
         return self.role is Role.ANALYST
+
+    @property
+    def stamp(self) -> str:
+        """Changes with the password: stored with each session, so a new password ends the old
+        sessions on every replica (the hash is salted, so even re-setting the same password does)."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:32]
 
 
 class UserDirectory:
@@ -140,16 +146,6 @@ def _write_private(path: Path, text: str) -> bool:
     return True
 
 
-def ensure_private_secret(path: Path) -> str:
-    """Read a generated secret, creating it (mode 0600) on first use."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(path, secrets.token_urlsafe(32) + "\n")
-    value = path.read_text(encoding="utf-8").strip()
-    if not value:
-        raise ConfigError(f"{path} is empty; delete it to generate a new secret")
-    return value
-
-
 def ensure_dashboard_users(settings: Settings) -> tuple[UserDirectory, str | None]:
     """The dashboard's users, and the generated admin password when it was created just now.
 
@@ -173,14 +169,3 @@ def ensure_dashboard_users(settings: Settings) -> tuple[UserDirectory, str | Non
     if len(directory) == 0:
         raise ConfigError(f"{path} holds no user; delete it to generate a new admin password")
     return directory, password
-
-
-def session_secret(settings: Settings) -> bytes:
-    """The key that signs sessions: configured, or generated into `<data_dir>/session-secret`."""
-    configured: SecretStr | None = settings.session_secret
-    if configured is not None:
-        value = configured.get_secret_value()
-        if len(value) < 16:
-            raise ConfigError("session_secret must be at least 16 characters")
-        return value.encode()
-    return ensure_private_secret(settings.data_dir / "session-secret").encode()

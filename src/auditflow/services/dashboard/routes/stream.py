@@ -1,5 +1,6 @@
 """Live alerts as Server-Sent Events: the server polls the alert source for alerts newer than the
-newest one the page shows, so it behaves the same over the store and over the notification API."""
+newest one the page shows, so it behaves the same over the store and over the notification API.
+Each round checks the session again, so signing out elsewhere ends an open stream too."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from starlette.responses import Response, StreamingResponse
 from auditflow.errors import AuditFlowError
 from auditflow.model.alert import AlertQuery, AlertSummary
 from auditflow.model.timeutil import from_millis, to_millis
-from auditflow.services.dashboard.context import get_dashboard, root_path
+from auditflow.services.dashboard.context import current_session, get_dashboard, root_path
+from auditflow.services.dashboard.gate import live_session
 from auditflow.services.dashboard.source import AlertSource
 from auditflow.services.dashboard.views import Filters, alert_row
 
@@ -69,6 +71,7 @@ class NewAlertPoller:
 
 async def _events(request: Request, poller: NewAlertPoller) -> AsyncIterator[bytes]:
     dashboard = get_dashboard(request)
+    session_id = current_session(request).id
     root = root_path(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + dashboard.stream_lifetime
@@ -76,10 +79,14 @@ async def _events(request: Request, poller: NewAlertPoller) -> AsyncIterator[byt
     yield f"retry: {int(dashboard.poll_interval * 1000) + 1000}\n\n".encode()
     while not dashboard.closing and loop.time() < deadline:
         try:
+            if await live_session(dashboard, session_id) is None:
+                # Signed out (or the password changed): reconnecting will meet the sign-in gate.
+                yield _sse("bye", {"reconnect": True})
+                return
             fresh = await poller.poll()
         except AuditFlowError as exc:
             if healthy:
-                log.warning("live alerts: polling the alert source failed: %s", exc)
+                log.warning("live alerts: polling failed: %s", exc)
             healthy = False
             yield _sse("status", {"ok": False, "message": "Live updates paused: the alert source is unavailable."})
         else:
