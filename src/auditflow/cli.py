@@ -64,19 +64,20 @@ def run(
 
 
 @main.command()
-@click.argument("service", type=click.Choice(["generator", "analysis", "notification", "dashboard"]))
+@click.argument("service", type=click.Choice(["generator", "syslog", "analysis", "notification", "dashboard"]))
 @CONFIG_OPTION
 @click.option("--host", help="Address to bind.  [default: 127.0.0.1]")
 @click.option(
     "--port",
     type=int,
-    help="Port to bind.  [default: generator 5000, analysis 5001, notification 8000, dashboard 8080]",
+    help="HTTP port to bind.  [default: generator 5000, syslog 5002, analysis 5001, notification 8000, dashboard 8080]",
 )
 def serve(service: str, config_file: Path | None, host: str | None, port: int | None) -> None:
     """Run one service of the distributed deployment.
 
     \b
     generator     ingest API (POST /api/v1/events) and the synthetic generator
+    syslog        syslog receiver on UDP and TCP (AUDITFLOW_SYSLOG_PORT, 5514; TLS optional) and the ingest API
     analysis      applies the rules to the event stream, publishes alerts
     notification  stores alerts and serves the alerts API
     dashboard     the web UI, reading the notification API (AUDITFLOW_ALERTS_API_URL)

@@ -210,6 +210,42 @@ class Settings(BaseSettings):
             return None
         return _check_scheme(value, {"memory", "redis", "rediss", "sqlite", "postgresql", "postgres"})
 
+    # --- syslog receiver (`serve syslog`) --------------------------------------------------------
+    syslog_host: str | None = Field(
+        None, description="Address the syslog receiver binds (UDP and TCP). Default: the HTTP `host`."
+    )
+    syslog_port: int = Field(
+        5514, ge=0, le=65535, description="Port of the syslog receiver, the same for UDP and TCP (0: any free port)."
+    )
+    syslog_tls_port: int = Field(
+        6514, ge=0, le=65535, description="Port of syslog over TLS (RFC 5425), when a certificate and key are set."
+    )
+    syslog_tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) for syslog over TLS; TLS is off unless this and the key are set."
+    )
+    syslog_tls_key: Path | None = Field(None, description="PEM private key of `syslog_tls_cert`.")
+    syslog_max_message: int = Field(
+        65536, ge=480, le=1_048_576, description="Bytes of one syslog message; longer ones are cut and counted."
+    )
+    syslog_max_connections: int = Field(
+        1000, ge=1, le=100_000, description="Open TCP and TLS syslog connections at most; more are closed at once."
+    )
+    syslog_idle_timeout: float = Field(
+        300.0, gt=0, description="Seconds a syslog connection may stay silent (or stall mid-frame) before it is closed."
+    )
+    syslog_buffer_events: int = Field(
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Parsed syslog events held while the broker is slow or down; when full, TCP senders are no longer"
+            " read and UDP messages are dropped (counted)."
+        ),
+    )
+    syslog_linger_ms: int = Field(
+        20, ge=0, le=10_000, description="How long parsed syslog events wait to fill a batch before they are published."
+    )
+
     # --- lifecycle ------------------------------------------------------------------------------
     shutdown_grace: float = Field(
         10.0, gt=0, le=600, description="Seconds allowed to drain and flush on SIGTERM before exit."
@@ -239,6 +275,12 @@ class Settings(BaseSettings):
         if value is None:
             return None
         return _check_scheme(value, {"sqlite", "postgresql", "postgres"})
+
+    @model_validator(mode="after")
+    def _syslog_tls_pair(self) -> Settings:
+        if (self.syslog_tls_cert is None) != (self.syslog_tls_key is None):
+            raise ValueError("syslog TLS needs both syslog_tls_cert and syslog_tls_key")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_credentials(self) -> Settings:

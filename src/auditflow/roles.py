@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
-ServiceName = Literal["run", "generator", "analysis", "notification", "dashboard"]
+ServiceName = Literal["run", "generator", "syslog", "analysis", "notification", "dashboard"]
 
 
 class Role(enum.Flag):
@@ -19,6 +19,7 @@ class Role(enum.Flag):
     ALERTS_API = enum.auto()  # /api/v1/alerts, read from and triaged in this process's store
     RULES = enum.auto()  # /api/v1/rules: the loaded rules and the last reload error
     DASHBOARD = enum.auto()  # the web UI at /, over this process's store or the alerts API
+    SYSLOG = enum.auto()  # syslog over UDP, TCP and TLS, parsed and published through the ingest path
 
 
 ROLES: dict[ServiceName, Role] = {
@@ -30,6 +31,7 @@ ROLES: dict[ServiceName, Role] = {
     | Role.RULES
     | Role.DASHBOARD,
     "generator": Role.INGEST | Role.GENERATOR,
+    "syslog": Role.INGEST | Role.SYSLOG,
     "analysis": Role.ANALYSIS | Role.RULES,
     "notification": Role.NOTIFICATION | Role.ALERTS_API | Role.RULES,
     "dashboard": Role.DASHBOARD,
@@ -38,6 +40,7 @@ ROLES: dict[ServiceName, Role] = {
 DEFAULT_PORTS: dict[ServiceName, int] = {
     "run": 8080,
     "generator": 5000,
+    "syslog": 5002,  # HTTP (health, metrics, ingest API); syslog itself listens on `syslog_port`
     "analysis": 5001,
     "notification": 8000,
     "dashboard": 8080,
@@ -53,6 +56,7 @@ RULE_FILE_ROLES = Role.ANALYSIS | Role.RULES
 _BROKER_OUTAGE: tuple[tuple[Role, str], ...] = (
     (Role.INGEST, "events cannot be accepted (503)"),
     (Role.GENERATOR, "the generator pauses"),
+    (Role.SYSLOG, "syslog is buffered until full, then TCP senders wait and UDP messages are dropped"),
     (Role.ANALYSIS, "events are not analysed"),
     (Role.NOTIFICATION, "new alerts are not received"),
 )

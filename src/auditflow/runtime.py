@@ -34,6 +34,7 @@ from auditflow.services.analysis import AnalysisService
 from auditflow.services.generator import GeneratorService
 from auditflow.services.ingest import Ingestor
 from auditflow.services.notification import NotificationService
+from auditflow.sources.syslog_server import SyslogServer
 
 log = logging.getLogger("auditflow.runtime")
 
@@ -51,6 +52,7 @@ class Runtime:
     generator: GeneratorService | None = None
     analysis: AnalysisService | None = None
     notification: NotificationService | None = None
+    syslog: SyslogServer | None = None
     dependencies: dict[str, Dependency] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -123,6 +125,9 @@ class Runtime:
                 seed=s.generator_seed,
                 attack_share=s.generator_attack_share,
             )
+        if Role.SYSLOG in self.roles:
+            assert self.ingestor is not None, "syslog messages are published through the ingest path"
+            self.syslog = SyslogServer(s, self.ingestor)
         if Role.ANALYSIS in self.roles:
             assert self.broker is not None
             assert self.state is not None
@@ -171,6 +176,8 @@ class Runtime:
                 await worker.start()
         if self.generator is not None:
             await self.generator.start()
+        if self.syslog is not None:
+            await self.syslog.start()
 
     async def wait_ready(self) -> None:
         """Wait until every dependency is up (wrap in `asyncio.timeout` to bound it)."""
@@ -181,6 +188,8 @@ class Runtime:
         deadline = time.monotonic() + self.settings.shutdown_grace * 0.8
         if self.generator is not None:
             await self.generator.aclose()
+        if self.syslog is not None:
+            await self.syslog.aclose()
         if self.broker is not None and self.broker.in_process:
             # In-memory queues die with the process: finish their work before stopping the workers.
             await self._drain_memory_queues(deadline)

@@ -27,6 +27,7 @@ TOKEN = "roles-test-token-0123456789"
 API_PREFIXES: dict[ServiceName, set[str]] = {
     "run": {"admin", "alerts", "events", "generator", "rules"},
     "generator": {"admin", "events", "generator"},
+    "syslog": {"admin", "events"},
     "analysis": {"admin", "rules"},
     "notification": {"admin", "alerts", "rules"},
     "dashboard": {"admin"},
@@ -56,6 +57,7 @@ def test_each_process_mounts_the_routers_of_its_roles(service: ServiceName, tmp_
     [
         ("run", {"broker", "state", "store", "rules", "ingestor", "generator", "analysis", "notification"}),
         ("generator", {"broker", "ingestor", "generator"}),
+        ("syslog", {"broker", "ingestor", "syslog"}),
         ("analysis", {"broker", "state", "rules", "analysis"}),
         ("notification", {"broker", "store", "rules", "notification"}),
         ("dashboard", set()),
@@ -63,7 +65,7 @@ def test_each_process_mounts_the_routers_of_its_roles(service: ServiceName, tmp_
 )
 def test_each_process_builds_only_the_parts_of_its_roles(service: ServiceName, parts: set[str], tmp_path: Path) -> None:
     runtime = runtime_of(service, tmp_path)
-    candidates = ("broker", "state", "store", "rules", "ingestor", "generator", "analysis", "notification")
+    candidates = ("broker", "state", "store", "rules", "ingestor", "generator", "analysis", "notification", "syslog")
     assert {name for name in candidates if getattr(runtime, name) is not None} == parts
 
 
@@ -80,6 +82,11 @@ async def test_a_route_of_an_absent_part_answers_404(tmp_path: Path) -> None:
     ("service", "impact"),
     [
         ("generator", "events cannot be accepted (503) and the generator pauses"),
+        (
+            "syslog",
+            "events cannot be accepted (503) and syslog is buffered until full, then TCP senders wait and UDP "
+            "messages are dropped",
+        ),
         ("analysis", "events are not analysed"),
         ("notification", "new alerts are not received; stored alerts are still served"),
         (
