@@ -139,3 +139,25 @@ def test_in_process_bodies_hand_over_their_validated_events() -> None:
     assert handed == events
     assert all(a is b for a, b in zip(handed, events, strict=True))
     assert body.take_decoded() is None  # taken once: a redelivery decodes the bytes
+
+
+def test_ingest_scenario_parses_every_format_and_feeds_the_embedded_pipeline() -> None:
+    """Correctness only: every sample is measured, the lines made the events the parser makes, all of
+    them reached the pipeline, and the brute-force lines in the sshd sample raised alerts."""
+    from auditflow.bench.loglines import SAMPLES
+    from auditflow.parsers.registry import FORMATS
+
+    outcome = CliRunner().invoke(main, ["bench", "--json", "--scenario", "ingest", "--log-lines", "600"])
+    assert outcome.exit_code == 0, outcome.output
+    samples = {s["sample"]: s for s in orjson.loads(outcome.stdout)["ingest"]["samples"]}
+    assert samples.keys() == SAMPLES.keys()
+    assert {s["format"] for s in samples.values()} == set(FORMATS)
+    for name, sample in samples.items():
+        assert sample["lines"] == 600, name
+        assert sample["events"] > 300, name
+        assert sample["end_to_end"]["events"] == sample["events"], name
+        assert sample["parsed_lines_per_cpu_s"] > 0, name
+        assert sample["baseline_lines_per_cpu_s"] > 0, name
+    assert samples["syslog"]["unparsed"].keys() == {"unknown-program"}  # the cron lines
+    assert all(not s["unparsed"] for name, s in samples.items() if name != "syslog")
+    assert samples["sshd"]["end_to_end"]["alerts"] > 0

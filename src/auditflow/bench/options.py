@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from auditflow.bench.workload import WorkloadSpec
 
 Mode = Literal["embedded", "distributed"]
-Scenario = Literal["pipeline", "persistence", "api", "memory"]
-SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory")
+Scenario = Literal["pipeline", "persistence", "api", "memory", "ingest"]
+SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory", "ingest")
 NOISE_TYPES = (
     "user_login",
     "user_logout",
@@ -93,7 +93,8 @@ class BenchOptions:
             "Repeatable. pipeline: events end to end with latency, correctness and both baselines;"
             " persistence: alerts/s through the store's batched upsert vs one INSERT per alert;"
             " api: alerts API latency over --seed-alerts stored alerts; memory: analysis RSS with"
-            " --window-users users in open windows; all: every one.",
+            " --window-users users in open windows; ingest: log lines/s per parser format against a plain"
+            " `re` loop, and end to end into the embedded pipeline (in either mode); all: every one.",
             click.Choice([*SCENARIOS, "all"]),
             decl="--scenario",
             multiple=True,
@@ -165,6 +166,7 @@ class BenchOptions:
     )
     api_requests: Annotated[int, Cli("Requests per page kind (api).", click.IntRange(min=1))] = 200
     window_users: Annotated[int, Cli("Distinct users with open windows (memory).", click.IntRange(min=1))] = 100_000
+    log_lines: Annotated[int, Cli("Generated log lines per format sample (ingest).", click.IntRange(min=1))] = 100_000
     timeout: Annotated[
         float, Cli("Seconds without progress before missing alerts count as lost.", click.FloatRange(min=1))
     ] = 30

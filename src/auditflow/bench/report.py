@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from auditflow.bench.results import BenchResult, Percentiles, PipelineResult
+from auditflow.bench.results import BenchResult, IngestResult, Percentiles, PipelineResult
 
 
 def _n(value: Any, digits: int = 0) -> str:
@@ -65,6 +65,8 @@ def render(result: BenchResult, console: Console) -> None:
             "",
         )
     console.print(table)
+    if result.ingest:
+        _ingest_table(result.ingest, console)
     if pipeline:
         processes = Table("process", "CPU (cores)", "RSS peak MB", title="Resources during the pipeline run")
         for name, stats in pipeline.processes.items():
@@ -107,3 +109,30 @@ def _pipeline_rows(table: Table, pipeline: PipelineResult) -> None:
     if depths:
         peak = {k: max(d.get(k, 0) for d in depths) for k in depths[0] if k != "t"}
         table.add_row("queue depth peak (ready messages)", ", ".join(f"{k}={v:g}" for k, v in peak.items()), "", "")
+
+
+def _ingest_table(ingest: IngestResult, console: Console) -> None:
+    table = Table(
+        "sample (format)",
+        "parsed lines/CPU-s",
+        "with keys",
+        "re loop (same run)",
+        "ratio",
+        "end to end lines/s",
+        "per CPU-s",
+        "events / alerts",
+        title="Log lines to events (ingest): parsing on one core, and end to end into the embedded pipeline",
+    )
+    for s in ingest.samples:
+        e2e = s.end_to_end
+        table.add_row(
+            f"{s.sample} ({s.format})",
+            _n(s.parsed_lines_per_cpu_s),
+            _n(s.parsed_keyed_lines_per_cpu_s),
+            _n(s.baseline_lines_per_cpu_s),
+            f"{s.parsed_vs_baseline:.3f}",
+            _n(e2e.lines_per_s) if e2e else "-",
+            _n(e2e.lines_per_cpu_s) if e2e else "-",
+            f"{_n(s.events)} / {_n(e2e.alerts) if e2e else '-'}",
+        )
+    console.print(table)

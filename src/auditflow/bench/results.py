@@ -121,6 +121,42 @@ class MemoryResult:
 
 
 @dataclass(frozen=True, slots=True)
+class EndToEndIngest:
+    """Log lines parsed with keys, submitted and fully processed by the embedded pipeline."""
+
+    lines: int
+    events: int
+    alerts: int
+    seconds: float
+    lines_per_s: float
+    # CPU time of the one process (one event loop, so one core) over the same interval.
+    lines_per_cpu_s: float
+
+
+@dataclass(slots=True)
+class IngestSample:
+    """One sample of generated lines in one parser format: lines per CPU-second parsed to events
+    (without and with position keys) and of the plain `re` baseline loop over the same lines."""
+
+    sample: str
+    format: str
+    lines: int
+    events: int
+    unparsed: dict[str, int]
+    parsed_lines_per_cpu_s: float
+    parsed_keyed_lines_per_cpu_s: float
+    baseline_lines_per_cpu_s: float
+    parsed_vs_baseline: float
+    end_to_end: EndToEndIngest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    samples: list[IngestSample]
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ratios:
     """The headline ratios against the baselines measured in the same run."""
 
@@ -138,6 +174,7 @@ class BenchResult:
     persistence: PersistenceResult | None = None
     api: ApiResult | None = None
     memory: MemoryResult | None = None
+    ingest: IngestResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     machine_after: Machine | None = None
 

@@ -85,6 +85,16 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
             started = time.monotonic()
             if scenario == "pipeline":
                 result.pipeline = await _pipeline(options, root / "pipeline", progress)
+            elif scenario == "ingest":
+                from auditflow.bench.ingest import run_ingest
+
+                result.ingest = await run_ingest(
+                    options.log_lines,
+                    root / scenario,
+                    batch_size=options.batch_size,
+                    seed=options.seed,
+                    progress=progress,
+                )
             else:
                 async with _scratch(options, root / scenario, f"bench{os.urandom(5).hex()}") as scratch:
                     if scenario == "persistence":
