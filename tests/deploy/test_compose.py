@@ -48,7 +48,8 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 
 
 def test_services_and_volumes(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == INFRA | set(SERVICES) | {"migrate"}
+    # syslog is optional (a compose profile); tests/deploy/test_syslog_component.py checks it.
+    assert set(compose["services"]) == INFRA | set(SERVICES) | {"migrate", "syslog"}
     for name in INFRA:
         service = compose["services"][name]
         assert "healthcheck" in service, name
