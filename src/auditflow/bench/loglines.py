@@ -19,7 +19,9 @@ SSHD_TEMPLATES = (
     "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user={user}",
     "Connection closed by authenticating user {user} {ip} port {port} [preauth]",
     "Received disconnect from {ip} port {port}:11: Bye Bye [preauth]",
-    "Accepted publickey for {user} from {ip} port {port} ssh2: ED25519 SHA256:q2H3Jx0v5nUZ9m8W7kq1r8eYwB8t3m0F2x6c7a1b",
+    # A made-up key fingerprint.
+    "Accepted publickey for {user} from {ip} port {port} ssh2: ED25519"
+    " SHA256:q2H3Jx0v5nUZ9m8W7kq1r8eYwB8t3m0F2x6c7a1b",  # pragma: allowlist secret
     "pam_unix(sshd:session): session opened for user {user}(uid=1000) by (uid=0)",
     'Connection from {ip} port {port} on 192.0.2.10 port 22 rdomain ""',
     "PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user={user}",
