@@ -276,3 +276,27 @@ async def test_an_sshd_brute_force_over_syslog_raises_the_alert(tmp_path: Path) 
         await runtime.aclose()
     assert [(a.user_id, a.server_hostname) for a in page.items] == [("root", "web-1")]
     assert page.items[0].occurrences >= 3
+
+
+async def test_idle_connections_are_closed_and_connections_are_bounded(tmp_path: Path) -> None:
+    refused = REGISTRY.get_sample_value("auditflow_syslog_connections_refused_total", {"transport": "tcp"}) or 0.0
+    async with receiver(tmp_path, syslog_idle_timeout=0.3, syslog_max_connections=2) as (runtime, collector):
+        port = server_of(runtime).port
+        kept = [await asyncio.open_connection(HOST, port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        third_reader, third_writer = await asyncio.open_connection(HOST, port)
+        async with asyncio.timeout(2):
+            assert await third_reader.read() == b""  # closed at once: the limit is reached
+        third_writer.close()
+        _, writer = kept[0]
+        writer.write((rfc3164(FAILED, host="within-limit") + "\n").encode())
+        await writer.drain()
+        events = await collector.wait_for(1)
+        async with asyncio.timeout(3):
+            for reader, _ in kept:
+                assert await reader.read() == b""  # closed by the server after 0.3 s of silence
+        for _, writer in kept:
+            writer.close()
+    assert [e.server_hostname for e in events] == ["within-limit"]
+    after = REGISTRY.get_sample_value("auditflow_syslog_connections_refused_total", {"transport": "tcp"}) or 0.0
+    assert after - refused == 1
