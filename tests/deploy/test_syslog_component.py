@@ -22,8 +22,17 @@ from auditflow import __version__
 from auditflow.bench.processes import free_port
 from auditflow.config import Settings
 from auditflow.roles import DEFAULT_PORTS
-from tests.deploy.conftest import KUBERNETES_VERSIONS, REPO, app_container, of_kind, run, tool
-from tests.deploy.test_policy import all_containers, container_env, settings_configmap
+from tests.deploy.conftest import (
+    KUBERNETES_VERSIONS,
+    REPO,
+    app_container,
+    container_env,
+    of_kind,
+    run,
+    settings_configmap,
+    tool,
+)
+from tests.deploy.test_policy import all_containers
 from tests.deploy.test_serve import STARTUP_TIMEOUT, wait_for_line, with_port
 
 HTTP_PORT = DEFAULT_PORTS["syslog"]

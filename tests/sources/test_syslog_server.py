@@ -115,6 +115,12 @@ def server_of(runtime: Runtime) -> SyslogServer:
     return runtime.syslog
 
 
+def port_of(runtime: Runtime) -> int:
+    port = server_of(runtime).port
+    assert port is not None
+    return port
+
+
 async def tcp_send(port: int, *chunks: bytes, pause: float = 0.0, tls: ssl.SSLContext | None = None) -> None:
     _reader, writer = await asyncio.open_connection(HOST, port, ssl=tls)
     for chunk in chunks:
@@ -133,7 +139,7 @@ def octets(message: str | bytes) -> bytes:
 
 async def test_udp_datagrams_one_message_each(tmp_path: Path) -> None:
     async with receiver(tmp_path) as (runtime, collector):
-        port = server_of(runtime).port
+        port = port_of(runtime)
         before = {o: metric(o, "udp") for o in ("events", "no-header")}
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for message in (rfc3164(FAILED), rfc5424(FAILED) + "\n", "not syslog at all"):
@@ -151,7 +157,7 @@ async def test_tcp_newline_framing_and_lines_without_a_hostname(tmp_path: Path) 
         before = metric("no-hostname", "tcp")
         lines = [rfc3164(FAILED, host=f"h{n}") for n in range(50)] + [rfc5424(FAILED), hostless]
         payload = "\r\n".join(lines).encode() + b"\n"
-        await tcp_send(server_of(runtime).port, payload)
+        await tcp_send(port_of(runtime), payload)
         events = await collector.wait_for(52)
     assert len(events) == 52
     hosts = [e.server_hostname for e in events]
@@ -166,14 +172,14 @@ async def test_tcp_octet_counting_with_frames_split_across_reads(tmp_path: Path)
         stream = octets(rfc5424(FAILED)) + octets(rfc3164(FAILED) + "\n") + octets(rfc5424(FAILED, host="third"))
         cuts = [3, 10, len(stream) // 2, len(stream) - 5]
         chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
-        await tcp_send(server_of(runtime).port, *chunks, pause=0.05)
+        await tcp_send(port_of(runtime), *chunks, pause=0.05)
         events = await collector.wait_for(3)
     assert [e.server_hostname for e in events] == ["gateway", "bastion", "third"]
 
 
 async def test_oversized_frames_are_cut_counted_and_the_stream_goes_on(tmp_path: Path) -> None:
     async with receiver(tmp_path, syslog_max_message=1024) as (runtime, collector):
-        port = server_of(runtime).port
+        port = port_of(runtime)
         before = truncated("tcp")
         # Still an sshd login when cut: the key fingerprint is what runs long.
         long_line = rfc3164("Accepted publickey for alice from 203.0.113.9 port 50022 ssh2: RSA SHA256:" + "x" * 5000)
@@ -188,7 +194,7 @@ async def test_oversized_frames_are_cut_counted_and_the_stream_goes_on(tmp_path:
 
 async def test_garbage_is_counted_and_a_bad_octet_count_ends_only_its_connection(tmp_path: Path) -> None:
     async with receiver(tmp_path) as (runtime, collector):
-        port = server_of(runtime).port
+        port = port_of(runtime)
         before = {o: metric(o, "tcp") for o in ("no-header", "bad-frame")}
         garbage = bytes(range(256)).replace(b"\n", b"") + b"\xff\xfe\xc3\x28"
         await tcp_send(port, b"<>\x00\x01" + garbage + b"\n" + rfc3164(FAILED).encode() + b"\n")
@@ -281,7 +287,7 @@ async def test_an_sshd_brute_force_over_syslog_raises_the_alert(tmp_path: Path) 
 async def test_idle_connections_are_closed_and_connections_are_bounded(tmp_path: Path) -> None:
     refused = REGISTRY.get_sample_value("auditflow_syslog_connections_refused_total", {"transport": "tcp"}) or 0.0
     async with receiver(tmp_path, syslog_idle_timeout=0.3, syslog_max_connections=2) as (runtime, collector):
-        port = server_of(runtime).port
+        port = port_of(runtime)
         kept = [await asyncio.open_connection(HOST, port) for _ in range(2)]
         await asyncio.sleep(0.05)
         third_reader, third_writer = await asyncio.open_connection(HOST, port)
