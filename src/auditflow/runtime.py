@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from auditflow.backends.broker import Broker, create_broker
 from auditflow.backends.state import WindowState, create_state
@@ -34,7 +34,9 @@ from auditflow.services.analysis import AnalysisService
 from auditflow.services.generator import GeneratorService
 from auditflow.services.ingest import Ingestor
 from auditflow.services.notification import NotificationService
-from auditflow.sources.syslog_server import SyslogServer
+
+if TYPE_CHECKING:
+    from auditflow.sources.syslog_server import SyslogServer
 
 log = logging.getLogger("auditflow.runtime")
 
@@ -127,6 +129,9 @@ class Runtime:
             )
         if Role.SYSLOG in self.roles:
             assert self.ingestor is not None, "syslog messages are published through the ingest path"
+            # Imported here: only this process needs the parsers.
+            from auditflow.sources.syslog_server import SyslogServer
+
             self.syslog = SyslogServer(s, self.ingestor)
         if Role.ANALYSIS in self.roles:
             assert self.broker is not None

@@ -80,6 +80,8 @@ class SyslogServer:
                 continue
             self._servers.append(tcp)
             break
+        else:
+            raise ConfigError(f"cannot find a port free for both UDP and TCP syslog on {self.host}")
         if tls is not None:
             server = await self._listen_tcp(self.settings.syslog_tls_port, tls, "tls")
             self._servers.append(server)
