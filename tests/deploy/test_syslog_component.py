@@ -25,15 +25,20 @@ from auditflow.roles import DEFAULT_PORTS
 from tests.deploy.conftest import (
     KUBERNETES_VERSIONS,
     REPO,
+    SERVICES,
     app_container,
     container_env,
+    generate_secrets,
     of_kind,
+    read_env_file,
     run,
     settings_configmap,
     tool,
 )
-from tests.deploy.test_policy import all_containers
+from tests.deploy.test_compose import interpolate
+from tests.deploy.test_policy import all_containers, deployments
 from tests.deploy.test_serve import STARTUP_TIMEOUT, wait_for_line, with_port
+from tests.deploy.token_policy import check_least_privilege
 
 HTTP_PORT = DEFAULT_PORTS["syslog"]
 SYSLOG_PORT = Settings.model_fields["syslog_port"].default
@@ -94,6 +99,16 @@ def test_command_ports_and_probes_match_the_cli(docs: list[dict[str, Any]], secr
     assert settings.broker_url.startswith("amqp://auditflow:")
 
 
+def test_tokens_follow_the_least_privilege_policy(docs: list[dict[str, Any]], secrets_env: dict[str, str]) -> None:
+    configmap = settings_configmap(docs)
+    check_least_privilege(
+        {
+            name: container_env(app_container(deployment), configmap, secrets_env)
+            for name, deployment in deployments(docs).items()
+        }
+    )
+
+
 def test_locked_down_like_the_other_services(docs: list[dict[str, Any]]) -> None:
     spec = named(docs, "Deployment", "syslog")["spec"]["template"]["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -126,9 +141,19 @@ def test_not_in_the_overlays_without_the_component(rendered: dict[str, list[dict
         assert "syslog" not in {d["metadata"]["name"] for d in of_kind(rendered[overlay], "Deployment")}
 
 
-def test_compose_service_matches_the_cli() -> None:
+def test_compose_service_matches_the_cli(tmp_path: Path) -> None:
     compose = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
     service = compose["services"]["syslog"]
+    result = generate_secrets("compose", "--output", tmp_path / ".env")
+    assert result.returncode == 0, result.stderr
+    dotenv = read_env_file(tmp_path / ".env")
+    names = [*SERVICES, "syslog"]
+    check_least_privilege(
+        {
+            name: {k: interpolate(str(v), dotenv) for k, v in compose["services"][name]["environment"].items()}
+            for name in names
+        }
+    )
     assert service["profiles"] == ["syslog"]
     assert service["command"] == ["serve", "syslog", "--host", "0.0.0.0", "--port", str(HTTP_PORT)]
     assert set(service["ports"]) == {
