@@ -16,6 +16,7 @@ from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
 from auditflow.logging import configure_logging
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
+from auditflow.rules.sigma.command import import_sigma_command
 from auditflow.runtime import Runtime
 from auditflow.sources.commands import register_source_commands
 
@@ -227,4 +228,5 @@ def hash_password_command(name: str, role: str, password: str) -> None:
 
 
 main.add_command(bench)
+rules.add_command(import_sigma_command)
 register_source_commands(main)

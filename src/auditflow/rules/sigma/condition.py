@@ -1,0 +1,87 @@
+"""A Sigma condition tree (as pySigma parses and resolves it) as an AuditFlow `where:` mapping.
+
+pySigma resolves identifiers, `1 of`/`all of` selectors, wildcards in them and parentheses into a
+tree of AND, OR and NOT whose leaves are `field = value` or bare keyword values; this module walks
+that tree. OR-ed values of one field are folded into one `in` or one regex list, which the rule
+compiler turns into a single test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionItem,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+
+from auditflow.rules.sigma.errors import UnsupportedRule
+from auditflow.rules.sigma.logsources import LogSource
+from auditflow.rules.sigma.values import field_spec, keyword_spec
+
+Where = dict[str, Any]
+Node = ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression | None
+KEYWORD_FIELD = "details.event.original"
+_COMBINATORS = ("any", "all", "not")
+
+
+def to_where(node: Node, source: LogSource) -> Where:
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        target = source.target(node.field)
+        return {target.path: field_spec(node.value, target)}
+    if isinstance(node, ConditionValueExpression):
+        return {KEYWORD_FIELD: keyword_spec(node.value)}
+    if isinstance(node, ConditionNOT):
+        return {"not": to_where(node.args[0], source)}
+    if isinstance(node, ConditionAND):
+        return _and([to_where(arg, source) for arg in node.args])
+    if isinstance(node, ConditionOR):
+        return _or([to_where(arg, source) for arg in node.args])
+    if node is None:
+        raise UnsupportedRule("the detection is empty")
+    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+
+def _and(parts: list[Where]) -> Where:
+    merged: Where = {}
+    rest: list[Where] = []
+    for part in parts:
+        if any(key in merged for key in part):
+            rest.append(part)
+        else:
+            merged.update(part)
+    if not rest:
+        return merged
+    if "all" in merged:
+        return {"all": [merged, *rest]}
+    merged["all"] = rest
+    return merged
+
+
+def _or(parts: list[Where]) -> Where:
+    keys = {next(iter(part)) for part in parts if len(part) == 1}
+    if len(keys) == 1 and all(len(part) == 1 for part in parts):
+        path = keys.pop()
+        if path not in _COMBINATORS:
+            return {path: _fold([part[path] for part in parts])}
+    return {"any": parts}
+
+
+def _fold(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """OR-ed specs of one field, as one operator where they are all of one kind."""
+    if all(spec.keys() in ({"equals"}, {"in"}) for spec in specs):
+        values: list[Any] = []
+        for spec in specs:
+            values.extend(spec["in"] if "in" in spec else [spec["equals"]])
+        return {"in": values}
+    if all(spec.keys() == {"regex"} for spec in specs):
+        patterns: list[str] = []
+        for spec in specs:
+            value = spec["regex"]
+            patterns.extend(value if isinstance(value, list) else [value])
+        return {"regex": patterns}
+    return {"any": specs}

@@ -1,0 +1,119 @@
+"""Sigma values (after pySigma applied the modifiers) as AuditFlow value conditions.
+
+Sigma compares strings case-insensitively unless the `cased` modifier says otherwise, and its
+wildcards are `*` and `?`; both become regular expressions with a scoped `(?i:...)` flag, because
+our `glob` and `equals` are case-sensitive. A value with no letter and no wildcard stays a plain
+`equals`, which is cheaper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sigma.types import (
+    CompareOperators,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaType,
+)
+
+from auditflow.rules.sigma.errors import UnsupportedRule
+from auditflow.rules.sigma.logsources import FieldTarget
+
+Spec = dict[str, Any]
+
+_COMPARE = {
+    CompareOperators.GT: "gt",
+    CompareOperators.GTE: "gte",
+    CompareOperators.LT: "lt",
+    CompareOperators.LTE: "lte",
+}
+_FLAGS = {
+    SigmaRegularExpressionFlag.IGNORECASE: "i",
+    SigmaRegularExpressionFlag.MULTILINE: "m",
+    SigmaRegularExpressionFlag.DOTALL: "s",
+}
+
+
+def _string_body(value: SigmaString) -> str:
+    """The regular expression for a Sigma string's wildcards and text, case-insensitive unless cased."""
+    body = str(value.to_regex().regexp)
+    return body if isinstance(value, SigmaCasedString) else f"(?i:{body})"
+
+
+def _is_plain(value: SigmaString) -> bool:
+    plain = value.to_plain() if not value.contains_special() else None
+    return plain is not None and plain.lower() == plain.upper()
+
+
+def field_spec(value: SigmaType, target: FieldTarget) -> Spec:
+    """The condition a field must satisfy for `field: value` to hold in Sigma."""
+    if target.position is not None:
+        return _positional_spec(value, target.position)
+    if isinstance(value, SigmaExpansion):
+        return {"any": [field_spec(v, target) for v in value.values]}
+    if isinstance(value, SigmaString):
+        if _is_plain(value):
+            return {"equals": value.to_plain()}
+        return {"regex": f"^{_string_body(value)}$"}
+    if isinstance(value, SigmaBool):
+        return {"equals": value.boolean}
+    if isinstance(value, SigmaNumber):
+        # Parsers keep some numbers as text (auditd ids), others as numbers (HTTP status codes).
+        return {"in": [value.number, str(value.number)]}
+    if isinstance(value, SigmaNull):
+        return {"exists": False}
+    if isinstance(value, SigmaExists):
+        return {"exists": value.exists}
+    if isinstance(value, SigmaRegularExpression):
+        flags = "".join(sorted(_FLAGS[f] for f in value.flags))
+        pattern = str(value.regexp)
+        return {"regex": f"(?{flags}:{pattern})" if flags else pattern}
+    if isinstance(value, SigmaCIDRExpression):
+        return {"glob": value.expand("*")}
+    if isinstance(value, SigmaCompareExpression):
+        if value.op is CompareOperators.NEQ:
+            return {"not": {"equals": value.number.number}}
+        return {_COMPARE[value.op]: value.number.number}
+    if isinstance(value, SigmaFieldReference):
+        raise UnsupportedRule("fieldref (comparing two fields) is not supported by AuditFlow conditions")
+    raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
+
+
+def _positional_spec(value: SigmaType, position: int) -> Spec:
+    """`aN: value` as a regular expression on the command line: word N, then a space or the end.
+
+    Arguments are joined with spaces, so an earlier argument that itself holds a space shifts the
+    position; `contains` and `endswith` may also match across the following arguments.
+    """
+    if isinstance(value, SigmaExpansion):
+        return {"any": [_positional_spec(v, position) for v in value.values]}
+    if isinstance(value, SigmaNumber):
+        value = SigmaString(str(value.number))
+    if not isinstance(value, SigmaString):
+        raise UnsupportedRule(f"{type(value).__name__} on an EXECVE argument (a{position}) is not supported")
+    skip = "(?:[^ ]* )" * position
+    return {"regex": f"^{skip}{_string_body(value)}(?: |$)"}
+
+
+def keyword_spec(value: SigmaType) -> Spec:
+    """A keyword search: the value anywhere in the raw message (Sigma's full-text match)."""
+    if isinstance(value, SigmaExpansion):
+        return {"any": [keyword_spec(v) for v in value.values]}
+    if isinstance(value, SigmaNumber):
+        value = SigmaString(str(value.number))
+    if isinstance(value, SigmaString):
+        return {"regex": _string_body(value)}
+    if isinstance(value, SigmaRegularExpression):
+        return field_spec(value, FieldTarget("details.event.original"))
+    raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
