@@ -1,0 +1,95 @@
+"""Sigma test helpers: convert a Sigma rule written in the test and run it through the Detector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from auditflow.backends.state import WindowState
+from auditflow.model import Event
+from auditflow.model.alert import Alert
+from auditflow.rules import Detector, Rule, RuleSet
+from auditflow.rules.sigma.importer import ImportReport, import_sigma
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+_rule = TypeAdapter[Rule](Rule)
+
+K8S_HEADER = """
+title: "{title}"
+id: 6f1e2d3c-0000-4000-8000-{serial:012d}
+status: test
+level: high
+logsource: {{product: kubernetes, service: audit}}
+"""
+AUDITD_HEADER = K8S_HEADER.replace("kubernetes, service: audit", "linux, service: auditd")
+
+
+def k8s_rule(detection: str, title: str = "test rule", serial: int = 1) -> str:
+    return K8S_HEADER.format(title=title, serial=serial) + detection
+
+
+def auditd_rule(detection: str, title: str = "test rule", serial: int = 1) -> str:
+    return AUDITD_HEADER.format(title=title, serial=serial) + detection
+
+
+def import_texts(tmp_path: Path, *texts: str) -> ImportReport:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for i, text in enumerate(texts):
+        (tmp_path / f"rule{i:02d}.yml").write_text(text, encoding="utf-8")
+    return import_sigma([tmp_path])
+
+
+def convert_one(tmp_path: Path, text: str) -> dict[str, Any]:
+    report = import_texts(tmp_path, text)
+    [outcome] = report.outcomes
+    assert outcome.status == "converted", outcome.reason
+    assert outcome.converted is not None
+    return outcome.converted.rule
+
+
+def unsupported_reason(tmp_path: Path, text: str) -> str:
+    [outcome] = import_texts(tmp_path, text).outcomes
+    assert outcome.status == "unsupported", outcome
+    return outcome.reason
+
+
+def ruleset(*rules: dict[str, Any]) -> RuleSet:
+    return RuleSet.build([_rule.validate_python(rule) for rule in rules], version="test", source="test")
+
+
+def k8s_event(seconds: float = 0, user_id: str = "alice", **audit: Any) -> Event:
+    return Event(
+        event_type="k8s_audit",
+        timestamp=T0 + timedelta(seconds=seconds),
+        user_id=user_id,
+        server_hostname="cluster-1",
+        details={"kubernetes": {"audit": audit}, "event": {"original": "{}"}},
+    )
+
+
+def execve_event(*args: str, seconds: float = 0, **audit: Any) -> Event:
+    return Event(
+        event_type="process_started",
+        source_service="auditd",
+        timestamp=T0 + timedelta(seconds=seconds),
+        server_hostname="web-1",
+        details={
+            "audit": {"records": ["SYSCALL", "EXECVE", "CWD", "PATH"], **audit},
+            "process": {"args": list(args), "command_line": " ".join(args)},
+            "event": {"original": "type=EXECVE ...", "action": "execve", "dataset": "auditd"},
+        },
+    )
+
+
+async def fire(state: WindowState, rule: dict[str, Any], events: Sequence[Event]) -> list[Alert]:
+    """The alerts the rule raises over the events, one batch, with suppression off."""
+    detector = Detector(state, lambda: ruleset({**rule, "suppress_for": 0}))
+    return await detector.process(list(events))
+
+
+async def matches(state: WindowState, rule: dict[str, Any], event: Event) -> bool:
+    return bool(await fire(state, rule, [event]))
