@@ -4,6 +4,7 @@ non-matching event."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from auditflow.backends.state import WindowState
 from tests.sigma.helpers import convert_one, k8s_event, k8s_rule, matches, unsupported_reason
 
 # (detection, audit fields of a matching event, of a non-matching one)
-CASES = {
+CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "plain value, case-insensitive": ("verb: Delete", {"verb": "delete"}, {"verb": "deleted"}),
     "value list is any of": ("verb: [get, list]", {"verb": "list"}, {"verb": "watch"}),
     "contains": ("requestURI|contains: /exec", {"requestURI": "/api/v1/pods/x/EXEC?c=sh"}, {"requestURI": "/x"}),

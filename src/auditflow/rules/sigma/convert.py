@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule, SigmaRuleBase
 
 from auditflow.rules.schema import Rule
@@ -73,11 +72,8 @@ def detection_where(sigma: SigmaRule) -> tuple[Where, LogSource]:
     conditions = sigma.detection.parsed_condition
     if len(conditions) != 1:
         raise UnsupportedRule(f"{len(conditions)} conditions in one rule (only one is supported)")
-    try:
-        tree = conditions[0].parsed
-    except SigmaError as exc:
-        raise UnsupportedRule(f"condition: {exc}") from None
-    detection = to_where(tree, source)
+    # A SigmaError here (an undefined identifier) means the rule is broken; the importer says so.
+    detection = to_where(conditions[0].parsed, source)
     where = dict(source.where)
     if any(key in where for key in detection):
         where["all"] = [detection]

@@ -59,7 +59,7 @@ def _at_least(correlation: SigmaCorrelationRule) -> int:
         return count
     if op is SigmaCorrelationConditionOperator.GT:
         return count + 1
-    raise UnsupportedRule(f"correlation condition {op.name.lower() if op else op!r}: only gte and gt are supported")
+    raise UnsupportedRule(f"correlation condition {op.name.lower() if op else None}: only gte and gt are supported")
 
 
 def convert_correlation(correlation: SigmaCorrelationRule) -> ConvertedRule:

@@ -75,6 +75,13 @@ def _title(rule: SigmaRuleBase) -> str:
     return rule.title or str(rule.id or "(untitled)")
 
 
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return f"invalid YAML: {' '.join(str(exc).split())}"
+
+
 def _read(path: Path, report: ImportReport) -> list[SigmaRule | SigmaCorrelationRule]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -83,7 +90,7 @@ def _read(path: Path, report: ImportReport) -> list[SigmaRule | SigmaCorrelation
         report.outcomes.append(Outcome(path, "-", "broken", f"cannot read: {exc}"))
         return []
     except yaml.YAMLError as exc:
-        report.outcomes.append(Outcome(path, "-", "broken", f"invalid YAML: {' '.join(str(exc).split())}"))
+        report.outcomes.append(Outcome(path, "-", "broken", _yaml_error(exc)))
         return []
     except (SigmaError, TypeError, ValueError, AttributeError) as exc:
         report.outcomes.append(Outcome(path, "-", "broken", f"not a Sigma rule: {exc}"))
