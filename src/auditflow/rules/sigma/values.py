@@ -25,6 +25,7 @@ from sigma.types import (
     SigmaRegularExpressionFlag,
     SigmaString,
     SigmaType,
+    SpecialChars,
 )
 
 from auditflow.rules.sigma.errors import UnsupportedRule
@@ -45,10 +46,32 @@ _FLAGS = {
 }
 
 
+def _trim(value: SigmaString) -> tuple[SigmaString, bool, bool]:
+    """The string without leading and trailing `*`, and whether it had them.
+
+    `contains` gives `*x*`: searched as `.*x.*` from every position a regular expression costs
+    time quadratic in the value's length, so the wildcards at the ends become a missing anchor.
+    """
+    lead = trail = False
+    while len(value) and value.startswith(SpecialChars.WILDCARD_MULTI):
+        value, lead = value[1:], True
+    while len(value) and value.endswith(SpecialChars.WILDCARD_MULTI):
+        value, trail = value[:-1], True
+    return value, lead, trail
+
+
 def _string_body(value: SigmaString) -> str:
-    """The regular expression for a Sigma string's wildcards and text, case-insensitive unless cased."""
-    body = str(value.to_regex().regexp)
-    return body if isinstance(value, SigmaCasedString) else f"(?i:{body})"
+    """The regular expression for a Sigma string's wildcards and text, case-insensitive unless cased;
+    `*` matches line breaks too, as it does in Sigma."""
+    body = str(value.to_regex().regexp) if len(value) else ""
+    return f"(?s:{body})" if isinstance(value, SigmaCasedString) else f"(?is:{body})"
+
+
+def _string_regex(value: SigmaString) -> str:
+    core, lead, trail = _trim(value)
+    if not len(core):
+        return "^"  # `*`: any string
+    return ("" if lead else "^") + _string_body(core) + ("" if trail else r"\Z")
 
 
 def _is_plain(value: SigmaString) -> bool:
@@ -65,7 +88,7 @@ def field_spec(value: SigmaType, target: FieldTarget) -> Spec:
     if isinstance(value, SigmaString):
         if _is_plain(value):
             return {"equals": value.to_plain()}
-        return {"regex": f"^{_string_body(value)}$"}
+        return {"regex": _string_regex(value)}
     if isinstance(value, SigmaBool):
         return {"equals": value.boolean}
     if isinstance(value, SigmaNumber):
@@ -102,8 +125,11 @@ def _positional_spec(value: SigmaType, position: int) -> Spec:
         value = SigmaString(str(value.number))
     if not isinstance(value, SigmaString):
         raise UnsupportedRule(f"{type(value).__name__} on an EXECVE argument (a{position}) is not supported")
+    core, lead, trail = _trim(value)
     skip = "(?:[^ ]* )" * position
-    return {"regex": f"^{skip}{_string_body(value)}(?: |$)"}
+    start = "(?s:.*)" if lead else ""
+    end = "" if trail else r"(?: |\Z)"
+    return {"regex": f"^{skip}{start}{_string_body(core)}{end}"}
 
 
 def keyword_spec(value: SigmaType) -> Spec:
@@ -113,7 +139,8 @@ def keyword_spec(value: SigmaType) -> Spec:
     if isinstance(value, SigmaNumber):
         value = SigmaString(str(value.number))
     if isinstance(value, SigmaString):
-        return {"regex": _string_body(value)}
+        core, _, _ = _trim(value)
+        return {"regex": _string_body(core) if len(core) else "^"}
     if isinstance(value, SigmaRegularExpression):
         return field_spec(value, FieldTarget("details.event.original"))
     raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
