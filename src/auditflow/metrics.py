@@ -6,9 +6,12 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_INGESTED = Counter("auditflow_events_ingested", "Events accepted for analysis", ["source"])
 EVENTS_ANALYZED = Counter("auditflow_events_analyzed", "Events evaluated against the rules")
-MESSAGES_DEAD_LETTERED = Counter(
-    "auditflow_messages_dead_lettered", "Messages or events routed to the dead-letter queue", ["queue", "reason"]
+DEAD_LETTERS = Counter(
+    "auditflow_dead_letters",
+    "Messages or single events/alerts routed to the dead-letter queue, by origin queue and kind of reason",
+    ["queue", "reason"],
 )
+DEAD_LETTERS_STORED = Gauge("auditflow_dead_letters_stored", "Dead letters kept in the store, awaiting replay or purge")
 ALERTS_PUBLISHED = Counter("auditflow_alerts_published", "Alert messages published by analysis", ["kind"])
 ALERTS_STORED = Counter("auditflow_alerts_stored", "Alert rows written by notification", ["result"])
 RULES_LOADED = Gauge("auditflow_rules_loaded", "Enabled rules currently active")

@@ -1,7 +1,9 @@
 """A queue consumer with an explicit lifecycle, shared by the analysis and notification services.
 
 It waits for the broker, consumes in batches, restarts consumption when the broker connection is
-lost, and on shutdown stops intake and lets the in-flight batch finish and be acknowledged.
+lost, and on shutdown stops intake and lets the in-flight batch finish and be acknowledged. A batch
+that fails for any reason but a dependency being down goes through poison isolation (`poison.py`):
+only the message or item that fails alone is dead-lettered, the rest of the batch is processed.
 """
 
 from __future__ import annotations
@@ -10,22 +12,24 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from auditflow.backends.broker import Broker, Delivery
+from auditflow.backends.broker.batching import dead_letter_headers
 from auditflow.dependencies import Dependency
 from auditflow.errors import BackendUnavailable
-from auditflow.metrics import MESSAGES_DEAD_LETTERED
 from auditflow.retry import CONSUMER_BACKOFF, Attempts, wait_unless_stopped
+from auditflow.services.poison import isolate
 
 log = logging.getLogger("auditflow.worker")
 
 
 class QueueWorker(abc.ABC):
     name = "worker"
+    isolates_poison = True
 
     def __init__(
         self,
@@ -47,6 +51,9 @@ class QueueWorker(abc.ABC):
         self.linger_ms = linger_ms
         self.stopping = asyncio.Event()
         self.in_flight = 0
+        # Item dead letters of the attempt under way: published only if the attempt succeeds, so
+        # that the attempts of a poison search do not dead-letter the same item several times.
+        self._pending: list[tuple[list[bytes], str]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     @abc.abstractmethod
@@ -82,18 +89,43 @@ class QueueWorker(abc.ABC):
     async def _handle_counted(self, deliveries: Sequence[Delivery]) -> None:
         self.in_flight += 1
         try:
-            await self.handle(deliveries)
+            if not self.isolates_poison:
+                await self._attempt(deliveries)
+                return
+            for poison in await isolate(self._attempt, deliveries):
+                log.error("dead-lettering a poison %s: %s", "message" if poison.whole else "item", poison.reason)
+                if poison.whole:
+                    poison.delivery.dead_letter(poison.reason)  # the broker routes it when it acks
+                else:
+                    await self._publish_dead_letters([poison.delivery.body], poison.reason, poison.delivery.headers)
         finally:
             self.in_flight -= 1
 
+    async def _attempt(self, deliveries: Sequence[Delivery]) -> None:
+        self._pending = []
+        try:
+            await self.handle(deliveries)
+            pending = self._pending
+        finally:
+            self._pending = None
+        for bodies, reason in pending:
+            await self._publish_dead_letters(bodies, reason)
+
     async def dead_letter(self, raws: Sequence[Any], reason: str) -> None:
-        """Route invalid items of a valid message to the dead-letter queue, reason in the headers."""
-        MESSAGES_DEAD_LETTERED.labels(self.queue, reason.split(":", 1)[0]).inc(len(raws))
-        log.warning("dead-lettering %d item(s): %s", len(raws), reason, extra={"queue": self.queue})
+        """Route invalid items of a valid message to the dead-letter queue, reason in the headers;
+        published once the batch has been handled."""
+        body = orjson.dumps(list(raws), default=str)
+        if self._pending is not None:
+            self._pending.append(([body], reason))
+        else:
+            await self._publish_dead_letters([body], reason)
+
+    async def _publish_dead_letters(
+        self, bodies: list[bytes], reason: str, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        log.warning("dead-lettering %d item(s): %s", len(bodies), reason, extra={"queue": self.queue})
         await self.broker.publish(
-            self.dead_letter_queue,
-            [orjson.dumps(list(raws), default=str)],
-            headers={"x-auditflow-reason": reason[:1000], "x-auditflow-queue": self.queue},
+            self.dead_letter_queue, bodies, headers=dead_letter_headers(headers or {}, reason, self.queue)
         )
 
     async def stop(self) -> None:

@@ -53,6 +53,8 @@ class Delivery:
     # The body's items as validated by a publisher in this process (see LocalBody), or None:
     # then the consumer decodes the bytes, as it would for any remote publisher.
     decoded: Any = None
+    # Why the handler last failed on this delivery, for the dead letter at the delivery limit.
+    failure: str | None = None
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letter_reason = reason

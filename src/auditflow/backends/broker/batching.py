@@ -1,5 +1,9 @@
-"""What both brokers share around a consumed batch: the dead-letter header names, the poison
-rule, and calling the handler while holding the batch through a dependency outage."""
+"""What both brokers share around a consumed batch: the dead-letter header names and metric, the
+delivery limit, and calling the handler while holding the batch through a dependency outage.
+
+The handler itself isolates poison (`services/poison.py`): what still fails here is a batch in
+which no part succeeded, which goes back to the queue and is dead-lettered at the delivery limit.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 from auditflow.backends.broker.base import Delivery, MessageHandler
 from auditflow.errors import BackendUnavailable
+from auditflow.metrics import DEAD_LETTERS
 from auditflow.retry import HANDLER_BACKOFF, Attempts
 
 log = logging.getLogger("auditflow.broker")
@@ -23,6 +28,24 @@ QUEUE_HEADER = "x-auditflow-queue"
 COUNT_HEADER = "x-auditflow-delivery-count"
 POISON_REASON = "delivery limit reached"
 
+# The `reason` label of the dead-letter metric: a few kinds, never the free text (unbounded).
+_REASON_KINDS = (
+    ("poison", "poison"),
+    (POISON_REASON, "delivery_limit"),
+    ("invalid", "invalid"),
+    ("malformed", "invalid"),
+    ("body must", "invalid"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a dead-letter reason: poison, delivery_limit, invalid or other."""
+    return next((kind for prefix, kind in _REASON_KINDS if reason.startswith(prefix)), "other")
+
+
+def count_dead_letters(queue: str, reason: str, count: int = 1) -> None:
+    DEAD_LETTERS.labels(queue, reason_kind(reason)).inc(count)
+
 
 class Outcome(enum.Enum):
     """How a call of the handler ended."""
@@ -34,10 +57,11 @@ class Outcome(enum.Enum):
 
 def dead_letter_headers(headers: Mapping[str, Any], reason: str, queue: str) -> dict[str, Any]:
     """The original headers plus why and where from; the delivery counter is dropped because
-    the message leaves its queue for good."""
+    the message leaves its queue for good. Every dead letter passes here, so it is counted here."""
     result = {key: value for key, value in headers.items() if key != COUNT_HEADER}
-    result[REASON_HEADER] = reason
+    result[REASON_HEADER] = reason[:1000]
     result[QUEUE_HEADER] = queue
+    count_dead_letters(queue, reason)
     return result
 
 
@@ -60,7 +84,7 @@ def mark_failed(batch: Sequence[Delivery], max_deliveries: int) -> list[Delivery
     requeue: list[Delivery] = []
     for delivery in batch:
         if delivery.delivery_count >= max_deliveries:
-            delivery.dead_letter(POISON_REASON)
+            delivery.dead_letter(f"{POISON_REASON}: {delivery.failure}" if delivery.failure else POISON_REASON)
         else:
             delivery.dead_letter_reason = None
             requeue.append(delivery)
@@ -89,8 +113,10 @@ async def run_handler(
             log.warning("handler dependency unavailable, holding %d messages: %s", len(batch), exc)
             if await attempts.pause():
                 return Outcome.STOPPED
-        except Exception:
+        except Exception as exc:
             log.exception("handler failed on a batch of %d messages", len(batch))
+            for delivery in batch:
+                delivery.failure = f"{type(exc).__name__}: {exc}"[:500]
             return Outcome.FAILED
         else:
             return Outcome.HANDLED
