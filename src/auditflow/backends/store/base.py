@@ -1,4 +1,5 @@
-"""The alert-store contract: batched idempotent upserts, filtered keyset listing, triage updates."""
+"""The alert-store contract: batched idempotent upserts, filtered keyset listing, triage updates, and
+the dead letters of the pipeline."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from auditflow.lifecycle import AsyncLifecycle
@@ -17,6 +19,10 @@ from auditflow.model.alert import (
     AlertStats,
     AlertUpdate,
 )
+from auditflow.model.dead_letter import DeadLetterPage
+
+if TYPE_CHECKING:
+    from auditflow.backends.store.dead_letters import StoredDeadLetter
 
 
 @dataclass(slots=True)
@@ -62,3 +68,26 @@ class AlertStore(AsyncLifecycle):
 
     @abc.abstractmethod
     async def count(self) -> int: ...
+
+    # --- dead letters ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_dead_letters(self, letters: Sequence[StoredDeadLetter]) -> int:
+        """Store letters in one transaction, idempotent on their id; returns how many were new."""
+
+    @abc.abstractmethod
+    async def list_dead_letters(self, limit: int, cursor: str | None = None) -> DeadLetterPage:
+        """Newest first, keyset-paged; ValueError for a cursor this store did not make."""
+
+    @abc.abstractmethod
+    async def take_dead_letters(
+        self, ids: Sequence[UUID] | None, limit: int, *, received_until_ms: int | None = None
+    ) -> list[StoredDeadLetter]:
+        """Up to `limit` letters (the listed ones, or the oldest received until then), whole, for a replay."""
+
+    @abc.abstractmethod
+    async def delete_dead_letters(self, ids: Sequence[UUID] | None) -> int:
+        """Delete the listed letters, or every one when `ids` is None; returns how many went."""
+
+    @abc.abstractmethod
+    async def count_dead_letters(self) -> int: ...

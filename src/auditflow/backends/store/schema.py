@@ -93,6 +93,20 @@ dashboard_sessions = sa.Table(
     sa.Column("expires_at", sa.BigInteger(), nullable=False, index=True),
 )
 
+# Dead letters of the whole pipeline, moved here from the broker's dead-letter queue so that they
+# are durable in the embedded mode and listable, pageable and replayable in both modes.
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.Uuid(as_uuid=True), primary_key=True),
+    sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("received_at", sa.BigInteger(), nullable=False),
+    sa.Column("headers", Json, nullable=False),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+)
+sa.Index("ix_dead_letters_received_at", dead_letters.c.received_at.desc(), dead_letters.c.id.desc())
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 

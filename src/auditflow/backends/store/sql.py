@@ -11,7 +11,9 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from auditflow.backends.store import dead_letters
 from auditflow.backends.store.base import AlertStore, UpsertResult
+from auditflow.backends.store.dead_letters import StoredDeadLetter
 from auditflow.backends.store.engine import WRITE_OPTION, create_store_engine, database_url, mapped_errors
 from auditflow.backends.store.migrate import migrate_url, upgrade_connection
 from auditflow.backends.store.queries import compute_stats, fetch_detail, fetch_page
@@ -19,6 +21,7 @@ from auditflow.backends.store.schema import alert_history, alerts, to_ms
 from auditflow.backends.store.upsert import write_batch
 from auditflow.errors import BackendUnavailable, NotFound
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
+from auditflow.model.dead_letter import DeadLetterPage
 from auditflow.model.timeutil import utcnow
 
 __all__ = ["SqlAlertStore", "migrate_url"]
@@ -138,3 +141,34 @@ class SqlAlertStore(AlertStore):
         with mapped_errors("count"):
             async with self._read() as conn:
                 return int((await conn.execute(sa.select(sa.func.count()).select_from(alerts))).scalar_one())
+
+    # --- dead letters ----------------------------------------------------------------------------
+
+    async def add_dead_letters(self, letters: Sequence[StoredDeadLetter]) -> int:
+        if not letters:
+            return 0
+        with mapped_errors("store dead letters"):
+            async with self._write() as conn:
+                return await dead_letters.insert(conn, letters)
+
+    async def list_dead_letters(self, limit: int, cursor: str | None = None) -> DeadLetterPage:
+        with mapped_errors("list dead letters"):
+            async with self._read() as conn:
+                return await dead_letters.page(conn, limit, cursor)
+
+    async def take_dead_letters(
+        self, ids: Sequence[UUID] | None, limit: int, *, received_until_ms: int | None = None
+    ) -> list[StoredDeadLetter]:
+        with mapped_errors("read dead letters"):
+            async with self._read() as conn:
+                return await dead_letters.fetch(conn, ids, limit, received_until_ms)
+
+    async def delete_dead_letters(self, ids: Sequence[UUID] | None) -> int:
+        with mapped_errors("delete dead letters"):
+            async with self._write() as conn:
+                return await dead_letters.delete(conn, ids)
+
+    async def count_dead_letters(self) -> int:
+        with mapped_errors("count dead letters"):
+            async with self._read() as conn:
+                return await dead_letters.count(conn)
