@@ -31,9 +31,11 @@ from auditflow.roles import (
 )
 from auditflow.rules import RuleWatcher
 from auditflow.services.analysis import AnalysisService
+from auditflow.services.dead_letters import DeadLetterWorker
 from auditflow.services.generator import GeneratorService
 from auditflow.services.ingest import Ingestor
 from auditflow.services.notification import NotificationService
+from auditflow.services.worker import QueueWorker
 
 if TYPE_CHECKING:
     from auditflow.sources.syslog_server import SyslogServer
@@ -55,6 +57,7 @@ class Runtime:
     analysis: AnalysisService | None = None
     notification: NotificationService | None = None
     syslog: SyslogServer | None = None
+    dead_letters: DeadLetterWorker | None = None
     dependencies: dict[str, Dependency] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -167,6 +170,17 @@ class Runtime:
                 linger_ms=s.store_flush_ms,
                 store_batch_size=s.store_batch_size,
             )
+            # Dead letters go where the alerts go: durable, listed and replayed from the store.
+            self.dead_letters = DeadLetterWorker(
+                self.broker,
+                self.dependencies["broker"],
+                self.store,
+                self.dependencies["store"],
+                dead_letter_queue=s.dead_letter_queue,
+                prefetch=s.broker_prefetch,
+                batch_size=s.consume_batch_size,
+                linger_ms=s.store_flush_ms,
+            )
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -176,9 +190,8 @@ class Runtime:
             await self.rules.start()
         for dependency in self.dependencies.values():
             dependency.run()
-        for worker in (self.analysis, self.notification):
-            if worker is not None:
-                await worker.start()
+        for worker in self._workers():
+            await worker.start()
         if self.generator is not None:
             await self.generator.start()
         if self.syslog is not None:
@@ -198,9 +211,8 @@ class Runtime:
         if self.broker is not None and self.broker.in_process:
             # In-memory queues die with the process: finish their work before stopping the workers.
             await self._drain_memory_queues(deadline)
-        for worker in (self.analysis, self.notification):
-            if worker is not None:
-                await worker.stop()
+        for worker in self._workers():
+            await worker.stop()
         for dependency in self.dependencies.values():
             await dependency.aclose()
         for closer in self._closers():
@@ -208,6 +220,10 @@ class Runtime:
                 await asyncio.wait_for(closer(), max(0.5, deadline - time.monotonic()))
         if self.rules is not None:
             await self.rules.aclose()
+
+    def _workers(self) -> list[QueueWorker]:
+        """In pipeline order, so that a shutdown stops the producers of a queue before its consumer."""
+        return [w for w in (self.analysis, self.notification, self.dead_letters) if w is not None]
 
     def _closers(self) -> list[Callable[[], Awaitable[None]]]:
         return [c.aclose for c in (self.broker, self.state, self.store) if c is not None]
@@ -224,7 +240,9 @@ class Runtime:
         the bench and tests use it to know that everything submitted so far is stored)."""
         assert self.broker is not None
         queues = [self.settings.events_queue, self.settings.alerts_queue]
-        workers = [w for w in (self.analysis, self.notification) if w is not None]
+        if self.dead_letters is not None:
+            queues.append(self.settings.dead_letter_queue)
+        workers = self._workers()
         # A batch being collected (linger) is neither queued nor in flight: stay quiet longer than that.
         poll = max(poll, max(self.settings.consume_linger_ms, self.settings.store_flush_ms) / 1000)
         quiet_rounds = 0

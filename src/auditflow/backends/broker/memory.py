@@ -38,9 +38,8 @@ class _Message:
 class _Queue:
     """A deque plus the futures of whoever waits for messages (consumers) or space (publishers)."""
 
-    def __init__(self, max_length: int, *, drop_oldest: bool = False) -> None:
+    def __init__(self, max_length: int) -> None:
         self.max_length = max_length
-        self.drop_oldest = drop_oldest
         self.ready: deque[_Message] = deque()
         self.getters: list[asyncio.Future[None]] = []
         self.putters: list[asyncio.Future[None]] = []
@@ -56,13 +55,6 @@ class _Queue:
         start = 0
         while start < len(messages):
             space = self.max_length - len(self.ready)
-            if self.drop_oldest:
-                overflow = len(messages) - start - space
-                for _ in range(max(overflow, 0)):
-                    self.ready.popleft()
-                if overflow > 0:
-                    log.warning("dead-letter queue full: dropped its %d oldest messages", overflow)
-                space = len(messages) - start
             if space <= 0:
                 waiter = asyncio.get_running_loop().create_future()
                 self.putters.append(waiter)
@@ -134,9 +126,9 @@ class MemoryBroker(Broker):
       services may each open their own broker.
     - A message returned after a failed batch goes back to the *head* of its queue, in its
       original order (like a requeue on a RabbitMQ classic queue).
-    - Publishing waits while a queue holds `max_queue_length` messages (backpressure). Only the
-      dead-letter queue, which nobody may be reading in embedded mode, drops its oldest messages
-      instead, so that dead-lettering never blocks a consumer.
+    - Publishing waits while a queue holds `max_queue_length` messages (backpressure), the
+      dead-letter queue too: the embedded mode moves its messages into the store, and nothing
+      is ever dropped.
     - There is no prefetch: a consumer takes a batch straight from the queue, so `prefetch` is
       accepted and ignored.
     """
@@ -176,7 +168,7 @@ class MemoryBroker(Broker):
             raise BackendUnavailable("in-process broker is not started")
         queue = self._hub.queues.get(name)
         if queue is None:
-            queue = _Queue(self.max_queue_length, drop_oldest=name == self.dead_letter_queue)
+            queue = _Queue(self.max_queue_length)
             self._hub.queues[name] = queue
         return queue
 
