@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from auditflow import __version__
-from auditflow.api import admin, alerts, events, generator, health, rules
+from auditflow.api import admin, alerts, dead_letters, events, generator, health, rules
 from auditflow.api.deps import route_scopes
 from auditflow.codec import describe_error_list
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
@@ -40,6 +40,7 @@ _ROUTERS = (
     (Role.INGEST, events.router),
     (Role.GENERATOR, generator.router),
     (Role.ALERTS_API, alerts.router),
+    (Role.ALERTS_API, dead_letters.router),
     (Role.RULES, rules.router),
 )
 
