@@ -12,6 +12,7 @@ import click
 
 from auditflow import __version__
 from auditflow.bench.cli import bench
+from auditflow.client.dead_letters import dead_letters
 from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
 from auditflow.logging import configure_logging
@@ -230,3 +231,4 @@ def hash_password_command(name: str, role: str, password: str) -> None:
 main.add_command(bench)
 rules.add_command(import_sigma_command)
 register_source_commands(main)
+main.add_command(dead_letters)
