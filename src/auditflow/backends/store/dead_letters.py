@@ -36,9 +36,13 @@ def storable_text(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
+def _plain(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+
+
 def storable_headers(headers: Any) -> dict[str, Any]:
     """Headers as plain JSON (AMQP headers may hold bytes, decimals, timestamps) without NULs."""
-    plain = orjson.loads(orjson.dumps(headers, default=str))
+    plain = orjson.loads(orjson.dumps(headers, default=_plain))
 
     def clean(value: Any) -> Any:
         if isinstance(value, str):
