@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from auditflow.app import create_app
 from auditflow.backends.store.base import UpsertResult
+from auditflow.backends.store.migrate import migrate_url
 from auditflow.config import load_settings
 from auditflow.errors import BackendError
 from auditflow.model.alert import Alert, AlertQuery
@@ -153,3 +155,70 @@ async def test_one_poison_alert_loses_no_alert_in_notification(pipeline: Pipelin
     assert letters[0]["queue"] == pipeline.runtime.settings.alerts_queue
     assert letters[0]["reason"].startswith("poison: BackendError")
     assert [a["server_hostname"] for a in orjson.loads(letters[0]["body"])] == [POISON_HOST]
+
+
+def raw_alert(host: str, user: str = "root") -> dict[str, Any]:
+    return {
+        "alert_id": str(uuid.uuid4()),
+        "rule_id": "sensitive-file-modified",
+        "rule_name": "Sensitive file modified",
+        "rule_kind": "match",
+        "severity": "CRITICAL",
+        "description": f"/etc/shadow modified on {host}",
+        "user_id": user,
+        "server_hostname": host,
+        "first_seen": "2026-12-02T10:00:00Z",
+        "last_seen": "2026-12-02T10:00:00Z",
+        "occurrences": 1,
+    }
+
+
+@pytest.mark.postgres
+async def test_an_alert_postgresql_refuses_loses_no_other_alert(tmp_path: Path, unique_name: str) -> None:
+    """The issue's report: a NUL in a user id, refused by PostgreSQL, once sank the whole batch. Here
+    it comes straight from the queue, in one message with 1,000 good alerts (no validation at the edge
+    can stop a producer that writes to the broker itself)."""
+    require_server("rabbitmq")
+    require_server("postgres")
+    with postgres_database(unique_name) as database_url:
+        migrate_url(database_url)
+        settings = load_settings(
+            data_dir=tmp_path,
+            generator_rate=0,
+            api_tokens=TOKEN,
+            broker_url=RABBITMQ_URL,
+            database_url=database_url,
+            events_queue=f"{unique_name}.events",
+            alerts_queue=f"{unique_name}.alerts",
+            dead_letter_queue=f"{unique_name}.dead",
+        )
+        runtime = Runtime(settings, "notification")
+        await runtime.start()
+        try:
+            async with asyncio.timeout(WAIT):
+                await runtime.wait_ready()
+            alerts = [raw_alert(f"good-{i:04d}") for i in range(GOOD)]
+            alerts.insert(GOOD // 2, raw_alert(POISON_HOST, user="ro\x00ot"))
+            assert runtime.broker is not None
+            await runtime.broker.publish(settings.alerts_queue, [orjson.dumps(alerts)])
+            assert runtime.store is not None
+            store = runtime.store
+            async with asyncio.timeout(WAIT):
+                while await store.count() < GOOD or await store.count_dead_letters() < 1:
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)  # nothing more arrives
+            assert await store.count() == GOOD
+            page = await store.list_dead_letters(10)
+            [letter] = page.items
+            assert letter.queue == settings.alerts_queue
+            # Refused by the database (poison) or, once the model refuses NUL, by validation.
+            assert letter.reason.startswith(("poison: ", "invalid alert"))
+            assert "NUL" in letter.reason or "invalid alert" in letter.reason
+            assert "\\u0000" in letter.body
+            assert [a["server_hostname"] for a in orjson.loads(letter.body)] == [POISON_HOST]
+        finally:
+            await runtime.aclose()
+            await drop_rabbitmq(
+                {settings.events_queue, settings.alerts_queue, settings.dead_letter_queue},
+                {f"{settings.dead_letter_queue}.dlx"},
+            )
