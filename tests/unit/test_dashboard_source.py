@@ -11,8 +11,10 @@ import orjson
 import pytest
 
 from auditflow.backends.store.base import AlertStore, UpsertResult
+from auditflow.backends.store.dead_letters import StoredDeadLetter
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertStatus, AlertUpdate
+from auditflow.model.dead_letter import DeadLetterPage
 from auditflow.model.event import Severity
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.security import ACTOR_HEADER, ApiToken
@@ -54,6 +56,8 @@ class Api:
             return json_response(RulesStatus(rules=[], version="v1"))
         if path == f"/api/v1/alerts/{DETAIL.alert_id}":
             return json_response(DETAIL)
+        if path == "/api/v1/dead-letters":
+            return json_response(DeadLetterPage(items=[], total=7, next_cursor=None))
         if path == "/readyz":
             return json_response(READY, status=503)
         if path == "/api/v1/alerts/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12:
@@ -115,6 +119,8 @@ async def test_stats_rules_and_detail_are_parsed() -> None:
     assert api.requests[0].url.params["bucket_seconds"] == "3600"
     assert (await source.rules()).version == "v1"
     assert (await source.get_alert(DETAIL.alert_id)).rule_id == DETAIL.rule_id
+    assert (await source.dead_letters(25, "c2")).total == 7
+    assert dict(api.requests[-1].url.params) == {"limit": "25", "cursor": "c2"}
 
 
 async def test_errors_map_into_the_project_exceptions() -> None:
@@ -189,6 +195,24 @@ class StubStore(AlertStore):
     async def count(self) -> int:
         return 0
 
+    async def add_dead_letters(self, letters: Sequence[StoredDeadLetter]) -> int:
+        return 0
+
+    async def list_dead_letters(self, limit: int, cursor: str | None = None) -> DeadLetterPage:
+        self.calls.append(f"dead-letters:{limit}:{cursor}")
+        return DeadLetterPage(items=[], total=0, next_cursor=None)
+
+    async def take_dead_letters(
+        self, ids: Sequence[UUID] | None, limit: int, *, received_until_ms: int | None = None
+    ) -> list[StoredDeadLetter]:
+        return []
+
+    async def delete_dead_letters(self, ids: Sequence[UUID] | None) -> int:
+        return 0
+
+    async def count_dead_letters(self) -> int:
+        return 0
+
 
 async def test_local_source_reads_the_store_rules_and_readiness() -> None:
     store = StubStore()
@@ -201,7 +225,8 @@ async def test_local_source_reads_the_store_rules_and_readiness() -> None:
     await source.get_alert(DETAIL.alert_id)
     await source.update_alert(DETAIL.alert_id, AlertUpdate(note="n"), "ana")
     await source.stats(None, None, 60)
-    assert store.calls == ["list", "get", "update:ana", "stats:60"]
+    await source.dead_letters(25, "c1")
+    assert store.calls == ["list", "get", "update:ana", "stats:60", "dead-letters:25:c1"]
     assert (await source.rules()).version == "local"
     assert await source.readiness() == READY
     await source.aclose()

@@ -23,7 +23,7 @@ from auditflow.security import DASHBOARD_SCOPES, ApiToken, dashboard_token
 from auditflow.services.dashboard.context import Dashboard, create_templates, render
 from auditflow.services.dashboard.gate import DashboardGate
 from auditflow.services.dashboard.passwords import PasswordCheckPool
-from auditflow.services.dashboard.routes import alerts, login, pages, stream
+from auditflow.services.dashboard.routes import alerts, dead_letters, login, pages, stream
 from auditflow.services.dashboard.sessions import SessionStore, create_session_store, session_store_url
 from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
 from auditflow.services.dashboard.throttle import LoginThrottle, MemoryLoginThrottle, create_throttle
@@ -126,7 +126,7 @@ def build_dashboard(
         stream_lifetime=stream_lifetime,
     )
     app.state.dashboard = dashboard
-    for router in (login.router, pages.router, alerts.router, stream.router):
+    for router in (login.router, pages.router, alerts.router, stream.router, dead_letters.router):
         app.include_router(router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=static_directory()), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)

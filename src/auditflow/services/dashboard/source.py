@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from auditflow.backends.store.base import AlertStore
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
+from auditflow.model.dead_letter import DeadLetterPage
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.model.timeutil import format_utc, utcnow
 from auditflow.security import ACTOR_HEADER, ApiToken, acting_name
@@ -45,6 +46,10 @@ class AlertSource(abc.ABC):
 
     @abc.abstractmethod
     async def readiness(self) -> Readiness: ...
+
+    @abc.abstractmethod
+    async def dead_letters(self, limit: int, cursor: str | None) -> DeadLetterPage:
+        """Newest first; `cursor` is the `next_cursor` of the previous page."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most sources own no connection
         """Release connections the source opened itself."""
@@ -87,6 +92,9 @@ class LocalAlertSource(AlertSource):
 
     async def readiness(self) -> Readiness:
         return await self._readiness()
+
+    async def dead_letters(self, limit: int, cursor: str | None) -> DeadLetterPage:
+        return await self._store.list_dead_letters(limit, cursor)
 
 
 def _query_params(query: AlertQuery) -> list[tuple[str, str]]:
@@ -190,6 +198,10 @@ class HttpAlertSource(AlertSource):
 
     async def rules(self) -> RulesStatus:
         return await self._request("GET", "/api/v1/rules", RulesStatus)
+
+    async def dead_letters(self, limit: int, cursor: str | None) -> DeadLetterPage:
+        params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        return await self._request("GET", "/api/v1/dead-letters", DeadLetterPage, params=params)
 
     async def _one_readiness(self, url: str) -> Readiness:
         name = urlsplit(url).netloc or url
