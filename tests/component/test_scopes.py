@@ -29,6 +29,9 @@ SCOPE_OF: dict[tuple[str, str], Scope] = {
     ("PUT", "/api/v1/generator"): Scope.ADMIN,
     ("GET", "/api/v1/admin/log-level"): Scope.ADMIN,
     ("PUT", "/api/v1/admin/log-level"): Scope.ADMIN,
+    ("GET", "/api/v1/dead-letters"): Scope.READ,
+    ("POST", "/api/v1/dead-letters/replay"): Scope.ADMIN,
+    ("POST", "/api/v1/dead-letters/purge"): Scope.ADMIN,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from auditflow.cli import main
 
+LETTER_ID = "6f1c8e0e-3f1d-4a43-9c1e-1a2b3c4d5e6f"
 LETTER = {
-    "id": "6f1c8e0e-3f1d-4a43-9c1e-1a2b3c4d5e6f",
+    "id": LETTER_ID,
     "queue": "audit_events",
     "reason": "poison: RuntimeError: detector\nfault on this event",
     "received_at": "2026-12-02T10:00:00Z",
@@ -58,7 +59,7 @@ def test_list_prints_one_line_per_letter_and_the_next_cursor(server: list[httpx.
     assert server[0].url.params["limit"] == "5"
     lines = result.output.splitlines()
     assert lines[0].startswith(
-        f"{LETTER['id']}  2026-12-02T10:00:00Z  audit_events  2 B  poison: RuntimeError: detector fault"
+        f"{LETTER_ID}  2026-12-02T10:00:00Z  audit_events  2 B  poison: RuntimeError: detector fault"
     )
     assert lines[1:] == ["1 shown, 3 stored", "next page: --cursor abc"]
 
@@ -70,9 +71,9 @@ def test_list_as_json(server: list[httpx.Request]) -> None:
 
 
 def test_replay_names_the_ids(server: list[httpx.Request]) -> None:
-    result = run("replay", LETTER["id"])
+    result = run("replay", LETTER_ID)
     assert result.exit_code == 0, result.output
-    assert json.loads(server[0].content) == {"ids": [LETTER["id"]]}
+    assert json.loads(server[0].content) == {"ids": [LETTER_ID]}
     assert result.output == "replayed 1 dead letter(s); 2 remain\n"
 
 
@@ -89,7 +90,7 @@ def test_ids_or_all_is_required_and_errors_are_explained(server: list[httpx.Requ
     neither = run("replay")
     assert neither.exit_code == 2
     assert "--all" in neither.output
-    both = run("purge", LETTER["id"], "--all")
+    both = run("purge", LETTER_ID, "--all")
     assert both.exit_code == 2
     bad_id = run("replay", "not-a-uuid")
     assert bad_id.exit_code == 2

@@ -14,22 +14,25 @@ from pydantic import SecretStr
 from auditflow.backends.store.dead_letters import StoredDeadLetter
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.config import Settings
+from auditflow.model.status import Readiness
 from auditflow.model.timeutil import to_millis, utcnow
 from auditflow.services.dashboard import LocalAlertSource, build_dashboard
 from tests.unit.test_dashboard_app import ENTRIES, READINESS, RULES, XSS_DETAIL, XSS_USER, sign_in
 
 
-def letter(minutes_ago: int, *, reason: str = "poison: RuntimeError: detector fault", body: str = "[]") -> StoredDeadLetter:
+def letter(
+    minutes_ago: int, *, reason: str = "poison: RuntimeError: detector fault", body: str = "[]"
+) -> StoredDeadLetter:
     at = to_millis(utcnow()) - minutes_ago * 60_000
     return StoredDeadLetter(uuid4(), "audit_events", reason, at, {}, body.encode())
 
 
 @pytest.fixture
 async def client(tmp_path: Path, alert_store: SqlAlertStore) -> AsyncIterator[httpx.AsyncClient]:
-    async def readiness() -> object:
+    async def readiness() -> Readiness:
         return READINESS
 
-    source = LocalAlertSource(alert_store, lambda: RULES, readiness)  # type: ignore[arg-type]
+    source = LocalAlertSource(alert_store, lambda: RULES, readiness)
     settings = Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in ENTRIES])
     app = build_dashboard(settings, source, poll_interval=0.01, stream_lifetime=0.05)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:

@@ -16,6 +16,7 @@ from auditflow.services import dead_letters
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead-letters"])
 
+
 def _selection(body: DeadLetterSelection) -> list[UUID] | None:
     if body.ids is not None:
         return list(body.ids)
@@ -58,12 +59,16 @@ async def replay_dead_letters(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="this service has no broker to replay to")
     s = runtime.settings
     queues = {s.events_queue, s.alerts_queue}
-    dead_letters.log.warning("replay of %s dead letters requested by %s", "all" if ids is None else len(ids), caller.actor)
+    dead_letters.log.warning(
+        "replay of %s dead letters requested by %s", "all" if ids is None else len(ids), caller.actor
+    )
     return await dead_letters.replay(store, runtime.broker, ids, queues=queues)
 
 
 @router.post("/purge", response_model=DeadLetterResult, summary="Delete dead letters for good")
 async def purge_dead_letters(body: DeadLetterSelection, store: StoreDep, caller: AdminCaller) -> DeadLetterResult:
     ids = _selection(body)
-    dead_letters.log.warning("purge of %s dead letters requested by %s", "all" if ids is None else len(ids), caller.actor)
+    dead_letters.log.warning(
+        "purge of %s dead letters requested by %s", "all" if ids is None else len(ids), caller.actor
+    )
     return await dead_letters.purge(store, ids)
