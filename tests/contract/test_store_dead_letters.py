@@ -8,8 +8,10 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from auditflow.backends.store.dead_letters import StoredDeadLetter
+from auditflow.backends.store.migrate import alembic_config
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.model.dead_letter import BODY_PREVIEW_BYTES
 from tests.component.dead_letter_support import postgres_database
@@ -107,3 +109,8 @@ async def test_take_is_oldest_first_within_bounds_and_delete_removes(store: SqlA
     assert await store.delete_dead_letters([old.id, uuid4()]) == 1
     assert await store.delete_dead_letters(None) == 2
     assert await store.count_dead_letters() == 0
+
+
+def test_the_migrations_form_one_line() -> None:
+    """Revisions added on parallel branches must be chained, or `upgrade head` stops working."""
+    assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
