@@ -35,8 +35,11 @@ async def client(tmp_path: Path, alert_store: SqlAlertStore) -> AsyncIterator[ht
     source = LocalAlertSource(alert_store, lambda: RULES, readiness)
     settings = Settings(data_dir=tmp_path, dashboard_users=[SecretStr(e) for e in ENTRIES])
     app = build_dashboard(settings, source, poll_interval=0.01, stream_lifetime=0.05)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
-        yield http
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+            yield http
+    finally:
+        await app.state.dashboard.aclose()
 
 
 async def test_the_page_needs_a_session_and_is_in_the_navigation(client: httpx.AsyncClient) -> None:
