@@ -21,7 +21,7 @@ from auditflow.backends.store.engine import create_sync_engine
 from auditflow.backends.store.migrate import current_revision, head_revision, migrate_url
 from auditflow.backends.store.schema import metadata
 from auditflow.backends.store.sql import SqlAlertStore
-from auditflow.errors import NotFound
+from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import (
     MAX_ALERT_EVENT_IDS,
     MAX_SAMPLE_EVENTS,
@@ -168,6 +168,22 @@ async def test_redelivering_a_batch_changes_nothing(store: SqlAlertStore) -> Non
     assert [event.event_id for event in detail.events] == [event.event_id for event in batch[0].sample_events]
     assert detail.event_ids == batch[0].event_ids
     assert detail.occurrences == 3
+
+
+async def test_a_value_the_database_refuses_is_a_backend_error_and_stores_nothing(
+    backend: str, store: SqlAlertStore
+) -> None:
+    # PostgreSQL refuses NUL in text (SQLite stores it): a data error, not an outage, so that the
+    # worker isolates the alert instead of holding the batch as if the database were down.
+    poison = make_alert(user_id="ro\x00ot")
+    if backend != "postgres":
+        await store.upsert_alerts([poison])
+        assert await store.count() == 1
+        return
+    with pytest.raises(BackendError) as refused:
+        await store.upsert_alerts([poison, make_alert(first_seen=T0 + timedelta(seconds=1))])
+    assert not isinstance(refused.value, BackendUnavailable)
+    assert await store.count() == 0
 
 
 async def test_empty_batch_is_a_no_op(store: SqlAlertStore) -> None:

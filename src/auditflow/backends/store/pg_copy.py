@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from auditflow.backends.store.engine import json_dumps
 from auditflow.backends.store.merge import conflict_updates
 from auditflow.backends.store.schema import alert_events, alerts, to_ms
+from auditflow.errors import BackendError, BackendUnavailable
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
 
@@ -56,9 +58,16 @@ async def _copy(conn: AsyncConnection, target: sa.Table, rows: Sequence[tuple[An
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    async with driver.cursor() as cursor, cursor.copy(f"COPY {quote(target.name)} ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            await copy.write_row(row)
+    try:
+        async with driver.cursor() as cursor, cursor.copy(f"COPY {quote(target.name)} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                await copy.write_row(row)
+    except psycopg.Error as error:
+        # COPY runs on the raw driver connection, below SQLAlchemy's error wrapping: map it here.
+        message = f"alert store COPY into {target.name} failed: {type(error).__name__}: {str(error).strip()[:200]}"
+        if isinstance(error, psycopg.OperationalError) or driver.closed:
+            raise BackendUnavailable(message) from error
+        raise BackendError(message) from error
 
 
 async def upsert_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> set[UUID]:
