@@ -121,7 +121,11 @@ class Settings(BaseSettings):
     events_queue: str = Field("audit_events", description="Queue that carries event batches to analysis.")
     alerts_queue: str = Field("audit_alerts", description="Queue that carries alerts to notification.")
     dead_letter_queue: str = Field(
-        "audit_dead_letter", description="Queue for malformed or invalid messages, with the reason in headers."
+        "audit_dead_letter",
+        description=(
+            "Queue for messages or single events that cannot be processed (malformed, invalid, refused by the store), "
+            "with the reason in headers; kept as the alert store's dead letters (docs/operations/dead-letters.md)."
+        ),
     )
     broker_prefetch: int = Field(200, ge=1, le=10000, description="Unacknowledged messages a consumer may hold.")
     publish_batch_size: int = Field(
