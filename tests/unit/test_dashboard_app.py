@@ -12,70 +12,26 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import SecretStr
 
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.config import Settings
-from auditflow.model.alert import Alert, AlertPage, AlertQuery, AlertStatus
+from auditflow.model.alert import Alert, AlertStatus
 from auditflow.model.event import Severity
-from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
 from auditflow.model.timeutil import to_millis, utcnow
-from auditflow.services.dashboard import LocalAlertSource, build_dashboard
+from auditflow.services.dashboard import build_dashboard
 from auditflow.services.dashboard.gate import CONTENT_SECURITY_POLICY
 from tests.factories import make_alert
-
-XSS_USER = "<img src=x onerror=alert(1)>"
-XSS_DETAIL = "<script>alert(1)</script>"
-PASSWORD = "correct horse battery"
-# Cheap argon2 parameters keep the tests fast; verification reads the parameters from the hash.
-CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-ENTRIES = [f"ana:analyst:{CHEAP.hash(PASSWORD)}", f"vic:viewer:{CHEAP.hash(PASSWORD)}"]
-RULES = RulesStatus(
-    rules=[
-        RuleInfo(
-            id="failed-login-burst",
-            name="Failed login burst",
-            description="3 failures in 60 s",
-            kind="threshold",
-            severity=Severity.WARNING,
-            tags=["auth"],
-            enabled=True,
-            suppress_for_seconds=300,
-            window_seconds=60,
-            group_by=["user_id", "server_hostname"],
-        )
-    ],
-    version="abc123",
-    last_error="rules/bad.yaml: rule x: field window: required",
+from tests.unit.dashboard_support import (
+    ENTRIES,
+    PASSWORD,
+    XSS_DETAIL,
+    XSS_USER,
+    RecordingSource,
+    csrf_of,
+    sign_in,
 )
-READINESS = Readiness(
-    status="not_ready",
-    service="auditflow",
-    dependencies=[
-        DependencyStatus(name="store", status="up", critical=True, detail="sqlite"),
-        DependencyStatus(
-            name="broker", status="down", critical=True, last_error="connection refused", impact="no new alerts"
-        ),
-    ],
-)
-
-
-class RecordingSource(LocalAlertSource):
-    """The embedded-mode source over the real store, remembering the queries the routes built."""
-
-    def __init__(self, store: SqlAlertStore) -> None:
-        super().__init__(store, lambda: RULES, self._readiness)
-        self.queries: list[AlertQuery] = []
-
-    @staticmethod
-    async def _readiness() -> Readiness:
-        return READINESS
-
-    async def list_alerts(self, query: AlertQuery) -> AlertPage:
-        self.queries.append(query)
-        return await super().list_alerts(query)
 
 
 @pytest.fixture
@@ -121,20 +77,6 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
-
-
-async def sign_in(client: httpx.AsyncClient, user: str = "ana", password: str = PASSWORD) -> httpx.Response:
-    page = await client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token is not None
-    form = {"username": user, "password": password, "csrf_token": token.group(1), "next": "/alerts"}
-    return await client.post("/login", data=form)
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match is not None
-    return match.group(1)
 
 
 @pytest.mark.parametrize("path", ["/", "/alerts", "/alerts/" + str(uuid4()), "/rules", "/health", "/nowhere"])

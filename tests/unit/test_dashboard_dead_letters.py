@@ -17,7 +17,7 @@ from auditflow.config import Settings
 from auditflow.model.status import Readiness
 from auditflow.model.timeutil import to_millis, utcnow
 from auditflow.services.dashboard import LocalAlertSource, build_dashboard
-from tests.unit.test_dashboard_app import ENTRIES, READINESS, RULES, XSS_DETAIL, XSS_USER, sign_in
+from tests.unit.dashboard_support import ENTRIES, READINESS, RULES, XSS_DETAIL, XSS_USER, sign_in
 
 
 def letter(

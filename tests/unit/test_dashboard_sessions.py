@@ -36,7 +36,7 @@ from auditflow.services.dashboard.throttle import MemoryLoginThrottle
 from auditflow.services.dashboard.throttle.redis import RedisLoginThrottle
 from auditflow.services.dashboard.users import User
 from tests.factories import make_alert
-from tests.unit.test_dashboard_app import CHEAP, ENTRIES, PASSWORD, RecordingSource, csrf_of, sign_in
+from tests.unit.dashboard_support import CHEAP, ENTRIES, PASSWORD, RecordingSource, csrf_of, sign_in
 
 
 @pytest.fixture
