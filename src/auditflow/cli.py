@@ -14,7 +14,7 @@ from auditflow import __version__
 from auditflow.bench.cli import bench
 from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
-from auditflow.logging import configure_logging
+from auditflow.logconfig import configure_logging
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
 from auditflow.rules.sigma.command import import_sigma_command
 from auditflow.runtime import Runtime

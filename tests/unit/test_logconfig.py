@@ -5,7 +5,7 @@ import logging
 
 import orjson
 
-from auditflow.logging import configure_logging, current_log_level, set_log_level
+from auditflow.logconfig import configure_logging, current_log_level, set_log_level
 
 
 def _records(stream: io.StringIO) -> list[dict[str, object]]:
