@@ -14,6 +14,7 @@ from auditflow import __version__
 from auditflow.bench.cli import bench
 from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
+from auditflow.filemodes import ensure_private_dir
 from auditflow.logconfig import configure_logging
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
 from auditflow.rules.sigma.command import import_sigma_command
@@ -61,6 +62,10 @@ def run(
     API token and a dashboard admin password are generated into the data directory and printed once.
     """
     settings = _settings(config_file, host=host, port=port, generator_rate=generator_rate, data_dir=data_dir)
+    try:
+        ensure_private_dir(settings.data_dir)  # before the store creates its SQLite file there
+    except OSError as exc:
+        raise click.ClickException(f"data directory {settings.data_dir}: {exc.strerror or exc}") from None
     sys.exit(_serve_process(settings, "run"))
 
 

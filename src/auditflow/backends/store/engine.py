@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.filemodes import PRIVATE_DIR_MODE, ensure_private_file
 
 # Write transactions on SQLite take the write lock at BEGIN: a deferred transaction that read
 # first and then writes fails with SQLITE_BUSY at once when another connection committed in
@@ -41,7 +42,14 @@ def database_url(url: str, *, asynchronous: bool) -> URL:
 
 def _prepare_sqlite_file(url: URL) -> None:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database).expanduser()
+        # A directory created here is private; an existing one is the operator's (it may be shared).
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        ensure_private_file(path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            companion = path.with_name(path.name + suffix)
+            if companion.exists():
+                ensure_private_file(companion)
 
 
 def _engine_options(url: URL, *, pooled: bool) -> dict[str, Any]:
