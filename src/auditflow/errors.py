@@ -20,6 +20,10 @@ class BackendUnavailable(AuditFlowError):
     """A dependency (broker, state, store) cannot be reached; retry later."""
 
 
+class SchemaNotReady(BackendUnavailable):
+    """The alert store is reachable but its schema is not the revision this version needs."""
+
+
 class BackendError(AuditFlowError):
     """A dependency answered with an error that retrying will not fix."""
 

@@ -96,11 +96,17 @@ class Runtime:
                 await store.ping()
                 if migrate:
                     await store.migrate()
+                await store.check_schema()
+
+            async def ping_store() -> None:
+                # A database restored from an old backup, or recreated, must turn readiness off too.
+                await store.ping()
+                await store.check_schema()
 
             self.dependencies["store"] = Dependency(
                 "store",
                 start=start_store,
-                ping=store.ping,
+                ping=ping_store,
                 critical=True,
                 impact="alerts are not stored or served; alerts wait in the queue",
                 detail=redact_url(s.effective_database_url),

@@ -14,7 +14,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.errors import BackendError, BackendUnavailable, SchemaNotReady
 from auditflow.filemodes import PRIVATE_DIR_MODE, ensure_private_file
 
 # Write transactions on SQLite take the write lock at BEGIN: a deferred transaction that read
@@ -100,6 +100,17 @@ def create_sync_engine(url: str) -> sa.Engine:
     return engine
 
 
+# PostgreSQL's undefined_table and undefined_column: a schema older than the code, not a bug.
+_MISSING_SCHEMA_SQLSTATES = {"42P01", "42703"}
+
+
+def _is_missing_schema(error: exc.DBAPIError) -> bool:
+    cause = error.orig
+    if isinstance(cause, sqlite3.OperationalError):
+        return str(cause).startswith(("no such table", "no such column"))
+    return getattr(cause, "sqlstate", None) in _MISSING_SCHEMA_SQLSTATES
+
+
 def _is_unavailable(error: exc.DBAPIError) -> bool:
     if error.connection_invalidated:
         return True
@@ -116,6 +127,9 @@ def mapped_errors(operation: str) -> Iterator[None]:
         yield
     except exc.DBAPIError as error:
         cause = error.orig or error
+        if _is_missing_schema(error):
+            message = f"alert store {operation} failed: the schema is not migrated: run auditflow migrate"
+            raise SchemaNotReady(message) from error
         message = f"alert store {operation} failed: {cause.__class__.__name__}: {_first_line(cause)}"
         if _is_unavailable(error):
             raise BackendUnavailable(message) from error

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auditflow.backends.store.base import AlertStore, UpsertResult
 from auditflow.backends.store.engine import WRITE_OPTION, create_store_engine, database_url, mapped_errors
-from auditflow.backends.store.migrate import migrate_url, upgrade_connection
+from auditflow.backends.store.migrate import migrate_url, schema_problem, upgrade_connection
 from auditflow.backends.store.queries import compute_stats, fetch_detail, fetch_page
 from auditflow.backends.store.schema import alert_history, alerts, to_ms
 from auditflow.backends.store.upsert import write_batch
-from auditflow.errors import BackendUnavailable, NotFound
+from auditflow.errors import BackendUnavailable, NotFound, SchemaNotReady
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
 from auditflow.model.timeutil import utcnow
 
@@ -79,6 +79,13 @@ class SqlAlertStore(AlertStore):
         with mapped_errors("ping"):
             async with self._read() as conn:
                 await conn.execute(sa.text("SELECT 1"))
+
+    async def check_schema(self) -> None:
+        with mapped_errors("schema check"):
+            async with self._read() as conn:
+                problem = await conn.run_sync(schema_problem)
+        if problem is not None:
+            raise SchemaNotReady(problem)
 
     async def upsert_alerts(self, alerts: Sequence[Alert]) -> UpsertResult:
         if not alerts:
