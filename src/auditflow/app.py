@@ -18,7 +18,7 @@ from auditflow import __version__
 from auditflow.api import admin, alerts, events, generator, health, rules
 from auditflow.api.deps import route_scopes
 from auditflow.codec import describe_error_list
-from auditflow.errors import BackendError, BackendUnavailable, NotFound, SchemaNotReady
+from auditflow.errors import BackendError, BackendUnavailable, NotFound, QueueFull, SchemaNotReady
 from auditflow.roles import Role
 from auditflow.runtime import Runtime
 from auditflow.security import ApiToken, TokenVerifier, warn_about_bare_tokens
@@ -148,6 +148,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BackendUnavailable)
     async def unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
+        if isinstance(exc, QueueFull):
+            # Expected under load, and the client's retry is the remedy: no warning per request.
+            return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
         if isinstance(exc, SchemaNotReady):
             # The operator's action, not a transient outage: say what to do.
             log.error("request failed: %s", exc)

@@ -154,7 +154,7 @@ def migrate(config_file: Path | None, database_url: str | None) -> None:
     settings = _settings(config_file, database_url=database_url)
 
     async def apply() -> None:
-        async with create_store(settings.effective_database_url) as store:
+        async with create_store(settings.effective_database_url, tls=settings.tls_for("database")) as store:
             await store.migrate()
 
     try:

@@ -19,11 +19,12 @@ from auditflow.backends.broker.batching import (
     run_handler,
     split_poison,
 )
-from auditflow.errors import BackendUnavailable
+from auditflow.errors import BackendUnavailable, QueueFull
 
 log = logging.getLogger("auditflow.broker.memory")
 
 DEFAULT_MAX_LENGTH = 100_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 HANDOVER_MAX_READY = 64  # messages of a queue that carry validated items (see LocalBody)
 
 
@@ -36,12 +37,17 @@ class _Message:
 
 
 class _Queue:
-    """A deque plus the futures of whoever waits for messages (consumers) or space (publishers)."""
+    """A deque plus the futures of whoever waits for messages (consumers) or space (publishers).
 
-    def __init__(self, max_length: int, *, drop_oldest: bool = False) -> None:
+    Bounded by messages and by body bytes: a count alone lets a backlog of large batches take all
+    the memory of the process."""
+
+    def __init__(self, max_length: int, max_bytes: int, *, drop_oldest: bool = False) -> None:
         self.max_length = max_length
+        self.max_bytes = max_bytes
         self.drop_oldest = drop_oldest
         self.ready: deque[_Message] = deque()
+        self.ready_bytes = 0
         self.getters: list[asyncio.Future[None]] = []
         self.putters: list[asyncio.Future[None]] = []
         self.collecting = 0  # taken by consumers filling a batch, not yet in a handler
@@ -52,23 +58,47 @@ class _Queue:
             _resolve(waiter)
         waiters.clear()
 
+    def room_for(self, messages: Sequence[_Message]) -> int:
+        """How many of `messages`, in order, fit now. An empty queue takes at least one, so that a
+        message larger than the byte bound waits for an empty queue rather than for ever."""
+        count, size = 0, self.ready_bytes
+        for message in messages[: max(self.max_length - len(self.ready), 0)]:
+            size += len(message.body)
+            if size > self.max_bytes and (count or self.ready):
+                break
+            count += 1
+        return count
+
+    @property
+    def full(self) -> bool:
+        return len(self.ready) >= self.max_length or self.ready_bytes >= self.max_bytes
+
+    async def wait_for_room(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.putters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self.putters:  # cancelled (a timeout): leave no stale waiter behind
+                self.putters.remove(waiter)
+
     async def put(self, messages: Sequence[_Message]) -> None:
         start = 0
         while start < len(messages):
-            space = self.max_length - len(self.ready)
             if self.drop_oldest:
-                overflow = len(messages) - start - space
-                for _ in range(max(overflow, 0)):
-                    self.ready.popleft()
-                if overflow > 0:
-                    log.warning("dead-letter queue full: dropped its %d oldest messages", overflow)
-                space = len(messages) - start
+                dropped = 0
+                while self.ready and self.room_for(messages[start:]) < len(messages) - start:
+                    self.ready_bytes -= len(self.ready.popleft().body)
+                    dropped += 1
+                if dropped:
+                    log.warning("dead-letter queue full: dropped its %d oldest messages", dropped)
+            space = self.room_for(messages[start:])
             if space <= 0:
-                waiter = asyncio.get_running_loop().create_future()
-                self.putters.append(waiter)
-                await waiter
+                await self.wait_for_room()
                 continue
-            self.ready.extend(messages[start : start + space])
+            admitted = messages[start : start + space]
+            self.ready.extend(admitted)
+            self.ready_bytes += sum(len(m.body) for m in admitted)
             start += space
             self._wake(self.getters)
 
@@ -76,12 +106,14 @@ class _Queue:
         ready = self.ready
         taken = [ready.popleft() for _ in range(min(count, len(ready)))]
         if taken:
+            self.ready_bytes -= sum(len(m.body) for m in taken)
             self._wake(self.putters)
         return taken
 
     def return_to_head(self, messages: Sequence[_Message]) -> None:
-        # Past max_length on purpose: these messages were already admitted once.
+        # Past the bounds on purpose: these messages were already admitted once.
         self.ready.extendleft(reversed(messages))
+        self.ready_bytes += sum(len(m.body) for m in messages)
         self._wake(self.getters)
 
 
@@ -134,9 +166,10 @@ class MemoryBroker(Broker):
       services may each open their own broker.
     - A message returned after a failed batch goes back to the *head* of its queue, in its
       original order (like a requeue on a RabbitMQ classic queue).
-    - Publishing waits while a queue holds `max_queue_length` messages (backpressure). Only the
-      dead-letter queue, which nobody may be reading in embedded mode, drops its oldest messages
-      instead, so that dead-lettering never blocks a consumer.
+    - Publishing waits while a queue holds `max_queue_length` messages or `max_queue_bytes` of
+      bodies (backpressure); `offer` waits a bounded time and then refuses, for intake that must
+      answer its client. Only the dead-letter queue, which nobody may be reading in embedded mode,
+      drops its oldest messages instead, so that dead-lettering never blocks a consumer.
     - There is no prefetch: a consumer takes a batch straight from the queue, so `prefetch` is
       accepted and ignored.
     """
@@ -150,9 +183,11 @@ class MemoryBroker(Broker):
         max_deliveries: int = 5,
         dead_letter_queue: str = "audit_dead_letter",
         max_queue_length: int = DEFAULT_MAX_LENGTH,
+        max_queue_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         super().__init__(url, max_deliveries=max_deliveries, dead_letter_queue=dead_letter_queue)
         self.max_queue_length = max_queue_length
+        self.max_queue_bytes = max_queue_bytes
         self._hub: _Hub | None = None
         self._consumers: set[_Consumer] = set()
 
@@ -176,7 +211,7 @@ class MemoryBroker(Broker):
             raise BackendUnavailable("in-process broker is not started")
         queue = self._hub.queues.get(name)
         if queue is None:
-            queue = _Queue(self.max_queue_length, drop_oldest=name == self.dead_letter_queue)
+            queue = _Queue(self.max_queue_length, self.max_queue_bytes, drop_oldest=name == self.dead_letter_queue)
             self._hub.queues[name] = queue
         return queue
 
@@ -187,6 +222,24 @@ class MemoryBroker(Broker):
         shared = dict(headers) if headers else {}
         target = self._queue(queue)
         await target.put([_Message(body, shared, decoded=_handover(body, target)) for body in bodies])
+
+    async def offer(self, queue: str, bodies: Sequence[bytes], *, max_wait: float) -> None:
+        """Publish all of `bodies` once the queue has room for all of them, waiting at most `max_wait`
+        seconds; else raise QueueFull and publish none, so that a refused request can simply be sent again."""
+        target = self._queue(queue)
+        probe = [_Message(body, {}) for body in bodies]
+        try:
+            async with asyncio.timeout(max_wait):
+                while target.ready and target.room_for(probe) < len(probe):
+                    await target.wait_for_room()
+        except TimeoutError:
+            raise QueueFull(
+                f"queue {queue} is full ({len(target.ready)} messages, {target.ready_bytes} bytes); retry later"
+            ) from None
+        await self.publish(queue, bodies)
+
+    def is_full(self, queue: str) -> bool:
+        return self._queue(queue).full
 
     async def consume(
         self,

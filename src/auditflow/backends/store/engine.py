@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from auditflow.errors import BackendError, BackendUnavailable, SchemaNotReady
 from auditflow.filemodes import PRIVATE_DIR_MODE, ensure_private_file
+from auditflow.tls import TlsOptions
 
 # Write transactions on SQLite take the write lock at BEGIN: a deferred transaction that read
 # first and then writes fails with SQLITE_BUSY at once when another connection committed in
@@ -52,8 +53,10 @@ def _prepare_sqlite_file(url: URL) -> None:
                 ensure_private_file(companion)
 
 
-def _engine_options(url: URL, *, pooled: bool) -> dict[str, Any]:
+def _engine_options(url: URL, *, pooled: bool, tls: TlsOptions | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    if tls is not None and url.get_backend_name() == "postgresql":
+        options["connect_args"] = tls.libpq_params()
     if not pooled:
         options["poolclass"] = sa.NullPool
     elif url.get_backend_name() == "postgresql":
@@ -79,22 +82,22 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_store_engine(url: str) -> AsyncEngine:
+def create_store_engine(url: str, tls: TlsOptions | None = None) -> AsyncEngine:
     sa_url = database_url(url, asynchronous=True)
     if sa_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(sa_url)
-    engine = create_async_engine(sa_url, **_engine_options(sa_url, pooled=True))
+    engine = create_async_engine(sa_url, **_engine_options(sa_url, pooled=True, tls=tls))
     if sa_url.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine.sync_engine)
     return engine
 
 
-def create_sync_engine(url: str) -> sa.Engine:
+def create_sync_engine(url: str, tls: TlsOptions | None = None) -> sa.Engine:
     """A blocking engine for one-off work such as `auditflow migrate`."""
     sa_url = database_url(url, asynchronous=False)
     if sa_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(sa_url)
-    engine = sa.create_engine(sa_url, **_engine_options(sa_url, pooled=False))
+    engine = sa.create_engine(sa_url, **_engine_options(sa_url, pooled=False, tls=tls))
     if sa_url.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine)
     return engine

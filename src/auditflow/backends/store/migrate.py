@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from auditflow.backends.store.engine import WRITE_OPTION, create_sync_engine, mapped_errors
+from auditflow.tls import TlsOptions
 
 SCRIPT_LOCATION = "auditflow.backends.store:migrations"
 
@@ -63,10 +64,10 @@ def schema_problem(connection: Connection) -> str | None:
     return f"alert store schema is at revision {current}, newer than this version knows ({head}): upgrade auditflow"
 
 
-def migrate_url(url: str) -> None:
+def migrate_url(url: str, tls: TlsOptions | None = None) -> None:
     """Bring the database at `url` to the newest revision (blocking; for the CLI)."""
     with mapped_errors("migrate"):
-        engine = create_sync_engine(url)
+        engine = create_sync_engine(url, tls)
         try:
             with engine.connect() as connection, connection.execution_options(**{WRITE_OPTION: True}).begin():
                 upgrade_connection(connection)

@@ -20,6 +20,7 @@ from auditflow.backends.store.upsert import write_batch
 from auditflow.errors import BackendUnavailable, NotFound, SchemaNotReady
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
 from auditflow.model.timeutil import utcnow
+from auditflow.tls import TlsOptions
 
 __all__ = ["SqlAlertStore", "migrate_url"]
 
@@ -27,9 +28,10 @@ __all__ = ["SqlAlertStore", "migrate_url"]
 class SqlAlertStore(AlertStore):
     """Alerts in `sqlite:///path` or `postgresql://user:pass@host/db` (also `postgres://`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, tls: TlsOptions | None = None) -> None:
         super().__init__(url)
         database_url(url, asynchronous=True)  # an unsupported scheme fails here, not at start()
+        self.tls = tls
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
 
@@ -55,7 +57,7 @@ class SqlAlertStore(AlertStore):
     async def start(self) -> None:
         if self._engine is None:
             with mapped_errors("start"):  # creating the SQLite directory can fail
-                self._engine = create_store_engine(self.url)
+                self._engine = create_store_engine(self.url, self.tls)
             self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         try:
             await self.ping()
