@@ -141,3 +141,20 @@ def test_settings_give_each_backend_its_own_options(tmp_path: Path) -> None:
 def test_a_client_certificate_needs_its_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="broker_tls_cert_file and broker_tls_key_file go together"):
         load_settings(broker_tls_cert_file=tmp_path / "c.pem")
+
+
+def test_dashboard_session_stores_take_the_backend_options(tmp_path: Path) -> None:
+    from auditflow.services.dashboard.sessions import create_session_store
+    from auditflow.services.dashboard.sessions.redis import RedisSessionStore
+    from auditflow.services.dashboard.sessions.sql import SqlSessionStore
+
+    ca = tmp_path / "ca.pem"
+    settings = Settings(state_tls_ca_file=ca, database_tls_verify=False)
+    redis_store = create_session_store("rediss://127.0.0.1:6380/0", settings)
+    assert isinstance(redis_store, RedisSessionStore)
+    kwargs = redis_store._client.connection_pool.connection_kwargs
+    assert kwargs["ssl_ca_certs"] == str(ca)
+    assert kwargs["ssl_cert_reqs"] == "required"
+    sql_store = create_session_store("postgresql://db.example/auditflow", settings)
+    assert isinstance(sql_store, SqlSessionStore)
+    assert sql_store.tls == TlsOptions(verify=False)
