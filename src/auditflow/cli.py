@@ -120,7 +120,8 @@ def _serve_process(settings: Settings, service: ServiceName) -> int:
             raise click.ClickException(str(exc)) from None
     runtime = Runtime(settings, service)
     port = settings.port if settings.port is not None else DEFAULT_PORTS[service]
-    url = settings.public_url or f"http://{_display_host(settings.host)}:{port}"
+    scheme = "https" if settings.tls_cert_file else "http"
+    url = settings.public_url or f"{scheme}://{_display_host(settings.host)}:{port}"
 
     def banner() -> None:
         lines = [f"AuditFlow {service} listening on {url}"]

@@ -268,6 +268,14 @@ class Settings(BaseSettings):
     intake_max_wait_ms: int = Field(
         500, ge=0, le=1000, description="How long an event submission waits for room in a full in-process queue."
     )
+    tls_cert_file: Path | None = Field(
+        None,
+        description=(
+            "Certificate chain (PEM) the HTTP server presents: with `tls_key_file`, every port serves HTTPS "
+            "(for a port reached without a TLS-terminating proxy in front)."
+        ),
+    )
+    tls_key_file: Path | None = Field(None, description="Private key (PEM) of `tls_cert_file`.")
     broker_tls_ca_file: Path | None = Field(
         None, description="CA bundle that verifies the broker's certificate (`amqps://` URLs)."
     )
@@ -319,10 +327,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
-        for backend in ("broker", "state", "database"):
-            cert, key = getattr(self, f"{backend}_tls_cert_file"), getattr(self, f"{backend}_tls_key_file")
+        for prefix in ("", "broker_", "state_", "database_"):
+            cert, key = getattr(self, f"{prefix}tls_cert_file"), getattr(self, f"{prefix}tls_key_file")
             if (cert is None) != (key is None):
-                raise ValueError(f"{backend}_tls_cert_file and {backend}_tls_key_file go together")
+                raise ValueError(f"{prefix}tls_cert_file and {prefix}tls_key_file go together")
         return self
 
     def tls_for(self, backend: Literal["broker", "state", "database"]) -> TlsOptions | None:
