@@ -4,7 +4,6 @@ batching, redelivery and dead-letter semantics as RabbitMQ, and no server."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,7 +19,6 @@ from auditflow.backends.broker.batching import (
 from auditflow.backends.broker.memory_queue import BoundedQueue, QueuedMessage, resolve
 from auditflow.errors import BackendUnavailable, QueueFull
 
-log = logging.getLogger("auditflow.broker.memory")
 
 DEFAULT_MAX_LENGTH = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
