@@ -19,7 +19,6 @@ from auditflow.backends.broker.batching import (
 from auditflow.backends.broker.memory_queue import BoundedQueue, QueuedMessage, resolve
 from auditflow.errors import BackendUnavailable, QueueFull
 
-
 DEFAULT_MAX_LENGTH = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 HANDOVER_MAX_READY = 64  # messages of a queue that carry validated items (see LocalBody)
