@@ -73,6 +73,13 @@ async def test_a_full_queue_answers_503_quickly_and_readiness_shows_it(
     broker = next(d for d in readiness.json()["dependencies"] if d["name"] == "broker")
     assert broker["status"] == "up", "a full queue is not a broker outage"
 
+    # The process's own producers (generator, file ingest, syslog) are not refused: they wait for room.
+    assert runtime.ingestor is not None
+    own = asyncio.create_task(runtime.ingestor.submit([make_event()], source="generator"))
+    await asyncio.sleep(runtime.settings.intake_max_wait_ms / 1000 + 0.3)
+    assert not own.done()
+    own.cancel()
+
 
 async def test_submissions_are_accepted_while_there_is_room(intake: tuple[Runtime, httpx.AsyncClient]) -> None:
     _, client = intake

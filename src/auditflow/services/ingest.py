@@ -32,7 +32,7 @@ class Ingestor:
         # In-process queues deliver these very bodies: hand the validated events over with them.
         self._local = broker.in_process
 
-    async def submit(self, events: Sequence[Event], *, source: str) -> None:
+    async def submit(self, events: Sequence[Event], *, source: str, refuse_when_full: bool = False) -> None:
         """Publish `events`; raises BackendUnavailable when the broker cannot take them now."""
         if not events:
             return
@@ -46,7 +46,12 @@ class Ingestor:
                 encode_events(events[i : i + self.batch_size], local=self._local)
                 for i in range(0, len(events), self.batch_size)
             ]
-            await self.broker.offer(self.queue, bodies, max_wait=self.max_wait)
+            if refuse_when_full:
+                # A client waits for the answer: refuse after max_wait rather than hold it open.
+                await self.broker.offer(self.queue, bodies, max_wait=self.max_wait)
+            else:
+                # Our own producers (generator, file ingest, syslog, bench) simply wait for room.
+                await self.broker.publish(self.queue, bodies)
         except QueueFull as exc:
             # The broker works, it is only full: the client retries, the dependency stays up.
             self.last_refusal = (time.monotonic(), str(exc))
