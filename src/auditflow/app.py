@@ -18,7 +18,7 @@ from auditflow import __version__
 from auditflow.api import admin, alerts, dead_letters, events, generator, health, rules
 from auditflow.api.deps import route_scopes
 from auditflow.codec import describe_error_list
-from auditflow.errors import BackendError, BackendUnavailable, NotFound
+from auditflow.errors import BackendError, BackendUnavailable, NotFound, QueueFull, SchemaNotReady
 from auditflow.roles import Role
 from auditflow.runtime import Runtime
 from auditflow.security import ApiToken, TokenVerifier, warn_about_bare_tokens
@@ -149,6 +149,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BackendUnavailable)
     async def unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
+        if isinstance(exc, QueueFull):
+            # Expected under load, and the client's retry is the remedy: no warning per request.
+            return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+        if isinstance(exc, SchemaNotReady):
+            # The operator's action, not a transient outage: say what to do.
+            log.error("request failed: %s", exc)
+            return JSONResponse(
+                {"detail": "the alert store is not migrated: run auditflow migrate"},
+                status_code=503,
+                headers={"Retry-After": "30"},
+            )
         log.warning("request failed, dependency unavailable: %s", exc)
         return JSONResponse(
             {"detail": "a dependency is unavailable; retry later"}, status_code=503, headers={"Retry-After": "5"}

@@ -15,7 +15,8 @@ from auditflow.bench.cli import bench
 from auditflow.client.dead_letters import dead_letters
 from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
-from auditflow.logging import configure_logging
+from auditflow.filemodes import ensure_private_dir
+from auditflow.logconfig import configure_logging
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
 from auditflow.rules.sigma.command import import_sigma_command
 from auditflow.runtime import Runtime
@@ -62,6 +63,10 @@ def run(
     API token and a dashboard admin password are generated into the data directory and printed once.
     """
     settings = _settings(config_file, host=host, port=port, generator_rate=generator_rate, data_dir=data_dir)
+    try:
+        ensure_private_dir(settings.data_dir)  # before the store creates its SQLite file there
+    except OSError as exc:
+        raise click.ClickException(f"data directory {settings.data_dir}: {exc.strerror or exc}") from None
     sys.exit(_serve_process(settings, "run"))
 
 
@@ -116,7 +121,8 @@ def _serve_process(settings: Settings, service: ServiceName) -> int:
             raise click.ClickException(str(exc)) from None
     runtime = Runtime(settings, service)
     port = settings.port if settings.port is not None else DEFAULT_PORTS[service]
-    url = settings.public_url or f"http://{_display_host(settings.host)}:{port}"
+    scheme = "https" if settings.tls_cert_file else "http"
+    url = settings.public_url or f"{scheme}://{_display_host(settings.host)}:{port}"
 
     def banner() -> None:
         lines = [f"AuditFlow {service} listening on {url}"]
@@ -150,7 +156,7 @@ def migrate(config_file: Path | None, database_url: str | None) -> None:
     settings = _settings(config_file, database_url=database_url)
 
     async def apply() -> None:
-        async with create_store(settings.effective_database_url) as store:
+        async with create_store(settings.effective_database_url, tls=settings.tls_for("database")) as store:
             await store.migrate()
 
     try:

@@ -6,6 +6,7 @@ so they never reach a log line or a repr.
 
 from __future__ import annotations
 
+import ipaddress
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ from pydantic_settings import (
 
 from auditflow.errors import ConfigError
 from auditflow.security import MIN_TOKEN_LENGTH, ApiToken, parse_api_tokens
+from auditflow.tls import TlsOptions
 
 _config_file: ContextVar[Path | None] = ContextVar("auditflow_config_file", default=None)
 
@@ -107,8 +109,8 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
         description=(
-            "Comma-separated proxy addresses whose X-Forwarded-For/-Proto headers are trusted (client address "
-            "for sign-in throttling, https for secure cookies); `*` trusts any, for use behind an ingress only."
+            "Comma-separated addresses or CIDR ranges of the proxies whose X-Forwarded-For/-Proto headers are "
+            "trusted (client address for sign-in throttling, https for secure cookies); `*` is refused."
         ),
     )
 
@@ -257,6 +259,93 @@ class Settings(BaseSettings):
     dependency_retry_max: float = Field(
         30.0, gt=0, description="Upper bound of the exponential back-off when a dependency is down."
     )
+
+    # --- hardening: back-pressure, proxies, TLS to the backends ----------------------------------
+    memory_queue_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=16 * 1024 * 1024,
+        description=(
+            "Bytes of message bodies an in-process (`memory://`) queue holds at most; beyond it event "
+            "submissions answer 503 with Retry-After and readiness shows `intake` down."
+        ),
+    )
+    intake_max_wait_ms: int = Field(
+        500, ge=0, le=1000, description="How long an event submission waits for room in a full in-process queue."
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description=(
+            "Certificate chain (PEM) the HTTP server presents: with `tls_key_file`, every port serves HTTPS "
+            "(for a port reached without a TLS-terminating proxy in front)."
+        ),
+    )
+    tls_key_file: Path | None = Field(None, description="Private key (PEM) of `tls_cert_file`.")
+    broker_tls_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the broker's certificate (`amqps://` URLs)."
+    )
+    broker_tls_cert_file: Path | None = Field(None, description="Client certificate (PEM) for the broker.")
+    broker_tls_key_file: Path | None = Field(None, description="Private key (PEM) of the broker client certificate.")
+    broker_tls_verify: bool = Field(
+        True, description="Verify the broker's certificate and host name; turn off only for a test server."
+    )
+    state_tls_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the Redis server's certificate (`rediss://` URLs)."
+    )
+    state_tls_cert_file: Path | None = Field(None, description="Client certificate (PEM) for Redis.")
+    state_tls_key_file: Path | None = Field(None, description="Private key (PEM) of the Redis client certificate.")
+    state_tls_verify: bool = Field(
+        True, description="Verify the Redis server's certificate and host name; turn off only for a test server."
+    )
+    database_tls_ca_file: Path | None = Field(
+        None,
+        description=(
+            "CA bundle that verifies PostgreSQL's certificate (libpq `sslrootcert`); setting any "
+            "`database_tls_*` makes the connection require TLS (`sslmode=verify-full`, or `require` unverified)."
+        ),
+    )
+    database_tls_cert_file: Path | None = Field(None, description="Client certificate (PEM) for PostgreSQL.")
+    database_tls_key_file: Path | None = Field(
+        None, description="Private key (PEM) of the PostgreSQL client certificate."
+    )
+    database_tls_verify: bool = Field(
+        True, description="Verify PostgreSQL's certificate and host name when TLS is configured."
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_ranges(cls, value: str) -> str:
+        # `*` would let any client that reaches the port directly (a LoadBalancer, a NodePort) claim
+        # any address and scheme: only named proxies may speak for their clients.
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            if item == "*":
+                raise ValueError(
+                    "`*` trusts every client's X-Forwarded-* headers; list the proxies' addresses or CIDR ranges"
+                )
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        for prefix in ("", "broker_", "state_", "database_"):
+            cert, key = getattr(self, f"{prefix}tls_cert_file"), getattr(self, f"{prefix}tls_key_file")
+            if (cert is None) != (key is None):
+                raise ValueError(f"{prefix}tls_cert_file and {prefix}tls_key_file go together")
+        return self
+
+    def tls_for(self, backend: Literal["broker", "state", "database"]) -> TlsOptions | None:
+        """The TLS options of one backend connection, or None when none is set."""
+        options = TlsOptions(
+            ca_file=getattr(self, f"{backend}_tls_ca_file"),
+            cert_file=getattr(self, f"{backend}_tls_cert_file"),
+            key_file=getattr(self, f"{backend}_tls_key_file"),
+            verify=getattr(self, f"{backend}_tls_verify"),
+        )
+        return options if options.configured else None
 
     @field_validator("dashboard_users", "readiness_api_url", mode="before")
     @classmethod

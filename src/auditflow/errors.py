@@ -20,6 +20,14 @@ class BackendUnavailable(AuditFlowError):
     """A dependency (broker, state, store) cannot be reached; retry later."""
 
 
+class QueueFull(BackendUnavailable):
+    """An in-process queue is at its bound: the caller should retry shortly (HTTP 503 + Retry-After)."""
+
+
+class SchemaNotReady(BackendUnavailable):
+    """The alert store is reachable but its schema is not the revision this version needs."""
+
+
 class BackendError(AuditFlowError):
     """A dependency answered with an error that retrying will not fix."""
 

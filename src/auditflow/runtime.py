@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from auditflow.backends.broker import Broker, create_broker
+from auditflow.backends.broker.memory import MemoryBroker
 from auditflow.backends.state import WindowState, create_state
 from auditflow.backends.store import AlertStore, create_store
 from auditflow.config import Settings
@@ -67,8 +68,13 @@ class Runtime:
         retry = {"retry_max": s.dependency_retry_max}
         if self.roles & BROKER_ROLES:
             self.broker = create_broker(
-                s.broker_url, max_deliveries=s.max_deliveries, dead_letter_queue=s.dead_letter_queue
+                s.broker_url,
+                max_deliveries=s.max_deliveries,
+                dead_letter_queue=s.dead_letter_queue,
+                tls=s.tls_for("broker"),
             )
+            if isinstance(self.broker, MemoryBroker):
+                self.broker.max_queue_bytes = s.memory_queue_max_bytes
             self.dependencies["broker"] = Dependency(
                 "broker",
                 start=_start_and_ping(self.broker),
@@ -79,7 +85,7 @@ class Runtime:
                 **retry,
             )
         if self.roles & STATE_ROLES:
-            self.state = create_state(s.state_url, key_prefix=s.state_key_prefix)
+            self.state = create_state(s.state_url, key_prefix=s.state_key_prefix, tls=s.tls_for("state"))
             self.dependencies["state"] = Dependency(
                 "state",
                 start=_start_and_ping(self.state),
@@ -90,7 +96,7 @@ class Runtime:
                 **retry,
             )
         if self.roles & STORE_ROLES:
-            self.store = create_store(s.effective_database_url)
+            self.store = create_store(s.effective_database_url, tls=s.tls_for("database"))
             store = self.store
             migrate = self.service == "run" or s.effective_database_url.startswith("sqlite")
 
@@ -99,11 +105,17 @@ class Runtime:
                 await store.ping()
                 if migrate:
                     await store.migrate()
+                await store.check_schema()
+
+            async def ping_store() -> None:
+                # A database restored from an old backup, or recreated, must turn readiness off too.
+                await store.ping()
+                await store.check_schema()
 
             self.dependencies["store"] = Dependency(
                 "store",
                 start=start_store,
-                ping=store.ping,
+                ping=ping_store,
                 critical=True,
                 impact="alerts are not stored or served; alerts wait in the queue",
                 detail=redact_url(s.effective_database_url),
@@ -114,7 +126,11 @@ class Runtime:
         if Role.INGEST in self.roles:
             assert self.broker is not None
             self.ingestor = Ingestor(
-                self.broker, self.dependencies["broker"], s.events_queue, batch_size=s.publish_batch_size
+                self.broker,
+                self.dependencies["broker"],
+                s.events_queue,
+                batch_size=s.publish_batch_size,
+                max_wait=s.intake_max_wait_ms / 1000,
             )
         if Role.GENERATOR in self.roles:
             assert self.ingestor is not None, "the generator publishes through the ingest path"
@@ -258,6 +274,8 @@ class Runtime:
         statuses = [dependency.status() for dependency in self.dependencies.values()]
         if self.rules is not None:
             statuses.append(self._rules_dependency())
+        if self.ingestor is not None:
+            statuses.append(self._intake_status(self.ingestor))
         critical_down = any(s.status == "down" and s.critical for s in statuses)
         any_down = any(s.status == "down" for s in statuses)
         overall: Literal["ready", "degraded", "not_ready"] = (
@@ -275,6 +293,20 @@ class Runtime:
             detail=self.rules.ruleset.source,
             last_error=error,
             impact="the last rules change was refused; the previous rules stay active" if error else None,
+        )
+
+    @staticmethod
+    def _intake_status(ingestor: Ingestor) -> DependencyStatus:
+        # Not critical: the rest of the process (alerts API, dashboard) works on; the load balancer
+        # and the clients learn from the 503s of the ingest endpoint itself.
+        refusing = ingestor.refusing()
+        return DependencyStatus(
+            name="intake",
+            status="down" if refusing else "up",
+            critical=False,
+            detail=ingestor.queue,
+            last_error=refusing,
+            impact="event submissions answer 503 with Retry-After; clients retry" if refusing else None,
         )
 
     def rules_status(self) -> RulesStatus:

@@ -1,6 +1,6 @@
 """API tokens and what they may do: named tokens with scopes parsed from the settings, the
 constant-time token check used by the API, the acting user a trusted front end may name, and the
-token the embedded mode creates on first start (stored 0600 in the data directory)."""
+token the embedded mode creates on first start (stored 0600 in the 0700 data directory)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
+
+from auditflow.filemodes import ensure_private_dir
 
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
 MIN_TOKEN_LENGTH = 16
@@ -155,7 +157,7 @@ def acting_name(token: ApiToken, on_behalf: str | None = None) -> str:
 
 def write_secret_file(path: Path, value: str) -> None:
     """Create `path` with mode 0600 from the start (no window where it is world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(value + "\n")

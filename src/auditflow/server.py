@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
+from fastapi import FastAPI
 
 from auditflow.app import create_app
 from auditflow.roles import Role
@@ -68,6 +69,26 @@ class ProcessSpec:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
+def server_config(app: FastAPI, spec: ProcessSpec) -> uvicorn.Config:
+    """uvicorn's settings: forwarded headers believed from the configured proxies only, and TLS when a
+    certificate is configured (tokens and session cookies must not cross a network in clear)."""
+    settings = spec.runtime.settings
+    return uvicorn.Config(
+        app,
+        host=spec.host,
+        port=spec.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace / 3)),
+        server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
+    )
+
+
 async def serve(spec: ProcessSpec) -> int:
     """Serve until a signal; return the process exit code."""
     app = create_app(spec.runtime, spec.tokens, manage_lifecycle=False)
@@ -77,19 +98,7 @@ async def serve(spec: ProcessSpec) -> int:
         dashboard = mount_dashboard(app, spec.runtime, tokens=spec.tokens, users=spec.dashboard_users)
         spec.exit_hooks.append(dashboard.close_streams)
         spec.closers.append(dashboard.aclose)
-    config = uvicorn.Config(
-        app,
-        host=spec.host,
-        port=spec.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=max(1, int(spec.runtime.settings.shutdown_grace / 3)),
-        server_header=False,
-        proxy_headers=True,
-        forwarded_allow_ips=spec.runtime.settings.forwarded_allow_ips,
-    )
-    server = _GracefulServer(config)
+    server = _GracefulServer(server_config(app, spec))
     server.exit_hooks = spec.exit_hooks
     await spec.runtime.start()
     try:

@@ -138,7 +138,7 @@ async def test_probes_and_metrics_need_no_token(embedded: Embedded) -> None:
     ready = await embedded.client.get("/readyz", headers=anonymous)
     assert ready.status_code == 200
     names = {d["name"]: d["status"] for d in ready.json()["dependencies"]}
-    assert names == {"broker": "up", "state": "up", "store": "up", "rules": "up"}
+    assert names == {"broker": "up", "state": "up", "store": "up", "rules": "up", "intake": "up"}
     metrics = await embedded.client.get("/metrics", headers=anonymous)
     assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "auditflow_events_ingested_total" in metrics.text

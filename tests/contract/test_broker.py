@@ -13,7 +13,7 @@ from auditflow.backends.broker import Broker, Delivery, MessageHandler, create_b
 from auditflow.backends.broker.batching import POISON_REASON, QUEUE_HEADER, REASON_HEADER
 from auditflow.backends.broker.memory import MemoryBroker
 from auditflow.backends.broker.rabbitmq import RabbitMQBroker
-from auditflow.errors import BackendUnavailable
+from auditflow.errors import BackendUnavailable, QueueFull
 from tests.conftest import RABBITMQ_URL, WAIT, delete_rabbitmq_topology, require_server
 
 BrokerFactory = Callable[..., Awaitable[Broker]]
@@ -299,6 +299,54 @@ async def test_memory_publish_waits_while_the_queue_is_full(unique_name: str) ->
         await consume_until(broker, unique_name, recorder, recorder.complete)
         await publish
         assert recorder.bodies == [b"1", b"2", b"3"]
+
+
+async def test_memory_queue_is_bounded_in_bytes(unique_name: str) -> None:
+    async with MemoryBroker("memory://", max_queue_bytes=10) as broker:
+        publish = asyncio.create_task(broker.publish(unique_name, [b"123456", b"7890", b"x"]))
+        await asyncio.sleep(0)
+        assert not publish.done(), "11 bytes exceed a 10-byte queue"
+        assert await broker.queue_depth(unique_name) == 2
+        assert broker.is_full(unique_name)
+        recorder = Recorder(3)
+        await consume_until(broker, unique_name, recorder, recorder.complete)
+        await publish
+        assert recorder.bodies == [b"123456", b"7890", b"x"]
+
+
+async def test_memory_queue_takes_one_oversized_message_when_empty(unique_name: str) -> None:
+    async with MemoryBroker("memory://", max_queue_bytes=10) as broker:
+        async with asyncio.timeout(WAIT):
+            await broker.publish(unique_name, [b"x" * 100])
+        assert await broker.queue_depth(unique_name) == 1
+
+
+async def test_memory_offer_refuses_within_its_wait_and_publishes_nothing(unique_name: str) -> None:
+    async with MemoryBroker("memory://", max_queue_bytes=10) as broker:
+        await broker.publish(unique_name, [b"12345678"])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(QueueFull, match="full"):
+            await broker.offer(unique_name, [b"abc", b"def"], max_wait=0.2)
+        assert 0.2 <= loop.time() - started < 1.0
+        assert await broker.queue_depth(unique_name) == 1, "all or nothing: no part of a refused offer"
+        recorder = Recorder(1)
+        await consume_until(broker, unique_name, recorder, recorder.complete)
+        await broker.offer(unique_name, [b"abc", b"def"], max_wait=0.2)
+        assert await broker.queue_depth(unique_name) == 2
+
+
+async def test_memory_offer_proceeds_when_room_appears_in_time(unique_name: str) -> None:
+    async with MemoryBroker("memory://", max_queue_bytes=10) as broker:
+        await broker.publish(unique_name, [b"12345678"])
+        offer = asyncio.create_task(broker.offer(unique_name, [b"abc"], max_wait=5))
+        await asyncio.sleep(0.05)
+        assert not offer.done()
+        recorder = Recorder(1)
+        await consume_until(broker, unique_name, recorder, recorder.complete)
+        async with asyncio.timeout(WAIT):
+            await offer  # QueueFull here would mean it gave up although room appeared within its wait
+        assert offer.exception() is None
 
 
 def dead_letter_all(batch: Sequence[Delivery]) -> None:

@@ -35,11 +35,19 @@ def test_k8s_file_has_every_key_with_strong_url_safe_values(tmp_path: Path) -> N
     assert (tmp_path / "secrets.env").stat().st_mode & 0o077 == 0
 
 
-def test_dashboard_login_in_the_header_matches_the_hash(tmp_path: Path) -> None:
+def _printed_login(output: str) -> tuple[str, str]:
+    found = re.search(r"dashboard login (\S+) / (\S+) ", output)
+    assert found is not None, output
+    return found.group(1), found.group(2)
+
+
+def test_printed_dashboard_login_matches_the_hash_and_is_not_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / ".env"
-    assert generate_secrets("compose", "--output", path).returncode == 0
+    result = generate_secrets("compose", "--output", path)
+    assert result.returncode == 0
     text = path.read_text(encoding="utf-8")
-    user, password = re.search(r"^# Dashboard login: (\S+) / (\S+)$", text, re.MULTILINE).groups()  # type: ignore[union-attr]
+    user, password = _printed_login(result.stdout)
+    assert password not in text, "the clear-text password must not be written into the file"
     entry = read_env_file(path)["AUDITFLOW_DASHBOARD_USERS"]
     assert re.search(r"^AUDITFLOW_DASHBOARD_USERS='[^']+'$", text, re.MULTILINE), "compose values are single-quoted"
     # The argon2 hash holds commas: the dashboard must read it as one entry from the comma-separated setting.
@@ -68,6 +76,24 @@ def test_existing_file_is_kept_unless_forced(tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8") == before
     assert generate_secrets("compose", "--output", path, "--force").returncode == 0
     assert path.read_text(encoding="utf-8") != before
+
+
+def test_standard_output_mode_prints_the_login_on_standard_error() -> None:
+    result = generate_secrets("compose", "--output", "-")
+    assert result.returncode == 0
+    _, password = _printed_login(result.stderr)
+    assert password not in result.stdout
+    assert "AUDITFLOW_DASHBOARD_USERS=" in result.stdout
+
+
+def test_forced_rotation_resets_a_loose_file_mode(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.env"
+    path.write_text("OLD=1\n", encoding="utf-8")
+    path.chmod(0o644)
+    assert generate_secrets("k8s", tmp_path, "--force").returncode == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "OLD=1" not in path.read_text(encoding="utf-8")
+    assert [p.name for p in tmp_path.iterdir()] == ["secrets.env"], "no temporary file left behind"
 
 
 def test_k8s_without_an_overlay_is_a_usage_error() -> None:

@@ -4,6 +4,7 @@ settings are the ones the CLI and Settings really have."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -263,3 +264,28 @@ def test_each_service_accepts_only_the_tokens_and_scopes_it_needs(
         for name, deployment in deployments(docs).items()
     }
     check_least_privilege(environments)
+
+
+def test_load_balancers_are_private_plain_http_or_tls(docs: list[dict[str, Any]]) -> None:
+    # Bearer tokens over plain HTTP on an address anyone can reach: either the port is TLS, or the
+    # Service is marked internal and admits private source ranges only.
+    private = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+    for service in of_kind(docs, "Service"):
+        if service["spec"].get("type") != "LoadBalancer":
+            continue
+        name = service["metadata"]["name"]
+        if all(port["name"] == "https" for port in service["spec"]["ports"]):
+            continue
+        assert service["metadata"]["annotations"].get("auditflow.io/exposure") == "internal-plain-http", name
+        ranges = [ipaddress.ip_network(r) for r in service["spec"].get("loadBalancerSourceRanges", [])]
+        assert ranges, name
+        assert all(any(r.subnet_of(p) for p in private) for r in ranges), name  # type: ignore[arg-type]
+
+
+def test_forwarded_headers_are_trusted_from_proxies_only(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for overlay, docs in rendered.items():
+        trusted = settings_configmap(docs)["AUDITFLOW_FORWARDED_ALLOW_IPS"]
+        assert "*" not in trusted, overlay
+        if overlay == "prod-metallb":
+            # No ingress in front of the LoadBalancer Services: the peer is the client itself.
+            assert trusted == "127.0.0.1"

@@ -22,7 +22,7 @@ from auditflow.backends.store.migrate import alembic_config, current_revision, h
 from auditflow.backends.store.queries import decode_cursor, encode_cursor, escape_like
 from auditflow.backends.store.schema import from_ms, to_ms
 from auditflow.backends.store.sql import SqlAlertStore
-from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.errors import BackendError, BackendUnavailable, SchemaNotReady
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, Alert, AlertQuery
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -97,11 +97,13 @@ async def test_unwritable_sqlite_directory_is_unavailable(tmp_path: Path) -> Non
         await SqlAlertStore(sqlite_url(blocker / "alerts.sqlite3")).start()
 
 
-async def test_a_database_without_schema_is_an_error_not_an_outage(tmp_path: Path) -> None:
+async def test_a_database_without_schema_waits_for_a_migration(tmp_path: Path) -> None:
+    # Unavailable, not an error: workers hold their batch until `auditflow migrate` ran, instead of
+    # counting deliveries and dead-lettering alerts that nothing is wrong with.
     async with SqlAlertStore(sqlite_url(tmp_path / "a.db")) as store:
-        with pytest.raises(BackendError, match="no such table") as caught:
+        with pytest.raises(SchemaNotReady, match="run auditflow migrate") as caught:
             await store.count()
-    assert not isinstance(caught.value, BackendUnavailable)
+    assert isinstance(caught.value, BackendUnavailable)
 
 
 def test_migrate_url_reaches_head_and_is_repeatable(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from auditflow.api.deps import AdminCaller
 from auditflow.config import LogLevel
-from auditflow.logging import current_log_level, set_log_level
+from auditflow.logconfig import current_log_level, set_log_level
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 log = logging.getLogger("auditflow.admin")

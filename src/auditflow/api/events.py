@@ -94,7 +94,7 @@ async def submit_events(request: Request, _caller: IngestCaller, ingestor: Inges
         events = result
     if len(events) > MAX_EVENTS:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=f"more than {MAX_EVENTS} events in one request")
-    await ingestor.submit(events, source="api")
+    await ingestor.submit(events, source="api", refuse_when_full=True)
     # The `Accepted` shape, serialised by orjson (UUIDs natively) rather than through the model.
     accepted = orjson.dumps({"accepted": len(events), "event_ids": [event.event_id for event in events]})
     return Response(accepted, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")

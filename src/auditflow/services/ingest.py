@@ -1,29 +1,38 @@
 """Event intake shared by the HTTP API and the generator: validated events are published to the
-events queue in batches, and `submit` returns only once the broker has confirmed them."""
+events queue in batches, and `submit` returns only once the broker has confirmed them, or refuses
+within `max_wait` seconds when an in-process queue is full (back-pressure the client can see)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from auditflow.backends.broker import Broker
 from auditflow.codec import encode_events
 from auditflow.dependencies import Dependency
-from auditflow.errors import BackendUnavailable
+from auditflow.errors import BackendUnavailable, QueueFull
 from auditflow.metrics import EVENTS_INGESTED
 from auditflow.model.event import Event
 
+# How long readiness keeps showing a refusal: long enough for a probe period to notice it.
+REFUSAL_SHOWN_S = 10.0
+
 
 class Ingestor:
-    def __init__(self, broker: Broker, dependency: Dependency, queue: str, *, batch_size: int = 500) -> None:
+    def __init__(
+        self, broker: Broker, dependency: Dependency, queue: str, *, batch_size: int = 500, max_wait: float = 0.5
+    ) -> None:
         self.broker = broker
         self.dependency = dependency
         self.queue = queue
         self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.last_refusal: tuple[float, str] | None = None  # monotonic time and reason
         self._declared = False
         # In-process queues deliver these very bodies: hand the validated events over with them.
         self._local = broker.in_process
 
-    async def submit(self, events: Sequence[Event], *, source: str) -> None:
+    async def submit(self, events: Sequence[Event], *, source: str, refuse_when_full: bool = False) -> None:
         """Publish `events`; raises BackendUnavailable when the broker cannot take them now."""
         if not events:
             return
@@ -37,8 +46,25 @@ class Ingestor:
                 encode_events(events[i : i + self.batch_size], local=self._local)
                 for i in range(0, len(events), self.batch_size)
             ]
-            await self.broker.publish(self.queue, bodies)
+            if refuse_when_full:
+                # A client waits for the answer: refuse after max_wait rather than hold it open.
+                await self.broker.offer(self.queue, bodies, max_wait=self.max_wait)
+            else:
+                # Our own producers (generator, file ingest, syslog, bench) simply wait for room.
+                await self.broker.publish(self.queue, bodies)
+        except QueueFull as exc:
+            # The broker works, it is only full: the client retries, the dependency stays up.
+            self.last_refusal = (time.monotonic(), str(exc))
+            raise
         except BackendUnavailable as exc:
             self.dependency.mark_down(exc)
             raise
         EVENTS_INGESTED.labels(source).inc(len(events))
+
+    def refusing(self) -> str | None:
+        """Why intake refuses events now or did so recently, else None (for readiness)."""
+        if self._declared and self.broker.is_full(self.queue):
+            return f"queue {self.queue} is full; event submissions answer 503 until analysis catches up"
+        if self.last_refusal is not None and time.monotonic() - self.last_refusal[0] < REFUSAL_SHOWN_S:
+            return self.last_refusal[1]
+        return None

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from auditflow.errors import AuditFlowError
-from auditflow.logging import configure_logging
+from auditflow.logconfig import configure_logging
 from auditflow.sources.agent import Agent
 from auditflow.sources.agent_config import AgentConfig, load_agent_config
 from auditflow.sources.agent_metrics import StatusServer

@@ -89,6 +89,16 @@ class Broker(AsyncLifecycle):
         """Publish each body as one message. Returns once the broker has taken responsibility for
         every one of them (publisher confirms on RabbitMQ); raises BackendUnavailable otherwise."""
 
+    async def offer(self, queue: str, bodies: Sequence[bytes], *, max_wait: float) -> None:
+        """Publish for a caller that must answer within `max_wait` seconds: an in-process broker
+        raises QueueFull rather than wait longer for room. A server broker has its own flow control
+        and publishes as usual."""
+        await self.publish(queue, bodies)
+
+    def is_full(self, queue: str) -> bool:
+        """Whether `offer` would refuse now (in-process queues at their bound)."""
+        return False
+
     @abc.abstractmethod
     async def consume(
         self,

@@ -4,11 +4,8 @@ batching, redelivery and dead-letter semantics as RabbitMQ, and no server."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import weakref
-from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from auditflow.backends.broker.base import Broker, Delivery, LocalBody, MessageHandler
@@ -19,67 +16,17 @@ from auditflow.backends.broker.batching import (
     run_handler,
     split_poison,
 )
-from auditflow.errors import BackendUnavailable
-
-log = logging.getLogger("auditflow.broker.memory")
+from auditflow.backends.broker.memory_queue import BoundedQueue, QueuedMessage, resolve
+from auditflow.errors import BackendUnavailable, QueueFull
 
 DEFAULT_MAX_LENGTH = 100_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 HANDOVER_MAX_READY = 64  # messages of a queue that carry validated items (see LocalBody)
-
-
-@dataclass(slots=True)
-class _Message:
-    body: bytes
-    headers: Mapping[str, Any]
-    delivery_count: int = 1
-    decoded: Any = None  # handed to the first delivery only (see LocalBody)
-
-
-class _Queue:
-    """A deque plus the futures of whoever waits for messages (consumers) or space (publishers)."""
-
-    def __init__(self, max_length: int) -> None:
-        self.max_length = max_length
-        self.ready: deque[_Message] = deque()
-        self.getters: list[asyncio.Future[None]] = []
-        self.putters: list[asyncio.Future[None]] = []
-        self.collecting = 0  # taken by consumers filling a batch, not yet in a handler
-
-    @staticmethod
-    def _wake(waiters: list[asyncio.Future[None]]) -> None:
-        for waiter in waiters:
-            _resolve(waiter)
-        waiters.clear()
-
-    async def put(self, messages: Sequence[_Message]) -> None:
-        start = 0
-        while start < len(messages):
-            space = self.max_length - len(self.ready)
-            if space <= 0:
-                waiter = asyncio.get_running_loop().create_future()
-                self.putters.append(waiter)
-                await waiter
-                continue
-            self.ready.extend(messages[start : start + space])
-            start += space
-            self._wake(self.getters)
-
-    def take(self, count: int) -> list[_Message]:
-        ready = self.ready
-        taken = [ready.popleft() for _ in range(min(count, len(ready)))]
-        if taken:
-            self._wake(self.putters)
-        return taken
-
-    def return_to_head(self, messages: Sequence[_Message]) -> None:
-        # Past max_length on purpose: these messages were already admitted once.
-        self.ready.extendleft(reversed(messages))
-        self._wake(self.getters)
 
 
 class _Hub:
     def __init__(self) -> None:
-        self.queues: dict[str, _Queue] = {}
+        self.queues: dict[str, BoundedQueue] = {}
         self.users = 0
 
 
@@ -87,22 +34,17 @@ class _Hub:
 _HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Hub]] = weakref.WeakKeyDictionary()
 
 
-def _handover(body: bytes, target: _Queue) -> Any:
+def _handover(body: bytes, target: BoundedQueue) -> Any:
     """The items a local body carries, kept only while the queue is short: a backlog holds bytes,
     not validated objects several times their size."""
     decoded = body.take_decoded() if isinstance(body, LocalBody) else None
     return decoded if len(target.ready) < HANDOVER_MAX_READY else None
 
 
-def _first_decoded(message: _Message) -> Any:
+def _first_decoded(message: QueuedMessage) -> Any:
     # A redelivery decodes the bytes: the handler may have failed on the very objects.
     decoded, message.decoded = message.decoded, None
     return decoded
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class _Consumer:
@@ -126,9 +68,10 @@ class MemoryBroker(Broker):
       services may each open their own broker.
     - A message returned after a failed batch goes back to the *head* of its queue, in its
       original order (like a requeue on a RabbitMQ classic queue).
-    - Publishing waits while a queue holds `max_queue_length` messages (backpressure), the
-      dead-letter queue too: the embedded mode moves its messages into the store, and nothing
-      is ever dropped.
+    - Publishing waits while a queue holds `max_queue_length` messages or `max_queue_bytes` of
+      bodies (backpressure), the dead-letter queue too: the embedded mode moves its messages into
+      the store, and nothing is ever dropped. `offer` waits a bounded time and then refuses, for
+      intake that must answer its client.
     - There is no prefetch: a consumer takes a batch straight from the queue, so `prefetch` is
       accepted and ignored.
     """
@@ -142,9 +85,11 @@ class MemoryBroker(Broker):
         max_deliveries: int = 5,
         dead_letter_queue: str = "audit_dead_letter",
         max_queue_length: int = DEFAULT_MAX_LENGTH,
+        max_queue_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         super().__init__(url, max_deliveries=max_deliveries, dead_letter_queue=dead_letter_queue)
         self.max_queue_length = max_queue_length
+        self.max_queue_bytes = max_queue_bytes
         self._hub: _Hub | None = None
         self._consumers: set[_Consumer] = set()
 
@@ -163,12 +108,12 @@ class MemoryBroker(Broker):
             if hub.users == 0 and hubs.get(self.url) is hub:
                 del hubs[self.url]
 
-    def _queue(self, name: str) -> _Queue:
+    def _queue(self, name: str) -> BoundedQueue:
         if self._hub is None:
             raise BackendUnavailable("in-process broker is not started")
         queue = self._hub.queues.get(name)
         if queue is None:
-            queue = _Queue(self.max_queue_length)
+            queue = BoundedQueue(self.max_queue_length, self.max_queue_bytes)
             self._hub.queues[name] = queue
         return queue
 
@@ -178,7 +123,25 @@ class MemoryBroker(Broker):
     async def publish(self, queue: str, bodies: Sequence[bytes], headers: Mapping[str, Any] | None = None) -> None:
         shared = dict(headers) if headers else {}
         target = self._queue(queue)
-        await target.put([_Message(body, shared, decoded=_handover(body, target)) for body in bodies])
+        await target.put([QueuedMessage(body, shared, decoded=_handover(body, target)) for body in bodies])
+
+    async def offer(self, queue: str, bodies: Sequence[bytes], *, max_wait: float) -> None:
+        """Publish all of `bodies` once the queue has room for all of them, waiting at most `max_wait`
+        seconds; else raise QueueFull and publish none, so that a refused request can simply be sent again."""
+        target = self._queue(queue)
+        probe = [QueuedMessage(body, {}) for body in bodies]
+        try:
+            async with asyncio.timeout(max_wait):
+                while target.ready and target.room_for(probe) < len(probe):
+                    await target.wait_for_room()
+        except TimeoutError:
+            raise QueueFull(
+                f"queue {queue} is full ({len(target.ready)} messages, {target.ready_bytes} bytes); retry later"
+            ) from None
+        await self.publish(queue, bodies)
+
+    def is_full(self, queue: str) -> bool:
+        return self._queue(queue).full
 
     async def consume(
         self,
@@ -204,9 +167,11 @@ class MemoryBroker(Broker):
             self._consumers.discard(consumer)
             consumer.done.set()
 
-    async def _collect(self, source: _Queue, consumer: _Consumer, size: int, linger: float) -> list[_Message]:
+    async def _collect(
+        self, source: BoundedQueue, consumer: _Consumer, size: int, linger: float
+    ) -> list[QueuedMessage]:
         loop = asyncio.get_running_loop()
-        batch: list[_Message] = []
+        batch: list[QueuedMessage] = []
         deadline: float | None = None
         while not consumer.stopping.is_set():
             batch.extend(source.take(size - len(batch)))
@@ -218,7 +183,7 @@ class MemoryBroker(Broker):
                 break
             consumer.waiter = waiter = loop.create_future()
             source.getters.append(waiter)
-            timer = loop.call_later(deadline - loop.time(), _resolve, waiter) if deadline is not None else None
+            timer = loop.call_later(deadline - loop.time(), resolve, waiter) if deadline is not None else None
             source.collecting += len(batch)
             try:
                 await waiter
@@ -236,7 +201,12 @@ class MemoryBroker(Broker):
         return batch
 
     async def _process(
-        self, queue: str, source: _Queue, messages: list[_Message], handler: MessageHandler, consumer: _Consumer
+        self,
+        queue: str,
+        source: BoundedQueue,
+        messages: list[QueuedMessage],
+        handler: MessageHandler,
+        consumer: _Consumer,
     ) -> None:
         batch = [Delivery(m.body, m.headers, m.delivery_count, tag=m, decoded=_first_decoded(m)) for m in messages]
         live = split_poison(batch, self.max_deliveries)
@@ -254,14 +224,14 @@ class MemoryBroker(Broker):
         dead = [d for d in batch if d.dead_letter_reason is not None]
         if dead:
             await self._queue(self.dead_letter_queue).put(
-                [_Message(d.body, dead_letter_headers(d.headers, d.dead_letter_reason or "", queue)) for d in dead]
+                [QueuedMessage(d.body, dead_letter_headers(d.headers, d.dead_letter_reason or "", queue)) for d in dead]
             )
 
     @staticmethod
-    def _return(source: _Queue, deliveries: Sequence[Delivery]) -> None:
-        returned: list[_Message] = []
+    def _return(source: BoundedQueue, deliveries: Sequence[Delivery]) -> None:
+        returned: list[QueuedMessage] = []
         for delivery in deliveries:
-            message: _Message = delivery.tag
+            message: QueuedMessage = delivery.tag
             message.delivery_count += 1
             returned.append(message)
         source.return_to_head(returned)

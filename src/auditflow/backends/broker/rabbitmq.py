@@ -24,6 +24,7 @@ from auditflow.backends.broker.rabbitmq_publisher import (
 )
 from auditflow.backends.broker.rabbitmq_topology import RabbitMQTopology
 from auditflow.errors import BackendUnavailable
+from auditflow.tls import TlsOptions
 
 __all__ = ["PERSISTENT", "RabbitMQBroker"]
 
@@ -51,8 +52,10 @@ class RabbitMQBroker(Broker):
         connect_timeout: float = 5.0,
         reconnect_interval: float = 2.0,
         publish_timeout: float = 30.0,
+        tls: TlsOptions | None = None,
     ) -> None:
         super().__init__(url, max_deliveries=max_deliveries, dead_letter_queue=dead_letter_queue)
+        self.tls = tls
         self.connect_timeout = connect_timeout
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
@@ -91,6 +94,8 @@ class RabbitMQBroker(Broker):
             with mapped_errors(self.where, "connect"):
                 connection = await aio_pika.connect_robust(
                     self.url,
+                    # Used by amqps:// only; without options the URL's own (cafile=..., no_verify_ssl) apply.
+                    ssl_context=self.tls.ssl_context() if self.tls is not None else None,
                     timeout=self.connect_timeout,
                     reconnect_interval=self.reconnect_interval,
                     client_properties={"connection_name": "auditflow"},

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from auditflow.backends.state.base import Hit, WindowOp, WindowState
+from auditflow.tls import TlsOptions
 
 __all__ = ["Hit", "WindowOp", "WindowState", "create_state"]
 
 
-def create_state(url: str, *, key_prefix: str = "auditflow:") -> WindowState:
+def create_state(url: str, *, key_prefix: str = "auditflow:", tls: TlsOptions | None = None) -> WindowState:
     """The window state for a URL scheme; real backends import lazily so their extras stay optional."""
     scheme = url.split(":", 1)[0]
     if scheme == "memory":
@@ -17,5 +18,5 @@ def create_state(url: str, *, key_prefix: str = "auditflow:") -> WindowState:
     if scheme in {"redis", "rediss"}:
         from auditflow.backends.state.redis import RedisWindowState
 
-        return RedisWindowState(url, key_prefix=key_prefix)
+        return RedisWindowState(url, key_prefix=key_prefix, tls=tls)
     raise ValueError(f"unsupported state URL scheme {scheme!r}")

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS
 from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.tls import TlsOptions
 
 __all__ = ["RedisWindowState", "mapped_errors", "window_key"]
 
@@ -57,8 +58,10 @@ class RedisWindowState(WindowState):
         max_entries: int = MAX_ENTRIES,
         max_connections: int = 16,
         socket_timeout: float = 10.0,
+        tls: TlsOptions | None = None,
     ) -> None:
         super().__init__(url, key_prefix=key_prefix)
+        self.tls = tls
         self._grace_ms = grace_ms
         self._max_entries = max(1, max_entries)
         self._max_connections = max_connections
@@ -70,8 +73,11 @@ class RedisWindowState(WindowState):
         """Create the pool; connections open lazily, so this succeeds while Redis is down."""
         if self._client is not None:
             return
+        # redis-py takes ssl_* keywords only for rediss:// (a plain connection refuses them).
+        tls = self.tls.redis_options() if self.tls is not None and self.url.startswith("rediss") else {}
         self._client = aioredis.Redis.from_url(
             self.url,
+            **tls,
             decode_responses=False,  # payloads are arbitrary bytes
             max_connections=self._max_connections,
             socket_timeout=self._socket_timeout,

@@ -45,6 +45,11 @@ class AlertStore(AsyncLifecycle):
     async def ping(self) -> None: ...
 
     @abc.abstractmethod
+    async def check_schema(self) -> None:
+        """Raise SchemaNotReady unless the schema is at the revision this version needs, so that
+        readiness says `run auditflow migrate` instead of requests failing on missing tables."""
+
+    @abc.abstractmethod
     async def upsert_alerts(self, alerts: Sequence[Alert]) -> UpsertResult:
         """Write the alerts of one call in one transaction (callers bound its size). Idempotent on
         `alert_id`: a known alert takes occurrences = max, last_seen = max, first_seen = min; its

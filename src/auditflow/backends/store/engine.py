@@ -14,7 +14,9 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.errors import BackendError, BackendUnavailable, SchemaNotReady
+from auditflow.filemodes import PRIVATE_DIR_MODE, ensure_private_file
+from auditflow.tls import TlsOptions
 
 # Write transactions on SQLite take the write lock at BEGIN: a deferred transaction that read
 # first and then writes fails with SQLITE_BUSY at once when another connection committed in
@@ -41,11 +43,20 @@ def database_url(url: str, *, asynchronous: bool) -> URL:
 
 def _prepare_sqlite_file(url: URL) -> None:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database).expanduser()
+        # A directory created here is private; an existing one is the operator's (it may be shared).
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        ensure_private_file(path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            companion = path.with_name(path.name + suffix)
+            if companion.exists():
+                ensure_private_file(companion)
 
 
-def _engine_options(url: URL, *, pooled: bool) -> dict[str, Any]:
+def _engine_options(url: URL, *, pooled: bool, tls: TlsOptions | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    if tls is not None and url.get_backend_name() == "postgresql":
+        options["connect_args"] = tls.libpq_params()
     if not pooled:
         options["poolclass"] = sa.NullPool
     elif url.get_backend_name() == "postgresql":
@@ -71,25 +82,36 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_store_engine(url: str) -> AsyncEngine:
+def create_store_engine(url: str, tls: TlsOptions | None = None) -> AsyncEngine:
     sa_url = database_url(url, asynchronous=True)
     if sa_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(sa_url)
-    engine = create_async_engine(sa_url, **_engine_options(sa_url, pooled=True))
+    engine = create_async_engine(sa_url, **_engine_options(sa_url, pooled=True, tls=tls))
     if sa_url.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine.sync_engine)
     return engine
 
 
-def create_sync_engine(url: str) -> sa.Engine:
+def create_sync_engine(url: str, tls: TlsOptions | None = None) -> sa.Engine:
     """A blocking engine for one-off work such as `auditflow migrate`."""
     sa_url = database_url(url, asynchronous=False)
     if sa_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(sa_url)
-    engine = sa.create_engine(sa_url, **_engine_options(sa_url, pooled=False))
+    engine = sa.create_engine(sa_url, **_engine_options(sa_url, pooled=False, tls=tls))
     if sa_url.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine)
     return engine
+
+
+# PostgreSQL's undefined_table and undefined_column: a schema older than the code, not a bug.
+_MISSING_SCHEMA_SQLSTATES = {"42P01", "42703"}
+
+
+def _is_missing_schema(error: exc.DBAPIError) -> bool:
+    cause = error.orig
+    if isinstance(cause, sqlite3.OperationalError):
+        return str(cause).startswith(("no such table", "no such column"))
+    return getattr(cause, "sqlstate", None) in _MISSING_SCHEMA_SQLSTATES
 
 
 def _is_unavailable(error: exc.DBAPIError) -> bool:
@@ -108,6 +130,9 @@ def mapped_errors(operation: str) -> Iterator[None]:
         yield
     except exc.DBAPIError as error:
         cause = error.orig or error
+        if _is_missing_schema(error):
+            message = f"alert store {operation} failed: the schema is not migrated: run auditflow migrate"
+            raise SchemaNotReady(message) from error
         message = f"alert store {operation} failed: {cause.__class__.__name__}: {_first_line(cause)}"
         if _is_unavailable(error):
             raise BackendUnavailable(message) from error

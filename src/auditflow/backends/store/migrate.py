@@ -3,6 +3,8 @@ and the embedded start-up work from an installed wheel without any alembic.ini."
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -11,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from auditflow.backends.store.engine import WRITE_OPTION, create_sync_engine, mapped_errors
+from auditflow.tls import TlsOptions
 
 SCRIPT_LOCATION = "auditflow.backends.store:migrations"
 
@@ -38,7 +41,9 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
     command.upgrade(alembic_config(connection=connection), revision)
 
 
+@functools.cache
 def head_revision() -> str | None:
+    # The scripts ship in the package and do not change while it runs: read them once.
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -46,10 +51,23 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def migrate_url(url: str) -> None:
+def schema_problem(connection: Connection) -> str | None:
+    """Why the database's schema cannot be used by this version, or None when it is at head."""
+    current, head = current_revision(connection), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "alert store schema is not created: run auditflow migrate"
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current in known:
+        return f"alert store schema is at revision {current}, this version needs {head}: run auditflow migrate"
+    return f"alert store schema is at revision {current}, newer than this version knows ({head}): upgrade auditflow"
+
+
+def migrate_url(url: str, tls: TlsOptions | None = None) -> None:
     """Bring the database at `url` to the newest revision (blocking; for the CLI)."""
     with mapped_errors("migrate"):
-        engine = create_sync_engine(url)
+        engine = create_sync_engine(url, tls)
         try:
             with engine.connect() as connection, connection.execution_options(**{WRITE_OPTION: True}).begin():
                 upgrade_connection(connection)

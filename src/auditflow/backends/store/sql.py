@@ -15,14 +15,15 @@ from auditflow.backends.store import dead_letters
 from auditflow.backends.store.base import AlertStore, UpsertResult
 from auditflow.backends.store.dead_letters import StoredDeadLetter
 from auditflow.backends.store.engine import WRITE_OPTION, create_store_engine, database_url, mapped_errors
-from auditflow.backends.store.migrate import migrate_url, upgrade_connection
+from auditflow.backends.store.migrate import migrate_url, schema_problem, upgrade_connection
 from auditflow.backends.store.queries import compute_stats, fetch_detail, fetch_page
 from auditflow.backends.store.schema import alert_history, alerts, to_ms
 from auditflow.backends.store.upsert import write_batch
-from auditflow.errors import BackendUnavailable, NotFound
+from auditflow.errors import BackendUnavailable, NotFound, SchemaNotReady
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
 from auditflow.model.dead_letter import DeadLetterPage
 from auditflow.model.timeutil import utcnow
+from auditflow.tls import TlsOptions
 
 __all__ = ["SqlAlertStore", "migrate_url"]
 
@@ -30,9 +31,10 @@ __all__ = ["SqlAlertStore", "migrate_url"]
 class SqlAlertStore(AlertStore):
     """Alerts in `sqlite:///path` or `postgresql://user:pass@host/db` (also `postgres://`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, tls: TlsOptions | None = None) -> None:
         super().__init__(url)
         database_url(url, asynchronous=True)  # an unsupported scheme fails here, not at start()
+        self.tls = tls
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
 
@@ -58,7 +60,7 @@ class SqlAlertStore(AlertStore):
     async def start(self) -> None:
         if self._engine is None:
             with mapped_errors("start"):  # creating the SQLite directory can fail
-                self._engine = create_store_engine(self.url)
+                self._engine = create_store_engine(self.url, self.tls)
             self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         try:
             await self.ping()
@@ -82,6 +84,13 @@ class SqlAlertStore(AlertStore):
         with mapped_errors("ping"):
             async with self._read() as conn:
                 await conn.execute(sa.text("SELECT 1"))
+
+    async def check_schema(self) -> None:
+        with mapped_errors("schema check"):
+            async with self._read() as conn:
+                problem = await conn.run_sync(schema_problem)
+        if problem is not None:
+            raise SchemaNotReady(problem)
 
     async def upsert_alerts(self, alerts: Sequence[Alert]) -> UpsertResult:
         if not alerts:

@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from auditflow.config import Settings
 from auditflow.errors import ConfigError
+from auditflow.filemodes import ensure_private_dir
 
 USERS_FILE = "dashboard-users"
 DEFAULT_ADMIN = "admin"
@@ -159,7 +160,7 @@ def ensure_dashboard_users(settings: Settings) -> tuple[UserDirectory, str | Non
             raise ConfigError("dashboard_users is set but holds no entry")
         return directory, None
     path = settings.data_dir / USERS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     password: str | None = None
     if not path.exists():
         candidate = secrets.token_urlsafe(18)

@@ -40,7 +40,10 @@ def create_session_store(url: str, settings: Settings) -> SessionStore:
     if scheme in {"redis", "rediss"}:
         from auditflow.services.dashboard.sessions.redis import RedisSessionStore
 
-        return RedisSessionStore(url, ttl=settings.session_ttl, key_prefix=settings.state_key_prefix)
+        # The sessions' Redis is the window state's (or one like it): the same TLS options apply.
+        return RedisSessionStore(
+            url, ttl=settings.session_ttl, key_prefix=settings.state_key_prefix, tls=settings.tls_for("state")
+        )
     from auditflow.services.dashboard.sessions.sql import SqlSessionStore
 
-    return SqlSessionStore(url, ttl=settings.session_ttl)
+    return SqlSessionStore(url, ttl=settings.session_ttl, tls=settings.tls_for("database"))

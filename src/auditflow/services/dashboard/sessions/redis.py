@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from auditflow.errors import BackendError, BackendUnavailable
 from auditflow.services.dashboard.sessions.base import SessionRecord, SessionStore
+from auditflow.tls import TlsOptions
 
 
 @contextmanager
@@ -29,14 +30,22 @@ def _mapped(operation: str) -> Iterator[None]:
 
 class RedisSessionStore(SessionStore):
     def __init__(
-        self, url: str, *, ttl: int, key_prefix: str = "auditflow:", clock: Callable[[], float] = time.time
+        self,
+        url: str,
+        *,
+        ttl: int,
+        key_prefix: str = "auditflow:",
+        clock: Callable[[], float] = time.time,
+        tls: TlsOptions | None = None,
     ) -> None:
         super().__init__(ttl=ttl, clock=clock)
         self.url = url
         self._prefix = f"{key_prefix}dashboard-session:"
+        # redis-py takes ssl_* keywords only for rediss:// (a plain connection refuses them).
+        options = tls.redis_options() if tls is not None and url.startswith("rediss") else {}
         # Connections open on first use, so the dashboard starts while Redis is down.
         self._client = aioredis.Redis.from_url(
-            url, decode_responses=False, max_connections=16, socket_timeout=5.0, socket_connect_timeout=5.0
+            url, decode_responses=False, max_connections=16, socket_timeout=5.0, socket_connect_timeout=5.0, **options
         )
 
     async def ping(self) -> None:

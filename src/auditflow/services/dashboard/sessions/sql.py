@@ -14,6 +14,7 @@ from auditflow.backends.store.engine import WRITE_OPTION, create_store_engine, d
 from auditflow.backends.store.migrate import upgrade_connection
 from auditflow.backends.store.schema import dashboard_sessions
 from auditflow.services.dashboard.sessions.base import SessionRecord, SessionStore
+from auditflow.tls import TlsOptions
 
 _table = dashboard_sessions
 
@@ -23,9 +24,12 @@ class SqlSessionStore(SessionStore):
     migrated then (nothing else may have created it); PostgreSQL is migrated by `auditflow migrate`
     or by `auditflow run`, as for the alerts."""
 
-    def __init__(self, url: str, *, ttl: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, url: str, *, ttl: int, clock: Callable[[], float] = time.time, tls: TlsOptions | None = None
+    ) -> None:
         super().__init__(ttl=ttl, clock=clock)
         self.url = url
+        self.tls = tls
         self._migrate = database_url(url, asynchronous=True).get_backend_name() == "sqlite"
         self._engine: AsyncEngine | None = None
         self._ready = asyncio.Lock()
@@ -35,7 +39,7 @@ class SqlSessionStore(SessionStore):
         async with self._ready:
             if self._engine is None:
                 with mapped_errors("start"):
-                    engine = create_store_engine(self.url)
+                    engine = create_store_engine(self.url, self.tls)
                     if self._migrate:
                         try:
                             async with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:

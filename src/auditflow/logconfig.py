@@ -1,15 +1,16 @@
-"""JSON-lines logging: one record per line (tracebacks included), level changeable at runtime."""
+"""JSON-lines logging: one record per line (tracebacks included, without the data they may quote),
+level changeable at runtime."""
 
 from __future__ import annotations
 
 import logging
 import sys
-import traceback
 from typing import Any, TextIO
 
 import orjson
 
 from auditflow.model.timeutil import format_utc, utcnow
+from auditflow.tracebacks import format_redacted
 
 # Loggers whose level follows the runtime setting; uvicorn's are included so that a DEBUG switch
 # shows the HTTP layer too.
@@ -36,8 +37,8 @@ class JsonFormatter(logging.Formatter):
             value = record.__dict__.get(name)
             if value is not None:
                 payload[name] = str(value)
-        if record.exc_info:
-            payload["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if record.exc_info and record.exc_info[1] is not None:
+            payload["exception"] = format_redacted(record.exc_info[1])
         # orjson escapes newlines inside strings, so a traceback never breaks the one-record-per-line rule.
         return orjson.dumps(payload, default=str).decode()
 
