@@ -3,27 +3,12 @@ removal of the RabbitMQ queues and exchange a test declared."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import aio_pika
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL
+from tests.conftest import RABBITMQ_URL
+from tests.databases import postgres_database
 
-
-@contextlib.contextmanager
-def postgres_database(name: str) -> Iterator[str]:
-    """An empty database named `name` for the duration; its URL."""
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+__all__ = ["drop_rabbitmq", "postgres_database"]
 
 
 async def drop_rabbitmq(queues: set[str], exchanges: set[str]) -> None:

@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from auditflow.app import create_app
 from auditflow.backends.store.engine import create_sync_engine
@@ -23,25 +20,18 @@ from auditflow.config import load_settings
 from auditflow.errors import SchemaNotReady
 from auditflow.model.alert import AlertQuery
 from auditflow.runtime import Runtime
-from tests.conftest import POSTGRES_ADMIN_URL, require_server
+from tests.conftest import require_server
+from tests.databases import postgres_database
 
 TOKEN = "schema-test-token-0123456789"
-
-
-def _admin(statement: sql.Composed) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(statement)
 
 
 @pytest.fixture
 def empty_postgres(unique_name: str) -> Iterator[str]:
     require_server("postgres")
     name = f"t{unique_name}".lower()[:40]
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with postgres_database(name) as url:
+        yield url
 
 
 @pytest.fixture

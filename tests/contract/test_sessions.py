@@ -18,7 +18,7 @@ from auditflow.services.dashboard.sessions import MemorySessionStore, SessionSto
 from auditflow.services.dashboard.sessions.redis import RedisSessionStore
 from auditflow.services.dashboard.sessions.sql import SqlSessionStore
 from tests.conftest import REDIS_URL, require_server
-from tests.contract.test_store import _create_database, _drop_database
+from tests.databases import postgres_database
 
 TTL = 600
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -39,12 +39,9 @@ class Clock:
 def postgres_url() -> Iterator[str]:
     require_server("postgres")
     name = f"t{uuid4().hex[:12]}"
-    url = _create_database(name)
-    try:
+    with postgres_database(name) as url:
         migrate_url(url)
         yield url
-    finally:
-        _drop_database(name)
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from auditflow.backends.store.engine import create_sync_engine
 from auditflow.backends.store.migrate import current_revision, head_revision, migrate_url
@@ -32,7 +30,8 @@ from auditflow.model.alert import (
     AlertUpdate,
 )
 from auditflow.model.event import Severity
-from tests.conftest import POSTGRES_ADMIN_URL, require_server
+from tests.conftest import require_server
+from tests.databases import postgres_database
 from tests.factories import T0, make_alert, make_event
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -41,31 +40,14 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 # --- fixtures: each backend resolves only its own server -------------------------------------------
 
 
-def _admin(statement: sql.Composed) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(statement)
-
-
-def _create_database(name: str) -> str:
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_database(name: str) -> None:
-    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """One migrated database for the module; each test starts from empty tables."""
     require_server("postgres")
     name = f"t{uuid4().hex[:12]}"
-    url = _create_database(name)
-    try:
+    with postgres_database(name) as url:
         migrate_url(url)
         yield url
-    finally:
-        _drop_database(name)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -98,11 +80,8 @@ def fresh_url(backend: str, tmp_path: Any, unique_name: str) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'fresh' / 'alerts.sqlite3'}"
         return
     require_server("postgres")
-    url = _create_database(unique_name)
-    try:
+    with postgres_database(unique_name) as url:
         yield url
-    finally:
-        _drop_database(unique_name)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -5,10 +5,12 @@ CLI serves that manifests and compose are compared with."""
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,3 +172,62 @@ def app_container(deployment: dict[str, Any]) -> dict[str, Any]:
     """The AuditFlow container of one of our Deployments (named after the Deployment)."""
     containers = deployment["spec"]["template"]["spec"]["containers"]
     return next(c for c in containers if c["name"] == deployment["metadata"]["name"])
+
+
+# --- helpers several deploy test modules use ---------------------------------------------------
+
+COMPOSE_VARIABLE = re.compile(r"\$\{([A-Z_]+)(?::?([-?])([^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}`, failing like compose on a missing one."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.groups()
+        if name in env:
+            return env[name]
+        if op == "-":
+            return str(arg)
+        raise LookupError(f"{name}: {arg}")
+
+    return COMPOSE_VARIABLE.sub(replace, value)
+
+
+def all_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+
+
+STARTUP_TIMEOUT = 60.0
+
+
+def with_port(args: list[str], port: int) -> list[str]:
+    index = args.index("--port")
+    return [*args[: index + 1], str(port), *args[index + 2 :]]
+
+
+def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """The first stdout line holding `needle`; fails with the output when the process dies first."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no {needle!r} within {timeout} s:\n{''.join(seen)}")
+        if line is None:
+            pytest.fail(f"exited with {process.wait()} before {needle!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if needle in line:
+            return line

@@ -11,7 +11,7 @@ import yaml
 
 from auditflow import __version__
 from auditflow.config import Settings
-from tests.deploy.conftest import MIGRATE_ARGS, REPO, SERVICES, generate_secrets, read_env_file
+from tests.deploy.conftest import MIGRATE_ARGS, REPO, SERVICES, generate_secrets, interpolate, read_env_file
 from tests.deploy.token_policy import check_least_privilege
 
 COMPOSE = REPO / "compose.yaml"
@@ -31,20 +31,6 @@ def dotenv(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     result = generate_secrets("compose", "--output", path)
     assert result.returncode == 0, result.stderr
     return read_env_file(path)
-
-
-def interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}`, failing like compose on a missing one."""
-
-    def replace(match: re.Match[str]) -> str:
-        name, op, arg = match.groups()
-        if name in env:
-            return env[name]
-        if op == "-":
-            return str(arg)
-        raise LookupError(f"{name}: {arg}")
-
-    return _VARIABLE.sub(replace, value)
 
 
 def test_services_and_volumes(compose: dict[str, Any]) -> None:

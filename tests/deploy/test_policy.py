@@ -16,8 +16,10 @@ from tests.deploy.conftest import (
     MIGRATE_ARGS,
     OVERLAYS,
     SERVICES,
+    all_containers,
     app_container,
     container_env,
+    deployments,
     of_kind,
     settings_configmap,
     workloads,
@@ -36,14 +38,6 @@ PRESTOP_SECONDS = 5
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [(f"{w['kind']}/{w['metadata']['name']}", w["spec"]["template"]["spec"]) for w in workloads(docs)]
-
-
-def all_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [*spec.get("initContainers", []), *spec["containers"]]
-
-
-def deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
 
 
 @pytest.fixture(params=OVERLAYS)

@@ -5,11 +5,9 @@ is what keeps pods from ending in `Error` on termination. Backends are swapped f
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,38 +15,16 @@ import httpx
 import pytest
 
 from auditflow.bench.processes import free_port
-from tests.deploy.conftest import SERVICES, app_container, container_env, of_kind, settings_configmap
-
-STARTUP_TIMEOUT = 60.0
-
-
-def with_port(args: list[str], port: int) -> list[str]:
-    index = args.index("--port")
-    return [*args[: index + 1], str(port), *args[index + 2 :]]
-
-
-def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) -> str:
-    """The first stdout line holding `needle`; fails with the output when the process dies first."""
-    lines: queue.Queue[str | None] = queue.Queue()
-    seen: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        try:
-            line = lines.get(timeout=timeout)
-        except queue.Empty:
-            pytest.fail(f"no {needle!r} within {timeout} s:\n{''.join(seen)}")
-        if line is None:
-            pytest.fail(f"exited with {process.wait()} before {needle!r}:\n{''.join(seen)}")
-        seen.append(line)
-        if needle in line:
-            return line
+from tests.deploy.conftest import (
+    SERVICES,
+    STARTUP_TIMEOUT,
+    app_container,
+    container_env,
+    of_kind,
+    settings_configmap,
+    wait_for_line,
+    with_port,
+)
 
 
 @pytest.mark.slow

@@ -26,18 +26,21 @@ from tests.deploy.conftest import (
     KUBERNETES_VERSIONS,
     REPO,
     SERVICES,
+    STARTUP_TIMEOUT,
+    all_containers,
     app_container,
     container_env,
+    deployments,
     generate_secrets,
+    interpolate,
     of_kind,
     read_env_file,
     run,
     settings_configmap,
     tool,
+    wait_for_line,
+    with_port,
 )
-from tests.deploy.test_compose import interpolate
-from tests.deploy.test_policy import all_containers, deployments
-from tests.deploy.test_serve import STARTUP_TIMEOUT, wait_for_line, with_port
 from tests.deploy.token_policy import check_least_privilege
 
 HTTP_PORT = DEFAULT_PORTS["syslog"]
