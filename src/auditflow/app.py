@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from fastapi.staticfiles import StaticFiles
 
 from auditflow import __version__
@@ -78,47 +78,35 @@ def create_app(runtime: Runtime, tokens: Sequence[ApiToken | str], *, manage_lif
     app.state.runtime = runtime
     app.state.verifier = TokenVerifier(accepted)
     routers = [admin.router, *(router for role, router in _ROUTERS if role in runtime.roles)]
+    _document_scopes(routers)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    _document_scopes(app, routers)
     _install_error_handlers(app)
     return app
 
 
-def _document_scopes(app: FastAPI, routers: Sequence[APIRouter]) -> None:
-    """Each operation in /openapi.json names the scope it needs, read off its route's dependencies."""
-    needed = {
-        (method.lower(), route.path): sorted(route_scopes(route))
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods or ()
-    }
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            spec = generate()
-            for path, operations in spec.get("paths", {}).items():
-                for method, operation in operations.items():
-                    scopes = needed.get((method, path))
-                    if scopes:
-                        _describe_scopes(operation, [scope.value for scope in scopes])
-        return app.openapi_schema or {}
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def _document_scopes(routers: Sequence[APIRouter]) -> None:
+    """Each operation in /openapi.json names the scope it needs, read off its route's dependencies
+    (FastAPI merges a route's `openapi_extra` into its operation). Set before the routers are
+    included; the value depends only on the route, so doing it again for another app is harmless."""
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and (scopes := sorted(route_scopes(route))):
+                docs = _scope_docs(route.description, [scope.value for scope in scopes])
+                route.openapi_extra = {**(route.openapi_extra or {}), **docs}
 
 
-def _describe_scopes(operation: dict[str, Any], scopes: list[str]) -> None:
+def _scope_docs(description: str, scopes: list[str]) -> dict[str, Any]:
     needs = ", ".join(f"`{scope}`" for scope in scopes)
-    operation["description"] = f"{operation.get('description', '')}\n\nNeeds a token with the {needs} scope.".strip()
-    operation["x-auditflow-scopes"] = scopes
-    responses = operation.setdefault("responses", {})
-    responses.setdefault("401", {"description": "No bearer token, or an unknown one"})
-    responses.setdefault(
-        "403", {"description": f"The token lacks the {needs} scope (or `delegate`, to name an acting user)"}
-    )
+    return {
+        "description": f"{description}\n\nNeeds a token with the {needs} scope.".strip(),
+        "x-auditflow-scopes": scopes,
+        "responses": {
+            "401": {"description": "No bearer token, or an unknown one"},
+            "403": {"description": f"The token lacks the {needs} scope (or `delegate`, to name an acting user)"},
+        },
+    }
 
 
 def _mount_offline_docs(app: FastAPI) -> None:

@@ -73,16 +73,20 @@ def is_gzip(head: bytes) -> bool:
     return head.startswith(GZIP_MAGIC)
 
 
-def open_lines(file: IO[bytes], name: str) -> IO[bytes]:
+# What lines are read from: a file, standard input, or gzip's reader over one of them.
+LineStream = IO[bytes] | gzip.GzipFile
+
+
+def open_lines(file: IO[bytes], name: str) -> LineStream:
     """`file` itself, or a decompressing reader when it holds gzip data (read transparently)."""
     peek = getattr(file, "peek", None)
     head = peek(2)[:2] if peek is not None else b""
     if is_gzip(head) or name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=file, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=file, mode="rb")
     return file
 
 
-def iter_lines(stream: IO[bytes], *, start: int = 0, chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+def iter_lines(stream: LineStream, *, start: int = 0, chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
     """Yield `(offset, line)` for each line (without its newline); a last line without one counts too.
 
     Offsets count bytes of the (decompressed) stream from `start`, so `(identity, offset)` names a

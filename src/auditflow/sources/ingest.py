@@ -19,6 +19,7 @@ from auditflow.model.timeutil import utcnow
 from auditflow.parsers.base import SourceContext
 from auditflow.sources.files import (
     FINGERPRINT_BYTES,
+    LineStream,
     decode_line,
     fingerprint,
     iter_lines,
@@ -87,7 +88,7 @@ class IngestResult:
 @dataclass(frozen=True, slots=True)
 class _Input:
     name: str
-    stream: IO[bytes]
+    stream: LineStream
     reference_time: datetime
     identity: Callable[[bytes], str]  # first line -> the key prefix of the input's lines
     size: int | None
@@ -204,7 +205,7 @@ def _send(sink: EventSink, events: list[Event], numbers: list[int], name: str) -
     return count
 
 
-def _position(stream: IO[bytes]) -> int:
+def _position(stream: LineStream) -> int:
     raw = getattr(stream, "fileobj", stream)  # the compressed position of a gzip reader
     try:
         return int(raw.tell())

@@ -8,9 +8,14 @@ from pathlib import Path
 import yaml
 
 from auditflow.rules.sigma.convert import ConvertedRule
-from auditflow.rules.sigma.importer import ImportReport
+from auditflow.rules.sigma.importer import ImportReport, Status
 
-_LABELS = {"converted": "converted", "referenced": "referenced", "unsupported": "unsupported", "broken": "broken"}
+_LABELS: dict[Status, str] = {
+    "converted": "converted",
+    "referenced": "referenced",
+    "unsupported": "unsupported",
+    "broken": "broken",
+}
 
 
 def _comment(label: str, values: list[str]) -> list[str]:
@@ -59,7 +64,7 @@ def render_report(report: ImportReport) -> list[str]:
         detail = o.converted.rule["id"] if o.converted is not None else o.reason
         lines.append(f"{_LABELS[o.status]:<11} {o.path}: {o.title}: {detail}")
     total = len(report.outcomes)
-    counts = ", ".join(f"{report.count(status)} {status}" for status in _LABELS)  # type: ignore[arg-type]
+    counts = ", ".join(f"{report.count(status)} {status}" for status in _LABELS)
     lines.append(f"{total} Sigma rules: {counts}")
     for reason, count in report.top_reasons():
         lines.append(f"  {count:>4} x {reason}")
