@@ -82,6 +82,8 @@ def create_app(runtime: Runtime, tokens: Sequence[ApiToken | str], *, manage_lif
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
+    if Role.INGEST in runtime.roles:
+        _add_event_schemas(app)
     _install_error_handlers(app)
     return app
 
@@ -95,6 +97,16 @@ def _document_scopes(routers: Sequence[APIRouter]) -> None:
             if isinstance(route, APIRoute) and (scopes := sorted(route_scopes(route))):
                 docs = _scope_docs(route.description, [scope.value for scope in scopes])
                 route.openapi_extra = {**(route.openapi_extra or {}), **docs}
+
+
+def _add_event_schemas(app: FastAPI) -> None:
+    """The events route reads its body by hand; its document still refers to the event schema."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return events.add_event_schemas(generate())  # idempotent: adds only what is missing
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _scope_docs(description: str, scopes: list[str]) -> dict[str, Any]:

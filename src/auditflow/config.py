@@ -143,6 +143,26 @@ class Settings(BaseSettings):
         5, ge=1, le=100, description="Deliveries of one message before it is dead-lettered as poison."
     )
 
+    # --- event time -----------------------------------------------------------------------------
+    event_max_future: float = Field(
+        300.0,
+        ge=0,
+        le=7 * 86400,
+        description=(
+            "Seconds an event's timestamp may lie ahead of the time the API receives it (clock skew); "
+            "later events are refused with 422 naming `timestamp`."
+        ),
+    )
+    event_max_age: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Seconds an event's timestamp may lie behind the time the API receives it; older events are "
+            "refused with 422. 0: no limit, so that `auditflow ingest` can backfill old logs (windows run on "
+            "event time). A request with `X-AuditFlow-Backfill: true` is exempt."
+        ),
+    )
+
     # --- state ----------------------------------------------------------------------------------
     state_key_prefix: str = Field("auditflow:", description="Prefix of every key the state backend writes.")
 
@@ -463,4 +483,29 @@ def reference_markdown() -> str:
             default = f"`{field.default}`"
         description = (field.description or "").replace("|", "\\|")
         lines.append(f"| `AUDITFLOW_{name.upper()}` | {default} | {description} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _EVENT_TIME_SECTION
+
+
+_EVENT_TIME_SECTION = """
+## Event time and what an event may hold
+
+Detection windows run on each event's own `timestamp` (event time), not on the time it arrived, so
+a log file ingested months later detects exactly as it would have live. The API checks every event
+against these bounds when it receives it and refuses the whole request with 422, naming the index
+and `timestamp`, when one is outside them; events are never re-timed, because a moved timestamp
+would silently change which windows they fall into.
+
+* **Future**: at most `AUDITFLOW_EVENT_MAX_FUTURE` seconds (default 5 minutes) ahead of the time of
+  receipt. One event dated years ahead would otherwise hold windows and the dashboard's live view.
+* **Age**: at most `AUDITFLOW_EVENT_MAX_AGE` seconds old; 0 (the default) means no limit. With a
+  limit set, a backfill sends `X-AuditFlow-Backfill: true` and the age limit does not apply to that
+  request (the future limit still does).
+* **Always**: from 1970-01-01 to before 9999-01-01 UTC, also for events read from the broker and
+  for log lines (a line outside is counted as a bad timestamp). An offset that moves a time out of
+  the range of dates (`9999-12-31T23:59:59-01:00`) is a 422, as are such `since`/`until` values.
+
+The same rules of what can be stored apply at the API, to events read from the broker (an invalid
+event is dead-lettered with the reason, the rest of its message is processed) and to events made by
+the log parsers: no NUL character or lone surrogate in any text, `details` at most 32 levels deep and
+at most 64 KiB as JSON, integers within the signed 64-bit range, numbers finite.
+"""

@@ -19,6 +19,7 @@ from auditflow.backends.store import AlertStore, create_store
 from auditflow.config import Settings
 from auditflow.dependencies import Dependency, redact_url
 from auditflow.model.event import Event
+from auditflow.model.limits import EventTimeBounds
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.roles import (
     BROKER_ROLES,
@@ -131,6 +132,7 @@ class Runtime:
                 s.events_queue,
                 batch_size=s.publish_batch_size,
                 max_wait=s.intake_max_wait_ms / 1000,
+                time_bounds=EventTimeBounds.from_seconds(s.event_max_future, s.event_max_age),
             )
         if Role.GENERATOR in self.roles:
             assert self.ingestor is not None, "the generator publishes through the ingest path"

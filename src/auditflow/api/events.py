@@ -1,24 +1,41 @@
-"""Event ingestion: one event or an array, validated all-or-nothing, then published in batches."""
+"""Event ingestion: one event or an array, validated all-or-nothing (including the event-time
+bounds), then published in batches."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from auditflow.api.deps import IngestCaller, IngestorDep
 from auditflow.codec import describe_errors
 from auditflow.model.event import Event
+from auditflow.model.limits import TIME_BOUNDS_CONTEXT
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_EVENTS = 10_000
 _EVENTS = TypeAdapter(list[Event])
+COMPONENTS = "#/components/schemas/"
+EVENT_COMPONENT = "Event"
+BACKFILL_HEADER = "X-AuditFlow-Backfill"
+
+
+def add_event_schemas(spec: dict[str, Any]) -> dict[str, Any]:
+    """Put the event schema (and the schemas it refers to) into the document's components: the
+    request body is read by hand, so FastAPI does not know that the route refers to it."""
+    schema = Event.model_json_schema(ref_template=COMPONENTS + "{model}")
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault(EVENT_COMPONENT, schema)
+    return spec
 
 
 class Accepted(BaseModel):
@@ -71,8 +88,8 @@ def _unprocessable(problems: list[dict[str, Any]]) -> JSONResponse:
                 "application/json": {
                     "schema": {
                         "oneOf": [
-                            {"$ref": "#/components/schemas/AuditEvent"},
-                            {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}},
+                            {"$ref": f"{COMPONENTS}{EVENT_COMPONENT}"},
+                            {"type": "array", "items": {"$ref": f"{COMPONENTS}{EVENT_COMPONENT}"}},
                         ]
                     }
                 }
@@ -80,15 +97,28 @@ def _unprocessable(problems: list[dict[str, Any]]) -> JSONResponse:
         }
     },
 )
-async def submit_events(request: Request, _caller: IngestCaller, ingestor: IngestorDep) -> Response:
+async def submit_events(
+    request: Request,
+    _caller: IngestCaller,
+    ingestor: IngestorDep,
+    backfill: Annotated[
+        bool,
+        Header(
+            alias=BACKFILL_HEADER,
+            description="`true`: the events are old on purpose (a log backfill); the maximum age does not apply",
+        ),
+    ] = False,
+) -> Response:
     body = await _read_body(request)
+    bounds = ingestor.time_bounds.without_age_limit() if backfill else ingestor.time_bounds
+    context = {TIME_BOUNDS_CONTEXT: bounds}
     try:
         # An array of valid events, the usual request, in one pass of the validator's JSON parser.
-        events = _EVENTS.validate_json(body)
+        events = _EVENTS.validate_json(body, context=context)
     except ValidationError:
         events = None
     if events is None:
-        result = _validate_slowly(body)
+        result = _validate_slowly(body, context)
         if isinstance(result, JSONResponse):
             return result
         events = result
@@ -100,11 +130,13 @@ async def submit_events(request: Request, _caller: IngestCaller, ingestor: Inges
     return Response(accepted, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
 
 
-def _validate_slowly(body: bytes) -> list[Event] | JSONResponse:
+def _validate_slowly(body: bytes, context: dict[str, Any]) -> list[Event] | JSONResponse:
     """A single object, or a body with problems: parse first so that every problem is named."""
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        # The validator's own parser: integers of any size stay integers (and are refused by name
+        # if too large) rather than turning into floats, and NaN is not JSON.
+        parsed = from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
         return _unprocessable([{"loc": ["body"], "msg": f"malformed JSON: {exc}", "type": "json_invalid"}])
     single = isinstance(parsed, dict)
     items = [parsed] if single else parsed
@@ -113,7 +145,7 @@ def _validate_slowly(body: bytes) -> list[Event] | JSONResponse:
     if len(items) > MAX_EVENTS:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=f"more than {MAX_EVENTS} events in one request")
     try:
-        events = _EVENTS.validate_python(items)
+        events = _EVENTS.validate_python(items, context=context)
     except ValidationError as exc:
         problems = describe_errors(exc, prefix=("body",))
         if single:  # `["body", 0, field]` -> `["body", field]` for a lone object

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from auditflow.model.limits import (
+    MAX_DETAILS_DEPTH,
+    TIME_BOUNDS_CONTEXT,
+    EventTimeBounds,
+    check_text,
+    json_problem,
+    timestamp_problem,
+)
 from auditflow.model.timeutil import UtcDatetime, utcnow
 
 MAX_DETAILS_BYTES = 64 * 1024
@@ -42,12 +51,41 @@ class Event(BaseModel):
     user_id: str | None = Field(default=None, max_length=255)
     severity: Severity = Severity.INFO
     action_result: str | None = Field(default=None, max_length=64, description="e.g. SUCCESS, FAILURE")
-    details: dict[str, Any] = Field(default_factory=dict, description="Free-form object, at most 64 KiB as JSON")
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"Free-form object, at most 64 KiB as JSON and {MAX_DETAILS_DEPTH} levels deep; integers fit in"
+            " 64 bits; no text holds NUL"
+        ),
+    )
+
+    @field_validator("source_service", "server_hostname", "user_id", "action_result")
+    @classmethod
+    def _storable_text(cls, value: str | None) -> str | None:
+        return check_text(value) if value is not None else None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _time_in_bounds(cls, value: datetime, info: ValidationInfo) -> datetime:
+        problem = timestamp_problem(value)
+        if problem is None and info.context:
+            bounds: EventTimeBounds | None = info.context.get(TIME_BOUNDS_CONTEXT)
+            problem = bounds.problem(value) if bounds is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("details")
     @classmethod
-    def _details_size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = len(orjson.dumps(value))
+    def _details_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Walked before encoding: orjson refuses the same values, but with less telling errors.
+        problem = json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        try:
+            size = len(orjson.dumps(value))
+        except orjson.JSONEncodeError as exc:  # e.g. a value the walk does not know (from Python callers)
+            raise ValueError(f"details cannot be encoded as JSON: {exc}") from None
         if size > MAX_DETAILS_BYTES:
             raise ValueError(f"details is {size} bytes as JSON; the limit is {MAX_DETAILS_BYTES}")
         return value

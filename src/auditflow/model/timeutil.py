@@ -45,9 +45,17 @@ def from_millis(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+def _validated_utc(value: datetime) -> datetime:
+    try:
+        return to_utc(value)
+    except OverflowError:
+        # An offset that moves the value past year 1 or 9999, e.g. 9999-12-31T23:59:59-01:00.
+        raise ValueError("the time in UTC is outside the range of dates (years 1 to 9999)") from None
+
+
 UtcDatetime = Annotated[
     datetime,
-    AfterValidator(to_utc),
+    AfterValidator(_validated_utc),
     PlainSerializer(format_utc, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time", "description": "RFC 3339, UTC (`Z`)"}),
 ]

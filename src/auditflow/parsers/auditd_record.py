@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from auditflow.model.limits import timestamp_problem
 from auditflow.parsers.base import Unparsed
 
 _HEADER = re.compile(
@@ -104,6 +105,8 @@ def parse_record(line: str) -> AuditRecord | Unparsed:
     try:
         timestamp = datetime.fromtimestamp(int(header["sec"]), UTC) + timedelta(milliseconds=int(header["ms"][:3]))
     except (OverflowError, OSError, ValueError):
+        return Unparsed("auditd-bad-timestamp")
+    if timestamp_problem(timestamp) is not None:
         return Unparsed("auditd-bad-timestamp")
     body, _, enriched = line[header.end() :].partition(ENRICHED_SEPARATOR)
     fields: dict[str, str] = {}

@@ -12,6 +12,7 @@ from uuid import uuid4
 import orjson
 
 from auditflow.model.event import MAX_DETAILS_BYTES, Event, Severity
+from auditflow.model.limits import json_problem
 from auditflow.model.timeutil import to_utc
 from auditflow.parsers.base import event_id_for
 from auditflow.parsers.emit import MAX_HOSTNAME, MAX_SERVICE, MAX_USER, cap, construct_event
@@ -21,8 +22,13 @@ _ORIGINAL_KEEP = 8 * 1024
 
 
 def _fit(details: dict[str, Any]) -> dict[str, Any]:
-    """`details` itself when it fits the limit, else a copy with the raw text shortened and, if
-    that is not enough, only the event block left."""
+    """`details` itself when it fits the limit and can be stored, else a copy with the raw text
+    shortened and, if that is not enough, only the event block left."""
+    problem = json_problem(details)
+    if problem is not None:
+        # Nested too deep or an integer past 64 bits in the copied input: keep the line, say why.
+        event = dict(details.get("event") or {})
+        return {"event": {**event, "truncated": True, "dropped": problem[:200]}}
     if len(orjson.dumps(details)) <= MAX_DETAILS_BYTES:
         return details
     event = dict(details.get("event") or {})

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import orjson
 
 from auditflow.model.event import Event
+from auditflow.model.limits import MAX_EVENT_TIME
+from auditflow.model.timeutil import to_millis
 from auditflow.parsers.auditd import AuditdParser
 from auditflow.parsers.auditd_record import parse_record
 from auditflow.parsers.base import SourceContext, Unparsed
@@ -21,7 +23,8 @@ from auditflow.parsers.programs import parse_message
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Microseconds since the epoch, bounded so that a corrupt value cannot overflow datetime.
-_MAX_MICROS = 253_402_300_799_999_999
+# The latest event time the pipeline accepts (`auditflow.model.limits.MAX_EVENT_TIME`).
+_MAX_MICROS = (to_millis(MAX_EVENT_TIME) - 1) * 1000
 
 
 def _text(value: Any) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import orjson
 
 from auditflow.model.event import Event
+from auditflow.model.limits import timestamp_problem
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import clean_text
 from auditflow.parsers.eventbuild import make_event
@@ -34,9 +35,10 @@ def _timestamp(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
         # naive stamps are UTC; converting here keeps an out-of-range offset from failing later
-        return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError):
         return None
+    return parsed if timestamp_problem(parsed) is None else None
 
 
 def _without_nul(line: str) -> str:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from auditflow.model.event import Event
+from auditflow.model.limits import timestamp_problem
 from auditflow.model.timeutil import to_utc
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import Message, clean_text
@@ -138,7 +139,10 @@ class SyslogParser:
             return self._times[text]
         if len(self._times) >= _CACHE_LIMIT:
             self._times.clear()
-        value = self._times[text] = rfc3164_time(text, self.context)
+        value = rfc3164_time(text, self.context)
+        if value is not None and timestamp_problem(value) is not None:  # e.g. --year 1900
+            value = None
+        self._times[text] = value
         return value
 
     def _iso_time(self, text: str) -> datetime | None:
@@ -148,7 +152,11 @@ class SyslogParser:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.context.tz)
-        return to_utc(value)
+        try:
+            value = to_utc(value)
+        except OverflowError:  # an offset that moves the value past year 1 or 9999
+            return None
+        return value if timestamp_problem(value) is None else None
 
 
 class SshdParser(SyslogParser):

@@ -13,6 +13,9 @@ from auditflow.dependencies import Dependency
 from auditflow.errors import BackendUnavailable, QueueFull
 from auditflow.metrics import EVENTS_INGESTED
 from auditflow.model.event import Event
+from auditflow.model.limits import EventTimeBounds
+
+DEFAULT_TIME_BOUNDS = EventTimeBounds.from_seconds(max_future=300, max_age=0)
 
 # How long readiness keeps showing a refusal: long enough for a probe period to notice it.
 REFUSAL_SHOWN_S = 10.0
@@ -20,7 +23,14 @@ REFUSAL_SHOWN_S = 10.0
 
 class Ingestor:
     def __init__(
-        self, broker: Broker, dependency: Dependency, queue: str, *, batch_size: int = 500, max_wait: float = 0.5
+        self,
+        broker: Broker,
+        dependency: Dependency,
+        queue: str,
+        *,
+        batch_size: int = 500,
+        max_wait: float = 0.5,
+        time_bounds: EventTimeBounds = DEFAULT_TIME_BOUNDS,
     ) -> None:
         self.broker = broker
         self.dependency = dependency
@@ -28,6 +38,8 @@ class Ingestor:
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.last_refusal: tuple[float, str] | None = None  # monotonic time and reason
+        # What event times clients may send (`event_max_future`, `event_max_age`), checked by the API.
+        self.time_bounds = time_bounds
         self._declared = False
         # In-process queues deliver these very bodies: hand the validated events over with them.
         self._local = broker.in_process

@@ -32,6 +32,8 @@ from auditflow.model.alert import (
 from auditflow.model.event import Event, Severity
 
 MAX_BUCKETS = 10_000
+# What `encode_cursor` makes is about 70 characters; anything much longer was not made by it.
+MAX_CURSOR_LENGTH = 200
 TOP_N = 10
 _LIKE_ESCAPE = "\\"
 _SUMMARY_COLUMNS = [column for column in alerts.c if column.name not in {"severity_rank", "event_ids"}]
@@ -45,8 +47,13 @@ def encode_cursor(first_seen_ms: int, alert_id: UUID) -> str:
 def decode_cursor(cursor: str) -> tuple[int, UUID]:
     """The sort key inside a cursor; ValueError for anything not made by `encode_cursor`."""
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         first_seen, alert_id = raw.split(":")
+        # A bigint column: a larger number would make the driver fail rather than match nothing.
+        if not -(2**63) <= int(first_seen) < 2**63:
+            raise ValueError("out of range")
         return int(first_seen), UUID(hex=alert_id)
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise ValueError("invalid cursor: pass the next_cursor of a previous page unchanged") from error

@@ -28,7 +28,8 @@ class AlertSource(abc.ABC):
     """Everything the dashboard reads and the one thing it changes (an alert's status and notes)."""
 
     @abc.abstractmethod
-    async def list_alerts(self, query: AlertQuery) -> AlertPage: ...
+    async def list_alerts(self, query: AlertQuery) -> AlertPage:
+        """Raises ValueError for a cursor that no earlier page returned."""
 
     @abc.abstractmethod
     async def get_alert(self, alert_id: UUID) -> AlertDetail:
@@ -166,6 +167,9 @@ class HttpAlertSource(AlertSource):
             )
         if response.status_code >= 500:
             raise BackendUnavailable(f"notification API answered {response.status_code}")
+        if response.status_code == 422 and path == "/api/v1/alerts":
+            # A cursor or filter value refused by name: a ValueError, as the store itself raises.
+            raise ValueError(f"notification API refused the request: {response.text[:300]}")
         if response.status_code >= 400:
             raise BackendError(f"notification API answered {response.status_code}: {response.text[:300]}")
         try:

@@ -55,7 +55,10 @@ def time_ago(value: datetime | None, now: datetime | None = None) -> str:
 def _parse_moment(text: str) -> datetime:
     """A `datetime-local` value (taken as UTC) or an RFC 3339 timestamp."""
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # an offset that moves the value past year 1 or 9999
+        raise ValueError(text) from None
 
 
 def _text(params: QueryParams, name: str, limit: int = 255) -> str:

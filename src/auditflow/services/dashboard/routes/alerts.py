@@ -52,8 +52,12 @@ async def alert_list(request: Request) -> Response:
     if filters.errors:
         items, next_cursor = [], None
     else:
-        page = await dashboard.source.list_alerts(query)
-        items, next_cursor = page.items, page.next_cursor
+        try:
+            page = await dashboard.source.list_alerts(query)
+            items, next_cursor = page.items, page.next_cursor
+        except ValueError:  # the source refused the cursor: a hand-edited or foreign page link
+            filters.errors.append("The page link is not valid: open the list again from its first page.")
+            items, next_cursor = [], None
     rows = [alert_row(a, root_path(request)) for a in items]
     # Live rows only make sense on the first page of an open-ended view.
     live = cursor is None and query.until is None and not filters.errors

@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from auditflow.errors import AuditFlowError
 from auditflow.model.alert import AlertQuery, AlertSummary
+from auditflow.model.limits import MAX_EVENT_TIME
 from auditflow.model.timeutil import from_millis, to_millis
 from auditflow.services.dashboard.context import current_session, get_dashboard, root_path
 from auditflow.services.dashboard.gate import live_session
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 # can arrive with a first_seen older than the newest row shown: look back this far for such late ones.
 LOOKBACK_MS = 15 * 60 * 1000
 POLL_LIMIT = 200
+_LATEST_MS = to_millis(MAX_EVENT_TIME)
 
 
 def _sse(event: str, data: object) -> bytes:
@@ -103,14 +105,23 @@ async def _events(request: Request, poller: NewAlertPoller) -> AsyncIterator[byt
     yield _sse("bye", {"reconnect": not dashboard.closing})
 
 
+def _after_ms(text: str) -> int:
+    """The page's newest first_seen in epoch ms, within the times an alert can have (anything else,
+    from a hand-edited URL, would overflow date arithmetic in every poll)."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            value = int(float(text))  # scripts write large numbers in exponent form (1e21)
+        except (ValueError, OverflowError):
+            return 0
+    return min(max(value, 0), _LATEST_MS)
+
+
 @router.get("/events/stream")
 async def stream(request: Request) -> Response:
     filters = Filters.from_params(request.query_params)
     query = filters.query()
-    try:
-        after_ms = max(0, int(request.query_params.get("after", "0")))
-    except ValueError:
-        after_ms = 0
-    poller = NewAlertPoller(get_dashboard(request).source, query, after_ms)
+    poller = NewAlertPoller(get_dashboard(request).source, query, _after_ms(request.query_params.get("after", "")))
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(_events(request, poller), media_type="text/event-stream", headers=headers)
