@@ -13,10 +13,12 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from auditflow.backends.broker.base import LocalBody
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
+from auditflow.model.limits import TIME_BOUNDS_CONTEXT, EventTimeBounds
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -89,30 +91,34 @@ def encode_alerts(alerts: Sequence[Alert], *, local: bool = False) -> bytes:
     return LocalBody(body, items) if local else body
 
 
-def _decode(body: bytes, adapter: TypeAdapter[list[ModelT]], model: type[ModelT]) -> Decoded[ModelT]:
+def _decode(
+    body: bytes, adapter: TypeAdapter[list[ModelT]], model: type[ModelT], context: dict[str, Any] | None = None
+) -> Decoded[ModelT]:
     try:
         # The usual body, a valid array, in one pass of the validator's own JSON parser: no
         # intermediate Python objects. Anything else takes the slow path that explains itself.
-        return Decoded(adapter.validate_json(body), [])
+        return Decoded(adapter.validate_json(body, context=context), [])
     except ValidationError:
         pass
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        # The validator's parser again: an integer past 64 bits stays an integer and is refused by
+        # name (orjson would make it a float), and NaN is not JSON.
+        parsed = from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
         return Decoded([], [Rejected(None, f"malformed JSON: {exc}", body[:1024].decode("utf-8", "replace"))])
     if isinstance(parsed, dict):
         parsed = [parsed]
     if not isinstance(parsed, list):
         return Decoded([], [Rejected(None, "body must be a JSON object or array", parsed)])
     try:
-        return Decoded(adapter.validate_python(parsed), [])
+        return Decoded(adapter.validate_python(parsed, context=context), [])
     except ValidationError:
         pass  # fall back to item by item so one bad item does not sink the rest
     items: list[ModelT] = []
     rejected: list[Rejected] = []
     for index, raw in enumerate(parsed):
         try:
-            items.append(model.model_validate(raw))
+            items.append(model.model_validate(raw, context=context))
         except ValidationError as exc:
             rejected.append(Rejected(index, _error_text(exc), raw))
     return Decoded(items, rejected)
@@ -125,10 +131,14 @@ def _handed_over(known: object, model: type[ModelT]) -> list[ModelT] | None:
     return None
 
 
-def decode_events(body: bytes, *, known: object = None) -> Decoded[Event]:
-    """`known`: the delivery's handed-over items (`Delivery.decoded`), used instead of the bytes."""
+def decode_events(body: bytes, *, known: object = None, time_bounds: EventTimeBounds | None = None) -> Decoded[Event]:
+    """`known`: the delivery's handed-over items (`Delivery.decoded`), used instead of the bytes
+    (they were validated by the same rules at intake). `time_bounds`: event times to accept besides
+    the model's fixed range."""
     items = _handed_over(known, Event)
-    return Decoded(items, []) if items is not None else _decode(body, _EVENTS, Event)
+    if items is not None:
+        return Decoded(items, [])
+    return _decode(body, _EVENTS, Event, {TIME_BOUNDS_CONTEXT: time_bounds} if time_bounds is not None else None)
 
 
 def decode_alerts(body: bytes, *, known: object = None) -> Decoded[Alert]:

@@ -172,6 +172,7 @@ class Runtime:
                 batch_size=s.consume_batch_size,
                 linger_ms=s.consume_linger_ms,
                 publish_batch_size=s.publish_batch_size,
+                time_bounds=EventTimeBounds.from_seconds(s.event_max_future, 0),
             )
         if Role.NOTIFICATION in self.roles:
             assert self.broker is not None

@@ -366,3 +366,29 @@ async def test_links_and_cookies_follow_a_path_prefix(tmp_path: Path, source: Re
         links = set(re.findall(r'(?:href|action|src|data-stream)="(/[^"?]*)', page.text))
         assert links
         assert all(link.startswith("/ui/") for link in links)
+
+
+async def test_a_cursor_the_source_refuses_is_explained_not_500(client: httpx.AsyncClient) -> None:
+    await sign_in(client)
+    response = await client.get("/alerts", params={"cursor": "abc"})
+    assert response.status_code == 200
+    assert "The page link is not valid" in response.text
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+async def test_a_time_filter_out_of_range_is_explained_not_500(client: httpx.AsyncClient, moment: str) -> None:
+    await sign_in(client)
+    for path in ("/alerts", "/events/stream"):
+        response = await client.get(path, params={"since": moment})
+        assert response.status_code == 200
+    assert "is not a date and time" in (await client.get("/alerts", params={"until": moment})).text
+
+
+@pytest.mark.parametrize("after", ["1e21", "1" + "0" * 30, "-5", "nan", "inf"])
+async def test_stream_position_out_of_range_still_streams(
+    client: httpx.AsyncClient, source: FakeSource, after: str
+) -> None:
+    await sign_in(client)
+    response = await client.get("/events/stream", params={"after": after})
+    assert response.status_code == 200
+    assert "event: bye" in response.text

@@ -15,6 +15,7 @@ from auditflow.dependencies import Dependency
 from auditflow.metrics import ALERTS_PUBLISHED, BATCH_SECONDS, EVENTS_ANALYZED
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
+from auditflow.model.limits import EventTimeBounds
 from auditflow.retry import call_with_recovery
 from auditflow.rules import Detector, RuleSet
 from auditflow.services.worker import QueueWorker
@@ -45,6 +46,7 @@ class AnalysisService(QueueWorker):
         batch_size: int = 100,
         linger_ms: int = 10,
         publish_batch_size: int = 500,
+        time_bounds: EventTimeBounds | None = None,
     ) -> None:
         super().__init__(
             broker,
@@ -56,6 +58,8 @@ class AnalysisService(QueueWorker):
             linger_ms=linger_ms,
         )
         self.alerts_queue = alerts_queue
+        # Only the future limit: a backlog in the queue must not age accepted events into rejection.
+        self.time_bounds = time_bounds.without_age_limit() if time_bounds is not None else None
         self.state_dependency = state_dependency
         self.detector = Detector(state, rules)
         self.publish_batch_size = publish_batch_size
@@ -102,7 +106,7 @@ class AnalysisService(QueueWorker):
 
     async def _decode(self, delivery: Delivery) -> list[Event]:
         """The valid events of one message; the invalid ones (or the whole message) dead-lettered."""
-        decoded = decode_events(delivery.body, known=delivery.decoded)
+        decoded = decode_events(delivery.body, known=delivery.decoded, time_bounds=self.time_bounds)
         if decoded.rejected and not decoded.items and decoded.rejected[0].index is None:
             delivery.dead_letter(decoded.rejected[0].reason)
             return []
