@@ -23,7 +23,7 @@ from auditflow.backends.store.queries import decode_cursor, encode_cursor, escap
 from auditflow.backends.store.schema import from_ms, to_ms
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import BackendError, BackendUnavailable, SchemaNotReady
-from auditflow.model.alert import MAX_ALERT_EVENT_IDS, Alert, AlertQuery
+from auditflow.model.alert import MAX_ALERT_EVENT_IDS, Alert, AlertQuery, AlertUpdate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -215,3 +215,34 @@ def test_dedupe_returns_one_alert_per_id_in_id_order() -> None:
     merged = dedupe(batch)
     assert [alert.alert_id for alert in merged] == [ids[0], ids[2]]
     assert merged[1].occurrences == 5
+
+
+async def test_sqlite_writers_take_turns_instead_of_timing_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A triage update while another write of this process holds the SQLite write lock longer than
+    the busy timeout waits for its turn; it used to fail with 'database is locked' (a 503)."""
+    import asyncio
+
+    import auditflow.backends.store.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    store = SqlAlertStore(sqlite_url(tmp_path / "turns.db"))
+    await store.start()
+    await store.migrate()
+    try:
+        alert_id = uuid4()
+        await store.upsert_alerts([_alert(alert_id, 1, 1_000, 1_000, [uuid4()])])
+        holding = asyncio.Event()
+
+        async def long_write() -> None:
+            async with store._write() as conn:
+                await conn.execute(sa.text("UPDATE alerts SET occurrences = occurrences"))
+                holding.set()
+                await asyncio.sleep(0.3)
+
+        writer = asyncio.create_task(long_write())
+        await holding.wait()
+        detail = await store.update_alert(alert_id, AlertUpdate(note="looked at it"), "ana")
+        await writer
+        assert [change.note for change in detail.history] == ["looked at it"]
+    finally:
+        await store.aclose()

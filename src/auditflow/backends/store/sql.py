@@ -3,6 +3,7 @@ async engines. Every public method maps driver errors into auditflow.errors."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -37,6 +38,7 @@ class SqlAlertStore(AlertStore):
         self.tls = tls
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
+        self._write_turns: asyncio.Lock | None = None
 
     @property
     def dialect(self) -> str:
@@ -54,7 +56,16 @@ class SqlAlertStore(AlertStore):
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._require()[1].begin() as conn:
+        writer = self._require()[1]
+        if self._write_turns is None:
+            async with writer.begin() as conn:
+                yield conn
+            return
+        # SQLite has one writer at a time, and its busy handler retries by sleeping, first come not
+        # first served: under steady writes (alert batches, triage) one waiter could lose every
+        # round until busy_timeout and fail. Taking turns in this process first, in arrival order,
+        # leaves the busy timeout to other processes (a migration) only.
+        async with self._write_turns, writer.begin() as conn:
             yield conn
 
     async def start(self) -> None:
@@ -62,6 +73,7 @@ class SqlAlertStore(AlertStore):
             with mapped_errors("start"):  # creating the SQLite directory can fail
                 self._engine = create_store_engine(self.url, self.tls)
             self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
+            self._write_turns = asyncio.Lock() if self._engine.dialect.name == "sqlite" else None
         try:
             await self.ping()
         except BaseException:
@@ -139,6 +151,9 @@ class SqlAlertStore(AlertStore):
                             note=update.note,
                         )
                     )
+            # Read back after the commit: the write lock is held only for the change itself (on a
+            # busy event loop, every statement in the transaction keeps other writers waiting).
+            async with self._read() as conn:
                 return await fetch_detail(conn, alert_id)
 
     async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
