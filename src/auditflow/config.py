@@ -500,7 +500,7 @@ would silently change which windows they fall into.
 * **Age**: at most `AUDITFLOW_EVENT_MAX_AGE` seconds old; 0 (the default) means no limit. With a
   limit set, a backfill sends `X-AuditFlow-Backfill: true` and the age limit does not apply to that
   request (the future limit still does).
-* **Always**: from 1970-01-01 to before 9999-01-01 UTC, also for events read from the broker and
+* **Always**: from 1970-01-01 to before 9999-12-31 UTC, also for events read from the broker and
   for log lines (a line outside is counted as a bad timestamp). An offset that moves a time out of
   the range of dates (`9999-12-31T23:59:59-01:00`) is a 422, as are such `since`/`until` values.
 

@@ -11,6 +11,7 @@ from openapi_spec_validator import validate
 
 from auditflow.app import create_app
 from auditflow.config import load_settings
+from auditflow.roles import ServiceName
 from auditflow.runtime import Runtime
 
 
@@ -24,7 +25,7 @@ def refs(node: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["run", "generator", "notification"])
-def test_document_validates_and_every_reference_resolves(tmp_path: Path, mode: str) -> None:
+def test_document_validates_and_every_reference_resolves(tmp_path: Path, mode: ServiceName) -> None:
     runtime = Runtime(load_settings(data_dir=tmp_path), mode)
     spec = create_app(runtime, [], manage_lifecycle=False).openapi()
     validate(spec)  # raises on an invalid document or an unresolvable reference

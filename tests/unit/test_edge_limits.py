@@ -69,7 +69,7 @@ def test_64_bit_integers_at_the_limits_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "stamp", ["9999-12-31T23:59:59-01:00", "9999-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"]
+    "stamp", ["9999-12-31T23:59:59-01:00", "9999-12-31T12:00:00Z", "1969-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"]
 )
 def test_timestamps_outside_the_computable_range_are_refused(stamp: str) -> None:
     assert problem(timestamp=stamp).startswith("timestamp: ")
@@ -128,7 +128,7 @@ def test_cursor_with_an_out_of_range_number_is_invalid() -> None:
 
 def test_syslog_timestamps_out_of_range_are_bad_timestamps() -> None:
     parser = SyslogParser(SourceContext())
-    for stamp in ("9999-12-31T23:59:59-01:00", "9999-06-01T00:00:00Z"):
+    for stamp in ("9999-12-31T23:59:59-01:00", "9999-12-31T06:00:00Z"):
         line = f"{stamp} host sshd[1]: Failed password for root from 10.0.0.1 port 22 ssh2"
         assert parser.feed(line) == Unparsed("bad-timestamp")
 

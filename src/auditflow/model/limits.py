@@ -22,8 +22,9 @@ MAX_DETAILS_DEPTH = 32
 MIN_INT = -(2**63)
 MAX_INT = 2**63 - 1
 MIN_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-# A year short of datetime's own end, so that adding a detection window never overflows.
-MAX_EVENT_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+# A day short of datetime's own end: formatting, rounding and millisecond arithmetic never overflow
+# (the window state bounds its own window arithmetic; intake's future limit keeps such times out).
+MAX_EVENT_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 
 # NUL and the surrogate range; valid text never matches, so the usual check is one regex scan.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
