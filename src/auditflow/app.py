@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute, APIRouter
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
 
 from auditflow import __version__
 from auditflow.api import admin, alerts, dead_letters, events, generator, health, rules
@@ -82,8 +86,7 @@ def create_app(runtime: Runtime, tokens: Sequence[ApiToken | str], *, manage_lif
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    if Role.INGEST in runtime.roles:
-        _add_event_schemas(app)
+    _complete_document(app, event_schemas=Role.INGEST in runtime.roles)
     _install_error_handlers(app)
     return app
 
@@ -99,12 +102,20 @@ def _document_scopes(routers: Sequence[APIRouter]) -> None:
                 route.openapi_extra = {**(route.openapi_extra or {}), **docs}
 
 
-def _add_event_schemas(app: FastAPI) -> None:
-    """The events route reads its body by hand; its document still refers to the event schema."""
+def _complete_document(app: FastAPI, *, event_schemas: bool) -> None:
+    """What FastAPI leaves out of /openapi.json: the event schema that the events route refers to
+    (it reads its body by hand), and the 400 that any body that is not JSON at all gets."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return events.add_event_schemas(generate())  # idempotent: adds only what is missing
+        spec = generate()  # cached by FastAPI: the additions below are idempotent
+        if event_schemas:
+            events.add_event_schemas(spec)
+        for operations in spec.get("paths", {}).values():
+            for operation in operations.values():
+                if "requestBody" in operation:
+                    operation["responses"].setdefault("400", {"description": "The body could not be parsed"})
+        return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -138,10 +149,45 @@ def _mount_offline_docs(app: FastAPI) -> None:
         )
 
 
+def _flat_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, also those of included routers (which FastAPI keeps behind a wrapper)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if isinstance(inner, APIRouter):
+            yield from _flat_routes(inner.routes)
+        else:
+            yield route
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    def allowed_methods(request: Request, *, literal_only: bool = False) -> set[str]:
+        return {
+            method
+            for route in _flat_routes(app.router.routes)
+            if isinstance(route, Route | APIRoute)
+            and (not literal_only or not route.param_convertors)
+            and route.matches(request.scope)[0] is not Match.NONE
+            for method in route.methods or ()
+        }
+
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # `PATCH /api/v1/alerts/stats` matched `/{alert_id}`; but /stats is a resource of its own,
+        # which does not allow the method.
+        literal = allowed_methods(request, literal_only=True)
+        if literal and request.method not in literal:
+            return JSONResponse(
+                {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(literal))}
+            )
         return JSONResponse({"detail": describe_error_list(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only; a path served by
+            # several routes (GET and PUT) allows all of theirs.
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed_methods(request)))}
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -17,7 +17,7 @@ from auditflow.model.alert import (
     AlertUpdate,
 )
 from auditflow.model.event import Severity
-from auditflow.model.timeutil import UtcDatetime
+from auditflow.model.timeutil import Rfc3339Datetime
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -31,8 +31,8 @@ async def list_alerts(
     rule_id: str | None = None,
     user_id: str | None = None,
     server_hostname: str | None = None,
-    since: Annotated[UtcDatetime | None, Query(description="first_seen at or after (RFC 3339)")] = None,
-    until: Annotated[UtcDatetime | None, Query(description="first_seen before (RFC 3339)")] = None,
+    since: Annotated[Rfc3339Datetime | None, Query(description="first_seen at or after (RFC 3339)")] = None,
+    until: Annotated[Rfc3339Datetime | None, Query(description="first_seen before (RFC 3339)")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Free text over rule, description, user, host")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
@@ -62,8 +62,8 @@ async def list_alerts(
 async def alert_stats(
     store: StoreDep,
     _caller: ReadCaller,
-    since: Annotated[UtcDatetime | None, Query(description="first_seen at or after (RFC 3339)")] = None,
-    until: Annotated[UtcDatetime | None, Query(description="first_seen before (RFC 3339)")] = None,
+    since: Annotated[Rfc3339Datetime | None, Query(description="first_seen at or after (RFC 3339)")] = None,
+    until: Annotated[Rfc3339Datetime | None, Query(description="first_seen before (RFC 3339)")] = None,
     bucket_seconds: Annotated[int, Query(ge=60, le=7 * 86400)] = 3600,
 ) -> AlertStats:
     try:

@@ -141,7 +141,16 @@ class AlertUpdate(BaseModel):
     note or both. A blank note (empty or only whitespace) counts as no note, so it is never stored
     as an empty history entry, whether it came through the API, the dashboard or a store call."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # The rule of `_status_or_note` in the schema, so that clients and fuzzers know it too.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["status"], "properties": {"status": {"enum": [s.value for s in AlertStatus]}}},
+                {"required": ["note"], "properties": {"note": {"type": "string", "pattern": "\\S"}}},
+            ]
+        },
+    )
 
     status: AlertStatus | None = None
     note: str | None = Field(None, max_length=4000)

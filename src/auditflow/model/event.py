@@ -18,7 +18,7 @@ from auditflow.model.limits import (
     json_problem,
     timestamp_problem,
 )
-from auditflow.model.timeutil import UtcDatetime, utcnow
+from auditflow.model.timeutil import Rfc3339Datetime, utcnow
 
 MAX_DETAILS_BYTES = 64 * 1024
 EVENT_TYPE_PATTERN = r"^[a-z0-9_.-]{1,64}$"
@@ -45,7 +45,7 @@ class Event(BaseModel):
 
     event_type: str = Field(pattern=EVENT_TYPE_PATTERN, description="e.g. user_login, file_modified")
     event_id: UUID = Field(default_factory=uuid4, description="Generated when absent")
-    timestamp: UtcDatetime = Field(default_factory=utcnow, description="Defaults to now")
+    timestamp: Rfc3339Datetime = Field(default_factory=utcnow, description="Defaults to now")
     source_service: str | None = Field(default=None, max_length=128)
     server_hostname: str | None = Field(default=None, max_length=255)
     user_id: str | None = Field(default=None, max_length=255)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 _ZERO = timedelta(0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,3 +59,15 @@ UtcDatetime = Annotated[
     PlainSerializer(format_utc, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time", "description": "RFC 3339, UTC (`Z`)"}),
 ]
+
+
+def _rfc3339_text(value: object) -> object:
+    # Lax parsing would take `0`, `0.5` or "1700000000" as Unix time; input documented as an
+    # RFC 3339 string refuses them rather than guess the unit.
+    if isinstance(value, int | float) or (isinstance(value, str) and "-" not in value.lstrip("-")):
+        raise ValueError("expected an RFC 3339 date and time, e.g. 2026-12-02T16:27:33Z")
+    return value
+
+
+# What clients send (event times, query bounds): an RFC 3339 string (or, from Python, a datetime).
+Rfc3339Datetime = Annotated[UtcDatetime, BeforeValidator(_rfc3339_text)]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from auditflow.errors import BackendUnavailable
 from auditflow.lifecycle import AsyncLifecycle
@@ -101,8 +101,11 @@ class GeneratorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    events_per_second: float = Field(ge=0, le=1_000_000, description="Synthetic events per second; 0 pauses")
-    enabled: bool = Field(True, description="False pauses the generator without losing its rate")
+    events_per_second: float = Field(
+        ge=0, le=1_000_000, strict=True, description="Synthetic events per second; 0 pauses"
+    )
+    # Strict: the document says boolean, and `0` or "no" is more likely a mistake than a wish.
+    enabled: StrictBool = Field(True, description="False pauses the generator without losing its rate")
 
 
 GeneratorState = Literal["stopped", "paused", "running", "backing_off"]

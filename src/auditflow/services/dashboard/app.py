@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auditflow import roles
 from auditflow.config import Settings
@@ -135,7 +137,41 @@ def build_dashboard(
     app.add_exception_handler(BackendUnavailable, _unavailable)
     app.add_exception_handler(BackendError, _backend_error)
     app.add_middleware(DashboardGate, dashboard=dashboard)
+    app.add_middleware(PageMethods)
     return app
+
+
+class PagesMount(Mount):
+    """The dashboard at `/`, under every path that no route of the app claims: a path the app
+    serves with other methods (`POST /healthz`) gets the app's own 405, not a dashboard page."""
+
+    def __init__(self, dashboard: ASGIApp, *, claimed: Sequence[BaseRoute]) -> None:
+        super().__init__("/", app=dashboard)
+        self.claimed = claimed
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and any(route.matches(scope)[0] is not Match.NONE for route in self.claimed):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+class PageMethods:
+    """405 for methods no page answers (TRACE, PUT, ...): mounted at `/`, the dashboard would
+    otherwise answer them, for any path, with the sign-in redirect, as if they were a page."""
+
+    ALLOWED = frozenset({"GET", "HEAD", "POST"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in self.ALLOWED:
+            response = PlainTextResponse(
+                "Method Not Allowed", status_code=405, headers={"Allow": ", ".join(sorted(self.ALLOWED))}
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 _SCOPES_TEXT = "+".join(sorted(DASHBOARD_SCOPES))
@@ -183,7 +219,7 @@ def mount_dashboard(
     sessions = create_session_store(url, settings)
     throttle = create_throttle(url, settings)
     dashboard = build_dashboard(settings, source, users=users, sessions=sessions, throttle=throttle)
-    app.mount("/", dashboard)
+    app.router.routes.append(PagesMount(dashboard, claimed=list(app.router.routes)))
     if not (has_alert_store and url == settings.effective_database_url):
         # Sessions elsewhere than the supervised alert store: /readyz says when they cannot be reached.
         runtime.dependencies["sessions"] = Dependency(
