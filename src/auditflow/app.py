@@ -186,7 +186,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             # Starlette names the methods of the first route of the path only; a path served by
             # several routes (GET and PUT) allows all of theirs.
-            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed_methods(request)))}
+            # A literal path (`/alerts/stats`) is its own resource even where a template also matches.
+            allowed = allowed_methods(request, literal_only=True) or allowed_methods(request)
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(NotFound)
