@@ -120,3 +120,31 @@ async def test_out_of_range_stats_range_gets_422(embedded: Embedded) -> None:
     response = await embedded.client.get("/api/v1/alerts/stats", params={"since": "9999-12-31T23:59:59-01:00"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "since"]
+
+
+def test_ingest_backfills_past_a_maximum_age(tmp_path: Path) -> None:
+    """`auditflow ingest` reads files after the fact: an instance with a maximum event age still
+    takes a months-old log from it, because ingest says it is a backfill."""
+    from click.testing import CliRunner
+
+    from auditflow.cli import main
+    from tests.e2e.processes import AuditflowProcess, auditflow_env, free_port
+    from tests.sources.samples import auth_log
+
+    log = tmp_path / "auth.log"
+    log.write_text(auth_log())
+    port = free_port()
+    env = {"AUDITFLOW_API_TOKENS": TOKEN, "AUDITFLOW_EVENT_MAX_AGE": "3600"}
+    process = AuditflowProcess(
+        ["run", "--generator-rate", "0", "--port", str(port)], auditflow_env(tmp_path / "data", env), port, token=TOKEN
+    )
+    try:
+        process.start()
+        with process.client() as client:
+            old = [{"event_type": "x", "timestamp": "2020-01-01T00:00:00Z"}]
+            assert client.post("/api/v1/events", json=old).status_code == 422
+        args = ["ingest", "--url", process.url, "--token", TOKEN, "--year", "2020", str(log)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    finally:
+        process.kill()

@@ -55,6 +55,9 @@ def run(url: str, token: str, *, examples: int, seed: int, workers: int = 1, rep
         "--phases",
         "examples,coverage,fuzzing",
         "--generation-deterministic",
+        # Nothing remembered between runs: each run is reproducible from its options alone.
+        "--generation-database",
+        "none",
         "--request-timeout",
         "10",
         "--wait-for-schema",

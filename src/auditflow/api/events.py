@@ -15,7 +15,7 @@ from pydantic_core import from_json
 from auditflow.api.deps import IngestCaller, IngestorDep
 from auditflow.codec import describe_errors
 from auditflow.model.event import Event
-from auditflow.model.limits import TIME_BOUNDS_CONTEXT
+from auditflow.model.limits import BACKFILL_HEADER, TIME_BOUNDS_CONTEXT
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
@@ -24,7 +24,6 @@ MAX_EVENTS = 10_000
 _EVENTS = TypeAdapter(list[Event])
 COMPONENTS = "#/components/schemas/"
 EVENT_COMPONENT = "Event"
-BACKFILL_HEADER = "X-AuditFlow-Backfill"
 
 
 def add_event_schemas(spec: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from auditflow import __version__
 from auditflow.codec import describe_errors
 from auditflow.errors import AuditFlowError
 from auditflow.model.event import Event
+from auditflow.model.limits import BACKFILL_HEADER
 
 Record = tuple[int, dict[str, Any]]  # (line number, JSON object)
 
@@ -162,6 +163,7 @@ def send_events(
     timeout: float = 30.0,
     client: httpx.Client | None = None,
     encoded: Sequence[bytes] | None = None,
+    backfill: bool = False,
 ) -> SendSummary:
     """Validate all `records`, then post them in batches of at most `batch_size` events (and 10 MiB).
 
@@ -186,6 +188,8 @@ def send_events(
     batches = list(_batches(encoded, batch_size))
     endpoint = events_endpoint(url)
     headers = request_headers(token, "auditflow-send")
+    if backfill:  # old events on purpose: the instance's maximum event age does not apply
+        headers[BACKFILL_HEADER] = "true"
     show = progress if progress is not None else (len(batches) > 1 and sys.stderr.isatty())
     accepted, started = 0, time.perf_counter()
     with ExitStack() as stack:

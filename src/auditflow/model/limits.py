@@ -29,6 +29,9 @@ MAX_EVENT_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 # NUL and the surrogate range; valid text never matches, so the usual check is one regex scan.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
+# Sent by a client whose events are old on purpose (`auditflow ingest`): the maximum age does not apply.
+BACKFILL_HEADER = "X-AuditFlow-Backfill"
+
 # The key of the validation context under which intake passes its `EventTimeBounds`.
 TIME_BOUNDS_CONTEXT = "event_time_bounds"
 

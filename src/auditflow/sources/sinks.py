@@ -50,6 +50,7 @@ class HttpSink:
                 name=name,
                 timeout=self.timeout,
                 client=self._client,
+                backfill=True,  # a file is read after the fact: its events may be of any age
             )
         except SendError as exc:
             raise IngestError(str(exc)) from None
