@@ -15,6 +15,7 @@ from auditflow.model.limits import (
     TIME_BOUNDS_CONTEXT,
     EventTimeBounds,
     check_text,
+    details_problem,
     json_problem,
     timestamp_problem,
 )
@@ -78,16 +79,15 @@ class Event(BaseModel):
     @field_validator("details")
     @classmethod
     def _details_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Walked before encoding: orjson refuses the same values, but with less telling errors.
-        problem = json_problem(value)
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:  # too deep, a surrogate, a huge integer: say where
+            raise ValueError(json_problem(value) or f"details cannot be encoded as JSON: {exc}") from None
+        if len(encoded) > MAX_DETAILS_BYTES:
+            raise ValueError(f"details is {len(encoded)} bytes as JSON; the limit is {MAX_DETAILS_BYTES}")
+        problem = details_problem(value, encoded)
         if problem is not None:
             raise ValueError(problem)
-        try:
-            size = len(orjson.dumps(value))
-        except orjson.JSONEncodeError as exc:  # e.g. a value the walk does not know (from Python callers)
-            raise ValueError(f"details cannot be encoded as JSON: {exc}") from None
-        if size > MAX_DETAILS_BYTES:
-            raise ValueError(f"details is {size} bytes as JSON; the limit is {MAX_DETAILS_BYTES}")
         return value
 
     def field_value(self, path: str) -> Any:

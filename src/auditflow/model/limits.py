@@ -92,6 +92,37 @@ def json_problem(value: Any, path: str = "details", depth: int = 1) -> str | Non
     return None
 
 
+def plain_structure(value: dict[str, Any] | list[Any], depth: int = 1) -> bool:
+    """True when nesting, integers and floats are within the rules: the cheap pass for the usual
+    event, with text left to a scan of the encoded JSON (`details_problem`)."""
+    if depth > MAX_DETAILS_DEPTH:
+        return False
+    for item in value.values() if isinstance(value, dict) else value:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not MIN_INT <= item <= MAX_INT:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is dict or kind is list:
+            if not plain_structure(item, depth + 1):
+                return False
+        elif isinstance(item, int | float | dict | list):  # subclasses: let the full walk judge
+            return False
+    return True
+
+
+def details_problem(details: dict[str, Any], encoded: bytes) -> str | None:
+    """Why `details` (encoded by orjson as `encoded`) cannot be stored, or None. orjson writes NUL
+    as an escape and refuses lone surrogates, so text needs no walk of its own unless it fails."""
+    if b"\\u0000" in encoded or not plain_structure(details):
+        return json_problem(details) or "details cannot be stored"
+    return None
+
+
 def _short(key: str) -> str:
     return repr(key if len(key) <= 40 else key[:40] + "...")
 
