@@ -167,3 +167,8 @@ def test_k8s_audit_deep_or_huge_request_objects_still_make_a_valid_event() -> No
 def test_k8s_audit_time_past_the_range_is_a_bad_timestamp() -> None:
     line = k8s_line(stageTimestamp="9999-12-31T23:59:59-01:00")
     assert K8sAuditParser(SourceContext()).feed(line) == Unparsed("k8s-audit-bad-timestamp")
+
+
+def test_text_that_spells_an_escaped_nul_is_kept() -> None:
+    event = Event(event_type="x", user_id="a\\u0000b", details={"line": "a\\u0000b"})
+    assert event.details["line"] == "a\\u0000b"

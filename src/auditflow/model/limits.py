@@ -119,7 +119,8 @@ def details_problem(details: dict[str, Any], encoded: bytes) -> str | None:
     """Why `details` (encoded by orjson as `encoded`) cannot be stored, or None. orjson writes NUL
     as an escape and refuses lone surrogates, so text needs no walk of its own unless it fails."""
     if b"\\u0000" in encoded or not plain_structure(details):
-        return json_problem(details) or "details cannot be stored"
+        # The full walk decides: the bytes also match an escaped backslash before `u0000`.
+        return json_problem(details)
     return None
 
 
