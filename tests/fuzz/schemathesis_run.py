@@ -10,6 +10,7 @@ import argparse
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,7 @@ def run(url: str, token: str, *, examples: int, seed: int, workers: int = 1, rep
         "--continue-on-failure",
         "--phases",
         "examples,coverage,fuzzing",
-        "--generation-deterministic",
-        # Nothing remembered between runs: each run is reproducible from its options alone.
-        "--generation-database",
-        "none",
+        "--generation-deterministic",  # which also keeps no example database
         "--request-timeout",
         "10",
         "--wait-for-schema",
@@ -68,7 +66,9 @@ def run(url: str, token: str, *, examples: int, seed: int, workers: int = 1, rep
     ]
     if report is not None:
         command += ["--report", "ndjson", "--report-ndjson-path", str(report)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    # In a directory of its own: schemathesis keeps a cache of crashes in the working directory.
+    with tempfile.TemporaryDirectory(prefix="auditflow-fuzz-") as workdir:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=workdir)
     output = done.stdout + done.stderr
     generated = re.search(r"(\d+) generated", output)
     server_errors = len(re.findall(r"^\[5\d\d\]", output, re.MULTILINE))
