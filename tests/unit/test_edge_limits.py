@@ -172,3 +172,8 @@ def test_k8s_audit_time_past_the_range_is_a_bad_timestamp() -> None:
 def test_text_that_spells_an_escaped_nul_is_kept() -> None:
     event = Event(event_type="x", user_id="a\\u0000b", details={"line": "a\\u0000b"})
     assert event.details["line"] == "a\\u0000b"
+
+
+@pytest.mark.parametrize("stamp", [0, 1.5, "0.5", "1700000000", "2.2250738585072014e-308", "-1e5"])
+def test_event_times_are_rfc3339_strings_not_unix_numbers(stamp: object) -> None:
+    assert "RFC 3339" in problem(timestamp=stamp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -61,10 +62,13 @@ UtcDatetime = Annotated[
 ]
 
 
+_DATE_START = re.compile(r"\s*\d{4}-\d")
+
+
 def _rfc3339_text(value: object) -> object:
     # Lax parsing would take `0`, `0.5` or "1700000000" as Unix time; input documented as an
     # RFC 3339 string refuses them rather than guess the unit.
-    if isinstance(value, int | float) or (isinstance(value, str) and "-" not in value.lstrip("-")):
+    if isinstance(value, int | float) or (isinstance(value, str) and _DATE_START.match(value) is None):
         raise ValueError("expected an RFC 3339 date and time, e.g. 2026-12-02T16:27:33Z")
     return value
 
