@@ -87,7 +87,10 @@ def test_schema_export_writes_every_contract(tmp_path: Path) -> None:
 
 @given(
     st.datetimes(
-        min_value=datetime(1, 1, 1), timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])
+        # From day 2: 0001-01-01 at +05:30 is before the first representable UTC instant (the
+        # validator answers that with a ValueError, test_edge_limits).
+        min_value=datetime(1, 1, 2),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
     )
 )
 def test_millis_round_trip_exactly(value: datetime) -> None:
