@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from auditflow.model.timeutil import UtcDatetime
 
@@ -37,7 +37,7 @@ class DeadLetterSelection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: list[UUID] | None = Field(None, max_length=1000, description="Dead letters to act on")
-    all: bool = Field(False, description="Act on every stored dead letter (ignored when `ids` is given)")
+    all: StrictBool = Field(False, description="Act on every stored dead letter (ignored when `ids` is given)")
 
 
 class DeadLetterResult(BaseModel):
