@@ -69,7 +69,8 @@ def create_app(runtime: Runtime, tokens: Sequence[ApiToken | str], *, manage_lif
             if manage_lifecycle:
                 await runtime.aclose()
 
-    app = FastAPI(
+    app = _AuditFlowAPI(
+        event_schemas=Role.INGEST in runtime.roles,
         title="AuditFlow",
         version=__version__,
         description=API_DESCRIPTION,
@@ -86,7 +87,6 @@ def create_app(runtime: Runtime, tokens: Sequence[ApiToken | str], *, manage_lif
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    _complete_document(app, event_schemas=Role.INGEST in runtime.roles)
     _install_error_handlers(app)
     return app
 
@@ -102,22 +102,23 @@ def _document_scopes(routers: Sequence[APIRouter]) -> None:
                 route.openapi_extra = {**(route.openapi_extra or {}), **docs}
 
 
-def _complete_document(app: FastAPI, *, event_schemas: bool) -> None:
-    """What FastAPI leaves out of /openapi.json: the event schema that the events route refers to
-    (it reads its body by hand), and the 400 that any body that is not JSON at all gets."""
-    generate = app.openapi
+class _AuditFlowAPI(FastAPI):
+    """FastAPI, plus what it leaves out of /openapi.json: the event schema that the events route
+    refers to (it reads its body by hand), and the 400 that any body that is not JSON at all gets."""
 
-    def openapi() -> dict[str, Any]:
-        spec = generate()  # cached by FastAPI: the additions below are idempotent
-        if event_schemas:
+    def __init__(self, *, event_schemas: bool, **options: Any) -> None:
+        super().__init__(**options)
+        self._event_schemas = event_schemas
+
+    def openapi(self) -> dict[str, Any]:
+        spec = super().openapi()  # cached by FastAPI: the additions below are idempotent
+        if self._event_schemas:
             events.add_event_schemas(spec)
         for operations in spec.get("paths", {}).values():
             for operation in operations.values():
                 if "requestBody" in operation:
                     operation["responses"].setdefault("400", {"description": "The body could not be parsed"})
         return spec
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _scope_docs(description: str, scopes: list[str]) -> dict[str, Any]:
