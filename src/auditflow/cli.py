@@ -173,14 +173,20 @@ def rules() -> None:
 
 @rules.command("check")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def rules_check(paths: tuple[Path, ...]) -> None:
-    """Validate rule files or directories; print every problem and exit 1 if there is any."""
-    from auditflow.rules import check_files
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (Sigma rules that would not be loaded).")
+def rules_check(paths: tuple[Path, ...], strict: bool) -> None:
+    """Validate rule files or directories; print every problem and exit 1 if there is any.
 
-    problems = check_files(list(paths))
-    for problem in problems:
+    Sigma rules AuditFlow cannot evaluate are warnings: the other rules still load.
+    """
+    from auditflow.rules.loader import check_rules
+
+    result = check_rules(list(paths))
+    for problem in result.problems:
         click.echo(problem, err=True)
-    if problems:
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.problems or (strict and result.warnings):
         raise SystemExit(1)
     click.echo(f"ok: {', '.join(str(p) for p in paths)}")
 

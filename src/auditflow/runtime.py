@@ -289,11 +289,15 @@ class Runtime:
     def _rules_dependency(self) -> DependencyStatus:
         assert self.rules is not None
         error = self.rules.last_error
+        ruleset = self.rules.ruleset
+        skipped = (
+            f" ({len(ruleset.warnings)} rules not loaded: GET /api/v1/rules lists why)" if ruleset.warnings else ""
+        )
         return DependencyStatus(
             name="rules",
             status="down" if error else "up",
             critical=False,
-            detail=self.rules.ruleset.source,
+            detail=ruleset.source + skipped,
             last_error=error,
             impact="the last rules change was refused; the previous rules stay active" if error else None,
         )

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from auditflow.errors import RuleError
 from auditflow.rules import RuleSet, RuleWatcher
+from tests.sigma.helpers import k8s_rule
 
 RULE = """rules:
   - id: {id}
@@ -154,3 +155,30 @@ async def test_the_default_pack_needs_no_polling() -> None:
         assert status.version == watcher.ruleset.version
         assert "failed-login-burst" in {rule.id for rule in status.rules}
         assert not await watcher.poll()
+
+
+SIGMA_EXEC = k8s_rule(
+    "detection:\n  selection:\n    verb: create\n    objectRef.subresource: exec\n  condition: selection\n", serial=1
+)
+SIGMA_UNSUPPORTED = k8s_rule("detection:\n  selection:\n    hostPath: /etc\n  condition: selection\n", serial=2)
+
+
+async def test_hot_reload_picks_up_a_sigma_file_and_logs_its_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "own.yaml").write_text(rule_text("own"), encoding="utf-8")
+    async with RuleWatcher(tmp_path, 60) as watcher:
+        assert [rule.id for rule in watcher.ruleset.rules] == ["own"]
+        (tmp_path / "k8s.sigma.yml").write_text(SIGMA_EXEC + "---\n" + SIGMA_UNSUPPORTED, encoding="utf-8")
+        with caplog.at_level(logging.WARNING, logger="auditflow.rules"):
+            assert await watcher.poll()
+        assert [rule.id for rule in watcher.ruleset.rules] == ["sigma-6f1e2d3c-0000-4000-8000-000000000001", "own"]
+        assert watcher.status().warnings == list(watcher.ruleset.warnings)
+        assert watcher.status().last_error is None
+        assert any("hostPath" in record.getMessage() for record in caplog.records)
+
+        (tmp_path / "k8s.sigma.yml").write_text("title: [", encoding="utf-8")
+        assert not await watcher.poll()  # broken Sigma keeps the rules that were active
+        assert watcher.last_error is not None
+        assert "k8s.sigma.yml" in watcher.last_error
+        assert len(watcher.ruleset.rules) == 2

@@ -46,3 +46,7 @@ class RulesStatus(BaseModel):
     source: str | None = None
     loaded_at: UtcDatetime | None = None
     last_error: str | None = Field(None, description="Why the last reload failed; the previous rules stay active")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Rules of the files that were not loaded (Sigma rules AuditFlow cannot evaluate), with the reason",
+    )

@@ -2,13 +2,16 @@
 
 A path is one YAML file or a directory of them (`*.yaml`/`*.yml`, sorted, symlinks followed so a
 Kubernetes ConfigMap volume works). Problems read `FILE: rule 'ID': FIELD: MESSAGE`, one per line.
+Files named `*.sigma.yml`/`*.sigma.yaml` hold Sigma rules, converted on load (pySigma, the
+`auditflow[sigma]` extra): a Sigma rule AuditFlow cannot evaluate is a warning, not a problem, so
+the other rules still load; broken Sigma is a problem like broken YAML.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from auditflow.rules.schema import RULE_KINDS, Rule
 
 DEFAULT_RULES_DIR = Path(__file__).with_name("default")
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
+SIGMA_FILE_SUFFIXES = (".sigma.yaml", ".sigma.yml")
 MAX_RULE_FILE_BYTES = 1024 * 1024
 
 
@@ -47,6 +51,15 @@ class _Collected:
     sources: dict[str, str]
     problems: list[str]
     digest: Any  # hashlib object; its type is private
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCheck:
+    """What checking rule files found: problems stop them from loading, warnings do not."""
+
+    problems: list[str]
+    warnings: list[str]
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -74,12 +87,23 @@ def load_rules(path: Path | None) -> RuleSet:
         version=collected.digest.hexdigest()[:16],
         source=str(source),
         sources=collected.sources,
+        warnings=collected.warnings,
     )
 
 
 def check_files(paths: Sequence[Path]) -> list[str]:
-    """Every problem in the given files and directories (empty: all valid), for `auditflow rules check`."""
+    """Every problem in the given files and directories (empty: all valid)."""
     return _collect(paths).problems
+
+
+def check_rules(paths: Sequence[Path]) -> RuleCheck:
+    """Problems and warnings (Sigma rules not loaded) of the given files, for `auditflow rules check`."""
+    collected = _collect(paths)
+    return RuleCheck(problems=collected.problems, warnings=collected.warnings)
+
+
+def is_sigma_file(file: Path) -> bool:
+    return file.name.endswith(SIGMA_FILE_SUFFIXES)
 
 
 def _collect(paths: Sequence[Path]) -> _Collected:
@@ -92,8 +116,18 @@ def _collect(paths: Sequence[Path]) -> _Collected:
         files = rule_files(path)
         if not files:
             out.problems.append(f"{path}: no rule files (*.yaml, *.yml) in this directory")
+        # Converted together, so a correlation may reference rules of another Sigma file.
+        sigma = _convert_sigma([file for file in files if is_sigma_file(file)], out)
         for file in files:
-            for rule in _load_file(file, out):
+            if is_sigma_file(file):
+                loaded = [
+                    r
+                    for i, item in enumerate(sigma.get(file, []))
+                    if (r := _validate_rule(item, i, file, out.problems))
+                ]
+            else:
+                loaded = _load_file(file, out)
+            for rule in loaded:
                 if rule.id in owners:
                     first = owners[rule.id]
                     out.problems.append(f"{file}: rule '{rule.id}': id: duplicate, already defined in {first}")
@@ -103,17 +137,49 @@ def _collect(paths: Sequence[Path]) -> _Collected:
     return out
 
 
-def _load_file(file: Path, out: _Collected) -> list[Rule]:
+def _read(file: Path, out: _Collected) -> str | None:
     try:
         data = file.read_bytes()
         if len(data) > MAX_RULE_FILE_BYTES:
             out.problems.append(f"{file}: larger than {MAX_RULE_FILE_BYTES} bytes")
-            return []
+            return None
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         out.problems.append(f"{file}: cannot read: {exc}")
-        return []
+        return None
     out.digest.update(file.name.encode() + b"\0" + data + b"\0")
+    return text
+
+
+def _convert_sigma(files: list[Path], out: _Collected) -> dict[Path, list[dict[str, Any]]]:
+    """The rules converted from each Sigma file; broken Sigma is a problem, unsupported a warning."""
+    texts = [(file, text) for file in files if (text := _read(file, out)) is not None]
+    if not texts:
+        return {}
+    try:
+        from auditflow.rules.sigma.importer import convert_texts
+    except ImportError as exc:
+        out.problems.extend(
+            f"{file}: Sigma rules need pySigma: pip install 'auditflow[sigma]' ({exc})" for file, _ in texts
+        )
+        return {}
+    converted: dict[Path, list[dict[str, Any]]] = {}
+    for outcome in convert_texts(texts).outcomes:
+        label = f"Sigma rule '{outcome.sigma_id or outcome.title}'"
+        if outcome.status == "broken":
+            where = "" if outcome.title == "-" else f"{label}: "
+            out.problems.append(f"{outcome.path}: {where}{outcome.reason}")
+        elif outcome.status == "unsupported":
+            out.warnings.append(f"{outcome.path}: {label}: not loaded, unsupported: {outcome.reason}")
+        elif outcome.converted is not None:
+            converted.setdefault(outcome.path, []).append(outcome.converted.rule)
+    return converted
+
+
+def _load_file(file: Path, out: _Collected) -> list[Rule]:
+    text = _read(file, out)
+    if text is None:
+        return []
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:

@@ -22,6 +22,7 @@ class RuleSet:
     loaded_at: datetime = field(default_factory=utcnow)
     by_id: Mapping[str, Rule] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)  # rule id -> file it came from
+    warnings: tuple[str, ...] = ()  # rules of the files that were not loaded (unsupported Sigma), why
     # Enabled rules per pinned event type (each list also holds the rules that look at every type),
     # so most rules are never evaluated for most events.
     _by_event_type: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
@@ -29,7 +30,13 @@ class RuleSet:
 
     @classmethod
     def build(
-        cls, rules: Iterable[Rule], *, version: str, source: str, sources: Mapping[str, str] | None = None
+        cls,
+        rules: Iterable[Rule],
+        *,
+        version: str,
+        source: str,
+        sources: Mapping[str, str] | None = None,
+        warnings: Iterable[str] = (),
     ) -> RuleSet:
         ordered = tuple(rules)
         enabled = [rule for rule in ordered if rule.enabled]
@@ -44,6 +51,7 @@ class RuleSet:
             source=source,
             by_id=MappingProxyType({rule.id: rule for rule in ordered}),
             sources=MappingProxyType(dict(sources or {})),
+            warnings=tuple(warnings),
             _by_event_type=MappingProxyType(index),
             _unpinned=tuple(rule for rule in enabled if rule.event_types is None),
         )

@@ -137,6 +137,7 @@ class RuleWatcher:
             source=ruleset.source if ruleset is not None else str(self.watched),
             loaded_at=ruleset.loaded_at if ruleset is not None else None,
             last_error=self.last_error,
+            warnings=list(ruleset.warnings) if ruleset is not None else [],
         )
 
     def _install(self, ruleset: RuleSet) -> None:
@@ -144,6 +145,11 @@ class RuleWatcher:
         self.last_reload_at = utcnow()
         RULES_LOADED.set(len(ruleset.enabled))
         RULES_LAST_RELOAD_OK.set(1)
+        if ruleset.warnings:
+            # Logged once per new rule set, not at every poll: the status keeps them meanwhile.
+            logger.warning(
+                "%d rules in %s not loaded:\n%s", len(ruleset.warnings), self.watched, "\n".join(ruleset.warnings)
+            )
 
     def _record_failure(self, exc: RuleError) -> None:
         self.last_error = str(exc)

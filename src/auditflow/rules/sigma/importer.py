@@ -36,6 +36,7 @@ class Outcome:
     status: Status
     reason: str = ""
     converted: ConvertedRule | None = None
+    sigma_id: str | None = None
 
 
 @dataclass
@@ -82,13 +83,17 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
     return f"invalid YAML: {' '.join(str(exc).split())}"
 
 
-def _read(path: Path, report: ImportReport) -> list[SigmaRule | SigmaCorrelationRule]:
+def _read(path: Path, report: ImportReport) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8")
-        collection = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         report.outcomes.append(Outcome(path, "-", "broken", f"cannot read: {exc}"))
-        return []
+        return None
+
+
+def _parse(path: Path, text: str, report: ImportReport) -> list[SigmaRule | SigmaCorrelationRule]:
+    try:
+        collection = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
     except yaml.YAMLError as exc:
         report.outcomes.append(Outcome(path, "-", "broken", _yaml_error(exc)))
         return []
@@ -109,9 +114,20 @@ def _read(path: Path, report: ImportReport) -> list[SigmaRule | SigmaCorrelation
 def import_sigma(paths: Sequence[Path]) -> ImportReport:
     """Convert every Sigma rule found under `paths`; correlations may reference rules of other files."""
     report = ImportReport()
-    parsed: list[tuple[Path, SigmaRule | SigmaCorrelationRule]] = []
+    texts: list[tuple[Path, str]] = []
     for path in find_sigma_files(paths):
-        parsed.extend((path, rule) for rule in _read(path, report))
+        text = _read(path, report)
+        if text is not None:
+            texts.append((path, text))
+    return convert_texts(texts, report)
+
+
+def convert_texts(texts: Sequence[tuple[Path, str]], report: ImportReport | None = None) -> ImportReport:
+    """Convert Sigma files already read, as (path, text); correlations may reference rules of any of them."""
+    report = report if report is not None else ImportReport()
+    parsed: list[tuple[Path, SigmaRule | SigmaCorrelationRule]] = []
+    for path, text in texts:
+        parsed.extend((path, rule) for rule in _parse(path, text, report))
     collection = SigmaCollection([rule for _, rule in parsed], resolve_references=False)
     resolved: dict[int, str] = {}
     for _, rule in parsed:
@@ -128,24 +144,25 @@ def import_sigma(paths: Sequence[Path]) -> ImportReport:
 
 def _convert(path: Path, rule: SigmaRuleBase, unresolved: str | None, seen: set[str]) -> Outcome:
     title = _title(rule)
+    sigma_id = str(rule.id) if rule.id is not None else None
     if unresolved is not None:
-        return Outcome(path, title, "broken", unresolved)
+        return Outcome(path, title, "broken", unresolved, sigma_id=sigma_id)
     try:
         if isinstance(rule, SigmaCorrelationRule):
             converted = convert_correlation(rule)
         elif isinstance(rule, SigmaRule):
             converted = convert_rule(rule)
         else:
-            return Outcome(path, title, "unsupported", f"{type(rule).__name__} is not supported")
+            return Outcome(path, title, "unsupported", f"{type(rule).__name__} is not supported", sigma_id=sigma_id)
     except UnsupportedRule as exc:
-        return Outcome(path, title, "unsupported", str(exc))
+        return Outcome(path, title, "unsupported", str(exc), sigma_id=sigma_id)
     except SigmaError as exc:
-        return Outcome(path, title, "broken", str(exc))
+        return Outcome(path, title, "broken", str(exc), sigma_id=sigma_id)
     rule_id = converted.rule["id"]
     if rule_id in seen:
-        return Outcome(path, title, "broken", f"duplicate rule id {rule_id}")
+        return Outcome(path, title, "broken", f"duplicate rule id {rule_id}", sigma_id=sigma_id)
     seen.add(rule_id)
     if not rule._output:
         # A correlation's base rule with `generate: false` only feeds the correlation.
-        return Outcome(path, title, "referenced", "used by a correlation only")
-    return Outcome(path, title, "converted", converted=converted)
+        return Outcome(path, title, "referenced", "used by a correlation only", sigma_id=sigma_id)
+    return Outcome(path, title, "converted", converted=converted, sigma_id=sigma_id)
