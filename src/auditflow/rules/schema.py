@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from auditflow.model.event import Severity
-from auditflow.rules.conditions import Condition, compile_where
+from auditflow.rules.conditions import VALUE_OPERATORS, Condition, compile_where
 from auditflow.rules.fields import MAX_WINDOW, check_field_path, format_duration, parse_duration, to_ms
 from auditflow.rules.template import Template, parse_template
 
@@ -67,7 +67,16 @@ Where = Annotated[
     Condition,
     BeforeValidator(compile_where),
     PlainSerializer(lambda c: dict(c.raw), return_type=dict),
-    WithJsonSchema({"type": "object", "description": "field -> condition"}),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": (
+                "field -> condition: a scalar (equals) or a mapping of operators, all of which must hold: "
+                f"{', '.join(VALUE_OPERATORS)} (`ignore_case: true` beside contains, startswith and endswith); "
+                "the keys any, all and not combine whole condition mappings. See docs/rules.md."
+            ),
+        }
+    ),
 ]
 RuleSeverity = Annotated[Severity, BeforeValidator(_upper)]
 

@@ -2,8 +2,8 @@
 
 pySigma resolves identifiers, `1 of`/`all of` selectors, wildcards in them and parentheses into a
 tree of AND, OR and NOT whose leaves are `field = value` or bare keyword values; this module walks
-that tree. OR-ed values of one field are folded into one `in` or one regex list, which the rule
-compiler turns into a single test.
+that tree. OR-ed values of one field are folded into one `in`, one substring list or one regex
+list, which the rule compiler turns into a single test.
 """
 
 from __future__ import annotations
@@ -78,6 +78,13 @@ def _fold(specs: list[dict[str, Any]]) -> dict[str, Any]:
         for spec in specs:
             values.extend(spec["in"] if "in" in spec else [spec["equals"]])
         return {"in": values}
+    for op in ("contains", "startswith", "endswith"):
+        for flags in ({op}, {op, "ignore_case"}):
+            if all(spec.keys() == flags for spec in specs):
+                texts: list[str] = []
+                for spec in specs:
+                    texts.extend(spec[op] if isinstance(spec[op], list) else [spec[op]])
+                return {**specs[0], op: texts}
     if all(spec.keys() == {"regex"} for spec in specs):
         patterns: list[str] = []
         for spec in specs:

@@ -67,6 +67,28 @@ def _string_body(value: SigmaString) -> str:
     return f"(?s:{body})" if isinstance(value, SigmaCasedString) else f"(?is:{body})"
 
 
+def _literal(value: SigmaString) -> str | None:
+    """The text of a string without wildcards (escapes resolved), else None."""
+    return None if value.contains_special() else value.to_plain()
+
+
+def _longest_literal(value: SigmaString) -> str:
+    return max((part for part in value.s if isinstance(part, str)), key=len, default="")
+
+
+def _substring_spec(value: SigmaString) -> Spec | None:
+    """`contains`, `startswith` or `endswith` for a string whose only wildcards are at its ends:
+    a substring test instead of a regular expression, case-insensitive unless cased."""
+    core, lead, trail = _trim(value)
+    text = _literal(core) if len(core) else None
+    if not text or not (lead or trail):
+        return None
+    op = "contains" if lead and trail else "endswith" if lead else "startswith"
+    if isinstance(value, SigmaCasedString):
+        return {op: text}
+    return {op: text, "ignore_case": True}
+
+
 def _string_regex(value: SigmaString) -> str:
     core, lead, trail = _trim(value)
     if not len(core):
@@ -88,7 +110,7 @@ def field_spec(value: SigmaType, target: FieldTarget) -> Spec:
     if isinstance(value, SigmaString):
         if _is_plain(value):
             return {"equals": value.to_plain()}
-        return {"regex": _string_regex(value)}
+        return _substring_spec(value) or {"regex": _string_regex(value)}
     if isinstance(value, SigmaBool):
         return {"equals": value.boolean}
     if isinstance(value, SigmaNumber):
@@ -140,7 +162,17 @@ def keyword_spec(value: SigmaType) -> Spec:
         value = SigmaString(str(value.number))
     if isinstance(value, SigmaString):
         core, _, _ = _trim(value)
-        return {"regex": _string_body(core) if len(core) else "^"}
+        if not len(core):
+            return {"regex": "^"}
+        cased = isinstance(value, SigmaCasedString)
+        text = _literal(core)
+        if text is not None:
+            return {"contains": text} if cased else {"contains": text, "ignore_case": True}
+        # Wildcards inside: the regex decides, but only after its longest literal part was found,
+        # which is also what lets the detector skip the rule for lines without it.
+        longest = _longest_literal(core)
+        spec: Spec = {"contains": longest} if cased else {"contains": longest, "ignore_case": True}
+        return {**spec, "regex": _string_body(core)} if longest else {"regex": _string_body(core)}
     if isinstance(value, SigmaRegularExpression):
         return field_spec(value, FieldTarget("details.event.original"))
     raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
