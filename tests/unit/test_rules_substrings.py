@@ -114,3 +114,26 @@ def test_the_gate_skips_rules_whose_substrings_are_absent() -> None:
     assert list(gate.select(event("Offered publickey for bob"))) == [conditions[-1]]
     assert list(gate.select(event("WGET http://x | SH"))) == [conditions[0], conditions[1], conditions[-1]]
     assert list(gate.select(event(["a list", "of lines"]))) == conditions  # not a string: every rule decides
+
+
+def test_the_gate_narrows_by_the_source_fields_a_rule_pins() -> None:
+    auditd = compile_where(
+        {"source_service": "auditd", "details.event.original": {"contains": "x", "ignore_case": True}}
+    )
+    sshd = compile_where({"details.event.dataset": {"in": ["sshd", "sudo"]}, "user_id": "root"})
+    anywhere = compile_where({"user_id": "root"})
+    assert auditd.pins == {"source_service": frozenset({"auditd"})}
+    gate = RuleGate([auditd, sshd, anywhere], lambda c: c.needles, lambda c: c.pins)
+
+    def source(service: str | None, dataset: Any, line: str = "X") -> Event:
+        return Event(
+            event_type="user_login",
+            source_service=service,
+            details={"event": {"original": line, "dataset": dataset}},
+        )
+
+    assert list(gate.select(source("auditd", "auditd"))) == [auditd, anywhere]
+    assert list(gate.select(source("auditd", "auditd", line="y"))) == [anywhere]  # no needle
+    assert list(gate.select(source("sshd", "sshd"))) == [sshd, anywhere]
+    assert list(gate.select(source(None, None))) == [anywhere]
+    assert list(gate.select(source("sshd", ["sshd"]))) == [auditd, sshd, anywhere]  # a list: the rules decide

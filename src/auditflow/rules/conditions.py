@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from auditflow.model.event import Event
@@ -64,6 +64,8 @@ class Condition:
     test: Predicate
     event_types: frozenset[str] | None
     needles: Needles | None = None
+    # Top-level fields pinned to some strings (`field: x`, `equals: x`, `in: [x, y]`), for the index.
+    pins: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __call__(self, event: Event) -> bool:
         return self.test(event)
@@ -73,7 +75,8 @@ def compile_where(raw: Any) -> Condition:
     if isinstance(raw, Condition):
         return raw
     test = _compile_map(raw, "")
-    return Condition(raw=raw, test=test, event_types=_pinned_event_types(raw), needles=map_needles(raw))
+    pins = {key: values for key, spec in raw.items() if key not in COMBINATORS and (values := _pinned(spec))}
+    return Condition(raw=raw, test=test, event_types=_pinned_event_types(raw), needles=map_needles(raw), pins=pins)
 
 
 class _LowerCache:
@@ -344,7 +347,11 @@ def _compare(op: str, bound: Any, loc: str) -> ValueTest:
 
 def _pinned_event_types(raw: Mapping[str, Any]) -> frozenset[str] | None:
     """The event types a map can match, when its top level pins `event_type` (for the rule index)."""
-    spec = raw.get("event_type")
+    return _pinned(raw.get("event_type"))
+
+
+def _pinned(spec: Any) -> frozenset[str] | None:
+    """The strings a value spec accepts, when it is a string, `equals` one or `in` a list of them."""
     if isinstance(spec, str):
         return frozenset([spec])
     if isinstance(spec, Mapping) and len(spec) == 1:

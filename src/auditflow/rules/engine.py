@@ -5,7 +5,7 @@ events, and makes one call per chunk, in order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha1
 from typing import Any
@@ -153,6 +153,11 @@ def _needles(plan: _Plan) -> Needles | None:
     return rule.where.needles if isinstance(rule, MatchRule | ThresholdRule) else None
 
 
+def _pins(plan: _Plan) -> Mapping[str, frozenset[str]]:
+    rule = plan.rule
+    return rule.where.pins if isinstance(rule, MatchRule | ThresholdRule) else {}
+
+
 @dataclass(slots=True)
 class _Pending:
     """Hits of one alert id within a batch, merged."""
@@ -176,7 +181,7 @@ class Detector:
         self._rules = rules
         self._plans_for: RuleSet | None = None
         self._index: dict[str, RuleGate[_Plan]] = {}
-        self._unpinned: RuleGate[_Plan] = RuleGate((), _needles)
+        self._unpinned: RuleGate[_Plan] = RuleGate((), _needles, _pins)
 
     async def process(self, events: Sequence[Event]) -> list[Alert]:
         """Evaluate the batch, apply all its ops in one state call, return one alert per alert id hit."""
@@ -248,8 +253,10 @@ class Detector:
             return
         plans = {rule.id: _plan(rule) for rule in ruleset.enabled}
         event_types = {t for rule in ruleset.enabled for t in (rule.event_types or ())}
-        self._index = {t: RuleGate([plans[r.id] for r in ruleset.for_event_type(t)], _needles) for t in event_types}
-        self._unpinned = RuleGate([plans[r.id] for r in ruleset.unpinned], _needles)
+        self._index = {
+            t: RuleGate([plans[r.id] for r in ruleset.for_event_type(t)], _needles, _pins) for t in event_types
+        }
+        self._unpinned = RuleGate([plans[r.id] for r in ruleset.unpinned], _needles, _pins)
         self._plans_for = ruleset
 
     @staticmethod
