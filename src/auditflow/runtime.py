@@ -290,9 +290,8 @@ class Runtime:
         assert self.rules is not None
         error = self.rules.last_error
         ruleset = self.rules.ruleset
-        skipped = (
-            f" ({len(ruleset.warnings)} rules not loaded: GET /api/v1/rules lists why)" if ruleset.warnings else ""
-        )
+        count = len(ruleset.warnings)
+        skipped = f" ({count} rule{'' if count == 1 else 's'} not loaded: GET /api/v1/rules lists why)" if count else ""
         return DependencyStatus(
             name="rules",
             status="down" if error else "up",

@@ -84,3 +84,20 @@ def test_a_correlation_may_reference_a_rule_of_another_sigma_file(tmp_path: Path
     burst = ruleset.by_id["sigma-6f1e2d3c-0000-4000-8000-000000000009"]
     assert burst.kind == "threshold"
     assert ruleset.sources[burst.id] == str(tmp_path / "burst.sigma.yml")
+
+
+async def test_readiness_counts_the_rules_not_loaded(tmp_path: Path) -> None:
+    from auditflow.config import load_settings
+    from auditflow.runtime import Runtime
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "k8s.sigma.yml").write_text(EXEC + "---\n" + HOSTPATH, encoding="utf-8")
+    runtime = Runtime(load_settings(data_dir=tmp_path, rules_path=rules), "run")
+    assert runtime.rules is not None
+    async with runtime.rules:
+        readiness = await runtime.readiness()
+        [entry] = [dependency for dependency in readiness.dependencies if dependency.name == "rules"]
+        assert entry.status == "up"
+        assert entry.detail == f"{rules} (1 rule not loaded: GET /api/v1/rules lists why)"
+        assert runtime.rules_status().warnings == list(runtime.rules.ruleset.warnings)
