@@ -17,6 +17,7 @@ from auditflow.config import Settings, load_settings
 from auditflow.errors import AuditFlowError, ConfigError
 from auditflow.filemodes import ensure_private_dir
 from auditflow.logconfig import configure_logging
+from auditflow.notify.command import notify
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
 from auditflow.rules.sigma.command import import_sigma_command
 from auditflow.runtime import Runtime
@@ -119,7 +120,10 @@ def _serve_process(settings: Settings, service: ServiceName) -> int:
             users, admin_password = ensure_dashboard_users(settings)
         except AuditFlowError as exc:
             raise click.ClickException(str(exc)) from None
-    runtime = Runtime(settings, service)
+    try:
+        runtime = Runtime(settings, service)
+    except AuditFlowError as exc:  # a bad routing file, say
+        raise click.ClickException(str(exc)) from None
     port = settings.port if settings.port is not None else DEFAULT_PORTS[service]
     scheme = "https" if settings.tls_cert_file else "http"
     url = settings.public_url or f"{scheme}://{_display_host(settings.host)}:{port}"
@@ -244,3 +248,4 @@ main.add_command(bench)
 rules.add_command(import_sigma_command)
 register_source_commands(main)
 main.add_command(dead_letters)
+main.add_command(notify)

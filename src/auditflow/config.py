@@ -172,6 +172,16 @@ class Settings(BaseSettings):
         50, ge=0, le=60000, description="How long the notification service waits to fill a write batch."
     )
 
+    # --- notifications ----------------------------------------------------------------------------
+    notify_config: Path | None = Field(
+        None,
+        description=(
+            "Routing file for notifications (channels, routes, retry policy; docs/notifications.md). When set, "
+            "the notification service (and `auditflow run`) writes an outbox row per matching alert change and "
+            "delivers it. Check it with `auditflow notify check FILE`."
+        ),
+    )
+
     # --- generator ------------------------------------------------------------------------------
     generator_rate: float = Field(
         5.0, ge=0, le=1_000_000, description="Synthetic events per second (0 disables the generator)."

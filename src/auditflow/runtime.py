@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from auditflow.backends.broker import Broker, create_broker
@@ -21,6 +22,7 @@ from auditflow.dependencies import Dependency, redact_url
 from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
+from auditflow.notify.dispatcher import Dispatcher
 from auditflow.roles import (
     BROKER_ROLES,
     ROLES,
@@ -60,6 +62,7 @@ class Runtime:
     notification: NotificationService | None = None
     syslog: SyslogServer | None = None
     dead_letters: DeadLetterWorker | None = None
+    dispatcher: Dispatcher | None = None
     dependencies: dict[str, Dependency] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -200,6 +203,8 @@ class Runtime:
                 batch_size=s.consume_batch_size,
                 linger_ms=s.store_flush_ms,
             )
+            if s.notify_config is not None:
+                self.dispatcher = _notifications(self.store, s.notify_config)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -215,6 +220,8 @@ class Runtime:
             await self.generator.start()
         if self.syslog is not None:
             await self.syslog.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
 
     async def wait_ready(self) -> None:
         """Wait until every dependency is up (wrap in `asyncio.timeout` to bound it)."""
@@ -232,6 +239,8 @@ class Runtime:
             await self._drain_memory_queues(deadline)
         for worker in self._workers():
             await worker.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.aclose()
         for dependency in self.dependencies.values():
             await dependency.aclose()
         for closer in self._closers():
@@ -317,6 +326,18 @@ class Runtime:
 
     def rules_status(self) -> RulesStatus:
         return self.rules.status() if self.rules is not None else RulesStatus(rules=[])
+
+
+def _notifications(store: AlertStore, routing_file: Path) -> Dispatcher:
+    """Outbox rows join the store's alert writes; the dispatcher sends them."""
+    from auditflow.backends.store.sql import SqlAlertStore
+    from auditflow.notify.outbox import OutboxWriter
+    from auditflow.notify.routing import load_routing
+
+    assert isinstance(store, SqlAlertStore)
+    routing = load_routing(routing_file)
+    store.transition_hook = OutboxWriter(routing)
+    return Dispatcher(store, routing)
 
 
 def _start_and_ping(backend: Broker | WindowState) -> Callable[[], Awaitable[None]]:

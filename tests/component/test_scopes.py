@@ -24,6 +24,7 @@ SCOPE_OF: dict[tuple[str, str], Scope] = {
     ("GET", "/api/v1/alerts/stats"): Scope.READ,
     ("GET", "/api/v1/alerts/{alert_id}"): Scope.READ,
     ("PATCH", "/api/v1/alerts/{alert_id}"): Scope.TRIAGE,
+    ("GET", "/api/v1/alerts/{alert_id}/deliveries"): Scope.READ,
     ("GET", "/api/v1/rules"): Scope.READ,
     ("GET", "/api/v1/generator"): Scope.READ,
     ("PUT", "/api/v1/generator"): Scope.ADMIN,

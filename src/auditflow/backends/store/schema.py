@@ -107,6 +107,34 @@ dead_letters = sa.Table(
 )
 sa.Index("ix_dead_letters_received_at", dead_letters.c.received_at.desc(), dead_letters.c.id.desc())
 
+# The notification outbox: one row per message to send, written in the transaction of the alert
+# change that causes it, so a message is never lost nor sent for a change that rolled back.
+# No foreign key, like alert_events: rows are written only with their alert.
+notification_deliveries = sa.Table(
+    "notification_deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.Uuid(as_uuid=True), primary_key=True),
+    sa.Column("alert_id", AlertId, nullable=False, index=True),
+    sa.Column("route", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_attempt_at", sa.BigInteger(), nullable=False),
+    sa.Column("lease_until", sa.BigInteger(), nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
+    sa.Column("sent_at", sa.BigInteger(), nullable=True),
+)
+# What the dispatcher polls: pending rows by due time.
+sa.Index(
+    "ix_notification_deliveries_due",
+    notification_deliveries.c.status,
+    notification_deliveries.c.next_attempt_at,
+)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 

@@ -17,8 +17,9 @@ from auditflow.backends.store.base import AlertStore, UpsertResult
 from auditflow.backends.store.dead_letters import StoredDeadLetter
 from auditflow.backends.store.engine import WRITE_OPTION, create_store_engine, database_url, mapped_errors
 from auditflow.backends.store.migrate import migrate_url, schema_problem, upgrade_connection
-from auditflow.backends.store.queries import compute_stats, fetch_detail, fetch_page
+from auditflow.backends.store.queries import compute_stats, fetch_detail, fetch_page, summary
 from auditflow.backends.store.schema import alert_history, alerts, to_ms
+from auditflow.backends.store.transitions import AlertTransition, TransitionHook, snapshot
 from auditflow.backends.store.upsert import write_batch
 from auditflow.errors import BackendUnavailable, NotFound, SchemaNotReady
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
@@ -39,6 +40,8 @@ class SqlAlertStore(AlertStore):
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._write_turns: asyncio.Lock | None = None
+        # Set by the runtime when notifications are configured: outbox rows join the alert writes.
+        self.transition_hook: TransitionHook | None = None
 
     @property
     def dialect(self) -> str:
@@ -67,6 +70,14 @@ class SqlAlertStore(AlertStore):
         # leaves the busy timeout to other processes (a migration) only.
         async with self._write_turns, writer.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def connection(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        """A connection (a write transaction when `write`) for tables that live beside the alerts,
+        such as the outbox; errors are mapped like the store's own."""
+        with mapped_errors("outbox"):
+            async with self._write() if write else self._read() as conn:
+                yield conn
 
     async def start(self) -> None:
         if self._engine is None:
@@ -109,7 +120,7 @@ class SqlAlertStore(AlertStore):
             return UpsertResult(inserted=0, updated=0)
         with mapped_errors("upsert"):
             async with self._write() as conn:
-                return await write_batch(conn, alerts, to_ms(utcnow()))
+                return await write_batch(conn, alerts, to_ms(utcnow()), self.transition_hook)
 
     async def list_alerts(self, query: AlertQuery) -> AlertPage:
         with mapped_errors("list"):
@@ -151,10 +162,20 @@ class SqlAlertStore(AlertStore):
                             note=update.note,
                         )
                     )
+                if changed and new_status == "resolved" and self.transition_hook is not None:
+                    await self._record_resolved(conn, alert_id, now_ms)
             # Read back after the commit: the write lock is held only for the change itself (on a
             # busy event loop, every statement in the transaction keeps other writers waiting).
             async with self._read() as conn:
                 return await fetch_detail(conn, alert_id)
+
+    async def _record_resolved(self, conn: AsyncConnection, alert_id: UUID, now_ms: int) -> None:
+        """The outbox rows of a resolve, in its transaction; only the alert's own row is read, since
+        evidence and history are not part of a message."""
+        assert self.transition_hook is not None
+        alert = summary((await conn.execute(sa.select(alerts).where(alerts.c.alert_id == alert_id))).one())
+        resolved = AlertTransition("resolved", alert_id, snapshot(alert), alert.occurrences, alert.occurrences)
+        await self.transition_hook.record(conn, [resolved], now_ms)
 
     async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
         with mapped_errors("stats"):

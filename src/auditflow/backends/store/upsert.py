@@ -16,6 +16,13 @@ from auditflow.backends.store import pg_copy
 from auditflow.backends.store.base import UpsertResult
 from auditflow.backends.store.merge import conflict_updates, dedupe
 from auditflow.backends.store.schema import alert_events, alert_history, alerts, to_ms
+from auditflow.backends.store.transitions import (
+    AlertTransition,
+    TransitionHook,
+    TransitionKind,
+    snapshot,
+    stored_counts,
+)
 from auditflow.model.alert import MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 
@@ -101,7 +108,7 @@ async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[U
 REOPEN_ACTOR = "auditflow"
 
 
-async def _reopen_resolved(conn: AsyncConnection, merged: list[Alert], now_ms: int) -> None:
+async def _reopen_resolved(conn: AsyncConnection, merged: list[Alert], now_ms: int) -> set[UUID]:
     """An alert an analyst resolved goes back to open when it receives new activity (a higher
     occurrence count; a redelivery or replay carries no more than what is stored), with a history
     entry saying why: new hits must not pile up silently on a closed alert."""
@@ -118,7 +125,7 @@ async def _reopen_resolved(conn: AsyncConnection, merged: list[Alert], now_ms: i
             if incoming[alert_id] > stored:
                 reopened.append((alert_id, incoming[alert_id] - stored))
     if not reopened:
-        return
+        return set()
     for part in chunks([alert_id for alert_id, _ in reopened]):
         await conn.execute(alerts.update().where(alerts.c.alert_id.in_(part)).values(status="open", updated_at=now_ms))
     await conn.execute(
@@ -135,12 +142,38 @@ async def _reopen_resolved(conn: AsyncConnection, merged: list[Alert], now_ms: i
             for alert_id, added in reopened
         ],
     )
+    return {alert_id for alert_id, _ in reopened}
 
 
-async def write_batch(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> UpsertResult:
-    """Upsert a batch inside the caller's transaction."""
+def _transitions(
+    merged: list[Alert], inserted: set[UUID], reopened: set[UUID], before: dict[UUID, tuple[int, str]]
+) -> list[AlertTransition]:
+    """New, reopened, or more occurrences than stored; an alert another writer inserted after our
+    read has no known count and reports nothing here (its inserter reported it as new)."""
+    found: list[AlertTransition] = []
+    for alert in merged:
+        kind: TransitionKind
+        previous, status = before.get(alert.alert_id, (0, alert.status.value))
+        if alert.alert_id in inserted:
+            kind, previous = "new", 0
+        elif alert.alert_id in reopened:
+            kind, status = "reopened", "open"
+        elif alert.alert_id in before and alert.occurrences > previous:
+            kind = "escalation"  # the analyst's status stays, so the message shows it
+        else:
+            continue
+        alert_json = snapshot(alert, status=status)
+        found.append(AlertTransition(kind, alert.alert_id, alert_json, previous, alert.occurrences))
+    return found
+
+
+async def write_batch(
+    conn: AsyncConnection, batch: Sequence[Alert], now_ms: int, hook: TransitionHook | None = None
+) -> UpsertResult:
+    """Upsert a batch inside the caller's transaction; `hook` records what changed in it."""
     merged = dedupe(batch)
-    await _reopen_resolved(conn, merged, now_ms)
+    before = await stored_counts(conn, [alert.alert_id for alert in merged], IN_CHUNK) if hook else {}
+    reopened = await _reopen_resolved(conn, merged, now_ms)
     if conn.dialect.name == "postgresql":
         inserted = await pg_copy.upsert_alerts(conn, merged, now_ms)
     else:
@@ -151,4 +184,8 @@ async def write_batch(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int
     elif events:
         rows = [event_row(alert_id, event) for alert_id, event in events]
         await conn.execute(sqlite_insert(alert_events).on_conflict_do_nothing(), rows)
+    if hook is not None:
+        transitions = _transitions(merged, inserted, reopened, before)
+        if transitions:
+            await hook.record(conn, transitions, now_ms)
     return UpsertResult(inserted=len(inserted), updated=len(merged) - len(inserted))

@@ -1,0 +1,69 @@
+"""What happened to an alert in a store transaction (new, more occurrences, reopened, resolved), and
+the hook that turns those changes into outbox rows inside the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from auditflow.backends.store.schema import alerts
+
+TransitionKind = Literal["new", "escalation", "reopened", "resolved"]
+
+# The alert as a message shows it: what the list API shows, without the store's bookkeeping.
+SNAPSHOT_FIELDS = {
+    "alert_id",
+    "rule_id",
+    "rule_name",
+    "rule_kind",
+    "severity",
+    "status",
+    "description",
+    "group",
+    "user_id",
+    "server_hostname",
+    "first_seen",
+    "last_seen",
+    "occurrences",
+    "tags",
+}
+
+
+def snapshot(alert: BaseModel, **overrides: Any) -> dict[str, Any]:
+    """JSON-ready fields of an `Alert` or `AlertDetail`."""
+    return {**alert.model_dump(mode="json", include=SNAPSHOT_FIELDS), **overrides}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    kind: TransitionKind
+    alert_id: UUID
+    alert: dict[str, Any]
+    previous_occurrences: int
+    occurrences: int
+
+
+class TransitionHook(Protocol):
+    """Called inside the write transaction; whatever it writes commits or rolls back with the alert."""
+
+    async def record(self, conn: AsyncConnection, transitions: Sequence[AlertTransition], now_ms: int) -> None: ...
+
+
+async def stored_counts(conn: AsyncConnection, ids: Sequence[UUID], chunk: int) -> dict[UUID, tuple[int, str]]:
+    """Occurrences and status before this transaction's upsert. On PostgreSQL the rows are locked in id order
+    (the upsert's order), so a concurrent writer cannot report the same increase."""
+    found: dict[UUID, tuple[int, str]] = {}
+    for start in range(0, len(ids), chunk):
+        query = sa.select(alerts.c.alert_id, alerts.c.occurrences, alerts.c.status).where(
+            alerts.c.alert_id.in_(ids[start : start + chunk])
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.order_by(alerts.c.alert_id).with_for_update()
+        found.update((alert_id, (count, status)) for alert_id, count, status in (await conn.execute(query)).all())
+    return found

@@ -1,0 +1,132 @@
+"""The dispatcher: claims due outbox rows, sends them through their channel, and records each
+outcome: sent, retried later (full-jitter back-off, or the receiver's Retry-After) or dead after the
+last attempt with the reason. Any number of dispatchers can share one outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from uuid import uuid4
+
+import httpx
+
+from auditflow.backends.store.sql import SqlAlertStore
+from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.lifecycle import AsyncLifecycle
+from auditflow.notify import outbox
+from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, OUTBOX_DEPTH
+from auditflow.notify.outbox import Claimed, Outcome
+from auditflow.notify.routing import Routing
+from auditflow.notify.webhook import SendResult, WebhookSender, message_body
+from auditflow.retry import Attempts, Backoff, pause
+
+log = logging.getLogger("auditflow.notify")
+
+# Waiting for the store while it is down: the same policy as other held operations.
+STORE_BACKOFF = Backoff(initial=0.2, maximum=10.0)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class Dispatcher(AsyncLifecycle):
+    def __init__(
+        self,
+        store: SqlAlertStore,
+        routing: Routing,
+        *,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.routing = routing
+        self.owner = uuid4().hex  # names this dispatcher's claims
+        self.clock = clock
+        policy = routing.delivery
+        self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
+        self._client = client
+        self._own_client = client is None
+        self._senders: dict[str, WebhookSender] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        self._senders = {name: WebhookSender(channel, self._client) for name, channel in self.routing.channels.items()}
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name="notify-dispatcher")
+
+    async def aclose(self) -> None:
+        """Stop claiming; a batch being sent finishes (each request has its timeout) and is recorded."""
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _run(self) -> None:
+        attempts = Attempts(STORE_BACKOFF, self._stop)
+        poll = self.routing.delivery.poll_interval.total_seconds()
+        while not self._stop.is_set():
+            try:
+                claimed = await self.run_once()
+                OUTBOX_DEPTH.set(await outbox.depth(self.store))
+                attempts.reset()
+            except (BackendUnavailable, BackendError) as exc:
+                log.warning("notification outbox unavailable: %s", exc)
+                await attempts.pause()
+                continue
+            if claimed < self.routing.delivery.batch_size:
+                await pause(self._stop, poll)
+
+    async def run_once(self) -> int:
+        """Claim one batch, send it and record the outcomes; returns how many rows were claimed."""
+        policy = self.routing.delivery
+        claimed = await outbox.claim(
+            self.store, self.owner, policy.batch_size, _ms(policy.lease.total_seconds()), _ms(self.clock())
+        )
+        if not claimed:
+            return 0
+        limit = asyncio.Semaphore(policy.concurrency)
+
+        async def deliver(row: Claimed) -> Outcome:
+            async with limit:
+                return self._outcome(row, await self._send(row))
+
+        outcomes = await asyncio.gather(*(deliver(row) for row in claimed))
+        await outbox.finish(self.store, self.owner, outcomes, _ms(self.clock()))
+        return len(claimed)
+
+    async def _send(self, row: Claimed) -> SendResult:
+        sender = self._senders.get(row.channel)
+        if sender is None:
+            return SendResult(False, f"channel {row.channel!r} is not in the routing file")
+        if row.attempts > 1:
+            DELIVERIES.labels(row.channel, "retried").inc()
+        return await sender.send(row.delivery_id, row.event, message_body(row.delivery_id, row.payload))
+
+    def _outcome(self, row: Claimed, result: SendResult) -> Outcome:
+        now = self.clock()
+        if result.ok:
+            DELIVERIES.labels(row.channel, "sent").inc()
+            DELIVERY_LATENCY.labels(row.channel).observe(max(now - row.created_at / 1000, 0.0))
+            return Outcome(row.delivery_id, "sent", _ms(now))
+        policy = self.routing.delivery
+        if row.attempts >= policy.max_attempts:
+            DELIVERIES.labels(row.channel, "dead").inc()
+            log.error("delivery %s to %s is dead: %s", row.delivery_id, row.channel, result.error)
+            return Outcome(row.delivery_id, "dead", _ms(now), f"gave up after {row.attempts} attempts: {result.error}")
+        DELIVERIES.labels(row.channel, "failed").inc()
+        if result.retry_after is not None:
+            delay = min(result.retry_after, policy.max_backoff.total_seconds())
+        else:
+            delay = self.backoff.delay(row.attempts - 1)
+        return Outcome(row.delivery_id, "pending", _ms(now + delay), result.error)

@@ -1,0 +1,42 @@
+"""What the deliveries API shows of an outbox row."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+from sqlalchemy import RowMapping
+
+from auditflow.backends.store.schema import from_ms
+from auditflow.model.timeutil import UtcDatetime
+
+
+class DeliveryView(BaseModel):
+    delivery_id: UUID = Field(description="Also the receiver's idempotency key")
+    alert_id: UUID
+    route: str
+    channel: str
+    event: Literal["new", "escalation", "reopened", "resolved"]
+    status: Literal["pending", "sent", "dead"]
+    attempts: int
+    next_attempt_at: UtcDatetime | None = Field(description="When a pending delivery is tried next")
+    last_error: str | None = Field(description="Why the last attempt failed (for a dead one: why it died)")
+    created_at: UtcDatetime
+    sent_at: UtcDatetime | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> DeliveryView:
+        return cls(
+            delivery_id=row["delivery_id"],
+            alert_id=row["alert_id"],
+            route=row["route"],
+            channel=row["channel"],
+            event=row["event"],
+            status=row["status"],
+            attempts=row["attempts"],
+            next_attempt_at=from_ms(row["next_attempt_at"]) if row["status"] == "pending" else None,
+            last_error=row["last_error"],
+            created_at=from_ms(row["created_at"]),
+            sent_at=from_ms(row["sent_at"]) if row["sent_at"] is not None else None,
+        )

@@ -1,0 +1,203 @@
+"""The transactional outbox: rows written by the alert store's transition hook in the alert's own
+transaction, claimed by dispatchers under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL, the write
+lock on SQLite), and finished as sent, retried later or dead."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid5
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from auditflow.backends.store.schema import alerts
+from auditflow.backends.store.schema import notification_deliveries as deliveries
+from auditflow.backends.store.sql import SqlAlertStore
+from auditflow.backends.store.transitions import AlertTransition
+from auditflow.errors import NotFound
+from auditflow.notify.models import DeliveryView
+from auditflow.notify.routing import Routing
+
+# Delivery ids derive from what caused them, so a row written twice (two writers reporting the same
+# change) collapses into one, and the id doubles as the receiver's idempotency key.
+_ID_NAMESPACE = UUID("6f1d6a52-3c1e-4c8e-9a57-0d7f1f0b6a01")
+_THROTTLED = {"escalation", "reopened"}
+
+
+class OutboxWriter:
+    """The store's transition hook: one row per matching route and channel."""
+
+    def __init__(self, routing: Routing) -> None:
+        self.routing = routing
+
+    async def record(self, conn: AsyncConnection, transitions: Sequence[AlertTransition], now_ms: int) -> None:
+        recent = await self._recent(conn, transitions, now_ms)
+        rows: list[dict[str, Any]] = []
+        for change in transitions:
+            for route in self.routing.routes:
+                if change.kind not in route.events or not route.matches(change.alert):
+                    continue
+                if change.kind == "escalation" and not route.crosses(change.previous_occurrences, change.occurrences):
+                    continue
+                if change.kind in _THROTTLED and (change.alert_id, route.name) in recent:
+                    continue
+                recent.add((change.alert_id, route.name))  # one per route and batch as well
+                rows.extend(self._rows(change, route.name, route.channels, now_ms))
+        if not rows:
+            return
+        insert = pg_insert(deliveries) if conn.dialect.name == "postgresql" else sqlite_insert(deliveries)
+        await conn.execute(insert.on_conflict_do_nothing(index_elements=[deliveries.c.delivery_id]), rows)
+
+    def _rows(self, change: AlertTransition, route: str, channels: Sequence[str], now_ms: int) -> list[dict[str, Any]]:
+        # A resolve can happen again after a reopen with the same count: its time tells them apart.
+        cause = f"{change.alert_id}/{route}/{change.kind}/{change.occurrences}"
+        if change.kind == "resolved":
+            cause += f"/{now_ms}"
+        payload = {
+            "event": change.kind,
+            "route": route,
+            "alert": change.alert,
+            "alert_url": self.routing.alert_url(str(change.alert_id)),
+            "previous_occurrences": change.previous_occurrences,
+        }
+        return [
+            {
+                "delivery_id": uuid5(_ID_NAMESPACE, f"{cause}/{channel}"),
+                "alert_id": change.alert_id,
+                "route": route,
+                "channel": channel,
+                "event": change.kind,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now_ms,
+                "lease_until": None,
+                "claimed_by": None,
+                "last_error": None,
+                "payload": payload,
+                "created_at": now_ms,
+                "sent_at": None,
+            }
+            for channel in channels
+        ]
+
+    async def _recent(
+        self, conn: AsyncConnection, transitions: Sequence[AlertTransition], now_ms: int
+    ) -> set[tuple[UUID, str]]:
+        """(alert, route) pairs that had a message within their route's throttle interval."""
+        longest = max((route.throttle for route in self.routing.routes), default=None)
+        ids = sorted({change.alert_id for change in transitions if change.kind in _THROTTLED})
+        if not ids or not longest:
+            return set()
+        since = now_ms - int(longest.total_seconds() * 1000)
+        query = (
+            sa.select(deliveries.c.alert_id, deliveries.c.route, sa.func.max(deliveries.c.created_at))
+            .where(deliveries.c.alert_id.in_(ids), deliveries.c.created_at > since)
+            .group_by(deliveries.c.alert_id, deliveries.c.route)
+        )
+        throttle = {route.name: int(route.throttle.total_seconds() * 1000) for route in self.routing.routes}
+        return {
+            (alert_id, route)
+            for alert_id, route, last in (await conn.execute(query)).all()
+            if now_ms - last < throttle.get(route, 0)
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: UUID
+    channel: str
+    event: str
+    attempts: int
+    payload: dict[str, Any]
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    delivery_id: UUID
+    status: str  # sent | pending | dead
+    next_attempt_at: int
+    error: str | None = None
+
+
+async def claim(store: SqlAlertStore, owner: str, limit: int, lease_ms: int, now_ms: int) -> list[Claimed]:
+    """Reserve up to `limit` due rows for `owner` until the lease ends; a claim counts as an attempt,
+    so a row whose sender keeps crashing still dies after the last attempt."""
+    query = (
+        sa.select(deliveries)
+        .where(
+            deliveries.c.status == "pending",
+            deliveries.c.next_attempt_at <= now_ms,
+            sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now_ms),
+        )
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.delivery_id)
+        .limit(limit)
+    )
+    async with store.connection(write=True) as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas skip each other's rows instead of queueing behind them.
+            query = query.with_for_update(skip_locked=True)
+        rows = (await conn.execute(query)).mappings().all()
+        if not rows:
+            return []
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.delivery_id.in_([row["delivery_id"] for row in rows]))
+            .values(lease_until=now_ms + lease_ms, claimed_by=owner, attempts=deliveries.c.attempts + 1)
+        )
+    return [
+        Claimed(
+            row["delivery_id"], row["channel"], row["event"], row["attempts"] + 1, row["payload"], row["created_at"]
+        )
+        for row in rows
+    ]
+
+
+async def finish(store: SqlAlertStore, owner: str, outcomes: Sequence[Outcome], now_ms: int) -> int:
+    """Record what happened to claimed rows; a row whose lease another dispatcher took over is left
+    to it. Returns how many rows were still ours."""
+    if not outcomes:
+        return 0
+    mine = 0
+    async with store.connection(write=True) as conn:
+        for outcome in outcomes:
+            result = await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.delivery_id == outcome.delivery_id, deliveries.c.claimed_by == owner)
+                .values(
+                    status=outcome.status,
+                    next_attempt_at=outcome.next_attempt_at,
+                    last_error=outcome.error,
+                    sent_at=now_ms if outcome.status == "sent" else None,
+                    lease_until=None,
+                    claimed_by=None,
+                )
+            )
+            mine += result.rowcount
+    return mine
+
+
+async def depth(store: SqlAlertStore) -> int:
+    async with store.connection(write=False) as conn:
+        query = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def list_deliveries(store: SqlAlertStore, alert_id: UUID) -> list[DeliveryView]:
+    """The deliveries of one alert, oldest first; NotFound when the alert does not exist."""
+    async with store.connection(write=False) as conn:
+        query = (
+            sa.select(deliveries)
+            .where(deliveries.c.alert_id == alert_id)
+            .order_by(deliveries.c.created_at, deliveries.c.delivery_id)
+        )
+        rows = (await conn.execute(query)).mappings().all()
+        if not rows:
+            exists = await conn.execute(sa.select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id))
+            if exists.first() is None:
+                raise NotFound(f"alert {alert_id} not found")
+    return [DeliveryView.from_row(row) for row in rows]

@@ -1,0 +1,98 @@
+"""The webhook channel: POST the delivery as JSON, signed with HMAC-SHA256 over the timestamp and
+the body, with the delivery id as idempotency key, so a receiver can verify and de-duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from uuid import UUID
+
+import httpx
+import orjson
+
+from auditflow import __version__
+from auditflow.notify.routing import WebhookChannel
+
+SIGNATURE_HEADER = "X-AuditFlow-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+EVENT_HEADER = "X-AuditFlow-Event"
+_RETRY_AFTER_STATUSES = {429, 503}
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    ok: bool
+    error: str | None = None
+    retry_after: float | None = None  # seconds the receiver asked us to wait
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`: the timestamp lets receivers refuse
+    replays of an old, validly signed message."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def message_body(delivery_id: UUID, payload: dict[str, Any]) -> bytes:
+    """The same bytes on every attempt of a delivery (sorted keys: JSONB does not keep their order)."""
+    return orjson.dumps({"delivery_id": str(delivery_id), **payload}, option=orjson.OPT_SORT_KEYS)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta seconds or an HTTP date); None when absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    return max((when - current).total_seconds(), 0.0)
+
+
+class WebhookSender:
+    def __init__(self, channel: WebhookChannel, client: httpx.AsyncClient) -> None:
+        self.channel = channel
+        self.client = client
+        self._secret = channel.secret()
+
+    async def send(self, delivery_id: UUID, event: str, body: bytes) -> SendResult:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"AuditFlow/{__version__}",
+            IDEMPOTENCY_HEADER: str(delivery_id),
+            EVENT_HEADER: event,
+            SIGNATURE_HEADER: sign(self._secret.get_secret_value(), int(time.time()), body),
+        }
+        seconds = self.channel.timeout.total_seconds()
+        try:
+            # httpx's timeouts are per phase; the outer bound also stops a receiver that trickles bytes.
+            async with asyncio.timeout(seconds):
+                response = await self.client.post(
+                    self.channel.url, content=body, headers=headers, timeout=seconds, follow_redirects=False
+                )
+        except TimeoutError:
+            return SendResult(False, f"no answer within {seconds:g} s")
+        except httpx.HTTPError as exc:
+            return SendResult(False, f"{exc.__class__.__name__}: {exc or 'request failed'}")
+        if response.is_success:
+            return SendResult(True)
+        if response.is_redirect:
+            # Following would send a signed alert to wherever the receiver points: refuse it.
+            where = response.headers.get("location", "?")
+            return SendResult(False, f"HTTP {response.status_code} redirect to {where} not followed")
+        retry_after = None
+        if response.status_code in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return SendResult(False, f"HTTP {response.status_code}: {response.text[:200]}", retry_after)
