@@ -47,18 +47,17 @@ class Dispatcher(AsyncLifecycle):
         self.clock = clock
         policy = routing.delivery
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
-        self._client = client
         self._own_client = client is None
-        self._senders: dict[str, WebhookSender] = {}
+        self._client = client or httpx.AsyncClient()
+        # Built now so that a missing secret fails at start-up, not at the first alert.
+        self._senders = {name: WebhookSender(channel, self._client) for name, channel in routing.channels.items()}
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Start the claim loop (`run_once` also works without it)."""
         if self._task is not None:
             return
-        if self._client is None:
-            self._client = httpx.AsyncClient()
-        self._senders = {name: WebhookSender(channel, self._client) for name, channel in self.routing.channels.items()}
         self._stop.clear()
         self._task = asyncio.create_task(self._run(), name="notify-dispatcher")
 
@@ -68,9 +67,8 @@ class Dispatcher(AsyncLifecycle):
         task, self._task = self._task, None
         if task is not None:
             await task
-        if self._own_client and self._client is not None:
+        if self._own_client:
             await self._client.aclose()
-            self._client = None
 
     async def _run(self) -> None:
         attempts = Attempts(STORE_BACKOFF, self._stop)

@@ -1,0 +1,75 @@
+"""Fixtures of the notification tests: a migrated store on SQLite and on the real PostgreSQL, and
+routing files that point at a local receiver."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from auditflow.backends.store.sql import SqlAlertStore
+from auditflow.notify.outbox import OutboxWriter
+from auditflow.notify.routing import Routing
+from tests.conftest import POSTGRES_ADMIN_URL, require_server
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+SECRET = "whsec-test-0123456789"
+SECRET_ENV = "AUDITFLOW_TEST_WEBHOOK_SECRET"
+
+
+def _admin(statement: sql.Composed) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(statement)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, unique_name: str) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'notify.sqlite3'}"
+        return
+    require_server("postgres")
+    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(unique_name)))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=unique_name).render_as_string(hide_password=False)
+    finally:
+        _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(unique_name)))
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    return SECRET
+
+
+def routing_dict(url: str, **delivery: Any) -> dict[str, Any]:
+    """One webhook channel; a route for everything and one for critical alerts only."""
+    return {
+        "dashboard_url": "https://auditflow.example/",
+        "channels": {"soc": {"type": "webhook", "url": url, "secret_env": SECRET_ENV, "timeout": 1}},
+        "routes": [
+            {"name": "all", "channels": ["soc"], "events": ["new", "escalation", "reopened", "resolved"]},
+            {"name": "critical", "channels": ["soc"], "min_severity": "CRITICAL"},
+        ],
+        "delivery": {"initial_backoff": 0.05, "max_backoff": 0.2, "poll_interval": 0.05, **delivery},
+    }
+
+
+def make_routing(url: str = "http://127.0.0.1:9/hook", **delivery: Any) -> Routing:
+    return Routing.model_validate(routing_dict(url, **delivery))
+
+
+@pytest.fixture
+async def store(database_url: str, secret_env: str) -> AsyncIterator[SqlAlertStore]:
+    store = SqlAlertStore(database_url)
+    await store.start()
+    try:
+        await store.migrate()
+        store.transition_hook = OutboxWriter(make_routing())
+        yield store
+    finally:
+        await store.aclose()
