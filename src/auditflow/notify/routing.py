@@ -117,6 +117,10 @@ class Routing(_Strict):
             unknown = [name for name in route.channels if name not in self.channels]
             if unknown:
                 raise ValueError(f"routes[{index}] ({route.name}) names unknown channel(s): {', '.join(unknown)}")
+        for name, channel in self.channels.items():
+            # A lease shorter than a request would let a second dispatcher send the row meanwhile.
+            if channel.timeout >= self.delivery.lease:
+                raise ValueError(f"delivery.lease must be longer than channels.{name}.timeout")
         return self
 
     def alert_url(self, alert_id: str) -> str | None:
