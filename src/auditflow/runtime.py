@@ -204,7 +204,7 @@ class Runtime:
                 linger_ms=s.store_flush_ms,
             )
             if s.notify_config is not None:
-                self.dispatcher = _notifications(self.store, s.notify_config)
+                self.dispatcher = _notifications(self.store, self.dependencies["store"], s.notify_config)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -328,7 +328,7 @@ class Runtime:
         return self.rules.status() if self.rules is not None else RulesStatus(rules=[])
 
 
-def _notifications(store: AlertStore, routing_file: Path) -> Dispatcher:
+def _notifications(store: AlertStore, dependency: Dependency, routing_file: Path) -> Dispatcher:
     """Outbox rows join the store's alert writes; the dispatcher sends them."""
     from auditflow.backends.store.sql import SqlAlertStore
     from auditflow.notify.outbox import OutboxWriter
@@ -337,7 +337,7 @@ def _notifications(store: AlertStore, routing_file: Path) -> Dispatcher:
     assert isinstance(store, SqlAlertStore)
     routing = load_routing(routing_file)
     store.transition_hook = OutboxWriter(routing)
-    return Dispatcher(store, routing)
+    return Dispatcher(store, routing, dependency=dependency)
 
 
 def _start_and_ping(backend: Broker | WindowState) -> Callable[[], Awaitable[None]]:

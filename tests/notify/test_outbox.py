@@ -27,7 +27,7 @@ async def rows(store: SqlAlertStore) -> list[tuple[str, str, str]]:
         query = sa.select(
             notification_deliveries.c.route, notification_deliveries.c.event, notification_deliveries.c.status
         ).order_by(notification_deliveries.c.created_at, notification_deliveries.c.route)
-        return [tuple(row) for row in (await conn.execute(query)).all()]  # type: ignore[misc]
+        return [tuple(row) for row in (await conn.execute(query)).all()]
 
 
 async def test_a_new_alert_writes_one_row_per_matching_route(store: SqlAlertStore) -> None:

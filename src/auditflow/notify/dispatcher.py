@@ -20,7 +20,7 @@ from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, OUTBOX_DEPTH
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.routing import Routing
 from auditflow.notify.webhook import SendResult, WebhookSender, message_body
-from auditflow.retry import Attempts, Backoff, pause
+from auditflow.retry import Attempts, Backoff, Supervised, pause, wait_unless_stopped
 
 log = logging.getLogger("auditflow.notify")
 
@@ -39,12 +39,14 @@ class Dispatcher(AsyncLifecycle):
         routing: Routing,
         *,
         client: httpx.AsyncClient | None = None,
+        dependency: Supervised | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.routing = routing
         self.owner = uuid4().hex  # names this dispatcher's claims
         self.clock = clock
+        self.dependency = dependency  # the store's supervisor: wait for it (and its migrations) first
         policy = routing.delivery
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         self._own_client = client is None
@@ -74,12 +76,21 @@ class Dispatcher(AsyncLifecycle):
         attempts = Attempts(STORE_BACKOFF, self._stop)
         poll = self.routing.delivery.poll_interval.total_seconds()
         while not self._stop.is_set():
+            if self.dependency is not None and not self.dependency.is_up:
+                await wait_unless_stopped(self._stop, self.dependency.wait_up())
+                continue
             try:
                 claimed = await self.run_once()
                 OUTBOX_DEPTH.set(await outbox.depth(self.store))
                 attempts.reset()
-            except (BackendUnavailable, BackendError) as exc:
+            except BackendUnavailable as exc:
                 log.warning("notification outbox unavailable: %s", exc)
+                if self.dependency is not None:
+                    self.dependency.mark_down(exc)
+                await attempts.pause()
+                continue
+            except BackendError as exc:
+                log.error("notification outbox failed: %s", exc)
                 await attempts.pause()
                 continue
             if claimed < self.routing.delivery.batch_size:
