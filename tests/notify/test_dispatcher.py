@@ -13,7 +13,7 @@ import pytest
 
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.notify.dispatcher import Dispatcher
-from auditflow.notify.outbox import OutboxWriter, list_deliveries
+from auditflow.notify.outbox import OutboxWriter, Outcome, claim, finish, list_deliveries
 from auditflow.notify.routing import Routing
 from tests.factories import make_alert
 from tests.notify.conftest import SECRET, routing_dict
@@ -180,3 +180,31 @@ async def test_replicas_share_the_outbox_and_send_each_row_once(outbox_store: Sq
     deliveries = await all_deliveries(outbox_store)
     assert {d.status for d in deliveries} == {"sent"}
     assert {r.key for r in requests} == {str(d.delivery_id) for d in deliveries}
+
+
+async def test_a_row_whose_sender_keeps_dying_ends_dead(outbox_store: SqlAlertStore) -> None:
+    outbox_store.transition_hook = OutboxWriter(single_route("http://127.0.0.1:9/hook"))
+    await outbox_store.upsert_alerts([make_alert()])
+    now = int(time.time() * 1000)
+    lease = 1000
+    # Two senders claim the row and die before recording anything; the lease frees it each time.
+    assert len(await claim(outbox_store, "first", 10, lease, now, max_attempts=2)) == 1
+    assert await claim(outbox_store, "other", 10, lease, now + lease - 1, max_attempts=2) == []  # still leased
+    [again] = await claim(outbox_store, "second", 10, lease, now + lease + 1, max_attempts=2)
+    assert again.attempts == 2
+    assert await claim(outbox_store, "third", 10, lease, now + 2 * lease + 2, max_attempts=2) == []
+    [delivery] = await all_deliveries(outbox_store)
+    assert delivery.status == "dead"
+    assert delivery.last_error == "gave up after 2 attempts: the dispatcher stopped during the last one"
+
+
+async def test_a_late_sender_does_not_overwrite_the_new_owner(outbox_store: SqlAlertStore) -> None:
+    outbox_store.transition_hook = OutboxWriter(single_route("http://127.0.0.1:9/hook"))
+    await outbox_store.upsert_alerts([make_alert()])
+    now = int(time.time() * 1000)
+    [first] = await claim(outbox_store, "slow", 10, 1000, now, max_attempts=5)
+    await claim(outbox_store, "fresh", 10, 1000, now + 1001, max_attempts=5)
+    assert await finish(outbox_store, "slow", [Outcome(first.delivery_id, "dead", now, "late")], now) == 0
+    assert await finish(outbox_store, "fresh", [Outcome(first.delivery_id, "sent", now)], now) == 1
+    [delivery] = await all_deliveries(outbox_store)
+    assert (delivery.status, delivery.last_error) == ("sent", None)

@@ -4,6 +4,7 @@ file, route matching, escalation thresholds, and `auditflow notify check`."""
 from __future__ import annotations
 
 import hmac
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,17 @@ def test_notify_check_command(tmp_path: Path, secret_env: str) -> None:
     result = runner.invoke(main, ["notify", "check", str(bad)])
     assert result.exit_code == 1
     assert "names unknown channel(s): missing" in result.output
+
+
+def test_the_documented_verification_accepts_our_signature_only() -> None:
+    """The snippet in docs/notifications.md, run as a receiver would run it."""
+    document = (Path(__file__).resolve().parents[2] / "docs" / "notifications.md").read_text()
+    snippet = document.split("### Verifying the signature")[1].split("```python")[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    body = b'{"event":"new"}'
+    header = sign("s3cret", int(time.time()), body)
+    assert namespace["verify"]("s3cret", header, body)
+    assert not namespace["verify"]("other", header, body)
+    assert not namespace["verify"]("s3cret", header, body + b" ")
+    assert not namespace["verify"]("s3cret", sign("s3cret", int(time.time()) - 3600, body), body)

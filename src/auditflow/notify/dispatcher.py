@@ -100,7 +100,12 @@ class Dispatcher(AsyncLifecycle):
         """Claim one batch, send it and record the outcomes; returns how many rows were claimed."""
         policy = self.routing.delivery
         claimed = await outbox.claim(
-            self.store, self.owner, policy.batch_size, _ms(policy.lease.total_seconds()), _ms(self.clock())
+            self.store,
+            self.owner,
+            policy.batch_size,
+            _ms(policy.lease.total_seconds()),
+            _ms(self.clock()),
+            policy.max_attempts,
         )
         if not claimed:
             return 0

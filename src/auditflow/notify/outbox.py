@@ -124,9 +124,11 @@ class Outcome:
     error: str | None = None
 
 
-async def claim(store: SqlAlertStore, owner: str, limit: int, lease_ms: int, now_ms: int) -> list[Claimed]:
-    """Reserve up to `limit` due rows for `owner` until the lease ends; a claim counts as an attempt,
-    so a row whose sender keeps crashing still dies after the last attempt."""
+async def claim(
+    store: SqlAlertStore, owner: str, limit: int, lease_ms: int, now_ms: int, max_attempts: int
+) -> list[Claimed]:
+    """Reserve up to `limit` due rows for `owner` until the lease ends. A claim counts as an attempt,
+    so a row whose sender keeps dying mid-send is declared dead instead of being claimed forever."""
     query = (
         sa.select(deliveries)
         .where(
@@ -142,6 +144,19 @@ async def claim(store: SqlAlertStore, owner: str, limit: int, lease_ms: int, now
             # Replicas skip each other's rows instead of queueing behind them.
             query = query.with_for_update(skip_locked=True)
         rows = (await conn.execute(query)).mappings().all()
+        spent = [row["delivery_id"] for row in rows if row["attempts"] >= max_attempts]
+        if spent:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.delivery_id.in_(spent))
+                .values(
+                    status="dead",
+                    lease_until=None,
+                    claimed_by=None,
+                    last_error=f"gave up after {max_attempts} attempts: the dispatcher stopped during the last one",
+                )
+            )
+        rows = [row for row in rows if row["attempts"] < max_attempts]
         if not rows:
             return []
         await conn.execute(
