@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.notify.dispatcher import Dispatcher
@@ -18,6 +19,11 @@ from auditflow.notify.routing import Routing
 from tests.factories import make_alert
 from tests.notify.conftest import SECRET, routing_dict
 from tests.notify.receiver import Answer, WebhookReceiver
+
+
+def sample(result: str) -> float:
+    value = REGISTRY.get_sample_value("auditflow_notify_deliveries_total", {"channel": "soc", "result": result})
+    return value or 0.0
 
 
 def single_route(url: str, **delivery: object) -> Routing:
@@ -84,11 +90,14 @@ async def test_server_errors_are_retried_with_the_same_key_and_body(outbox_store
     def plan(number: int, _key: str) -> Answer:
         return Answer(500) if number <= 2 else Answer()
 
+    before = {result: sample(result) for result in ("sent", "failed", "retried", "dead")}
     with WebhookReceiver(SECRET, plan) as receiver:
         [delivery] = await dispatch(outbox_store, single_route(receiver.url))
         requests = receiver.seen()
     assert delivery.status == "sent"
     assert delivery.attempts == 3
+    changes = {result: sample(result) - count for result, count in before.items()}
+    assert changes == {"sent": 1, "failed": 2, "retried": 2, "dead": 0}
     assert len(requests) == 3
     assert {r.key for r in requests} == {str(delivery.delivery_id)}
     assert len({r.raw for r in requests}) == 1
@@ -171,6 +180,9 @@ async def test_replicas_share_the_outbox_and_send_each_row_once(outbox_store: Sq
         try:
             async with asyncio.timeout(30):
                 while len(receiver.accepted_keys()) < 60:
+                    await asyncio.sleep(0.05)
+            async with asyncio.timeout(5):  # the loop publishes the depth after each round
+                while REGISTRY.get_sample_value("auditflow_notify_outbox_depth") != 0:
                     await asyncio.sleep(0.05)
         finally:
             for replica in replicas:

@@ -16,7 +16,7 @@ from auditflow.backends.store.transitions import AlertTransition
 from auditflow.errors import NotFound
 from auditflow.model.alert import AlertStatus, AlertUpdate
 from auditflow.model.event import Severity
-from auditflow.notify.outbox import OutboxWriter, list_deliveries
+from auditflow.notify.outbox import OutboxWriter, depth, list_deliveries
 from auditflow.notify.routing import Routing
 from tests.factories import make_alert
 from tests.notify.conftest import make_routing, routing_dict
@@ -39,6 +39,7 @@ async def test_a_new_alert_writes_one_row_per_matching_route(store: SqlAlertStor
         ("all", "new", "pending"),
         ("critical", "new", "pending"),
     ]
+    assert await depth(store) == 3
     [delivery] = await list_deliveries(store, warning.alert_id)
     assert (delivery.route, delivery.channel, delivery.attempts, delivery.sent_at) == ("all", "soc", 0, None)
 
