@@ -23,6 +23,7 @@ from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.routing import Routing
 from auditflow.roles import (
     BROKER_ROLES,
     ROLES,
@@ -204,7 +205,9 @@ class Runtime:
                 linger_ms=s.store_flush_ms,
             )
             if s.notify_config is not None:
-                self.dispatcher = _notifications(self.store, self.dependencies["store"], s.notify_config)
+                self.dispatcher = _notifications(
+                    self.store, self.dependencies["store"], s.notify_config, s.rules_reload_interval
+                )
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -328,16 +331,21 @@ class Runtime:
         return self.rules.status() if self.rules is not None else RulesStatus(rules=[])
 
 
-def _notifications(store: AlertStore, dependency: Dependency, routing_file: Path) -> Dispatcher:
-    """Outbox rows join the store's alert writes; the dispatcher sends them."""
+def _notifications(store: AlertStore, dependency: Dependency, routing_file: Path, reload_s: float) -> Dispatcher:
+    """Outbox rows join the store's alert writes; the dispatcher sends them and reloads the file."""
     from auditflow.backends.store.sql import SqlAlertStore
     from auditflow.notify.outbox import OutboxWriter
-    from auditflow.notify.routing import load_routing
+    from auditflow.notify.reload import RoutingFile
 
     assert isinstance(store, SqlAlertStore)
-    routing = load_routing(routing_file)
-    store.transition_hook = OutboxWriter(routing)
-    return Dispatcher(store, routing, dependency=dependency)
+    watch = RoutingFile(routing_file, reload_s)
+    writer = OutboxWriter(watch.routing)
+    store.transition_hook = writer
+
+    def on_reload(routing: Routing) -> None:
+        writer.routing = routing
+
+    return Dispatcher(store, watch.routing, dependency=dependency, watch=watch, on_reload=on_reload)
 
 
 def _start_and_ping(backend: Broker | WindowState) -> Callable[[], Awaitable[None]]:

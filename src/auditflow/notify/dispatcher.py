@@ -13,11 +13,12 @@ from uuid import uuid4
 import httpx
 
 from auditflow.backends.store.sql import SqlAlertStore
-from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.errors import AuditFlowError, BackendError, BackendUnavailable
 from auditflow.lifecycle import AsyncLifecycle
 from auditflow.notify import outbox
 from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, OUTBOX_DEPTH
 from auditflow.notify.outbox import Claimed, Outcome
+from auditflow.notify.reload import RoutingFile
 from auditflow.notify.routing import Routing
 from auditflow.notify.webhook import SendResult, WebhookSender, message_body
 from auditflow.retry import Attempts, Backoff, Supervised, pause, wait_unless_stopped
@@ -40,6 +41,8 @@ class Dispatcher(AsyncLifecycle):
         *,
         client: httpx.AsyncClient | None = None,
         dependency: Supervised | None = None,
+        watch: RoutingFile | None = None,
+        on_reload: Callable[[Routing], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -47,14 +50,36 @@ class Dispatcher(AsyncLifecycle):
         self.owner = uuid4().hex  # names this dispatcher's claims
         self.clock = clock
         self.dependency = dependency  # the store's supervisor: wait for it (and its migrations) first
+        self.watch = watch
+        self.on_reload = on_reload
         policy = routing.delivery
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         self._own_client = client is None
         self._client = client or httpx.AsyncClient()
         # Built now so that a missing secret fails at start-up, not at the first alert.
-        self._senders = {name: WebhookSender(channel, self._client) for name, channel in routing.channels.items()}
+        self._senders = self._build_senders(routing)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def _build_senders(self, routing: Routing) -> dict[str, WebhookSender]:
+        return {name: WebhookSender(channel, self._client) for name, channel in routing.channels.items()}
+
+    def reload(self) -> None:
+        """Apply a changed routing file; rows already written keep their route, and a row whose
+        channel disappeared fails until it is dead."""
+        if self.watch is None or (routing := self.watch.poll()) is None:
+            return
+        try:
+            senders = self._build_senders(routing)
+        except AuditFlowError as exc:  # a secret that is gone since the file was checked
+            self.watch.last_error = str(exc)
+            log.error("routing file change refused, the previous routing stays active: %s", exc)
+            return
+        self.routing, self._senders = routing, senders
+        policy = routing.delivery
+        self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
+        if self.on_reload is not None:
+            self.on_reload(routing)
 
     async def start(self) -> None:
         """Start the claim loop (`run_once` also works without it)."""
@@ -74,8 +99,9 @@ class Dispatcher(AsyncLifecycle):
 
     async def _run(self) -> None:
         attempts = Attempts(STORE_BACKOFF, self._stop)
-        poll = self.routing.delivery.poll_interval.total_seconds()
         while not self._stop.is_set():
+            self.reload()
+            poll = self.routing.delivery.poll_interval.total_seconds()
             if self.dependency is not None and not self.dependency.is_up:
                 await wait_unless_stopped(self._stop, self.dependency.wait_up())
                 continue
