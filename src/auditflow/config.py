@@ -178,7 +178,8 @@ class Settings(BaseSettings):
         description=(
             "Routing file for notifications (channels, routes, retry policy; docs/notifications.md). When set, "
             "the notification service (and `auditflow run`) writes an outbox row per matching alert change and "
-            "delivers it. Check it with `auditflow notify check FILE`."
+            "delivers it. Hot-reloaded every `rules_reload_interval` seconds; check it with "
+            "`auditflow notify check FILE`."
         ),
     )
 
