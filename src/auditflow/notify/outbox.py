@@ -39,9 +39,12 @@ class OutboxWriter:
         rows: list[dict[str, Any]] = []
         for change in transitions:
             for route in self.routing.routes:
-                if change.kind not in route.events or not route.matches(change.alert):
+                # Cheapest test first: most escalations cross no threshold and need no snapshot.
+                if change.kind not in route.events:
                     continue
                 if change.kind == "escalation" and not route.crosses(change.previous_occurrences, change.occurrences):
+                    continue
+                if not route.matches(change.alert):
                     continue
                 if change.kind in _THROTTLED and (change.alert_id, route.name) in recent:
                     continue

@@ -19,7 +19,7 @@ from auditflow.backends.store.engine import WRITE_OPTION, create_store_engine, d
 from auditflow.backends.store.migrate import migrate_url, schema_problem, upgrade_connection
 from auditflow.backends.store.queries import compute_stats, fetch_detail, fetch_page, summary
 from auditflow.backends.store.schema import alert_history, alerts, to_ms
-from auditflow.backends.store.transitions import AlertTransition, TransitionHook, snapshot
+from auditflow.backends.store.transitions import AlertTransition, TransitionHook
 from auditflow.backends.store.upsert import write_batch
 from auditflow.errors import BackendUnavailable, NotFound, SchemaNotReady
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
@@ -174,7 +174,7 @@ class SqlAlertStore(AlertStore):
         evidence and history are not part of a message."""
         assert self.transition_hook is not None
         alert = summary((await conn.execute(sa.select(alerts).where(alerts.c.alert_id == alert_id))).one())
-        resolved = AlertTransition("resolved", alert_id, snapshot(alert), alert.occurrences, alert.occurrences)
+        resolved = AlertTransition("resolved", alert_id, alert, "resolved", alert.occurrences, alert.occurrences)
         await self.transition_hook.record(conn, [resolved], now_ms)
 
     async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:

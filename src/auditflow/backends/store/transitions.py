@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
@@ -40,13 +41,19 @@ def snapshot(alert: BaseModel, **overrides: Any) -> dict[str, Any]:
     return {**alert.model_dump(mode="json", include=SNAPSHOT_FIELDS), **overrides}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AlertTransition:
     kind: TransitionKind
     alert_id: UUID
-    alert: dict[str, Any]
+    source: BaseModel  # the `Alert` or `AlertDetail` the change was made from
+    status: str  # the alert's status after the change
     previous_occurrences: int
     occurrences: int
+
+    @cached_property
+    def alert(self) -> dict[str, Any]:
+        """The message's view of the alert, built only for changes some route wants."""
+        return snapshot(self.source, status=self.status)
 
 
 class TransitionHook(Protocol):

@@ -20,7 +20,6 @@ from auditflow.backends.store.transitions import (
     AlertTransition,
     TransitionHook,
     TransitionKind,
-    snapshot,
     stored_counts,
 )
 from auditflow.model.alert import MAX_SAMPLE_EVENTS, Alert
@@ -162,8 +161,7 @@ def _transitions(
             kind = "escalation"  # the analyst's status stays, so the message shows it
         else:
             continue
-        alert_json = snapshot(alert, status=status)
-        found.append(AlertTransition(kind, alert.alert_id, alert_json, previous, alert.occurrences))
+        found.append(AlertTransition(kind, alert.alert_id, alert, status, previous, alert.occurrences))
     return found
 
 
