@@ -291,6 +291,8 @@ class Runtime:
             statuses.append(self._rules_dependency())
         if self.ingestor is not None:
             statuses.append(self._intake_status(self.ingestor))
+        if self.dispatcher is not None:
+            statuses.append(self.dispatcher.status())
         critical_down = any(s.status == "down" and s.critical for s in statuses)
         any_down = any(s.status == "down" for s in statuses)
         overall: Literal["ready", "degraded", "not_ready"] = (

@@ -67,5 +67,13 @@ async def test_the_dispatcher_hands_a_reload_to_the_writer(tmp_path: Path, secre
         assert dispatcher.routing is writer.routing
         dispatcher.reload()  # nothing changed since
         assert len(seen) == 1
+        assert dispatcher.status().status == "up"
+        rewrite(path, "channels: {}\n")
+        dispatcher.reload()
+        status = dispatcher.status()
+        assert (status.name, status.status, status.critical) == ("notifications", "down", False)
+        assert status.last_error is not None
+        assert status.last_error.startswith(f"{path}: routes: Field required")
+        assert len(seen) == 1
     finally:
         await dispatcher.aclose()

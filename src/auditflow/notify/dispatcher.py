@@ -15,6 +15,7 @@ import httpx
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import AuditFlowError, BackendError, BackendUnavailable
 from auditflow.lifecycle import AsyncLifecycle
+from auditflow.model.status import DependencyStatus
 from auditflow.notify import outbox
 from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, OUTBOX_DEPTH
 from auditflow.notify.outbox import Claimed, Outcome
@@ -80,6 +81,18 @@ class Dispatcher(AsyncLifecycle):
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         if self.on_reload is not None:
             self.on_reload(routing)
+
+    def status(self) -> DependencyStatus:
+        """For /readyz, like the rules: a refused routing change degrades, it does not stop delivery."""
+        error = self.watch.last_error if self.watch is not None else None
+        return DependencyStatus(
+            name="notifications",
+            status="down" if error else "up",
+            critical=False,
+            detail=str(self.watch.path) if self.watch is not None else None,
+            last_error=error,
+            impact="the last routing file change was refused; the previous routing stays active" if error else None,
+        )
 
     async def start(self) -> None:
         """Start the claim loop (`run_once` also works without it)."""
