@@ -13,6 +13,7 @@ import yaml
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from auditflow.backends.store.migrate import migrate_url
 from auditflow.codec import encode_alerts
 from auditflow.config import load_settings
 from auditflow.runtime import Runtime
@@ -55,14 +56,12 @@ async def test_the_notification_service_delivers_what_it_consumes(
             notify_config=routing_file,
             api_tokens="svc:read:notification-token-0123456789",
         )
+        migrate_url(postgres_database)  # `auditflow migrate`, before a distributed start
         runtime = Runtime(settings, "notification")
         assert runtime.dispatcher is not None
         await runtime.start()
         try:
             await runtime.wait_ready()
-            assert runtime.store is not None
-            await runtime.store.migrate()  # `auditflow migrate` does this before a distributed start;
-            # until then the dispatcher backs off on the missing table and goes on afterwards.
             assert runtime.broker is not None
             alerts = [make_alert() for _ in range(20)]
             await runtime.broker.publish(alerts_queue, [encode_alerts(alerts[:10]), encode_alerts(alerts)])
