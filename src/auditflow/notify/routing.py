@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from auditflow.errors import ConfigError
 from auditflow.model.event import Severity
+from auditflow.yamlfile import read_mapping
 
 NotifyEvent = Literal["new", "escalation", "reopened", "resolved"]
 ALL_EVENTS: tuple[NotifyEvent, ...] = ("new", "escalation", "reopened", "resolved")
@@ -129,16 +129,7 @@ class Routing(_Strict):
 
 def load_routing(path: Path, *, resolve_secrets: bool = True) -> Routing:
     """Read and validate a routing file; ConfigError names the file and every bad field."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with `channels` and `routes`")
+    raw = read_mapping(path, "a mapping with `channels` and `routes`")
     try:
         routing = Routing.model_validate(raw)
     except ValidationError as exc:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from auditflow.codec import describe_error_list
 from auditflow.errors import ConfigError
+from auditflow.yamlfile import read_mapping
 
 
 class _Strict(BaseModel):
@@ -105,16 +105,7 @@ class AgentConfig(_Strict):
 
 def load_agent_config(path: Path, formats: tuple[str, ...] | None = None) -> AgentConfig:
     """Read and validate `path`; ConfigError names the file and each key at fault."""
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top")
+    data = read_mapping(path, "a mapping of settings at the top")
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
