@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from auditflow.cli import main
 from auditflow.errors import ConfigError
-from auditflow.notify.routing import Routing, load_routing
+from auditflow.notify.routing import Routing, WebhookChannel, load_routing
 from auditflow.notify.webhook import parse_retry_after, sign
 from tests.notify.conftest import SECRET, SECRET_ENV, routing_dict
 
@@ -29,7 +29,9 @@ def test_a_valid_file_loads_with_defaults(tmp_path: Path, secret_env: str) -> No
     routing = load_routing(write(tmp_path, routing_dict("https://hooks.example/x")))
     assert [route.name for route in routing.routes] == ["all", "critical"]
     assert routing.routes[1].events == ["new", "reopened"]
-    assert routing.channels["soc"].secret().get_secret_value() == SECRET
+    channel = routing.channels["soc"]
+    assert isinstance(channel, WebhookChannel)
+    assert channel.secret().get_secret_value() == SECRET
     assert routing.alert_url("abc") == "https://auditflow.example/alerts/abc"
 
 
@@ -67,12 +69,15 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path: Path, monkeypatch
     path = write(tmp_path, routing_dict("https://hooks.example/x"))
     with pytest.raises(ConfigError, match=f"channels.soc: environment variable {SECRET_ENV} is empty or unset"):
         load_routing(path)
-    assert load_routing(path, resolve_secrets=False).channels["soc"].secret_env == SECRET_ENV
+    unresolved = load_routing(path, resolve_secrets=False).channels["soc"]
+    assert isinstance(unresolved, WebhookChannel)
+    assert unresolved.secret_env == SECRET_ENV
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")
     document = routing_dict("https://hooks.example/x")
     document["channels"]["soc"] = {"type": "webhook", "url": "https://hooks.example/x", "secret_file": str(secret_file)}
     channel = load_routing(write(tmp_path, document)).channels["soc"]
+    assert isinstance(channel, WebhookChannel)
     assert channel.secret().get_secret_value() == "from-a-file"
 
 

@@ -17,11 +17,11 @@ from auditflow.errors import AuditFlowError, BackendError, BackendUnavailable
 from auditflow.lifecycle import AsyncLifecycle
 from auditflow.model.status import DependencyStatus
 from auditflow.notify import outbox
+from auditflow.notify.channels import Sender, SendResult, build_sender
 from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, OUTBOX_DEPTH
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.reload import RoutingFile
 from auditflow.notify.routing import Routing
-from auditflow.notify.webhook import SendResult, WebhookSender, message_body
 from auditflow.retry import Attempts, Backoff, Supervised, pause, wait_unless_stopped
 
 log = logging.getLogger("auditflow.notify")
@@ -62,8 +62,8 @@ class Dispatcher(AsyncLifecycle):
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def _build_senders(self, routing: Routing) -> dict[str, WebhookSender]:
-        return {name: WebhookSender(channel, self._client) for name, channel in routing.channels.items()}
+    def _build_senders(self, routing: Routing) -> dict[str, Sender]:
+        return {name: build_sender(channel, self._client) for name, channel in routing.channels.items()}
 
     def reload(self) -> None:
         """Apply a changed routing file; rows already written keep their route, and a row whose
@@ -164,7 +164,7 @@ class Dispatcher(AsyncLifecycle):
             return SendResult(False, f"channel {row.channel!r} is not in the routing file")
         if row.attempts > 1:
             DELIVERIES.labels(row.channel, "retried").inc()
-        return await sender.send(row.delivery_id, row.event, message_body(row.delivery_id, row.payload))
+        return await sender.send(row.delivery_id, row.event, row.payload)
 
     def _outcome(self, row: Claimed, result: SendResult) -> Outcome:
         now = self.clock()

@@ -4,7 +4,9 @@ environment variable or file, never written in the file itself."""
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +26,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def read_secret(env: str | None, file: Path | None) -> SecretStr:
+    """A secret from an environment variable or a file (stripped); ConfigError when it is missing or empty."""
+    if env is not None:
+        value = os.environ.get(env, "")
+        where = f"environment variable {env}"
+    else:
+        assert file is not None
+        where = f"secret file {file}"
+        try:
+            value = file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{where} is empty or unset")
+    return SecretStr(value)
+
+
+def _one_source(env: str | None, file: Path | None, prefix: str, what: str) -> None:
+    if (env is None) == (file is None):
+        raise ValueError(f"give exactly one of {prefix}_env or {prefix}_file ({what})")
+
+
 class WebhookChannel(_Strict):
     """POSTs a signed JSON message per delivery."""
 
@@ -35,25 +59,133 @@ class WebhookChannel(_Strict):
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> WebhookChannel:
-        if (self.secret_env is None) == (self.secret_file is None):
-            raise ValueError("give exactly one of secret_env or secret_file (the signing secret)")
+        _one_source(self.secret_env, self.secret_file, "secret", "the signing secret")
         return self
 
     def secret(self) -> SecretStr:
         """The signing secret; ConfigError when its variable or file is missing or empty."""
-        if self.secret_env is not None:
-            value = os.environ.get(self.secret_env, "")
-            where = f"environment variable {self.secret_env}"
-        else:
-            assert self.secret_file is not None
-            where = f"secret file {self.secret_file}"
-            try:
-                value = self.secret_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{where}: {exc.strerror}") from None
-        if not value:
-            raise ConfigError(f"{where} is empty or unset")
-        return SecretStr(value)
+        return read_secret(self.secret_env, self.secret_file)
+
+    def resolve_secrets(self) -> None:
+        self.secret()
+
+
+class SlackChannel(_Strict):
+    """Posts a Block Kit message to a Slack incoming webhook; the webhook URL is the secret."""
+
+    type: Literal["slack"]
+    url_env: str | None = Field(None, description="Environment variable holding the incoming webhook URL")
+    url_file: Path | None = Field(None, description="File holding the incoming webhook URL")
+    timeout: timedelta = Field(timedelta(seconds=10), gt=timedelta(0), description="Per request")
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> SlackChannel:
+        _one_source(self.url_env, self.url_file, "url", "the incoming webhook URL")
+        return self
+
+    def webhook_url(self) -> SecretStr:
+        url = read_secret(self.url_env, self.url_file)
+        if not url.get_secret_value().startswith(("https://", "http://")):
+            where = f"environment variable {self.url_env}" if self.url_env else f"secret file {self.url_file}"
+            raise ConfigError(f"{where} does not hold an http(s):// webhook URL")
+        return url
+
+    def resolve_secrets(self) -> None:
+        self.webhook_url()
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_ADDRESS = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
+
+
+class EmailChannel(_Strict):
+    """Sends a plain-text and HTML email through an SMTP server."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: Literal["email"]
+    host: Annotated[str, Field(min_length=1)]
+    port: int | None = Field(None, ge=1, le=65535, description="Default: 587 for starttls, 465 for tls, 25 for none")
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    allow_insecure: bool = Field(False, description="Allow `security: none` to a host other than localhost")
+    username: str | None = None
+    password_env: str | None = Field(None, description="Environment variable holding the SMTP password")
+    password_file: Path | None = Field(None, description="File holding the SMTP password")
+    from_: Annotated[str, Field(alias="from", min_length=3)]
+    to: list[Annotated[str, Field(pattern=_ADDRESS)]] = Field(min_length=1)
+    subject_prefix: str = Field("[AuditFlow]", max_length=64)
+    timeout: timedelta = Field(timedelta(seconds=30), gt=timedelta(0), description="For the whole SMTP exchange")
+    ca_file: Path | None = Field(None, description="CA bundle that signed the server's certificate (private CA)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmailChannel:
+        if self.security == "none" and self.host.lower() not in LOCAL_HOSTS and not self.allow_insecure:
+            raise ValueError(
+                "security: none sends the alert and the password in clear text: "
+                "only to localhost, or set allow_insecure: true"
+            )
+        if self.username is None and (self.password_env is not None or self.password_file is not None):
+            raise ValueError("a password needs a username")
+        if self.username is not None:
+            _one_source(self.password_env, self.password_file, "password", "the SMTP password for username")
+        address = parseaddr(self.from_)[1]
+        if not re.match(_ADDRESS, address) or any(c in self.from_ for c in "\r\n"):
+            raise ValueError(f"from: {self.from_!r} is not an email address (e.g. AuditFlow <alerts@example.com>)")
+        if any(c in self.subject_prefix for c in "\r\n"):
+            raise ValueError("subject_prefix must be one line")
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+    def password(self) -> SecretStr | None:
+        if self.username is None:
+            return None
+        return read_secret(self.password_env, self.password_file)
+
+    def resolve_secrets(self) -> None:
+        self.password()
+
+
+def apprise_missing() -> str | None:
+    """Why the apprise channel cannot be used here, or None when the optional package is installed."""
+    try:
+        import apprise  # noqa: F401
+    except ImportError:
+        return "the apprise channel needs the apprise package: pip install 'auditflow[apprise]'"
+    return None
+
+
+class AppriseChannel(_Strict):
+    """Sends through apprise (https://github.com/caronc/apprise) to any of the services it supports; its
+    URLs embed credentials, so they are secrets."""
+
+    type: Literal["apprise"]
+    urls_env: str | None = Field(None, description="Environment variable holding the apprise URLs")
+    urls_file: Path | None = Field(None, description="File holding the apprise URLs")
+    format: Literal["text", "markdown"] = Field("text", description="How the body is written")
+    timeout: timedelta = Field(timedelta(seconds=30), gt=timedelta(0), description="For all the URLs together")
+
+    @model_validator(mode="after")
+    def _usable(self) -> AppriseChannel:
+        _one_source(self.urls_env, self.urls_file, "urls", "the apprise URLs")
+        if (problem := apprise_missing()) is not None:
+            raise ValueError(problem)
+        return self
+
+    def urls(self) -> list[str]:
+        """One URL per line or separated by spaces or commas."""
+        return re.split(r"[\s,]+", read_secret(self.urls_env, self.urls_file).get_secret_value().strip())
+
+    def resolve_secrets(self) -> None:
+        self.urls()
+
+
+Channel = Annotated[WebhookChannel | SlackChannel | EmailChannel | AppriseChannel, Field(discriminator="type")]
+CHANNEL_TYPES = ("webhook", "slack", "email", "apprise")
 
 
 class Route(_Strict):
@@ -103,7 +235,7 @@ class Delivery(_Strict):
 
 class Routing(_Strict):
     dashboard_url: str | None = Field(None, description="Base URL of the dashboard, for links to alerts")
-    channels: dict[Name, WebhookChannel]
+    channels: dict[Name, Channel]
     routes: list[Route] = Field(min_length=1)
     delivery: Delivery = Field(default_factory=Delivery)
 
@@ -127,20 +259,26 @@ class Routing(_Strict):
         return f"{self.dashboard_url.rstrip('/')}/alerts/{alert_id}" if self.dashboard_url else None
 
 
+def _location(loc: tuple[int | str, ...]) -> str:
+    """`channels.soc.url`, without the union tag pydantic inserts (`channels.soc.webhook.url`)."""
+    parts = list(loc)
+    if len(parts) >= 3 and parts[0] == "channels" and parts[2] in CHANNEL_TYPES:
+        del parts[2]
+    return ".".join(str(part) for part in parts) or "(root)"
+
+
 def load_routing(path: Path, *, resolve_secrets: bool = True) -> Routing:
     """Read and validate a routing file; ConfigError names the file and every bad field."""
     raw = read_mapping(path, "a mapping with `channels` and `routes`")
     try:
         routing = Routing.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}" for error in exc.errors()
-        )
+        problems = "; ".join(f"{_location(error['loc'])}: {error['msg']}" for error in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
     if resolve_secrets:
         for name, channel in routing.channels.items():
             try:
-                channel.secret()
+                channel.resolve_secrets()
             except ConfigError as exc:
                 raise ConfigError(f"{path}: channels.{name}: {exc}") from None
     return routing

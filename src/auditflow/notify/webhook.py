@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -17,19 +16,16 @@ import httpx
 import orjson
 
 from auditflow import __version__
+from auditflow.notify.channels import SendResult
 from auditflow.notify.routing import WebhookChannel
+
+__all__ = ["SendResult", "WebhookSender", "message_body", "parse_retry_after", "post", "sign"]
 
 SIGNATURE_HEADER = "X-AuditFlow-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT_HEADER = "X-AuditFlow-Event"
 _RETRY_AFTER_STATUSES = {429, 503}
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    ok: bool
-    error: str | None = None
-    retry_after: float | None = None  # seconds the receiver asked us to wait
+USER_AGENT = f"AuditFlow/{__version__}"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -61,38 +57,42 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max((when - current).total_seconds(), 0.0)
 
 
+async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], seconds: float) -> SendResult:
+    """POST `body` once: 2xx is sent; a redirect is not followed; 429/503 carry their Retry-After; any
+    other answer, a connection error or no answer within `seconds` is a failure naming the cause."""
+    try:
+        # httpx's timeouts are per phase; the outer bound also stops a receiver that trickles bytes.
+        async with asyncio.timeout(seconds):
+            response = await client.post(url, content=body, headers=headers, timeout=seconds, follow_redirects=False)
+    except TimeoutError:
+        return SendResult(False, f"no answer within {seconds:g} s")
+    except httpx.HTTPError as exc:
+        return SendResult(False, f"{exc.__class__.__name__}: {exc or 'request failed'}")
+    if response.is_success:
+        return SendResult(True)
+    if response.is_redirect:
+        # Following would send the alert wherever the receiver points: refuse it.
+        where = response.headers.get("location", "?")
+        return SendResult(False, f"HTTP {response.status_code} redirect to {where} not followed")
+    retry_after = None
+    if response.status_code in _RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return SendResult(False, f"HTTP {response.status_code}: {response.text[:200]}", retry_after)
+
+
 class WebhookSender:
     def __init__(self, channel: WebhookChannel, client: httpx.AsyncClient) -> None:
         self.channel = channel
         self.client = client
         self._secret = channel.secret()
 
-    async def send(self, delivery_id: UUID, event: str, body: bytes) -> SendResult:
+    async def send(self, delivery_id: UUID, event: str, payload: dict[str, Any]) -> SendResult:
+        body = message_body(delivery_id, payload)
         headers = {
             "Content-Type": "application/json",
-            "User-Agent": f"AuditFlow/{__version__}",
+            "User-Agent": USER_AGENT,
             IDEMPOTENCY_HEADER: str(delivery_id),
             EVENT_HEADER: event,
             SIGNATURE_HEADER: sign(self._secret.get_secret_value(), int(time.time()), body),
         }
-        seconds = self.channel.timeout.total_seconds()
-        try:
-            # httpx's timeouts are per phase; the outer bound also stops a receiver that trickles bytes.
-            async with asyncio.timeout(seconds):
-                response = await self.client.post(
-                    self.channel.url, content=body, headers=headers, timeout=seconds, follow_redirects=False
-                )
-        except TimeoutError:
-            return SendResult(False, f"no answer within {seconds:g} s")
-        except httpx.HTTPError as exc:
-            return SendResult(False, f"{exc.__class__.__name__}: {exc or 'request failed'}")
-        if response.is_success:
-            return SendResult(True)
-        if response.is_redirect:
-            # Following would send a signed alert to wherever the receiver points: refuse it.
-            where = response.headers.get("location", "?")
-            return SendResult(False, f"HTTP {response.status_code} redirect to {where} not followed")
-        retry_after = None
-        if response.status_code in _RETRY_AFTER_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return SendResult(False, f"HTTP {response.status_code}: {response.text[:200]}", retry_after)
+        return await post(self.client, self.channel.url, body, headers, self.channel.timeout.total_seconds())
