@@ -13,9 +13,11 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from auditflow.backends.store.sql import SqlAlertStore
+from auditflow.backends.store.transitions import snapshot
 from auditflow.notify.outbox import OutboxWriter
 from auditflow.notify.routing import Routing
 from tests.conftest import POSTGRES_ADMIN_URL, require_server
+from tests.factories import make_alert
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SECRET = "whsec-test-0123456789"
@@ -70,6 +72,58 @@ async def store(database_url: str, secret_env: str) -> AsyncIterator[SqlAlertSto
     try:
         await store.migrate()
         store.transition_hook = OutboxWriter(make_routing())
+        yield store
+    finally:
+        await store.aclose()
+
+
+def alert_payload(
+    event: str = "new", *, route: str | None = "all", url: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """An outbox row's payload for one alert change, as the outbox writes it (fields override the alert)."""
+    alert = make_alert(**fields)
+    return {
+        "event": event,
+        "route": route,
+        "alert": snapshot(alert, status="open"),
+        "alert_url": url if url is not None else f"https://auditflow.example/alerts/{alert.alert_id}",
+        "previous_occurrences": 0,
+    }
+
+
+def digest_payload(count: int, **fields: Any) -> dict[str, Any]:
+    """A digest of `count` alert changes (the contract's digest shape)."""
+    items = []
+    for _ in range(count):
+        item = alert_payload(**fields)
+        del item["route"]
+        items.append(item)
+    return {
+        "event": "digest",
+        "route": "all",
+        "count": count,
+        "window_start": "2026-12-02T17:00:00Z",
+        "window_end": "2026-12-02T18:00:00Z",
+        "items": items,
+    }
+
+
+def sample_test_payload() -> dict[str, Any]:
+    """The contract's test message: a clearly fake sample alert."""
+    payload = alert_payload(
+        "test", route=None, rule_id="auditflow-test", rule_name="AuditFlow test notification", severity="INFO"
+    )
+    payload["alert_url"] = None
+    return payload
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlAlertStore]:
+    """A migrated SQLite store without a routing: each test sets its own `transition_hook`."""
+    store = SqlAlertStore(f"sqlite:///{tmp_path / 'channels.sqlite3'}")
+    await store.start()
+    try:
+        await store.migrate()
         yield store
     finally:
         await store.aclose()

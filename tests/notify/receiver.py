@@ -19,6 +19,7 @@ class Answer:
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0  # seconds before answering: longer than the sender's timeout is a hang
+    body: bytes = b"{}"
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ class WebhookReceiver:
                     self.send_response(answer.status)
                     for name, value in answer.headers:
                         self.send_header(name, value)
-                    self.send_header("Content-Length", "2")
+                    self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
-                    self.wfile.write(b"{}")
+                    self.wfile.write(answer.body)
                 except OSError:  # the sender gave up waiting and closed the connection
                     return
                 if 200 <= answer.status < 300:
