@@ -46,10 +46,17 @@ def escape(text: str) -> str:
 def fit(raw: str, limit: int) -> str:
     """`raw` escaped for mrkdwn in at most `limit` characters; an entity is never cut in half."""
     text = escape(raw)
-    while len(text) > limit:
-        raw = raw[: max(len(raw) - (len(text) - limit) - 1, 0)]
-        text = escape(raw) + ELLIPSIS
-    return text
+    if len(text) <= limit:
+        return text
+    pieces: list[str] = []
+    size = 0
+    for char in raw:
+        piece = escape(char)
+        if size + len(piece) > limit - len(ELLIPSIS):
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces) + ELLIPSIS
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
