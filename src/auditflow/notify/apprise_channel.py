@@ -58,6 +58,11 @@ def _notify_type(payload: dict[str, Any]) -> str:
     return {"CRITICAL": "failure", "ERROR": "failure", "WARNING": "warning"}.get(severity, "info")
 
 
+def _inner(seconds: float) -> float:
+    """apprise's own deadline: early enough that it usually reports the timeout itself."""
+    return max(seconds - 0.5, seconds * 0.75)
+
+
 class AppriseSender:
     def __init__(self, channel: AppriseChannel) -> None:
         if (problem := apprise_missing()) is not None:
@@ -100,10 +105,10 @@ class AppriseSender:
             body = plain_text(payload, str(delivery_id))
         seconds = self.channel.timeout.total_seconds()
         try:
-            # A thread cannot be stopped: past the timeout the attempt counts as failed, and apprise's own
-            # deadline (the same timeout) ends the thread's work soon after.
+            # apprise's own deadline comes first and ends its work; the outer bound is for a thread that
+            # overruns it (a thread cannot be stopped: the attempt then counts as failed regardless).
             result = await asyncio.wait_for(
-                asyncio.to_thread(self._notify, title, body, _notify_type(payload), seconds), seconds
+                asyncio.to_thread(self._notify, title, body, _notify_type(payload), _inner(seconds)), seconds
             )
         except TimeoutError:
             return SendResult(False, f"apprise did not finish within {seconds:g} s")
