@@ -13,7 +13,9 @@ from uuid import uuid4
 import httpx
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from auditflow.cli import main
 from auditflow.errors import ConfigError
 from auditflow.notify.channels import SendResult, build_sender
 from auditflow.notify.routing import AppriseChannel, load_routing
@@ -110,3 +112,16 @@ async def test_a_service_that_hangs_ends_at_the_channel_timeout(monkeypatch: pyt
     # apprise's own deadline (0.75 s here) usually reports first; the 1 s bound is the backstop
     assert "did not finish within" in result.error
     assert elapsed < 1.5
+
+
+def test_notify_check_reports_a_bad_apprise_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "routing.yaml"
+    channel = {"type": "apprise", "urls_file": str(tmp_path / "urls")}
+    (tmp_path / "urls").write_text("json://127.0.0.1:9/x\nnosuchservice://secret-token@host\n")
+    path.write_text(yaml.safe_dump({"channels": {"push": channel}, "routes": [{"name": "all", "channels": ["push"]}]}))
+    result = CliRunner().invoke(main, ["notify", "check", str(path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"{path}: channels.push: apprise URL #2 (scheme nosuchservice) is not a URL apprise can use\n"
+    )
+    assert CliRunner().invoke(main, ["notify", "check", "--no-secrets", str(path)]).exit_code == 0

@@ -67,15 +67,8 @@ class AppriseSender:
     def __init__(self, channel: AppriseChannel) -> None:
         if (problem := apprise_missing()) is not None:
             raise ConfigError(problem)
-        import apprise
-
         self.channel = channel
         self._urls = channel.urls()
-        for number, url in enumerate(self._urls, 1):
-            # Checked now so that a typo fails when the routing is applied; the URL itself is a secret.
-            if not apprise.Apprise().add(url):
-                scheme = url.partition("://")[0] if "://" in url else "?"
-                raise ConfigError(f"apprise URL #{number} (scheme {scheme}) is not a URL apprise can use")
 
     def _notify(self, title: str, body: str, notify_type: str, seconds: float) -> apprise.AppriseResult:
         import apprise

@@ -177,8 +177,16 @@ class AppriseChannel(_Strict):
         return self
 
     def urls(self) -> list[str]:
-        """One URL per line or separated by spaces or commas."""
-        return re.split(r"[\s,]+", read_secret(self.urls_env, self.urls_file).get_secret_value().strip())
+        """The URLs (separated by spaces, commas or new lines), each one checked by apprise; ConfigError
+        names a bad one by its position, never by its text (it holds credentials)."""
+        import apprise
+
+        urls = re.split(r"[\s,]+", read_secret(self.urls_env, self.urls_file).get_secret_value().strip())
+        for number, url in enumerate(urls, 1):
+            if not apprise.Apprise().add(url):
+                scheme = url.partition("://")[0] if "://" in url else "?"
+                raise ConfigError(f"apprise URL #{number} (scheme {scheme}) is not a URL apprise can use")
+        return urls
 
     def resolve_secrets(self) -> None:
         self.urls()
