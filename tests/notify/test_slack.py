@@ -269,3 +269,13 @@ def test_the_url_must_be_set_and_look_like_one(tmp_path: Path, monkeypatch: pyte
     secret_file.write_text("https://hooks.slack.com/services/T0/B0/x\n")
     channel = SlackChannel.model_validate({"type": "slack", "url_file": str(secret_file)})
     assert channel.webhook_url().get_secret_value() == "https://hooks.slack.com/services/T0/B0/x"
+
+
+async def test_redirects_are_not_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def plan(_number: int, _key: str) -> Answer:
+        return Answer(302, (("Location", "http://127.0.0.1:9/elsewhere"),))
+
+    with WebhookReceiver("unused", plan) as receiver:
+        result = await send(receiver.url, alert_payload(), monkeypatch)
+        assert len(receiver.seen()) == 1
+    assert result == SendResult(False, "HTTP 302 redirect to http://127.0.0.1:9/elsewhere not followed")
