@@ -125,3 +125,10 @@ def test_notify_check_reports_a_bad_apprise_url(tmp_path: Path, monkeypatch: pyt
         f"{path}: channels.push: apprise URL #2 (scheme nosuchservice) is not a URL apprise can use\n"
     )
     assert CliRunner().invoke(main, ["notify", "check", "--no-secrets", str(path)]).exit_code == 0
+
+
+def test_urls_split_like_apprise_keeping_commas_inside_a_url(tmp_path: Path) -> None:
+    urls = tmp_path / "urls"
+    urls.write_text("json://127.0.0.1:9/x, mailto://user:pass@example.com?to=a@example.com,b@example.com\n\n")
+    channel = AppriseChannel.model_validate({"type": "apprise", "urls_file": str(urls)})
+    assert channel.urls() == ["json://127.0.0.1:9/x", "mailto://user:pass@example.com?to=a@example.com,b@example.com"]

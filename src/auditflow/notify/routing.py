@@ -150,6 +150,11 @@ class EmailChannel(_Strict):
         self.password()
 
 
+# Where one apprise URL ends and the next begins: delimiters followed by a `scheme://`.
+_URL_BREAK = re.compile(r"[\s,;]+(?=[A-Za-z0-9]+://)")
+_URL_DELIMITERS = " \t\r\n,;"
+
+
 def apprise_missing() -> str | None:
     """Why the apprise channel cannot be used here, or None when the optional package is installed."""
     try:
@@ -177,11 +182,13 @@ class AppriseChannel(_Strict):
         return self
 
     def urls(self) -> list[str]:
-        """The URLs (separated by spaces, commas or new lines), each one checked by apprise; ConfigError
-        names a bad one by its position, never by its text (it holds credentials)."""
+        """The URLs, split as apprise splits them (spaces, commas, semicolons or new lines before the next
+        `scheme://`, so a comma inside a URL stays), each one checked by apprise; ConfigError names a bad
+        one by its position, never by its text (it holds credentials)."""
         import apprise
 
-        urls = re.split(r"[\s,]+", read_secret(self.urls_env, self.urls_file).get_secret_value().strip())
+        text = read_secret(self.urls_env, self.urls_file).get_secret_value()
+        urls = [url for part in _URL_BREAK.split(text) if (url := part.strip(_URL_DELIMITERS))]
         for number, url in enumerate(urls, 1):
             if not apprise.Apprise().add(url):
                 scheme = url.partition("://")[0] if "://" in url else "?"
