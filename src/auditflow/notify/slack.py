@@ -81,7 +81,8 @@ def _field(label: str, value: str) -> dict[str, Any]:
 
 def _single(payload: dict[str, Any]) -> list[dict[str, Any]]:
     alert = payload["alert"]
-    title = f"{TITLES.get(payload['event'], payload['event'])}: {alert.get('severity')} {alert.get('rule_name')}"
+    event = TITLES.get(payload["event"], str(payload["event"]))
+    title = f"{event}: {show(alert.get('severity'))} {show(alert.get('rule_name'))}"
     description = show(alert.get("description"))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(one_line(title), HEADER_TEXT)},
