@@ -132,3 +132,16 @@ def test_urls_split_like_apprise_keeping_commas_inside_a_url(tmp_path: Path) -> 
     urls.write_text("json://127.0.0.1:9/x, mailto://user:pass@example.com?to=a@example.com,b@example.com\n\n")
     channel = AppriseChannel.model_validate({"type": "apprise", "urls_file": str(urls)})
     assert channel.urls() == ["json://127.0.0.1:9/x", "mailto://user:pass@example.com?to=a@example.com,b@example.com"]
+
+
+async def test_a_markdown_digest_links_each_alert(monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = digest_payload(3)
+    with WebhookReceiver("unused") as receiver:
+        assert (await send(json_url(receiver), payload, monkeypatch, format="markdown")).ok
+        [request] = receiver.seen()
+    message = request.body["message"]
+    assert request.body["type"] == "info"
+    for item in payload["items"]:
+        line = r"- [WARNING failed\-login\-burst on web\-1: Failed login burst \(new, 3 occurrences\)]"
+        assert f"{line}({item['alert_url']})" in message
+    assert "more" not in message
