@@ -14,12 +14,17 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from auditflow.app import create_app
 from auditflow.config import load_settings
+from auditflow.errors import BackendError, NotFound
+from auditflow.model.alert import AlertQuery
+from auditflow.notify.testsend import ChannelTestThrottled
 from auditflow.runtime import Runtime
-from auditflow.security import ApiToken, Scope
+from auditflow.security import DASHBOARD_SCOPES, ApiToken, Scope
+from auditflow.services.dashboard.source import HttpAlertSource
 from tests.notify.conftest import SECRET, SECRET_ENV, closed_port_url, routing_dict
 from tests.notify.receiver import WebhookReceiver
 
@@ -51,16 +56,23 @@ def write_routing(tmp_path: Path, soc_url: str) -> Path:
     return path
 
 
-async def embedded(tmp_path: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def embedded_app(tmp_path: Path, tokens: list[ApiToken], **settings: Any) -> AsyncIterator[FastAPI]:
     runtime = Runtime(load_settings(data_dir=tmp_path, generator_rate=0, **settings), "run")
-    app = create_app(runtime, TOKENS, manage_lifecycle=False)
+    app = create_app(runtime, tokens, manage_lifecycle=False)
     await runtime.start()
     await runtime.wait_ready()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            yield client
+        yield app
     finally:
         await runtime.aclose()
+
+
+async def embedded(
+    tmp_path: Path, tokens: list[ApiToken] = TOKENS, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    async for app in embedded_app(tmp_path, tokens, **settings):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            yield client
 
 
 @pytest.fixture
@@ -205,3 +217,43 @@ async def test_the_list_follows_a_reloaded_routing_file(tmp_path: Path, secret_e
                 await asyncio.sleep(0.05)
         extra = (await client.get("/api/v1/channels/extra", headers=auth(READER))).json()
         assert (extra["routes"], extra["target"]) == (["all"], "https://other.example")
+
+
+async def test_the_distributed_dashboard_reads_channels_and_sends_tests_through_the_api(
+    tmp_path: Path, secret_env: str, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    dashboard = ApiToken(name="dashboard", scopes=DASHBOARD_SCOPES | {Scope.ADMIN}, secret=SecretStr("d" * 32))
+    plain = ApiToken(name="plain-dashboard", scopes=DASHBOARD_SCOPES, secret=SecretStr("p" * 32))
+    path = write_routing(tmp_path, receiver.url)
+    async for app in embedded_app(tmp_path, [*TOKENS, dashboard, plain], notify_config=path):
+        # The API as the dashboard of `auditflow serve dashboard` reaches it, over its HTTP client.
+        transport = httpx.ASGITransport(app=app)
+        client = httpx.AsyncClient(transport=transport, base_url="http://t")
+        source = HttpAlertSource("http://t", "d" * 32, transport=transport)
+        refused = HttpAlertSource("http://t", "p" * 32, transport=transport)
+        try:
+            listed = await source.channels()
+            assert [channel.name for channel in listed.channels] == ["soc", "down"]
+            with caplog.at_level(logging.WARNING, logger="auditflow.notify"):
+                result = await source.test_channel("soc", "alice")
+            assert (result.channel, result.ok) == ("soc", True)
+            assert "requested by alice via dashboard: sent" in caplog.text
+            with pytest.raises(ChannelTestThrottled) as throttled:
+                await source.test_channel("soc", "alice")
+            assert 1 <= throttled.value.retry_after <= 5
+            with pytest.raises(NotFound, match="channel 'nope' is not in the routing file"):
+                await source.test_channel("nope", "alice")
+            with pytest.raises(BackendError, match="lacks the 'admin' scope"):
+                await refused.test_channel("down", "bob")
+            event = {"event_type": "file_modified", "details": {"resource": "/etc/passwd"}}
+            assert (await client.post("/api/v1/events", json=event, headers=auth(ADMIN))).status_code == 202
+            async with asyncio.timeout(10):
+                while not (page := await source.list_alerts(AlertQuery())).items:
+                    await asyncio.sleep(0.05)
+                while not (deliveries := await source.deliveries(page.items[0].alert_id)):
+                    await asyncio.sleep(0.05)
+            assert {(d.route, d.channel) for d in deliveries} >= {("all", "soc")}
+        finally:
+            await source.aclose()
+            await refused.aclose()
+            await client.aclose()
