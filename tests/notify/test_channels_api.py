@@ -123,7 +123,7 @@ async def test_health_follows_real_deliveries(client: httpx.AsyncClient, receive
     async with asyncio.timeout(10):
         while True:
             health = (await client.get("/api/v1/channels/soc", headers=auth(READER))).json()["health"]
-            if health["status"] == "ok":
+            if health["status"] == "ok" and health["pending"] == 0:  # the routes' deliveries are all recorded
                 break
             await asyncio.sleep(0.05)
     assert health["sent_last_hour"] == len(receiver.accepted_keys()) >= 1
@@ -257,3 +257,13 @@ async def test_the_distributed_dashboard_reads_channels_and_sends_tests_through_
             await source.aclose()
             await refused.aclose()
             await client.aclose()
+
+
+async def test_a_secret_gone_since_start_is_a_failed_test_not_a_crash(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SECRET_ENV)
+    answer = await client.post("/api/v1/channels/soc/test", headers=auth(ADMIN))
+    assert answer.status_code == 200
+    assert answer.json()["ok"] is False
+    assert answer.json()["error"] == f"environment variable {SECRET_ENV} is empty or unset"

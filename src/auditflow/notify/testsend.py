@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import httpx
 from pydantic import BaseModel, Field
 
-from auditflow.errors import NotFound
+from auditflow.errors import ConfigError, NotFound
 from auditflow.model.timeutil import format_utc, utcnow
 from auditflow.notify.routing import Routing
 from auditflow.notify.webhook import SendResult, WebhookSender, message_body
@@ -68,11 +68,14 @@ async def _send(routing: Routing, name: str, client: httpx.AsyncClient, delivery
 
 async def send_test(routing: Routing, name: str, client: httpx.AsyncClient) -> ChannelTestResult:
     """Send the test payload through channel `name` now, with the channel's timeout. NotFound names
-    an unknown channel; a missing secret raises ConfigError from the sender."""
+    an unknown channel; a secret that is missing now is reported as a failed send."""
     if name not in routing.channels:
         raise NotFound(f"channel {name!r} is not in the routing file")
     started = time.monotonic()
-    result = await _send(routing, name, client, uuid4())
+    try:
+        result = await _send(routing, name, client, uuid4())
+    except ConfigError as exc:  # the secret went missing since the routing file was loaded
+        result = SendResult(False, str(exc))
     duration_ms = int((time.monotonic() - started) * 1000)
     return ChannelTestResult(channel=name, ok=result.ok, error=result.error, duration_ms=duration_ms)
 
