@@ -1,16 +1,21 @@
 """Channel health read from the outbox on SQLite and PostgreSQL: idle before anything was attempted,
 failing with the last error and its time after a failed attempt, ok once sent, dead rows counted;
 the per-channel outbox depth gauge says what the channels list says; the test payload's shape and
-the per-channel test throttle."""
+the per-channel test throttle; and the upgrade to revision 0005 (the last attempt time)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+from uuid import uuid4
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from auditflow.backends.store.engine import WRITE_OPTION, create_sync_engine
+from auditflow.backends.store.migrate import upgrade_connection
+from auditflow.backends.store.schema import notification_deliveries
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.model.event import Severity
 from auditflow.notify.dispatcher import Dispatcher
@@ -158,3 +163,29 @@ def test_one_test_per_channel_per_interval() -> None:
     assert "retry in 2 s" in str(refused.value)
     now[0] += 1.8
     throttle.take("soc")
+
+
+def test_the_upgrade_gives_sent_rows_their_attempt_time(database_url: str) -> None:
+    """Rows written before revision 0005: a sent one's last attempt is its send, a pending one has none."""
+    engine = create_sync_engine(database_url)
+    try:
+        with engine.connect() as conn, conn.execution_options(**{WRITE_OPTION: True}).begin():
+            upgrade_connection(conn, "0004")
+            base = {"alert_id": uuid4(), "route": "all", "channel": "soc", "event": "new", "attempts": 1}
+            base |= {"next_attempt_at": 5, "payload": {}, "created_at": 1}
+            sent, pending = uuid4(), uuid4()
+            conn.execute(
+                # The table's own types (JSON payload, UUIDs); the new column is not named, as before 0005.
+                notification_deliveries.insert(),
+                [
+                    {**base, "delivery_id": sent, "status": "sent", "sent_at": 1234},
+                    {**base, "delivery_id": pending, "status": "pending", "sent_at": None},
+                ],
+            )
+        with engine.connect() as conn, conn.execution_options(**{WRITE_OPTION: True}).begin():
+            upgrade_connection(conn)
+            table = notification_deliveries
+            rows = dict(conn.execute(sa.select(table.c.delivery_id, table.c.last_attempt_at)).all())
+    finally:
+        engine.dispose()
+    assert rows == {sent: 1234, pending: None}
