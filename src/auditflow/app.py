@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
 from auditflow import __version__
-from auditflow.api import admin, alerts, dead_letters, deliveries, events, generator, health, rules
+from auditflow.api import admin, alerts, channels, dead_letters, deliveries, events, generator, health, rules
 from auditflow.api.deps import route_scopes
 from auditflow.codec import describe_error_list
 from auditflow.errors import BackendError, BackendUnavailable, NotFound, QueueFull, SchemaNotReady
@@ -46,6 +46,7 @@ _ROUTERS = (
     (Role.ALERTS_API, alerts.router),
     (Role.ALERTS_API, dead_letters.router),
     (Role.ALERTS_API, deliveries.router),
+    (Role.ALERTS_API, channels.router),
     (Role.RULES, rules.router),
 )
 

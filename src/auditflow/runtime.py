@@ -23,6 +23,7 @@ from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.health import ChannelDesk
 from auditflow.notify.routing import Routing
 from auditflow.roles import (
     BROKER_ROLES,
@@ -64,6 +65,7 @@ class Runtime:
     syslog: SyslogServer | None = None
     dead_letters: DeadLetterWorker | None = None
     dispatcher: Dispatcher | None = None
+    channels: ChannelDesk | None = None  # the channels API and the dashboard's Channels page
     dependencies: dict[str, Dependency] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -208,6 +210,15 @@ class Runtime:
                 self.dispatcher = _notifications(
                     self.store, self.dependencies["store"], s.notify_config, s.rules_reload_interval
                 )
+        if Role.ALERTS_API in self.roles:
+            from auditflow.backends.store.sql import SqlAlertStore
+
+            assert isinstance(self.store, SqlAlertStore)  # the outbox lives in the alert store's database
+            self.channels = ChannelDesk(self.store, self._routing)
+
+    def _routing(self) -> Routing | None:
+        """The routing the dispatcher applies now (it follows the file's reloads)."""
+        return self.dispatcher.routing if self.dispatcher is not None else None
 
     # --- lifecycle --------------------------------------------------------------------------------
 

@@ -33,6 +33,9 @@ SCOPE_OF: dict[tuple[str, str], Scope] = {
     ("GET", "/api/v1/dead-letters"): Scope.READ,
     ("POST", "/api/v1/dead-letters/replay"): Scope.ADMIN,
     ("POST", "/api/v1/dead-letters/purge"): Scope.ADMIN,
+    ("GET", "/api/v1/channels"): Scope.READ,
+    ("GET", "/api/v1/channels/{name}"): Scope.READ,
+    ("POST", "/api/v1/channels/{name}/test"): Scope.ADMIN,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
@@ -83,7 +86,7 @@ def test_every_operation_is_public_or_has_a_scope() -> None:
 async def test_each_route_admits_exactly_the_tokens_with_its_scope(
     client: httpx.AsyncClient, method: str, path: str
 ) -> None:
-    url = path.replace("{alert_id}", SOME_ALERT)
+    url = path.replace("{alert_id}", SOME_ALERT).replace("{name}", "soc")
     if (method, path) in PUBLIC:
         assert (await client.request(method, url)).status_code == 200
         return

@@ -3,6 +3,7 @@ routing files that point at a local receiver."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,11 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlAlertStore]:
         yield store
     finally:
         await store.aclose()
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: a port just bound and released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"

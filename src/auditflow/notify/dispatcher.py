@@ -18,7 +18,8 @@ from auditflow.lifecycle import AsyncLifecycle
 from auditflow.model.status import DependencyStatus
 from auditflow.notify import outbox
 from auditflow.notify.channels import Sender, SendResult, build_sender
-from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, OUTBOX_DEPTH
+from auditflow.notify.health import record_outbox_depth
+from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.reload import RoutingFile
 from auditflow.notify.routing import Routing
@@ -120,7 +121,7 @@ class Dispatcher(AsyncLifecycle):
                 continue
             try:
                 claimed = await self.run_once()
-                OUTBOX_DEPTH.set(await outbox.depth(self.store))
+                await record_outbox_depth(self.store)
                 attempts.reset()
             except BackendUnavailable as exc:
                 log.warning("notification outbox unavailable: %s", exc)

@@ -16,3 +16,8 @@ DELIVERY_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
 OUTBOX_DEPTH = Gauge("auditflow_notify_outbox_depth", "Deliveries waiting to be sent")
+OUTBOX_CHANNEL_DEPTH = Gauge(
+    "auditflow_notify_outbox_channel_depth",
+    "Outbox rows per channel and status: pending (waiting to be sent) and dead (given up)",
+    ["channel", "status"],
+)

@@ -157,6 +157,7 @@ async def claim(
                     lease_until=None,
                     claimed_by=None,
                     last_error=f"gave up after {max_attempts} attempts: the dispatcher stopped during the last one",
+                    last_attempt_at=now_ms,
                 )
             )
         rows = [row for row in rows if row["attempts"] < max_attempts]
@@ -191,6 +192,7 @@ async def finish(store: SqlAlertStore, owner: str, outcomes: Sequence[Outcome], 
                     next_attempt_at=outcome.next_attempt_at,
                     last_error=outcome.error,
                     sent_at=now_ms if outcome.status == "sent" else None,
+                    last_attempt_at=now_ms,
                     lease_until=None,
                     claimed_by=None,
                 )

@@ -127,6 +127,8 @@ notification_deliveries = sa.Table(
     sa.Column("payload", Json, nullable=False),
     sa.Column("created_at", sa.BigInteger(), nullable=False),
     sa.Column("sent_at", sa.BigInteger(), nullable=True),
+    # When the last attempt ended (sent or failed): the time of `last_error`, and a channel's health.
+    sa.Column("last_attempt_at", sa.BigInteger(), nullable=True),
 )
 # What the dispatcher polls: pending rows by due time.
 sa.Index(

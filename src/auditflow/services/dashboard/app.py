@@ -25,7 +25,7 @@ from auditflow.security import DASHBOARD_SCOPES, ApiToken, dashboard_token
 from auditflow.services.dashboard.context import Dashboard, create_templates, render
 from auditflow.services.dashboard.gate import DashboardGate
 from auditflow.services.dashboard.passwords import PasswordCheckPool
-from auditflow.services.dashboard.routes import alerts, dead_letters, login, pages, stream
+from auditflow.services.dashboard.routes import alerts, channels, dead_letters, login, pages, stream
 from auditflow.services.dashboard.sessions import SessionStore, create_session_store, session_store_url
 from auditflow.services.dashboard.source import AlertSource, HttpAlertSource, LocalAlertSource
 from auditflow.services.dashboard.throttle import LoginThrottle, MemoryLoginThrottle, create_throttle
@@ -128,7 +128,7 @@ def build_dashboard(
         stream_lifetime=stream_lifetime,
     )
     app.state.dashboard = dashboard
-    for router in (login.router, pages.router, alerts.router, stream.router, dead_letters.router):
+    for router in (login.router, pages.router, alerts.router, stream.router, dead_letters.router, channels.router):
         app.include_router(router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=static_directory()), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -192,7 +192,9 @@ def alert_source(runtime: Runtime, tokens: Sequence[ApiToken]) -> AlertSource:
                 f"the dashboard needs a token with the scopes {_SCOPES_TEXT} in AUDITFLOW_API_TOKENS, "
                 f"e.g. dashboard:{_SCOPES_TEXT}:TOKEN"
             )
-        return LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness, acting_through=own)
+        return LocalAlertSource(
+            runtime.store, runtime.rules_status, runtime.readiness, acting_through=own, channels=runtime.channels
+        )
     if not settings.alerts_api_url:
         raise ConfigError("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
     if settings.alerts_api_token is not None:

@@ -7,11 +7,11 @@ import abc
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 
 from auditflow.backends.store.base import AlertStore
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
@@ -19,9 +19,16 @@ from auditflow.model.alert import AlertDetail, AlertPage, AlertQuery, AlertStats
 from auditflow.model.dead_letter import DeadLetterPage
 from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
 from auditflow.model.timeutil import format_utc, utcnow
+from auditflow.notify.health import NOT_CONFIGURED, ChannelDesk, ChannelList
+from auditflow.notify.models import DeliveryView
+from auditflow.notify.testsend import ChannelTestResult, ChannelTestThrottled
 from auditflow.security import ACTOR_HEADER, ApiToken, acting_name
 
 _M = TypeVar("_M", bound=BaseModel)
+
+
+class DeliveryList(RootModel[list[DeliveryView]]):
+    pass
 
 
 class AlertSource(abc.ABC):
@@ -52,6 +59,19 @@ class AlertSource(abc.ABC):
     async def dead_letters(self, limit: int, cursor: str | None) -> DeadLetterPage:
         """Newest first; `cursor` is the `next_cursor` of the previous page."""
 
+    @abc.abstractmethod
+    async def deliveries(self, alert_id: UUID) -> list[DeliveryView]:
+        """The notification deliveries of one alert, oldest first. Raises NotFound."""
+
+    @abc.abstractmethod
+    async def channels(self) -> ChannelList:
+        """The notification channels with their health (an empty list when notifications are off)."""
+
+    @abc.abstractmethod
+    async def test_channel(self, name: str, actor: str) -> ChannelTestResult:
+        """Send a test notification through channel `name` on behalf of the signed-in user `actor`.
+        Raises NotFound, or ChannelTestThrottled when the channel was tested moments ago."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most sources own no connection
         """Release connections the source opened itself."""
 
@@ -69,11 +89,13 @@ class LocalAlertSource(AlertSource):
         readiness: Callable[[], Awaitable[Readiness]],
         *,
         acting_through: ApiToken | None = None,
+        channels: ChannelDesk | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
         self._readiness = readiness
         self._token = acting_through
+        self._channels = channels
 
     async def list_alerts(self, query: AlertQuery) -> AlertPage:
         return await self._store.list_alerts(query)
@@ -96,6 +118,24 @@ class LocalAlertSource(AlertSource):
 
     async def dead_letters(self, limit: int, cursor: str | None) -> DeadLetterPage:
         return await self._store.list_dead_letters(limit, cursor)
+
+    async def deliveries(self, alert_id: UUID) -> list[DeliveryView]:
+        from auditflow.backends.store.sql import SqlAlertStore
+        from auditflow.notify.outbox import list_deliveries
+
+        assert isinstance(self._store, SqlAlertStore)  # the outbox lives in the alert store's database
+        return await list_deliveries(self._store, alert_id)
+
+    async def channels(self) -> ChannelList:
+        if self._channels is None:
+            return ChannelList(configured=False, detail=NOT_CONFIGURED, channels=[])
+        return await self._channels.list()
+
+    async def test_channel(self, name: str, actor: str) -> ChannelTestResult:
+        if self._channels is None:
+            raise NotFound(f"channel {name!r} not found: {NOT_CONFIGURED}")
+        recorded = acting_name(self._token, actor) if self._token is not None else actor
+        return await self._channels.test(name, recorded)
 
 
 def _query_params(query: AlertQuery) -> list[tuple[str, str]]:
@@ -152,14 +192,25 @@ class HttpAlertSource(AlertSource):
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _request(self, method: str, path: str, model: type[_M], **kwargs: Any) -> _M:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        model: type[_M],
+        *,
+        throttled: Callable[[int], Exception] | None = None,
+        **kwargs: Any,
+    ) -> _M:
         headers = {**self._auth, **kwargs.pop("headers", {})}
         try:
             response = await self._client.request(method, f"{self._base}{path}", headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise BackendUnavailable(f"notification API unreachable: {type(exc).__name__}") from exc
         if response.status_code == 404:
-            raise NotFound(path)
+            raise NotFound(_detail(response) if path.startswith("/api/v1/channels") else path)
+        if response.status_code == 429 and throttled is not None:
+            retry = response.headers.get("retry-after", "")
+            raise throttled(int(retry) if retry.isdigit() else 5)
         if response.status_code in (401, 403):
             # The API names the missing scope; the operator needs it to fix the token's entry.
             raise BackendError(
@@ -206,6 +257,21 @@ class HttpAlertSource(AlertSource):
     async def dead_letters(self, limit: int, cursor: str | None) -> DeadLetterPage:
         params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
         return await self._request("GET", "/api/v1/dead-letters", DeadLetterPage, params=params)
+
+    async def deliveries(self, alert_id: UUID) -> list[DeliveryView]:
+        return (await self._request("GET", f"/api/v1/alerts/{alert_id}/deliveries", DeliveryList)).root
+
+    async def channels(self) -> ChannelList:
+        return await self._request("GET", "/api/v1/channels", ChannelList)
+
+    async def test_channel(self, name: str, actor: str) -> ChannelTestResult:
+        return await self._request(
+            "POST",
+            f"/api/v1/channels/{quote(name, safe='')}/test",
+            ChannelTestResult,
+            throttled=lambda seconds: ChannelTestThrottled(name, seconds),
+            headers={ACTOR_HEADER: actor},
+        )
 
     async def _one_readiness(self, url: str) -> Readiness:
         name = urlsplit(url).netloc or url

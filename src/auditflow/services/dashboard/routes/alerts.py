@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from uuid import UUID
 
@@ -12,11 +13,13 @@ from auditflow.errors import AuditFlowError, NotFound
 from auditflow.model.alert import AlertStatus, AlertUpdate
 from auditflow.model.status import RuleInfo
 from auditflow.model.timeutil import to_millis
+from auditflow.notify.models import DeliveryView
 from auditflow.services.dashboard.context import current_session, get_dashboard, render, root_path
 from auditflow.services.dashboard.csrf import CSRF_FIELD, check_csrf
 from auditflow.services.dashboard.views import Filters, alert_row
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 SAVED_MESSAGES = {
     "acknowledged": "Alert acknowledged.",
@@ -79,8 +82,15 @@ async def alert_list(request: Request) -> Response:
 
 @router.get("/alerts/{alert_id}")
 async def alert_detail(request: Request, alert_id: str) -> Response:
-    alert = await get_dashboard(request).source.get_alert(_alert_id(alert_id))
+    source = get_dashboard(request).source
+    alert = await source.get_alert(_alert_id(alert_id))
     saved = SAVED_MESSAGES.get(request.query_params.get("saved", ""))
+    deliveries: list[DeliveryView] | None
+    try:
+        deliveries = await source.deliveries(alert.alert_id)
+    except AuditFlowError as exc:  # the alert itself is shown all the same
+        log.warning("dashboard: deliveries of alert %s unavailable: %s", alert.alert_id, exc)
+        deliveries = None
     return render(
         request,
         "alert_detail.html",
@@ -90,6 +100,7 @@ async def alert_detail(request: Request, alert_id: str) -> Response:
         saved=saved,
         error=request.query_params.get("error") == "empty",
         history=list(reversed(alert.history)),
+        deliveries=deliveries,
     )
 
 
