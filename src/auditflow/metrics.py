@@ -24,6 +24,12 @@ BATCH_SECONDS = Histogram(
     ["stage"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+DETECTION_LATENCY = Histogram(
+    "auditflow_detection_latency_seconds",
+    "From an event batch accepted at ingest to its alerts published by analysis (the detection objective)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+QUEUE_DEPTH = Gauge("auditflow_queue_depth", "Messages ready in a queue, sampled by its consumer", ["queue"])
 GENERATOR_EVENTS = Counter("auditflow_generator_events", "Synthetic events produced", ["scenario"])
 GENERATOR_DROPPED = Counter(
     "auditflow_generator_dropped_events", "Synthetic events dropped because publishing them failed"

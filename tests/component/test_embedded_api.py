@@ -157,6 +157,25 @@ async def test_metrics_pass_promtool(embedded: Embedded) -> None:
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 
+def _sample(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} is not on /metrics"
+    return float(match.group(1))
+
+
+async def test_detection_latency_and_queue_depth_are_measured(embedded: Embedded) -> None:
+    """Each batch carries its ingest time to analysis, which observes ingest-to-alerts latency; the
+    consumers sample their queue's depth (the alerting rules are built on both)."""
+    before = _sample((await embedded.client.get("/metrics")).text, "auditflow_detection_latency_seconds_count")
+    for _ in range(3):
+        assert (await embedded.post_events({"event_type": "user_login"})).status_code == 202
+    await embedded.runtime.settle()
+    text = (await embedded.client.get("/metrics")).text
+    assert _sample(text, "auditflow_detection_latency_seconds_count") == before + 3
+    assert _sample(text, 'auditflow_detection_latency_seconds_bucket{le="60.0"}') >= before + 3
+    assert _sample(text, 'auditflow_queue_depth{queue="audit_events"}') == 0
+
+
 async def test_patch_keeps_history_and_names_the_actor(embedded: Embedded) -> None:
     await embedded.post_events({"event_type": "file_modified", "details": {"resource": "/etc/passwd"}})
     [alert] = await embedded.alerts()

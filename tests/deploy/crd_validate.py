@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema  # type: ignore[import-untyped, import-not-found, unused-ignore]  # tools venv only
 import yaml
 
-COVERED_GROUPS = ("metallb.io",)
+COVERED_GROUPS = ("metallb.io", "monitoring.coreos.com")
 
 
 def main(argv: list[str]) -> int:

@@ -25,7 +25,7 @@ PACKAGED_RULES = REPO / "src" / "auditflow" / "rules" / "default"
 CONFIGMAP_RULES = REPO / "deploy" / "k8s" / "base" / "rules"
 CRD_SCHEMAS = Path(__file__).parent / "schemas"
 CRD_VALIDATOR = Path(__file__).parent / "crd_validate.py"
-CUSTOM_GROUPS = ("metallb.io/",)
+CUSTOM_GROUPS = ("metallb.io/", "monitoring.coreos.com/")
 
 
 def test_every_overlay_renders_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -66,6 +66,7 @@ def test_custom_resources_validate_against_their_schemas(rendered_files: dict[st
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validated IPAddressPool/auditflow" in result.stdout
     assert "validated L2Advertisement/auditflow" in result.stdout
+    assert "validated PrometheusRule/auditflow" in result.stdout
 
 
 def test_crd_validation_rejects_a_bad_pool(tmp_path: Path) -> None:
@@ -129,6 +130,6 @@ def test_rules_configmap_keeps_its_name_for_hot_reload(rendered: dict[str, list[
 
 def test_crd_schemas_are_valid_json() -> None:
     schemas = sorted(CRD_SCHEMAS.glob("*.json"))
-    assert len(schemas) == 2
+    assert len(schemas) == 3
     for path in schemas:
         assert json.loads(path.read_text())["type"] == "object"

@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from auditflow.backends.broker import Broker, Delivery
+from auditflow.backends.broker.batching import INGESTED_AT_HEADER
 from auditflow.backends.state import WindowState
 from auditflow.codec import decode_events, encode_alerts
 from auditflow.dependencies import Dependency
-from auditflow.metrics import ALERTS_PUBLISHED, BATCH_SECONDS, EVENTS_ANALYZED
+from auditflow.metrics import ALERTS_PUBLISHED, BATCH_SECONDS, DETECTION_LATENCY, EVENTS_ANALYZED
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
@@ -103,6 +104,7 @@ class AnalysisService(QueueWorker):
             log.debug("published %d alert(s) from %d event(s)", len(alerts), analysed)
         EVENTS_ANALYZED.inc(analysed)
         BATCH_SECONDS.labels("analysis").observe(time.perf_counter() - started)
+        observe_detection_latency(deliveries, time.time())
 
     async def _decode(self, delivery: Delivery) -> list[Event]:
         """The valid events of one message; the invalid ones (or the whole message) dead-lettered."""
@@ -134,3 +136,12 @@ class AnalysisService(QueueWorker):
 
         await call_with_recovery(detect, self.state_dependency, self.stopping)
         return found
+
+
+def observe_detection_latency(deliveries: Sequence[Delivery], now: float) -> None:
+    """Ingest to alerts published, per message that carries its ingest time (replayed dead letters
+    and messages from older producers do not)."""
+    for delivery in deliveries:
+        stamp = delivery.headers.get(INGESTED_AT_HEADER)
+        if isinstance(stamp, int) and not isinstance(stamp, bool):
+            DETECTION_LATENCY.observe(max(now - stamp / 1000, 0.0))

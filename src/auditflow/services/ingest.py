@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 
 from auditflow.backends.broker import Broker
+from auditflow.backends.broker.batching import INGESTED_AT_HEADER
 from auditflow.codec import encode_events
 from auditflow.dependencies import Dependency
 from auditflow.errors import BackendUnavailable, QueueFull
@@ -58,12 +59,13 @@ class Ingestor:
                 encode_events(events[i : i + self.batch_size], local=self._local)
                 for i in range(0, len(events), self.batch_size)
             ]
+            headers = {INGESTED_AT_HEADER: int(time.time() * 1000)}
             if refuse_when_full:
                 # A client waits for the answer: refuse after max_wait rather than hold it open.
-                await self.broker.offer(self.queue, bodies, max_wait=self.max_wait)
+                await self.broker.offer(self.queue, bodies, max_wait=self.max_wait, headers=headers)
             else:
                 # Our own producers (generator, file ingest, syslog, bench) simply wait for room.
-                await self.broker.publish(self.queue, bodies)
+                await self.broker.publish(self.queue, bodies, headers)
         except QueueFull as exc:
             # The broker works, it is only full: the client retries, the dependency stays up.
             self.last_refusal = (time.monotonic(), str(exc))

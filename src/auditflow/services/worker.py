@@ -21,10 +21,13 @@ from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.broker.batching import dead_letter_headers
 from auditflow.dependencies import Dependency
 from auditflow.errors import BackendUnavailable
-from auditflow.retry import CONSUMER_BACKOFF, Attempts, wait_unless_stopped
+from auditflow.metrics import QUEUE_DEPTH
+from auditflow.retry import CONSUMER_BACKOFF, Attempts, pause, wait_unless_stopped
 from auditflow.services.poison import isolate
 
 log = logging.getLogger("auditflow.worker")
+
+DEPTH_SAMPLE_INTERVAL = 5.0  # seconds between samples of the consumed queue's depth (a metric)
 
 
 class QueueWorker(abc.ABC):
@@ -55,6 +58,7 @@ class QueueWorker(abc.ABC):
         # that the attempts of a poison search do not dead-letter the same item several times.
         self._pending: list[tuple[list[bytes], str]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
 
     @abc.abstractmethod
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
@@ -62,6 +66,19 @@ class QueueWorker(abc.ABC):
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"worker:{self.name}")
+        self._sampler = asyncio.create_task(self._sample_depth(), name=f"worker:{self.name}:depth")
+
+    async def _sample_depth(self) -> None:
+        """Publish the depth of the consumed queue as `auditflow_queue_depth`: a backlog that keeps
+        growing means this service cannot keep up (an alerting rule watches it)."""
+        gauge = QUEUE_DEPTH.labels(self.queue)
+        while not self.stopping.is_set():
+            if self.broker_dependency.is_up:
+                try:
+                    gauge.set(await self.broker.queue_depth(self.queue))
+                except Exception as exc:  # a metric: the consumer loop reports the broker's state
+                    log.debug("queue depth of %s not sampled: %s", self.queue, exc)
+            await pause(self.stopping, DEPTH_SAMPLE_INTERVAL)
 
     async def _run(self) -> None:
         # Restarts back off like every other wait for a dependency, and a stop ends the wait.
@@ -133,6 +150,9 @@ class QueueWorker(abc.ABC):
         self.stopping.set()
         with contextlib.suppress(BackendUnavailable):
             await self.broker.stop_consuming(self.queue)
+        if self._sampler is not None:
+            await self._sampler  # wakes at once: `pause` ends on the stop event
+            self._sampler = None
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), 5.0)

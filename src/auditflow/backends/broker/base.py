@@ -89,11 +89,13 @@ class Broker(AsyncLifecycle):
         """Publish each body as one message. Returns once the broker has taken responsibility for
         every one of them (publisher confirms on RabbitMQ); raises BackendUnavailable otherwise."""
 
-    async def offer(self, queue: str, bodies: Sequence[bytes], *, max_wait: float) -> None:
+    async def offer(
+        self, queue: str, bodies: Sequence[bytes], *, max_wait: float, headers: Mapping[str, Any] | None = None
+    ) -> None:
         """Publish for a caller that must answer within `max_wait` seconds: an in-process broker
         raises QueueFull rather than wait longer for room. A server broker has its own flow control
         and publishes as usual."""
-        await self.publish(queue, bodies)
+        await self.publish(queue, bodies, headers)
 
     def is_full(self, queue: str) -> bool:
         """Whether `offer` would refuse now (in-process queues at their bound)."""

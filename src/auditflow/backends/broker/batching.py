@@ -27,6 +27,8 @@ QUEUE_HEADER = "x-auditflow-queue"
 # Deliveries so far, carried by republished messages where the broker does not count (classic queues).
 COUNT_HEADER = "x-auditflow-delivery-count"
 POISON_REASON = "delivery limit reached"
+# When ingest accepted the batch (Unix milliseconds): analysis measures detection latency from it.
+INGESTED_AT_HEADER = "x-auditflow-ingested-at"
 
 # The `reason` label of the dead-letter metric: a few kinds, never the free text (unbounded).
 _REASON_KINDS = (

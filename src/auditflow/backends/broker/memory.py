@@ -125,7 +125,9 @@ class MemoryBroker(Broker):
         target = self._queue(queue)
         await target.put([QueuedMessage(body, shared, decoded=_handover(body, target)) for body in bodies])
 
-    async def offer(self, queue: str, bodies: Sequence[bytes], *, max_wait: float) -> None:
+    async def offer(
+        self, queue: str, bodies: Sequence[bytes], *, max_wait: float, headers: Mapping[str, Any] | None = None
+    ) -> None:
         """Publish all of `bodies` once the queue has room for all of them, waiting at most `max_wait`
         seconds; else raise QueueFull and publish none, so that a refused request can simply be sent again."""
         target = self._queue(queue)
@@ -138,7 +140,7 @@ class MemoryBroker(Broker):
             raise QueueFull(
                 f"queue {queue} is full ({len(target.ready)} messages, {target.ready_bytes} bytes); retry later"
             ) from None
-        await self.publish(queue, bodies)
+        await self.publish(queue, bodies, headers)
 
     def is_full(self, queue: str) -> bool:
         return self._queue(queue).full

@@ -1,0 +1,201 @@
+"""AuditFlow's own alerting rules: promtool checks them and runs their unit tests; every alert has a
+test that fires it, one that keeps it silent, and a runbook; each unit test fails when its alert's
+expression is broken; the PrometheusRule is generated from the rules file; and every metric the
+rules use is exported by a running `auditflow run` and `auditflow agent`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from auditflow.bench.processes import AuditflowProcess, auditflow_env, free_port
+from tests.conftest import IN_CI
+from tests.deploy.conftest import REPO
+
+MONITORING = REPO / "deploy" / "monitoring" / "prometheus"
+RULES = MONITORING / "alerts.yml"
+UNIT_TESTS = sorted(MONITORING.glob("*.test.yml"))
+RUNBOOKS = REPO / "docs" / "operations" / "runbooks.md"
+METRIC_NAME = re.compile(r"\bauditflow_[a-z0-9_]+\b")
+TOKEN = "monitoring-test-token-0123456789"
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        if IN_CI:
+            pytest.fail("promtool is missing (Debian package prometheus); the test script installs it")
+        pytest.skip("promtool is not installed")
+    return path
+
+
+def _rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"] for rule in group["rules"]]
+
+
+def _alerts() -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for rule in _rules() if "alert" in rule}
+
+
+def _unit_cases() -> list[dict[str, Any]]:
+    cases = []
+    for path in UNIT_TESTS:
+        for test in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            cases.extend(test.get("alert_rule_test", []))
+    return cases
+
+
+def test_rules_pass_promtool_check() -> None:
+    result = subprocess.run([_promtool(), "check", "rules", RULES], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(_rules())} rules found" in result.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    result = subprocess.run(
+        [_promtool(), "test", "rules", *[p.name for p in UNIT_TESTS]],
+        cwd=MONITORING,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(UNIT_TESTS), result.stdout
+
+
+def test_every_alert_fires_in_a_test_stays_silent_in_another_and_has_a_runbook() -> None:
+    cases = _unit_cases()
+    runbook_headings = set(re.findall(r"^## (\S+)$", RUNBOOKS.read_text(encoding="utf-8"), re.MULTILINE))
+    for name, rule in _alerts().items():
+        mine = [case for case in cases if case["alertname"] == name]
+        assert any(case["exp_alerts"] for case in mine), f"{name}: no unit test expects it to fire"
+        assert any(not case["exp_alerts"] for case in mine), f"{name}: no unit test expects it to stay silent"
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        assert rule["annotations"]["runbook"] == f"docs/operations/runbooks.md#{name.lower()}", name
+        assert name in runbook_headings, f"{name}: no section in {RUNBOOKS.name}"
+    assert {c["alertname"] for c in cases} <= set(_alerts()), "a unit test names an alert that does not exist"
+
+
+def test_each_unit_test_fails_when_its_alert_is_broken(tmp_path: Path) -> None:
+    """Every alert's expression replaced by one that never fires: each alert must then appear in
+    promtool's failures, so no unit test passes whatever its rule says."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    for group in groups["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                rule["expr"] = "vector(0) > 1"
+    (tmp_path / RULES.name).write_text(yaml.safe_dump(groups), encoding="utf-8")
+    for path in UNIT_TESTS:
+        shutil.copy(path, tmp_path / path.name)
+    result = subprocess.run(
+        [_promtool(), "test", "rules", *[p.name for p in UNIT_TESTS]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    failed = set(re.findall(r"alertname: (\w+),", result.stdout + result.stderr))
+    assert failed == set(_alerts()), result.stdout
+
+
+def test_the_prometheusrule_is_generated_from_the_rules_file() -> None:
+    result = subprocess.run(
+        [sys.executable, REPO / "scripts" / "gen-monitoring", "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rule = yaml.safe_load((REPO / "deploy" / "k8s" / "components" / "monitoring" / "prometheusrule.yaml").read_text())
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+
+
+def _exported(text: str) -> set[str]:
+    """Every sample name a /metrics page can carry, from its TYPE lines (a labelled metric without
+    children yet has no sample, but its TYPE line is there)."""
+    names = set()
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created")}
+    for kind_line in re.finditer(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        name, kind = kind_line.groups()
+        names.add(name)
+        names.update(name + suffix for suffix in suffixes.get(kind, ()))
+    return names
+
+
+def _scrape(url: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(url, timeout=2.0)
+            response.raise_for_status()
+            return response.text
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_every_metric_the_rules_use_is_exported(tmp_path: Path) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        yaml.safe_dump(
+            {
+                "channels": {"soc": {"type": "webhook", "url": "http://127.0.0.1:9/", "secret_env": "MON_SECRET"}},
+                "routes": [{"name": "all", "channels": ["soc"]}],
+            }
+        )
+    )
+    port = free_port()
+    run = AuditflowProcess(
+        ["run", "--generator-rate", "0", "--port", str(port)],
+        auditflow_env(
+            tmp_path / "run",
+            {"AUDITFLOW_API_TOKENS": TOKEN, "AUDITFLOW_NOTIFY_CONFIG": str(routing), "MON_SECRET": "s3cret"},
+        ),
+        port,
+        token=TOKEN,
+    )
+    agent_port = free_port()
+    log = tmp_path / "auth.log"
+    log.write_text("Dec  3 08:00:00 web1 sshd[42]: Failed password for root from 198.51.100.7 port 22 ssh2\n")
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "api": {"url": f"http://127.0.0.1:{port}", "token": TOKEN},
+                "files": [{"path": str(log), "format": "sshd"}],
+                "checkpoint_file": str(tmp_path / "agent-state" / "checkpoints.json"),
+                "http": {"host": "127.0.0.1", "port": agent_port},
+            }
+        )
+    )
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        run.start()
+        with run.client() as client:
+            assert client.post("/api/v1/events", json=[{"event_type": "user_login"}]).status_code == 202
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "auditflow", "agent", "--config", str(config)],
+            env=auditflow_env(tmp_path / "agent"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        exported = _exported(_scrape(f"{run.url}/metrics")) | _exported(
+            _scrape(f"http://127.0.0.1:{agent_port}/metrics")
+        )
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(10)
+        run.kill()
+    used = {name for rule in _rules() for name in METRIC_NAME.findall(rule["expr"])}
+    assert len(used) >= 10, used
+    assert not used - exported, f"used by the rules but exported by no process: {sorted(used - exported)}"
