@@ -192,7 +192,9 @@ def alert_source(runtime: Runtime, tokens: Sequence[ApiToken]) -> AlertSource:
                 f"the dashboard needs a token with the scopes {_SCOPES_TEXT} in AUDITFLOW_API_TOKENS, "
                 f"e.g. dashboard:{_SCOPES_TEXT}:TOKEN"
             )
-        return LocalAlertSource(runtime.store, runtime.rules_status, runtime.readiness, acting_through=own)
+        return LocalAlertSource(
+            runtime.store, runtime.rules_status, runtime.readiness, acting_through=own, rule_info=runtime.rule_info
+        )
     if not settings.alerts_api_url:
         raise ConfigError("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")
     if settings.alerts_api_token is not None:
