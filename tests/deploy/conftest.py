@@ -56,7 +56,8 @@ SERVICES = {
 }
 MIGRATE_ARGS = ["migrate"]
 
-# Overlays rendered for the checks; "prod-metallb" is prod with the optional components (MetalLB, the log agent).
+# Overlays rendered for the checks; "prod-metallb" is prod with the optional components (MetalLB, the log agent,
+# the AuditRule resource).
 OVERLAYS = ("dev", "prod", "prod-metallb")
 _METALLB_OVERLAY = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -66,6 +67,7 @@ resources:
 components:
   - ../../components/metallb
   - ../../components/agent
+  - ../../components/auditrules
 """
 
 
