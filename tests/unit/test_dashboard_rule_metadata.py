@@ -56,6 +56,7 @@ async def alerts(alert_store: SqlAlertStore) -> dict[str, Alert]:
     made = {
         "sigma": make_alert(rule_id=SIGMA_RULE.id, rule_name=SIGMA_RULE.name, tags=SIGMA_RULE.tags),
         "gone": make_alert(rule_id="removed-rule", rule_name="Removed rule", tags=["attack.t1078"]),
+        "retagged": make_alert(rule_id=PLAIN_RULE.id, rule_name=PLAIN_RULE.name, tags=["auth", "legacy"]),
     }
     await alert_store.upsert_alerts(list(made.values()))
     return made
@@ -129,6 +130,16 @@ async def test_alert_page_shows_the_rule_metadata(client: httpx.AsyncClient, ale
     )
     assert 'href="https://attack.mitre.org/techniques/T1110/001/"' in page
     assert '<span class="tag">attack.execution</span>' in page
+    assert "Rule tags now" not in page  # the alert's tags are the rule's: shown once
+
+
+async def test_rule_tags_changed_since_the_alert_are_shown_too(
+    client: httpx.AsyncClient, alerts: dict[str, Alert]
+) -> None:
+    page = (await client.get(f"/alerts/{alerts['retagged'].alert_id}")).text
+    rule = page.split('id="rule"', 1)[1].split("</section>", 1)[0]
+    assert "<dt>Rule tags now</dt>" in rule
+    assert '<span class="tag">legacy</span>' not in rule
 
 
 async def test_alert_of_a_removed_rule_says_so(client: httpx.AsyncClient, alerts: dict[str, Alert]) -> None:
