@@ -181,12 +181,18 @@ LISTED = yaml.safe_dump(
         (RULE_OBJECT + "---\nrules: []\n", "document 2: not a Kubernetes object (apiVersion, kind) like the others"),
         (LISTED, "AuditRule 'sec/burst' (document 1, item 2): rule 'burst': count: required"),
         ("rules: []\n---\nrules: []\n", "2 YAML documents: a rule file holds one, unless they are AuditRule objects"),
+        (
+            RULE_OBJECT + "---\n" + RULE_OBJECT.replace("namespace: sec", "namespace: other"),
+            "AuditRule 'other/burst' (document 2): rule 'burst': id: duplicate, already defined in "
+            "{file}: AuditRule 'sec/burst' (document 1)",
+        ),
     ],
 )
 def test_problems_in_objects_name_the_file_and_the_object(tmp_path: Path, text: str, problem: str) -> None:
     file = write(tmp_path / "objects.yaml", text)
     problems = check_files([file])
-    assert any(p.startswith(f"{file}: {problem}") for p in problems), problems
+    expected = f"{file}: {problem.format(file=file)}"
+    assert any(p.startswith(expected) for p in problems), problems
 
 
 def test_export_refuses_invalid_rules_and_needs_a_format(tmp_path: Path) -> None:

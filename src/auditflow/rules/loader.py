@@ -114,6 +114,7 @@ def is_sigma_file(file: Path) -> bool:
 def _collect(paths: Sequence[Path]) -> _Collected:
     out = _Collected(rules=[], sources={}, problems=[], digest=hashlib.sha256())
     owners = out.sources
+    places: dict[str, str] = {}  # rule id -> the file, and the object of a file of AuditRule objects
     for path in paths:
         if not path.exists():
             out.problems.append(f"{path}: no such file or directory")
@@ -125,18 +126,21 @@ def _collect(paths: Sequence[Path]) -> _Collected:
         sigma = _convert_sigma([file for file in files if is_sigma_file(file)], out)
         for file in files:
             if is_sigma_file(file):
-                loaded = [
-                    r
+                loaded: list[tuple[Rule, str | None]] = [
+                    (r, None)
                     for i, item in enumerate(sigma.get(file, []))
                     if (r := _validate_rule(item, i, file, out.problems))
                 ]
             else:
                 loaded = _load_file(file, out)
-            for rule in loaded:
-                if rule.id in owners:
-                    first = owners[rule.id]
-                    out.problems.append(f"{file}: rule '{rule.id}': id: duplicate, already defined in {first}")
+            for rule, where in loaded:
+                place = f"{file}: {where}" if where else str(file)
+                if rule.id in places:
+                    out.problems.append(
+                        f"{place}: rule '{rule.id}': id: duplicate, already defined in {places[rule.id]}"
+                    )
                     continue
+                places[rule.id] = place
                 owners[rule.id] = str(file)
                 out.rules.append(rule)
     return out
@@ -181,7 +185,8 @@ def _convert_sigma(files: list[Path], out: _Collected) -> dict[Path, list[dict[s
     return converted
 
 
-def _load_file(file: Path, out: _Collected) -> list[Rule]:
+def _load_file(file: Path, out: _Collected) -> list[tuple[Rule, str | None]]:
+    """The valid rules of a file, each with the AuditRule object it came from (None in a plain rule file)."""
     text = _read(file, out)
     if text is None:
         return []
@@ -195,12 +200,12 @@ def _load_file(file: Path, out: _Collected) -> list[Rule]:
     except yaml.YAMLError as exc:
         out.problems.append(f"{file}: invalid YAML: {exc}")
         return []
-    rules: list[Rule] = []
+    rules: list[tuple[Rule, str | None]] = []
     if any(is_k8s_document(document) for document in documents):
         for found in object_rules(documents, out.problems, str(file)):
             rule = _validate_rule(found.spec, 0, file, out.problems, where=found.label)
             if rule is not None:
-                rules.append(rule)
+                rules.append((rule, found.label))
         return rules
     if len(documents) > 1:
         out.problems.append(
@@ -211,7 +216,7 @@ def _load_file(file: Path, out: _Collected) -> list[Rule]:
     for index, item in enumerate(items):
         rule = _validate_rule(item, index, file, out.problems)
         if rule is not None:
-            rules.append(rule)
+            rules.append((rule, None))
     return rules
 
 
