@@ -207,3 +207,11 @@ def test_export_refuses_invalid_rules_and_needs_a_format(tmp_path: Path) -> None
     bad_ns = CliRunner().invoke(main, ["rules", "export", "--k8s", "--namespace", "Sec_1", str(DEFAULT_RULES_DIR)])
     assert bad_ns.exit_code == 2
     assert "DNS-1123 label" in bad_ns.output
+
+
+def test_the_auditrule_example_of_the_kubernetes_guide_loads(tmp_path: Path) -> None:
+    guide = Path(__file__).resolve().parents[2] / "docs" / "operations" / "kubernetes.md"
+    blocks = re.findall(r"```yaml\n(apiVersion: auditflow\.io/.*?)```", guide.read_text(encoding="utf-8"), re.DOTALL)
+    assert blocks
+    for index, block in enumerate(blocks):
+        assert check_files([write(tmp_path / f"example{index}.yaml", block)]) == []
