@@ -56,14 +56,19 @@ def rule_metadata(sigma: SigmaRuleBase) -> tuple[dict[str, Any], list[str]]:
     notes: list[str] = []
     references: list[str] = []
     for reference in (str(r).strip() for r in sigma.references):
-        if not is_http_url(reference) or len(reference) > MAX_URL_LENGTH:
-            notes.append(f"reference left out, not an http(s) URL: {' '.join(reference.split())[:120]}")
+        shown = " ".join(reference.split())[:120]
+        if not is_http_url(reference):
+            notes.append(f"reference left out, not an http(s) URL: {shown}")
+        elif len(reference) > MAX_URL_LENGTH:
+            notes.append(f"reference left out, longer than {MAX_URL_LENGTH} characters: {shown}")
         elif reference not in references:
             references.append(reference)
     if len(references) > MAX_REFERENCES:
         notes.append(f"{len(references) - MAX_REFERENCES} references left out (at most {MAX_REFERENCES} are kept)")
-    falsepositives = [" ".join(str(f).split())[:MAX_FALSEPOSITIVE_LENGTH] for f in sigma.falsepositives]
-    falsepositives = [text for text in falsepositives if text]
+    falsepositives = [text for text in (" ".join(str(f).split()) for f in sigma.falsepositives) if text]
+    if any(len(text) > MAX_FALSEPOSITIVE_LENGTH for text in falsepositives):
+        notes.append(f"false positives longer than {MAX_FALSEPOSITIVE_LENGTH} characters shortened")
+        falsepositives = [text[:MAX_FALSEPOSITIVE_LENGTH] for text in falsepositives]
     if len(falsepositives) > MAX_FALSEPOSITIVES:
         notes.append(f"{len(falsepositives) - MAX_FALSEPOSITIVES} false positives left out")
     origin: dict[str, Any] = {"kind": "sigma"}
