@@ -19,6 +19,7 @@ from auditflow.filemodes import ensure_private_dir
 from auditflow.logconfig import configure_logging
 from auditflow.notify.command import notify
 from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
+from auditflow.rules.export import export_command
 from auditflow.rules.sigma.command import import_sigma_command
 from auditflow.runtime import Runtime
 from auditflow.sources.commands import register_source_commands
@@ -246,6 +247,7 @@ def hash_password_command(name: str, role: str, password: str) -> None:
 
 main.add_command(bench)
 rules.add_command(import_sigma_command)
+rules.add_command(export_command)
 register_source_commands(main)
 main.add_command(dead_letters)
 main.add_command(notify)

@@ -21,7 +21,7 @@ from auditflow.config import Settings
 from auditflow.dependencies import Dependency, redact_url
 from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
-from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
+from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
 from auditflow.notify.dispatcher import Dispatcher
 from auditflow.notify.health import ChannelDesk
 from auditflow.notify.routing import Routing
@@ -342,6 +342,9 @@ class Runtime:
 
     def rules_status(self) -> RulesStatus:
         return self.rules.status() if self.rules is not None else RulesStatus(rules=[])
+
+    def rule_info(self, rule_id: str) -> RuleInfo | None:
+        return self.rules.rule_info(rule_id) if self.rules is not None else None
 
 
 def _notifications(store: AlertStore, dependency: Dependency, routing_file: Path, reload_s: float) -> Dispatcher:

@@ -57,7 +57,7 @@ SERVICES = {
 MIGRATE_ARGS = ["migrate"]
 
 # Overlays rendered for the checks; "prod-metallb" is prod with the optional components (MetalLB, the log agent,
-# the alerting rules).
+# the alerting rules, the AuditRule resource).
 OVERLAYS = ("dev", "prod", "prod-metallb")
 _METALLB_OVERLAY = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -68,6 +68,7 @@ components:
   - ../../components/metallb
   - ../../components/agent
   - ../../components/monitoring
+  - ../../components/auditrules
 """
 
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
+from sigma.rule import SigmaRule
 
 from auditflow.cli import main
 from auditflow.rules import check_files, load_rules
+from auditflow.rules.sigma.convert import rule_metadata
 from tests.sigma.helpers import k8s_rule
 
 VALID = k8s_rule(
-    "description: 'Exec into a pod {with braces}'\nreferences: [https://example.invalid/exec]\n"
+    "description: 'Exec into a pod {with braces}'\n"
+    "references: [https://example.invalid/exec, 'Internal runbook, page 12', 'javascript:alert(1)']\n"
     "falsepositives: [Debugging by the platform team]\ntags: [attack.execution, attack.t1609]\n"
     "detection:\n  selection:\n    verb: create\n    objectRef.subresource: exec\n  condition: selection\n",
     title="Exec into pod",
@@ -72,9 +76,24 @@ def test_mixed_directory_reports_every_file_and_writes_the_valid_rules(tmp_path:
     assert set(rule.tags) == {"sigma", "attack.execution", "attack.t1609", "sigma.level.high"}
     assert rule.description == "Exec into a pod {{with braces}}"
     assert rule.template.render(lambda _name: None) == "Exec into a pod {with braces}"
-    text = (out / "exec.yaml").read_text(encoding="utf-8")
-    assert "# reference: https://example.invalid/exec" in text
-    assert "# false positives: Debugging by the platform team" in text
+    # Sigma's metadata is in the rule's own keys, where alerts and the rules page find it.
+    assert rule.references == ("https://example.invalid/exec",)
+    assert rule.falsepositives == ("Debugging by the platform team",)
+    assert rule.origin is not None
+    assert rule.origin.model_dump() == {
+        "kind": "sigma",
+        "id": "6f1e2d3c-0000-4000-8000-000000000001",
+        "title": "Exec into pod",
+        "level": "high",
+        "status": "test",
+        "file": "exec.yml",
+    }
+    # A reference that is no http(s) URL cannot be a link: left out, and the report says so.
+    notes = [line.strip() for line in lines if line.lstrip().startswith("note:")]
+    assert notes == [
+        "note: reference left out, not an http(s) URL: Internal runbook, page 12",
+        "note: reference left out, not an http(s) URL: javascript:alert(1)",
+    ]
 
 
 def test_nothing_converted_exits_non_zero(tmp_path: Path) -> None:
@@ -88,3 +107,32 @@ def test_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["rules", "import-sigma", str(tmp_path / "absent")])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_metadata_that_does_not_fit_a_rule_is_left_out_with_a_note() -> None:
+    urls = [f"https://example.invalid/{n}" for n in range(40)]
+    sigma = SigmaRule.from_yaml(
+        k8s_rule("detection:\n  selection:\n    verb: get\n  condition: selection\n")
+        + yaml.safe_dump(
+            {
+                "references": [urls[0], urls[0], "https://example.invalid/" + "y" * 2000, "see the book", *urls[1:]],
+                "falsepositives": ["  spread\n  over lines  ", "x" * 600],
+            }
+        )
+    )
+    keys, notes = rule_metadata(sigma)
+    assert keys["references"] == urls[:32]  # duplicates dropped, then the first 32
+    assert keys["falsepositives"] == ["spread over lines", "x" * 500]
+    assert keys["origin"] == {
+        "kind": "sigma",
+        "id": "6f1e2d3c-0000-4000-8000-000000000001",
+        "title": "test rule",
+        "level": "high",
+        "status": "test",
+    }
+    assert [note.split(":")[0] for note in notes] == [
+        "reference left out, longer than 2000 characters",
+        "reference left out, not an http(s) URL",
+        "8 references left out (at most 32 are kept)",
+        "false positives longer than 500 characters shortened",
+    ]

@@ -32,6 +32,15 @@ def test_sigma_files_load_beside_our_own_and_unsupported_rules_are_warnings(tmp_
     ruleset = load_rules(tmp_path)
     assert [rule.id for rule in ruleset.rules] == ["sigma-6f1e2d3c-0000-4000-8000-000000000001", "own"]
     assert ruleset.sources["sigma-6f1e2d3c-0000-4000-8000-000000000001"] == str(tmp_path / "k8s.sigma.yml")
+    # Loaded directly, a Sigma rule keeps its metadata as the imported one does.
+    origin = ruleset.rules[0].origin
+    assert origin is not None
+    assert (origin.id, origin.level, origin.status, origin.file) == (
+        "6f1e2d3c-0000-4000-8000-000000000001",
+        "high",
+        "test",
+        "k8s.sigma.yml",
+    )
     assert ruleset.warnings == (
         f"{tmp_path / 'k8s.sigma.yml'}: Sigma rule '6f1e2d3c-0000-4000-8000-000000000002': not loaded, "
         "unsupported: field 'hostPath' is not in AuditFlow's Kubernetes audit events",

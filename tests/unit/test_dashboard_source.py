@@ -16,7 +16,7 @@ from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import Alert, AlertDetail, AlertPage, AlertQuery, AlertStats, AlertStatus, AlertUpdate
 from auditflow.model.dead_letter import DeadLetterPage
 from auditflow.model.event import Severity
-from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
+from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
 from auditflow.security import ACTOR_HEADER, ApiToken
 from auditflow.services.dashboard.source import HttpAlertSource, LocalAlertSource
 from tests.factories import alert_detail, make_alert
@@ -24,6 +24,18 @@ from tests.factories import alert_detail, make_alert
 BASE = "http://notification:8082"
 TOKEN = "t" * 32
 DETAIL = alert_detail(make_alert())
+RULE = RuleInfo(
+    id=DETAIL.rule_id,
+    name=DETAIL.rule_name,
+    description="",
+    kind="threshold",
+    severity=Severity.WARNING,
+    tags=["attack.t1110"],
+    enabled=True,
+    suppress_for_seconds=300,
+    references=["https://attack.mitre.org/techniques/T1110/"],
+    falsepositives=["A user who forgot a changed password"],
+)
 STATS = AlertStats(
     total=0, by_severity={}, by_status={}, by_rule=[], top_users=[], top_hosts=[], buckets=[], bucket_seconds=60
 )
@@ -121,6 +133,28 @@ async def test_stats_rules_and_detail_are_parsed() -> None:
     assert (await source.get_alert(DETAIL.alert_id)).rule_id == DETAIL.rule_id
     assert (await source.dead_letters(25, "c2")).total == 7
     assert dict(api.requests[-1].url.params) == {"limit": "25", "cursor": "c2"}
+
+
+async def test_the_rule_of_an_alert_detail_comes_from_the_api() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return json_response(DETAIL.with_rule(RULE))
+
+    detail = await http_source(handler).get_alert(DETAIL.alert_id)
+    assert detail.rule == RULE
+
+
+async def test_the_local_source_looks_the_rule_up_by_id() -> None:
+    async def readiness() -> Readiness:
+        return READY
+
+    other = RULE.model_copy(update={"id": "other"})
+    by_list = LocalAlertSource(StubStore(), lambda: RulesStatus(rules=[other, RULE]), readiness)
+    assert (await by_list.get_alert(DETAIL.alert_id)).rule == RULE
+    by_lookup = LocalAlertSource(StubStore(), lambda: RulesStatus(rules=[]), readiness, rule_info={RULE.id: RULE}.get)
+    assert (await by_lookup.get_alert(DETAIL.alert_id)).rule == RULE
+    assert (await by_lookup.update_alert(DETAIL.alert_id, AlertUpdate(note="n"), "ana")).rule == RULE
+    unknown = LocalAlertSource(StubStore(), lambda: RulesStatus(rules=[other]), readiness)
+    assert (await unknown.get_alert(DETAIL.alert_id)).rule is None
 
 
 async def test_errors_map_into_the_project_exceptions() -> None:

@@ -188,3 +188,48 @@ def test_the_rule_examples_in_the_reference_are_valid(tmp_path: Path) -> None:
             block = head + textwrap.indent(block, "  ") + tail
         problems += check_files([write(tmp_path / f"example{index}.yaml", block)])
     assert problems == []
+
+
+METADATA = """
+rules:
+  - id: root-login
+    name: Root logged in
+    kind: match
+    severity: WARNING
+    where: {event_type: user_login, user_id: root}
+    tags: [attack.t1078.003]
+    references: [https://attack.mitre.org/techniques/T1078/003/]
+    falsepositives: [Break-glass logins by the on-call engineer]
+    origin: {kind: sigma, id: 6f1e2d3c-0000-4000-8000-000000000009, level: medium, status: stable}
+"""
+
+
+def test_metadata_keys_load_and_reach_the_rule_info(tmp_path: Path) -> None:
+    ruleset = load_rules(write(tmp_path / "meta.yaml", METADATA))
+    info = ruleset.info("root-login")
+    assert info is not None
+    assert info.references == ["https://attack.mitre.org/techniques/T1078/003/"]
+    assert info.falsepositives == ["Break-glass logins by the on-call engineer"]
+    assert info.origin is not None
+    assert (info.origin.kind, info.origin.level, info.origin.status) == ("sigma", "medium", "stable")
+    assert ruleset.info("no-such-rule") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            ("https://attack.mitre.org/techniques/T1078/003/", "javascript:alert(1)"),
+            "references.0: expected an http:// or https:// URL with a host and no whitespace",
+        ),
+        (("https://attack.mitre.org/techniques/T1078/003/", "ftp://example.invalid/x"), "references.0: expected"),
+        (("[Break-glass logins by the on-call engineer]", "['']"), "falsepositives.0: String should have at least"),
+        (("kind: sigma,", "kind: elastic,"), "origin.kind: Input should be 'sigma'"),
+        (("level: medium", "level: severe"), "origin.level: Input should be 'informational', 'low'"),
+        (("status: stable}", "status: stable, author: x}"), "origin.author: unknown key"),
+    ],
+)
+def test_bad_metadata_is_a_problem_naming_the_field(tmp_path: Path, change: tuple[str, str], problem: str) -> None:
+    file = write(tmp_path / "meta.yaml", METADATA.replace(*change))
+    [found] = check_files([file])
+    assert found.startswith(f"{file}: rule 'root-login': {problem}"), found

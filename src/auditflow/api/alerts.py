@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from auditflow.api.deps import ReadCaller, StoreDep, TriageCaller
+from auditflow.api.deps import ReadCaller, RuntimeDep, StoreDep, TriageCaller
 from auditflow.model.alert import (
     AlertDetail,
     AlertPage,
@@ -81,8 +81,9 @@ async def alert_stats(
     summary="One alert with its triggering events and history",
     responses={404: {"description": "No such alert"}},
 )
-async def get_alert(alert_id: UUID, store: StoreDep, _caller: ReadCaller) -> AlertDetail:
-    return await store.get_alert(alert_id)
+async def get_alert(alert_id: UUID, store: StoreDep, runtime: RuntimeDep, _caller: ReadCaller) -> AlertDetail:
+    detail = await store.get_alert(alert_id)
+    return detail.with_rule(runtime.rule_info(detail.rule_id))
 
 
 @router.patch(
@@ -91,5 +92,8 @@ async def get_alert(alert_id: UUID, store: StoreDep, _caller: ReadCaller) -> Ale
     summary="Change the status and/or add a note; the change is kept in the history",
     responses={404: {"description": "No such alert"}},
 )
-async def update_alert(alert_id: UUID, update: AlertUpdate, store: StoreDep, caller: TriageCaller) -> AlertDetail:
-    return await store.update_alert(alert_id, update, caller.actor)
+async def update_alert(
+    alert_id: UUID, update: AlertUpdate, store: StoreDep, runtime: RuntimeDep, caller: TriageCaller
+) -> AlertDetail:
+    detail = await store.update_alert(alert_id, update, caller.actor)
+    return detail.with_rule(runtime.rule_info(detail.rule_id))

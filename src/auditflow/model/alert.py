@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from auditflow.model.event import Event, Severity
+from auditflow.model.status import RuleInfo
 from auditflow.model.timeutil import UtcDatetime
 
 MAX_ALERT_EVENT_IDS = 100
@@ -90,6 +91,17 @@ class AlertDetail(AlertSummary):
     event_ids: list[UUID]
     events: list[Event] = Field(description="Stored triggering events (capped), oldest first")
     history: list[AlertChange]
+    rule: RuleInfo | None = Field(
+        None,
+        description=(
+            "The rule with this alert's rule_id as loaded now (references, false positives, origin, tags); "
+            "null when no loaded rule has that id any more"
+        ),
+    )
+
+    def with_rule(self, rule: RuleInfo | None) -> AlertDetail:
+        """This detail with the rule it was raised by, looked up in the active rule set."""
+        return self.model_copy(update={"rule": rule})
 
 
 class AlertPage(BaseModel):

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from auditflow.model.event import Severity
+from auditflow.model.rule_metadata import RuleOrigin
 from auditflow.model.timeutil import UtcDatetime
 
 
@@ -38,6 +39,11 @@ class RuleInfo(BaseModel):
     window_seconds: float | None = None
     group_by: list[str] = Field(default_factory=list)
     source: str | None = Field(None, description="File the rule was loaded from")
+    references: list[str] = Field(default_factory=list, description="Links to background on what the rule detects")
+    falsepositives: list[str] = Field(default_factory=list, description="Known benign causes of the rule firing")
+    origin: RuleOrigin | None = Field(
+        None, description="Where the rule came from (e.g. the Sigma rule it was made from)"
+    )
 
 
 class RulesStatus(BaseModel):

@@ -4,7 +4,9 @@ A path is one YAML file or a directory of them (`*.yaml`/`*.yml`, sorted, symlin
 Kubernetes ConfigMap volume works). Problems read `FILE: rule 'ID': FIELD: MESSAGE`, one per line.
 Files named `*.sigma.yml`/`*.sigma.yaml` hold Sigma rules, converted on load (pySigma, the
 `auditflow[sigma]` extra): a Sigma rule AuditFlow cannot evaluate is a warning, not a problem, so
-the other rules still load; broken Sigma is a problem like broken YAML.
+the other rules still load; broken Sigma is a problem like broken YAML. A file of Kubernetes
+AuditRule objects (one per YAML document, or a `List` as `kubectl get auditrules -o yaml` prints it)
+holds one rule per object, its `spec`; problems then name the object too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from auditflow.errors import RuleError
+from auditflow.rules.k8s import is_k8s_document, object_rules
 from auditflow.rules.ruleset import RuleSet
 from auditflow.rules.schema import RULE_KINDS, Rule
 
@@ -56,10 +59,12 @@ class _Collected:
 
 @dataclass(frozen=True, slots=True)
 class RuleCheck:
-    """What checking rule files found: problems stop them from loading, warnings do not."""
+    """What checking rule files found: problems stop them from loading, warnings do not; `rules` are
+    the valid ones, in file order."""
 
     problems: list[str]
     warnings: list[str]
+    rules: list[Rule] = field(default_factory=list)
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -99,7 +104,7 @@ def check_files(paths: Sequence[Path]) -> list[str]:
 def check_rules(paths: Sequence[Path]) -> RuleCheck:
     """Problems and warnings (Sigma rules not loaded) of the given files, for `auditflow rules check`."""
     collected = _collect(paths)
-    return RuleCheck(problems=collected.problems, warnings=collected.warnings)
+    return RuleCheck(problems=collected.problems, warnings=collected.warnings, rules=collected.rules)
 
 
 def is_sigma_file(file: Path) -> bool:
@@ -109,6 +114,7 @@ def is_sigma_file(file: Path) -> bool:
 def _collect(paths: Sequence[Path]) -> _Collected:
     out = _Collected(rules=[], sources={}, problems=[], digest=hashlib.sha256())
     owners = out.sources
+    places: dict[str, str] = {}  # rule id -> the file, and the object of a file of AuditRule objects
     for path in paths:
         if not path.exists():
             out.problems.append(f"{path}: no such file or directory")
@@ -120,18 +126,21 @@ def _collect(paths: Sequence[Path]) -> _Collected:
         sigma = _convert_sigma([file for file in files if is_sigma_file(file)], out)
         for file in files:
             if is_sigma_file(file):
-                loaded = [
-                    r
+                loaded: list[tuple[Rule, str | None]] = [
+                    (r, None)
                     for i, item in enumerate(sigma.get(file, []))
                     if (r := _validate_rule(item, i, file, out.problems))
                 ]
             else:
                 loaded = _load_file(file, out)
-            for rule in loaded:
-                if rule.id in owners:
-                    first = owners[rule.id]
-                    out.problems.append(f"{file}: rule '{rule.id}': id: duplicate, already defined in {first}")
+            for rule, where in loaded:
+                place = f"{file}: {where}" if where else str(file)
+                if rule.id in places:
+                    out.problems.append(
+                        f"{place}: rule '{rule.id}': id: duplicate, already defined in {places[rule.id]}"
+                    )
                     continue
+                places[rule.id] = place
                 owners[rule.id] = str(file)
                 out.rules.append(rule)
     return out
@@ -176,12 +185,13 @@ def _convert_sigma(files: list[Path], out: _Collected) -> dict[Path, list[dict[s
     return converted
 
 
-def _load_file(file: Path, out: _Collected) -> list[Rule]:
+def _load_file(file: Path, out: _Collected) -> list[tuple[Rule, str | None]]:
+    """The valid rules of a file, each with the AuditRule object it came from (None in a plain rule file)."""
     text = _read(file, out)
     if text is None:
         return []
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        documents = list(yaml.load_all(text, Loader=_UniqueKeyLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -190,12 +200,23 @@ def _load_file(file: Path, out: _Collected) -> list[Rule]:
     except yaml.YAMLError as exc:
         out.problems.append(f"{file}: invalid YAML: {exc}")
         return []
-    items = _rule_items(document, file, out.problems)
-    rules: list[Rule] = []
+    rules: list[tuple[Rule, str | None]] = []
+    if any(is_k8s_document(document) for document in documents):
+        for found in object_rules(documents, out.problems, str(file)):
+            rule = _validate_rule(found.spec, 0, file, out.problems, where=found.label)
+            if rule is not None:
+                rules.append((rule, found.label))
+        return rules
+    if len(documents) > 1:
+        out.problems.append(
+            f"{file}: {len(documents)} YAML documents: a rule file holds one, unless they are AuditRule objects"
+        )
+        return []
+    items = _rule_items(documents[0] if documents else None, file, out.problems)
     for index, item in enumerate(items):
         rule = _validate_rule(item, index, file, out.problems)
         if rule is not None:
-            rules.append(rule)
+            rules.append((rule, None))
     return rules
 
 
@@ -215,22 +236,24 @@ def _rule_items(document: Any, file: Path, problems: list[str]) -> list[Any]:
     return []
 
 
-def _validate_rule(item: Any, index: int, file: Path, problems: list[str]) -> Rule | None:
+def _validate_rule(item: Any, index: int, file: Path, problems: list[str], where: str | None = None) -> Rule | None:
+    """The rule `item` validated; problems read `FILE: [where: ]rule 'ID': field: message`."""
+    prefix = f"{file}: {where}: " if where else f"{file}: "
     if not isinstance(item, dict):
-        problems.append(f"{file}: rule #{index + 1}: expected a mapping, got {type(item).__name__}")
+        problems.append(f"{prefix}rule #{index + 1}: expected a mapping, got {type(item).__name__}")
         return None
     raw_id = item.get("id")
-    label = f"rule '{raw_id}'" if isinstance(raw_id, str) and raw_id else f"rule #{index + 1}"
+    label = f"rule '{raw_id}'" if isinstance(raw_id, str) and raw_id else "rule" if where else f"rule #{index + 1}"
     kind = item.get("kind")
     model = RULE_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         known = ", ".join(RULE_KINDS)
-        problems.append(f"{file}: {label}: kind: expected one of {known}, got {kind!r}")
+        problems.append(f"{prefix}{label}: kind: expected one of {known}, got {kind!r}")
         return None
     try:
         return model.model_validate(item)
     except ValidationError as exc:
-        problems.extend(f"{file}: {label}: {_describe(error)}" for error in exc.errors())
+        problems.extend(f"{prefix}{label}: {_describe(error)}" for error in exc.errors())
         return None
 
 

@@ -71,22 +71,30 @@ class RuleSet:
 
     def infos(self) -> list[RuleInfo]:
         """Every rule (enabled or not) as the API lists it."""
-        return [
-            RuleInfo(
-                id=rule.id,
-                name=rule.name,
-                description=rule.description,
-                kind=rule.kind,
-                severity=rule.severity,
-                tags=list(rule.tags),
-                enabled=rule.enabled,
-                suppress_for_seconds=rule.suppress_for.total_seconds(),
-                window_seconds=None if isinstance(rule, MatchRule) else rule.window.total_seconds(),
-                group_by=list(rule.group_by),
-                source=self.sources.get(rule.id),
-            )
-            for rule in self.rules
-        ]
+        return [self._info(rule) for rule in self.rules]
+
+    def info(self, rule_id: str) -> RuleInfo | None:
+        """One rule as the API shows it, or None when no loaded rule has this id."""
+        rule = self.by_id.get(rule_id)
+        return self._info(rule) if rule is not None else None
+
+    def _info(self, rule: Rule) -> RuleInfo:
+        return RuleInfo(
+            id=rule.id,
+            name=rule.name,
+            description=rule.description,
+            kind=rule.kind,
+            severity=rule.severity,
+            tags=list(rule.tags),
+            enabled=rule.enabled,
+            suppress_for_seconds=rule.suppress_for.total_seconds(),
+            window_seconds=None if isinstance(rule, MatchRule) else rule.window.total_seconds(),
+            group_by=list(rule.group_by),
+            source=self.sources.get(rule.id),
+            references=list(rule.references),
+            falsepositives=list(rule.falsepositives),
+            origin=rule.origin,
+        )
 
     def __len__(self) -> int:
         return len(self.rules)

@@ -25,6 +25,13 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from auditflow.model.event import Severity
+from auditflow.model.rule_metadata import (
+    MAX_FALSEPOSITIVES,
+    MAX_REFERENCES,
+    FalsePositive,
+    ReferenceUrl,
+    RuleOrigin,
+)
 from auditflow.rules.conditions import VALUE_OPERATORS, Condition, compile_where
 from auditflow.rules.fields import MAX_WINDOW, check_field_path, format_duration, parse_duration, to_ms
 from auditflow.rules.template import Template, parse_template
@@ -94,6 +101,16 @@ class _RuleBase(BaseModel):
     enabled: bool = True
     suppress_for: Duration = Field(DEFAULT_SUPPRESS_FOR, description="0 disables suppression")
     group_by: tuple[FieldPath, ...] = Field((), max_length=8)
+    # Metadata for analysts (docs/rules.md#metadata): never changes what the rule matches.
+    references: tuple[ReferenceUrl, ...] = Field(
+        (), max_length=MAX_REFERENCES, description="Links to background on what the rule detects (http/https)"
+    )
+    falsepositives: tuple[FalsePositive, ...] = Field(
+        (), max_length=MAX_FALSEPOSITIVES, description="Known benign causes of the rule firing"
+    )
+    origin: RuleOrigin | None = Field(
+        None, description="Where the rule came from, e.g. the Sigma rule it was made from"
+    )
 
     @field_validator("description")
     @classmethod

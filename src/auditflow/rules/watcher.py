@@ -18,7 +18,7 @@ from pathlib import Path
 
 from auditflow.errors import RuleError
 from auditflow.metrics import RULES_LAST_RELOAD_OK, RULES_LOADED, RULES_RELOADS
-from auditflow.model.status import RulesStatus
+from auditflow.model.status import RuleInfo, RulesStatus
 from auditflow.model.timeutil import utcnow
 from auditflow.rules.loader import DEFAULT_RULES_DIR, load_rules, rule_files
 from auditflow.rules.ruleset import RuleSet
@@ -127,6 +127,10 @@ class RuleWatcher:
             if inspect.isawaitable(result):
                 await result
         return True
+
+    def rule_info(self, rule_id: str) -> RuleInfo | None:
+        """One active rule as the API shows it; None when no active rule has this id (or none loaded yet)."""
+        return self._ruleset.info(rule_id) if self._ruleset is not None else None
 
     def status(self) -> RulesStatus:
         """The active rules and the last reload error, as the API and dashboard show them."""

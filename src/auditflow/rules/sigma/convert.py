@@ -1,9 +1,10 @@
 """One parsed Sigma rule (pySigma's `SigmaRule`) as an AuditFlow match rule.
 
 The rule keeps Sigma's id (as `sigma-<id>`), title, description and ATT&CK tags; its level becomes
-the severity and is kept as a `sigma.level.*` tag. The converted rule is validated with the rule
-schema here, so anything the engine would refuse (an over-long or dangerous regex) is reported
-as unsupported with the schema's message rather than written out.
+the severity and is kept as a `sigma.level.*` tag. Sigma's references, false positives, id, title,
+level and status become the rule's `references`, `falsepositives` and `origin`. The converted
+rule is validated with the rule schema here, so anything the engine would refuse (an over-long or
+dangerous regex) is reported as unsupported with the schema's message rather than written out.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sigma.rule import SigmaRule, SigmaRuleBase
 
+from auditflow.model.rule_metadata import (
+    MAX_FALSEPOSITIVE_LENGTH,
+    MAX_FALSEPOSITIVES,
+    MAX_REFERENCES,
+    MAX_URL_LENGTH,
+    is_http_url,
+)
 from auditflow.rules.schema import Rule
 from auditflow.rules.sigma.condition import Where, to_where
 from auditflow.rules.sigma.errors import UnsupportedRule
@@ -34,13 +42,50 @@ _NOT_ID = re.compile(r"[^a-z0-9_.-]+")
 
 @dataclass
 class ConvertedRule:
-    """An AuditFlow rule made from a Sigma rule, with the Sigma metadata the schema has no key for."""
+    """An AuditFlow rule made from a Sigma rule; `notes` name Sigma metadata that did not fit the rule."""
 
     rule: dict[str, Any]
     sigma_id: str | None
     title: str
-    references: list[str] = field(default_factory=list)
-    falsepositives: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def rule_metadata(sigma: SigmaRuleBase) -> tuple[dict[str, Any], list[str]]:
+    """The rule keys `references`, `falsepositives` and `origin` for a Sigma rule, and notes on what
+    was left out (a reference that is not an http(s) URL cannot be a link, so it is not one)."""
+    notes: list[str] = []
+    references: list[str] = []
+    for reference in (str(r).strip() for r in sigma.references):
+        shown = " ".join(reference.split())[:120]
+        if not is_http_url(reference):
+            notes.append(f"reference left out, not an http(s) URL: {shown}")
+        elif len(reference) > MAX_URL_LENGTH:
+            notes.append(f"reference left out, longer than {MAX_URL_LENGTH} characters: {shown}")
+        elif reference not in references:
+            references.append(reference)
+    if len(references) > MAX_REFERENCES:
+        notes.append(f"{len(references) - MAX_REFERENCES} references left out (at most {MAX_REFERENCES} are kept)")
+    falsepositives = [text for text in (" ".join(str(f).split()) for f in sigma.falsepositives) if text]
+    if any(len(text) > MAX_FALSEPOSITIVE_LENGTH for text in falsepositives):
+        notes.append(f"false positives longer than {MAX_FALSEPOSITIVE_LENGTH} characters shortened")
+        falsepositives = [text[:MAX_FALSEPOSITIVE_LENGTH] for text in falsepositives]
+    if len(falsepositives) > MAX_FALSEPOSITIVES:
+        notes.append(f"{len(falsepositives) - MAX_FALSEPOSITIVES} false positives left out")
+    origin: dict[str, Any] = {"kind": "sigma"}
+    if sigma.id is not None:
+        origin["id"] = str(sigma.id)
+    if sigma.title:
+        origin["title"] = sigma.title[:300]
+    if sigma.level is not None:
+        origin["level"] = sigma.level.name.lower()
+    if sigma.status is not None:
+        origin["status"] = sigma.status.name.lower()
+    keys: dict[str, Any] = {"origin": origin}
+    if references:
+        keys["references"] = references[:MAX_REFERENCES]
+    if falsepositives:
+        keys["falsepositives"] = falsepositives[:MAX_FALSEPOSITIVES]
+    return keys, notes
 
 
 def rule_id(sigma: SigmaRuleBase) -> str:
@@ -96,12 +141,10 @@ def convert_rule(sigma: SigmaRule) -> ConvertedRule:
     }
     if sigma.description:
         rule["description"] = escape_template(sigma.description.strip())
+    metadata, notes = rule_metadata(sigma)
+    rule.update(metadata)
     return ConvertedRule(
-        rule=validate(rule),
-        sigma_id=str(sigma.id) if sigma.id else None,
-        title=sigma.title,
-        references=[str(r) for r in sigma.references],
-        falsepositives=[str(f) for f in sigma.falsepositives],
+        rule=validate(rule), sigma_id=str(sigma.id) if sigma.id else None, title=sigma.title, notes=notes
     )
 
 

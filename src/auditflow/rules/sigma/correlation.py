@@ -17,6 +17,7 @@ from auditflow.rules.sigma.convert import (
     detection_where,
     escape_template,
     rule_id,
+    rule_metadata,
     rule_tags,
     severity,
     validate,
@@ -100,10 +101,11 @@ def convert_correlation(correlation: SigmaCorrelationRule) -> ConvertedRule:
         rule["steps"] = [{"where": where} for where, _ in parts]
     else:
         raise UnsupportedRule(f"correlation type {kind.name.lower()} is not supported")
+    metadata, notes = rule_metadata(correlation)
+    rule.update(metadata)
     return ConvertedRule(
         rule=validate(rule),
         sigma_id=str(correlation.id) if correlation.id else None,
         title=correlation.title,
-        references=[str(r) for r in correlation.references],
-        falsepositives=[str(f) for f in correlation.falsepositives],
+        notes=notes,
     )

@@ -162,6 +162,7 @@ def _convert(path: Path, rule: SigmaRuleBase, unresolved: str | None, seen: set[
     if rule_id in seen:
         return Outcome(path, title, "broken", f"duplicate rule id {rule_id}", sigma_id=sigma_id)
     seen.add(rule_id)
+    converted.rule["origin"]["file"] = path.name[:300]
     if not rule._output:
         # A correlation's base rule with `generate: false` only feeds the correlation.
         return Outcome(path, title, "referenced", "used by a correlation only", sigma_id=sigma_id)

@@ -18,18 +18,11 @@ _LABELS: dict[Status, str] = {
 }
 
 
-def _comment(label: str, values: list[str]) -> list[str]:
-    # Sigma text may hold newlines; one comment line per value keeps the file valid YAML.
-    return [f"# {label}: {' '.join(value.split())}" for value in values]
-
-
 def render_rules(rules: list[ConvertedRule], source: str) -> str:
-    """A rule file (a bare list) with each rule's Sigma metadata as comments above it."""
+    """A rule file (a bare list); each rule's Sigma id, level, references and false positives are in
+    its `origin`, `references` and `falsepositives` keys, so alerts and the rules page show them."""
     lines = [f"# AuditFlow rules converted from the Sigma file {source}", ""]
     for converted in rules:
-        lines += _comment("sigma id", [converted.sigma_id] if converted.sigma_id else [])
-        lines += _comment("reference", converted.references)
-        lines += _comment("false positives", converted.falsepositives)
         lines.append(yaml.safe_dump([converted.rule], sort_keys=False, allow_unicode=True, width=1000).rstrip())
         lines.append("")
     return "\n".join(lines)
@@ -63,6 +56,8 @@ def render_report(report: ImportReport) -> list[str]:
     for o in report.outcomes:
         detail = o.converted.rule["id"] if o.converted is not None else o.reason
         lines.append(f"{_LABELS[o.status]:<11} {o.path}: {o.title}: {detail}")
+        if o.converted is not None:
+            lines.extend(f"{'':<11} note: {note}" for note in o.converted.notes)
     total = len(report.outcomes)
     counts = ", ".join(f"{report.count(status)} {status}" for status in _LABELS)
     lines.append(f"{total} Sigma rules: {counts}")

@@ -193,7 +193,12 @@ def alert_source(runtime: Runtime, tokens: Sequence[ApiToken]) -> AlertSource:
                 f"e.g. dashboard:{_SCOPES_TEXT}:TOKEN"
             )
         return LocalAlertSource(
-            runtime.store, runtime.rules_status, runtime.readiness, acting_through=own, channels=runtime.channels
+            runtime.store,
+            runtime.rules_status,
+            runtime.readiness,
+            acting_through=own,
+            channels=runtime.channels,
+            rule_info=runtime.rule_info,
         )
     if not settings.alerts_api_url:
         raise ConfigError("AUDITFLOW_ALERTS_API_URL must point the dashboard at the notification API")

@@ -22,7 +22,15 @@ from auditflow.services.dashboard.sessions import SessionStore
 from auditflow.services.dashboard.source import AlertSource
 from auditflow.services.dashboard.throttle import LoginThrottle
 from auditflow.services.dashboard.users import UserDirectory
-from auditflow.services.dashboard.views import RANGE_LABELS, SEVERITIES, STATUSES, format_time, time_ago
+from auditflow.services.dashboard.views import (
+    RANGE_LABELS,
+    SEVERITIES,
+    STATUSES,
+    attack_url,
+    format_time,
+    link_url,
+    time_ago,
+)
 
 SESSION_SCOPE_KEY = "auditflow.dashboard.session"
 
@@ -71,7 +79,14 @@ def create_templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(time=format_time, ago=time_ago, iso=format_utc, pretty_event=_pretty_event)
+    env.filters.update(
+        time=format_time,
+        ago=time_ago,
+        iso=format_utc,
+        pretty_event=_pretty_event,
+        attack_url=attack_url,
+        link_url=link_url,
+    )
     env.globals.update(SEVERITIES=SEVERITIES, STATUSES=STATUSES, RANGE_LABELS=RANGE_LABELS)
     return Jinja2Templates(env=env)
 

@@ -17,7 +17,7 @@ from auditflow.backends.store.base import AlertStore
 from auditflow.errors import BackendError, BackendUnavailable, NotFound
 from auditflow.model.alert import AlertDetail, AlertPage, AlertQuery, AlertStats, AlertUpdate
 from auditflow.model.dead_letter import DeadLetterPage
-from auditflow.model.status import DependencyStatus, Readiness, RulesStatus
+from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesStatus
 from auditflow.model.timeutil import format_utc, utcnow
 from auditflow.notify.health import NOT_CONFIGURED, ChannelDesk, ChannelList
 from auditflow.notify.models import DeliveryView
@@ -90,9 +90,11 @@ class LocalAlertSource(AlertSource):
         *,
         acting_through: ApiToken | None = None,
         channels: ChannelDesk | None = None,
+        rule_info: Callable[[str], RuleInfo | None] | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
+        self._rule_info = rule_info or self._find_rule
         self._readiness = readiness
         self._token = acting_through
         self._channels = channels
@@ -101,11 +103,16 @@ class LocalAlertSource(AlertSource):
         return await self._store.list_alerts(query)
 
     async def get_alert(self, alert_id: UUID) -> AlertDetail:
-        return await self._store.get_alert(alert_id)
+        detail = await self._store.get_alert(alert_id)
+        return detail.with_rule(self._rule_info(detail.rule_id))
 
     async def update_alert(self, alert_id: UUID, update: AlertUpdate, actor: str) -> AlertDetail:
         recorded = acting_name(self._token, actor) if self._token is not None else actor
-        return await self._store.update_alert(alert_id, update, recorded)
+        detail = await self._store.update_alert(alert_id, update, recorded)
+        return detail.with_rule(self._rule_info(detail.rule_id))
+
+    def _find_rule(self, rule_id: str) -> RuleInfo | None:
+        return next((rule for rule in self._rules().rules if rule.id == rule_id), None)
 
     async def stats(self, since: datetime | None, until: datetime | None, bucket_seconds: int) -> AlertStats:
         return await self._store.stats(since, until, bucket_seconds)

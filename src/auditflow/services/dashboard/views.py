@@ -3,6 +3,7 @@ time formatting, and the one row shape both the table template and the page scri
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from starlette.datastructures import QueryParams
 
 from auditflow.model.alert import AlertQuery, AlertStatus, AlertSummary
 from auditflow.model.event import Severity
+from auditflow.model.rule_metadata import is_http_url
 from auditflow.model.timeutil import format_utc, to_millis, to_utc, utcnow
 
 SEVERITIES = [Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.INFO]
@@ -32,6 +34,28 @@ RANGE_LABELS = {
     "30d": "Last 30 days",
 }
 PAGE_SIZE = 50
+# ATT&CK ids in Sigma's tag form: techniques `attack.t1110` (sub-technique `attack.t1110.001`),
+# groups `attack.g0007`, software `attack.s0002`.
+_ATTACK_TAG = re.compile(r"attack\.([tgs])(\d{4})(?:\.(\d{3}))?", re.IGNORECASE)
+_ATTACK_PAGES = {"t": "techniques", "g": "groups", "s": "software"}
+
+
+def attack_url(tag: str) -> str | None:
+    """The attack.mitre.org page of an ATT&CK technique, group or software tag; None for any other tag."""
+    match = _ATTACK_TAG.fullmatch(tag.strip())
+    if match is None:
+        return None
+    letter, number, sub = match.groups()
+    letter = letter.lower()
+    if sub and letter != "t":
+        return None  # only techniques have sub-ids
+    page = f"https://attack.mitre.org/{_ATTACK_PAGES[letter]}/{letter.upper()}{number}/"
+    return f"{page}{sub}/" if sub else page
+
+
+def link_url(value: str) -> str | None:
+    """`value` when it is an http(s) URL an analyst may follow, else None (shown as text, never a link)."""
+    return value if is_http_url(value) else None
 
 
 def format_time(value: datetime | None) -> str:
