@@ -25,11 +25,11 @@ from auditflow.services.dashboard import HttpAlertSource, LocalAlertSource, aler
 TOKEN = "roles-test-token-0123456789"
 
 API_PREFIXES: dict[ServiceName, set[str]] = {
-    "run": {"admin", "alerts", "dead-letters", "events", "generator", "rules"},
+    "run": {"admin", "alerts", "channels", "dead-letters", "events", "generator", "rules"},
     "generator": {"admin", "events", "generator"},
     "syslog": {"admin", "events"},
     "analysis": {"admin", "rules"},
-    "notification": {"admin", "alerts", "dead-letters", "rules"},
+    "notification": {"admin", "alerts", "channels", "dead-letters", "rules"},
     "dashboard": {"admin"},
 }
 
