@@ -78,7 +78,11 @@ def execve_event(*args: str, seconds: float = 0, **audit: Any) -> Event:
         timestamp=T0 + timedelta(seconds=seconds),
         server_hostname="web-1",
         details={
-            "audit": {"records": ["SYSCALL", "EXECVE", "CWD", "PATH"], **audit},
+            "audit": {
+                "records": ["SYSCALL", "EXECVE", "CWD", "PATH"],
+                "execve": {f"a{n}": arg for n, arg in enumerate(args)},
+                **audit,
+            },
             "process": {"args": list(args), "command_line": " ".join(args)},
             "event": {"original": "type=EXECVE ...", "action": "execve", "dataset": "auditd"},
         },

@@ -31,8 +31,9 @@ _COMBINATORS = ("any", "all", "not")
 
 def to_where(node: Node, source: LogSource) -> Where:
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        target = source.target(node.field)
-        return {target.path: field_spec(node.value, target)}
+        spec = field_spec(node.value)
+        paths = source.targets(node.field)
+        return {paths[0]: spec} if len(paths) == 1 else {"any": [{path: spec} for path in paths]}
     if isinstance(node, ConditionValueExpression):
         return {KEYWORD_FIELD: keyword_spec(node.value)}
     if isinstance(node, ConditionNOT):

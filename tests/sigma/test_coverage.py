@@ -1,0 +1,311 @@
+"""The kinds of Sigma rules that SigmaHQ's Linux and Kubernetes sets hold and that convert since the
+parsers keep more: each rule here is written for the project in the way those rules are written,
+converted, and run over events that the real parsers made from realistic log lines. It must fire
+on the line it describes and stay quiet on a near miss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from auditflow.backends.state import WindowState
+from auditflow.model import Event
+from auditflow.parsers.auditd import AuditdParser
+from auditflow.parsers.base import Unparsed
+from auditflow.parsers.k8s_audit import K8sAuditParser
+from auditflow.parsers.syslog import SyslogParser
+from auditflow.rules.fields import make_getter
+from tests.sigma.helpers import auditd_rule, convert_one, fire, k8s_rule
+
+ENRICHED = "\x1d"
+HEADER = """title: "{title}"
+id: 7a2b3c4d-0000-4000-8000-{serial:012d}
+status: test
+level: medium
+logsource: {{product: linux, service: {service}}}
+"""
+
+
+def syslog_rule(service: str, detection: str, serial: int = 1) -> str:
+    return HEADER.format(title=f"{service} rule", serial=serial, service=service) + detection
+
+
+def parsed(parser: AuditdParser | SyslogParser | K8sAuditParser, *lines: str) -> list[Event]:
+    events: list[Event] = []
+    for line in lines:
+        outcome = parser.feed(line)
+        assert not isinstance(outcome, Unparsed), (outcome, line)
+        events.extend(outcome)
+    events.extend(parser.flush())
+    return events
+
+
+async def fired_on(state: WindowState, rule: dict[str, Any], events: list[Event]) -> list[Event]:
+    """The events among `events` that the rule alerted on."""
+    ids = {i for alert in await fire(state, rule, events) for i in alert.event_ids}
+    return [event for event in events if event.event_id in ids]
+
+
+def execve(serial: int, *args: str) -> list[str]:
+    quoted = " ".join(f'a{n}="{arg}"' for n, arg in enumerate(args))
+    stamp = f"1733152000.{serial:03d}:{7000 + serial}"
+    return [
+        f"type=SYSCALL msg=audit({stamp}): arch=c000003e syscall=59 success=yes exit=0 a0=55d1 a1=55d2 a2=55d3"
+        f" a3=8 items=2 ppid=2311 pid={3000 + serial} auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000"
+        f' egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=7 comm="{args[0]}" exe="/usr/bin/{args[0]}" key="exec"'
+        f'{ENRICHED}ARCH=x86_64 SYSCALL=execve AUID="alice" UID="alice"',
+        f"type=EXECVE msg=audit({stamp}): argc={len(args)} {quoted}",
+        f'type=CWD msg=audit({stamp}): cwd="/home/alice"',
+        f"type=EOE msg=audit({stamp}): ",
+    ]
+
+
+async def test_a_regular_expression_on_an_execve_argument(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        auditd_rule(
+            "detection:\n  selection:\n    type: EXECVE\n    a0: [touch, mkdir]\n"
+            "    a1|re: '^\\.[^./]'\n  condition: selection\n"
+        ),
+    )
+    events = parsed(
+        AuditdParser(),
+        *execve(1, "touch", ".cache-x"),
+        *execve(2, "touch", "notes.txt"),  # near miss: not hidden
+        *execve(3, "touch", "-d", ".stamp"),  # near miss: the hidden name is the third argument
+        *execve(4, "mkdir", "../up"),  # near miss: a relative path, not a dot file
+    )
+    assert [e.details["process"]["command_line"] for e in await fired_on(state, rule, events)] == ["touch .cache-x"]
+
+
+async def test_the_nametype_of_a_created_file(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        auditd_rule(
+            "detection:\n  created:\n    type: PATH\n    nametype: CREATE\n"
+            "  unit_dirs:\n    name|startswith: [/etc/systemd/system/, /usr/lib/systemd/system/]\n"
+            "  condition: created and unit_dirs\n"
+        ),
+    )
+
+    def creat(serial: int, name: str, nametype: str) -> list[str]:
+        stamp = f"1733152100.{serial:03d}:{7100 + serial}"
+        return [
+            f"type=SYSCALL msg=audit({stamp}): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c"
+            f' a1=7ffe a2=241 a3=1a4 items=2 ppid=1 pid={4000 + serial} auid=1000 uid=0 euid=0 ses=7 comm="tee"'
+            f' exe="/usr/bin/tee" key="systemd"{ENRICHED}ARCH=x86_64 SYSCALL=openat',
+            f'type=CWD msg=audit({stamp}): cwd="/root"',
+            f'type=PATH msg=audit({stamp}): item=0 name="/etc/systemd/system/" inode=12 nametype=PARENT',
+            f'type=PATH msg=audit({stamp}): item=1 name="{name}" inode=13 nametype={nametype}',
+            f"type=EOE msg=audit({stamp}): ",
+        ]
+
+    events = parsed(
+        AuditdParser(),
+        *creat(1, "/etc/systemd/system/backdoor.service", "CREATE"),
+        *creat(2, "/etc/systemd/system/sshd.service", "NORMAL"),  # near miss: an existing unit rewritten
+    )
+    assert [e.details["file"]["path"] for e in await fired_on(state, rule, events)] == [
+        "/etc/systemd/system/backdoor.service"
+    ]
+
+
+async def test_a_stopped_service_by_its_unit(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        auditd_rule(
+            "detection:\n  selection:\n    type: SERVICE_STOP\n    unit: [firewalld, ufw]\n  condition: selection\n"
+        ),
+    )
+    record = (
+        "type={type} msg=audit(1733152200.{serial:03d}:{serial}): pid=1 uid=0 auid=4294967295 ses=4294967295"
+        ' subj=system_u:system_r:init_t:s0 msg=\'unit={unit} comm="systemd" exe="/usr/lib/systemd/systemd"'
+        " hostname=? addr=? terminal=? res=success'"
+    )
+    events = parsed(
+        AuditdParser(),
+        record.format(type="SERVICE_STOP", serial=1, unit="firewalld"),
+        record.format(type="SERVICE_START", serial=2, unit="firewalld"),  # near miss: started again
+        record.format(type="SERVICE_STOP", serial=3, unit="nginx"),  # near miss: another unit
+    )
+    assert [(e.details["audit"]["serial"], e.details["state"]) for e in await fired_on(state, rule, events)] == [
+        (1, "stopped")
+    ]
+
+
+async def test_the_effective_uid_of_a_system_call(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        auditd_rule(
+            "detection:\n  selection:\n    type: SYSCALL\n    SYSCALL: [execve, execveat]\n    euid: 33\n"
+            "  condition: selection\n"
+        ),
+    )
+    www = execve(1, "id")
+    www[0] = www[0].replace("euid=1000", "euid=33")
+    events = parsed(AuditdParser(), *www, *execve(2, "id"))  # the second: alice's own euid
+    assert [e.details["audit"]["euid"] for e in await fired_on(state, rule, events)] == ["33"]
+
+
+async def test_a_system_call_argument_and_a_syscall_without_file(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        auditd_rule(
+            "detection:\n  selection:\n    type: SYSCALL\n    SYSCALL: syslog\n    a0: [4, 5]\n  condition: selection\n"
+        ),
+    )
+
+    def klogctl(serial: int, action: int) -> list[str]:
+        stamp = f"1733152300.{serial:03d}:{7300 + serial}"
+        return [
+            f"type=SYSCALL msg=audit({stamp}): arch=c000003e syscall=103 success=yes exit=0 a0={action} a1=0"
+            f' a2=0 a3=0 items=0 ppid=1 pid={5000 + serial} auid=1000 uid=0 euid=0 ses=7 comm="dmesg"'
+            f' exe="/usr/bin/dmesg" key="clear_dmesg"{ENRICHED}ARCH=x86_64 SYSCALL=syslog',
+            f"type=PROCTITLE msg=audit({stamp}): proctitle=646D657367002D43",
+            f"type=EOE msg=audit({stamp}): ",
+        ]
+
+    events = parsed(AuditdParser(), *klogctl(1, 5), *klogctl(2, 3))  # 3 reads the buffer: a near miss
+    assert [e.event_type for e in events] == ["audit_syscall", "audit_syscall"]
+    assert [e.details["audit"]["a0"] for e in await fired_on(state, rule, events)] == ["5"]
+
+
+def line(program: str, message: str, pid: int = 812) -> str:
+    return f"Dec  3 04:10:11 files1 {program}[{pid}]: {message}"
+
+
+async def test_services_without_a_parser_are_their_programs_syslog_lines(tmp_path: Path, state: WindowState) -> None:
+    cases = [
+        # (service, keywords, the line it must fire on, near misses: other text, or the text from another program)
+        (
+            "clamav",
+            ["Trojan*FOUND", "Webshell*FOUND"],
+            line("clamd", "/srv/uploads/img.php: Php.Webshell.Generic-1 FOUND"),
+            [line("clamd", "/srv/uploads/cat.png: OK"), line("nginx", "GET /Webshell?q=FOUND 404")],
+        ),
+        (
+            "cron",
+            ["REPLACE"],
+            line("crontab", "(mallory) REPLACE (mallory)"),
+            [line("crontab", "(mallory) LIST (mallory)"), line("sudo", "REPLACE me : TTY=pts/0 ; COMMAND=/bin/ls")],
+        ),
+        (
+            "guacamole",
+            ["(2 users now present)"],
+            line("guacd", 'User "@4f1c" joined connection "$9ab2" (2 users now present)'),
+            [line("guacd", 'User "@4f1c" joined connection "$9ab2" (1 users now present)')],
+        ),
+        (
+            "vsftpd",
+            ["Connection refused: too many sessions for this address."],
+            line("vsftpd", "Connection refused: too many sessions for this address."),
+            [line("vsftpd", '[ftp] OK LOGIN: Client "192.0.2.4"')],
+        ),
+    ]
+    for serial, (service, keywords, hit, misses) in enumerate(cases, 1):
+        detection = "detection:\n  keywords:\n" + "".join(f"    - '{k}'\n" for k in keywords)
+        rule = convert_one(tmp_path / service, syslog_rule(service, detection + "  condition: keywords\n", serial))
+        events = parsed(SyslogParser(), hit, *misses)
+        assert [e.details["event"]["original"] for e in await fired_on(state, rule, events)] == [hit], service
+
+
+async def test_keywords_of_a_message_the_program_parser_does_not_know(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        syslog_rule(
+            "sshd",
+            "detection:\n  keywords:\n    - 'Corrupted MAC on input'\n    - 'bad client public DH value'\n"
+            "  condition: keywords\n",
+        ),
+    )
+    hit = line("sshd", "Corrupted MAC on input. [preauth]", pid=4410)
+    events = parsed(
+        SyslogParser(),
+        hit,
+        line("sshd", "Connection closed by 198.51.100.7 port 52113 [preauth]", pid=4411),
+        line("kernel", "Corrupted MAC on input"),  # not sshd
+    )
+    assert [e.details["event"]["original"] for e in await fired_on(state, rule, events)] == [hit]
+
+
+def pod(name: str, spec: dict[str, Any], verb: str = "create") -> str:
+    return json.dumps(
+        {
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Request",
+            "auditID": f"0c4b2a6e-1d3f-4b5a-9c8d-{name.encode().hex()[:12]:0>12}",
+            "stage": "ResponseComplete",
+            "requestURI": "/api/v1/namespaces/default/pods",
+            "verb": verb,
+            "user": {"username": "system:serviceaccount:default:deployer", "groups": ["system:serviceaccounts"]},
+            "sourceIPs": ["10.20.0.31"],
+            "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
+            "objectRef": {"resource": "pods", "namespace": "default", "name": name, "apiVersion": "v1"},
+            "responseStatus": {"metadata": {}, "code": 201},
+            "requestObject": {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name}, "spec": spec},
+            "requestReceivedTimestamp": "2026-12-03T04:10:11.100000Z",
+            "stageTimestamp": "2026-12-03T04:10:11.180000Z",
+        }
+    )
+
+
+def container(name: str, **security: Any) -> dict[str, Any]:
+    return {"name": name, "image": "busybox:1.36", **({"securityContext": security} if security else {})}
+
+
+async def test_a_pod_with_a_host_path_volume(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        k8s_rule(
+            "detection:\n  selection:\n    verb: create\n    objectRef.resource: pods\n    hostPath: '*'\n"
+            "  condition: selection\n"
+        ),
+    )
+    events = parsed(
+        K8sAuditParser(),
+        pod(
+            "node-reader",
+            {
+                "containers": [container("sh")],
+                "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "root", "hostPath": {"path": "/"}}],
+            },
+        ),
+        pod("cache", {"containers": [container("sh")], "volumes": [{"name": "tmp", "emptyDir": {}}]}),
+    )
+    assert [e.details["kubernetes"]["audit"]["objectRef"]["name"] for e in await fired_on(state, rule, events)] == [
+        "node-reader"
+    ]
+
+
+async def test_a_pod_whose_containers_ask_for_capabilities(tmp_path: Path, state: WindowState) -> None:
+    rule = convert_one(
+        tmp_path,
+        k8s_rule(
+            "detection:\n  selection:\n    verb: create\n    objectRef.resource: pods\n    capabilities: '*'\n"
+            "  condition: selection\n"
+        ),
+    )
+    events = parsed(
+        K8sAuditParser(),
+        pod("sniffer", {"containers": [container("app"), container("tap", capabilities={"add": ["NET_ADMIN"]})]}),
+        pod("setup", {"initContainers": [container("init", capabilities={"add": ["SYS_ADMIN"]})], "containers": []}),
+        pod("plain", {"containers": [container("app", runAsNonRoot=True)]}),  # near miss: no capabilities
+    )
+    names = [e.details["kubernetes"]["audit"]["objectRef"]["name"] for e in await fired_on(state, rule, events)]
+    assert names == ["sniffer", "setup"]
+
+
+def test_a_path_through_a_list_reads_every_element_like_field_value() -> None:
+    event = parsed(
+        K8sAuditParser(),
+        pod(
+            "p", {"volumes": [{"name": "a", "hostPath": {"path": "/etc"}}, {"name": "b"}, {"hostPath": {"path": "/"}}]}
+        ),
+    )[0]
+    path = "details.kubernetes.audit.requestObject.spec.volumes.hostPath.path"
+    assert make_getter(path)(event) == event.field_value(path) == ["/etc", "/"]
+    missing = "details.kubernetes.audit.requestObject.spec.volumes.nfs"
+    assert make_getter(missing)(event) is None
+    assert event.field_value(missing) is None
