@@ -156,3 +156,21 @@ def test_lines_that_are_not_audit_records_say_why() -> None:
     assert parser.feed("hello") == Unparsed("auditd-no-header")
     assert parser.feed("type=X msg=audit(999999999999.000:1): a=b") == Unparsed("auditd-bad-timestamp")
     assert parser.feed("----") == []
+
+
+def test_without_enriched_names_the_system_call_is_named_from_its_number() -> None:
+    parser = AuditdParser()
+    record = 'type=SYSCALL msg=audit(1.000:{serial}): arch={arch} syscall={number} success=yes exit=0 pid=5 key="k"'
+    cases = [("c000003e", "319", "memfd_create"), ("c00000b7", "179", "sysinfo"), ("c000003e", "4000", "syscall")]
+    events: list[Event] = []
+    for serial, (arch, number, _) in enumerate(cases, 1):
+        fed = parser.feed(record.format(serial=serial, arch=arch, number=number))
+        assert not isinstance(fed, Unparsed)
+        events.extend(fed)
+    events.extend(parser.flush())
+    assert [(e.event_type, e.details["event"]["action"]) for e in events] == [
+        ("audit_syscall", name) for _, _, name in cases
+    ]
+    enriched = parser.feed(record.format(serial=9, arch="c000003e", number="319") + "\x1dSYSCALL=memfd_create")
+    assert enriched == []
+    assert [e.details["event"]["action"] for e in parser.flush()] == ["memfd_create"]

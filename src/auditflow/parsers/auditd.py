@@ -16,6 +16,7 @@ from auditflow.parsers.auditd_record import AuditRecord, parse_record
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import clean_text
 from auditflow.parsers.eventbuild import make_event
+from auditflow.parsers.syscalls import syscall_name
 
 # An unset login uid (never logged in: daemons, boot) is (u32)-1.
 _UNSET_IDS = frozenset({"4294967295", "-1", "unset"})
@@ -72,6 +73,14 @@ def _user_id(event_type: str, fields: dict[str, str]) -> str | None:
     if event_type in _ACCOUNT_TRIED:
         return _known(fields.get("acct")) or _name(fields, "id", "ID") or _name(fields, "auid", "AUID")
     return _name(fields, "auid", "AUID") or _name(fields, "uid", "UID")
+
+
+def _action(primary: AuditRecord) -> str:
+    fields = primary.fields
+    named = fields.get("SYSCALL")
+    if named is None and primary.type == "SYSCALL":
+        named = syscall_name(fields.get("arch"), fields.get("syscall"))
+    return (named or primary.type).lower()
 
 
 def _int(value: str | None) -> int | None:
@@ -225,8 +234,8 @@ class AuditdParser:
         details: dict[str, Any] = {
             "event": {
                 "original": "\n".join(r.raw for r in pending.records),
-                # the system call's name when the record is ENRICHED, else the record type
-                "action": fields.get("SYSCALL", primary.type).lower(),
+                # the system call's name (ENRICHED, else from its number), else the record type
+                "action": _action(primary),
                 "outcome": outcome,
                 "dataset": "auditd",
             },
