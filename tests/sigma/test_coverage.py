@@ -309,3 +309,15 @@ def test_a_path_through_a_list_reads_every_element_like_field_value() -> None:
     missing = "details.kubernetes.audit.requestObject.spec.volumes.nfs"
     assert make_getter(missing)(event) is None
     assert event.field_value(missing) is None
+
+
+async def test_sudo_fields_by_their_own_names(tmp_path: Path, state: WindowState) -> None:
+    # the run-as user given as a number that sudo before 1.8.28 turned into root (-u#-1)
+    rule = convert_one(
+        tmp_path,
+        syslog_rule("sudo", "detection:\n  selection:\n    USER: ['#-*', '#*4294967295']\n  condition: selection\n"),
+    )
+    sudo = "   alice : TTY=pts/0 ; PWD=/home/alice ; USER={user} ; COMMAND=/usr/bin/id"
+    hit = line("sudo", sudo.format(user="#-1"))
+    events = parsed(SyslogParser(), hit, line("sudo", sudo.format(user="#0")), line("sudo", sudo.format(user="root")))
+    assert [e.details["event"]["original"] for e in await fired_on(state, rule, events)] == [hit]

@@ -70,6 +70,14 @@ _SYSLOG_FIELDS = {
     "user": "user_id",
     "pid": "details.process.pid",
 }
+# sudo's own names for the parts of its command line (`USER=root ; COMMAND=/usr/bin/id`)
+_SUDO_FIELDS = {
+    **_SYSLOG_FIELDS,
+    "USER": "details.user.target.name",
+    "COMMAND": "details.command",
+    "PWD": "details.process.working_directory",
+    "TTY": "details.tty",
+}
 _AUDITD_FIELDS = {
     "type": "details.audit.records",
     "SYSCALL": "details.event.action",
@@ -174,7 +182,8 @@ def resolve(product: str | None, category: str | None, service: str | None) -> L
         return LogSource("syslog", _SYSLOG, _SYSLOG_FIELDS)
     if service in _SYSLOG_SERVICES:
         datasets = _SYSLOG_SERVICES[service]
-        return LogSource(f"{service} log", {"details.event.dataset": {"in": datasets}}, _SYSLOG_FIELDS)
+        fields = _SUDO_FIELDS if service == "sudo" else _SYSLOG_FIELDS
+        return LogSource(f"{service} log", {"details.event.dataset": {"in": datasets}}, fields)
     if service is None:
         return LogSource("Linux", _NOT_K8S, _SYSLOG_FIELDS)
     raise UnsupportedRule(f"logsource service {service!r} has no AuditFlow parser")
