@@ -174,3 +174,38 @@ def test_without_enriched_names_the_system_call_is_named_from_its_number() -> No
     enriched = parser.feed(record.format(serial=9, arch="c000003e", number="319") + "\x1dSYSCALL=memfd_create")
     assert enriched == []
     assert [e.details["event"]["action"] for e in parser.flush()] == ["memfd_create"]
+
+
+def test_a_connect_to_an_internet_address_is_a_network_connection() -> None:
+    parser = AuditdParser()
+    syscall = (
+        "type=SYSCALL msg=audit(1733152400.{n:03d}:{n}): arch=c000003e syscall=42 success={ok} exit={exit} a0=3"
+        ' a1=7ffc a2=10 a3=0 items=0 ppid=2311 pid=2600 auid=1000 uid=1000 euid=1000 comm="bash"'
+        ' exe="/usr/bin/bash" key="network_connect_4"'
+    )
+    sockaddr = "type=SOCKADDR msg=audit(1733152400.{n:03d}:{n}): saddr={saddr}"
+    cases = [
+        (1, "yes", "0", "0200115CCB0071090000000000000000"),  # 203.0.113.9:4444
+        (
+            2,
+            "no",
+            "-115",
+            "0A00115C0000000020010DB8000000000000000000000005" + "00000000",
+        ),  # [2001:db8::5], in progress
+        (3, "yes", "0", "01002F72756E2F646275732F73797374656D5F6275735F736F636B6574"),  # /run/dbus/...: a unix socket
+    ]
+    events: list[Event] = []
+    for n, ok, exit_code, saddr in cases:
+        for line in (syscall.format(n=n, ok=ok, exit=exit_code), sockaddr.format(n=n, saddr=saddr)):
+            fed = parser.feed(line)
+            assert not isinstance(fed, Unparsed)
+            events.extend(fed)
+    events.extend(parser.flush())
+    assert [(e.event_type, e.details.get("destination"), e.action_result) for e in events] == [
+        ("network_connection", {"ip": "203.0.113.9", "port": 4444}, "SUCCESS"),
+        ("network_connection", {"ip": "2001:db8::5", "port": 4444}, "FAILURE"),
+        ("audit_syscall", None, "SUCCESS"),
+    ]
+    assert events[0].details["network"] == {"initiated": True}
+    assert events[0].details["event"]["action"] == "connect"
+    assert events[1].details["audit"]["exit"] == "-115"  # EINPROGRESS: a non-blocking connect under way

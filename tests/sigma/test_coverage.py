@@ -321,3 +321,40 @@ async def test_sudo_fields_by_their_own_names(tmp_path: Path, state: WindowState
     hit = line("sudo", sudo.format(user="#-1"))
     events = parsed(SyslogParser(), hit, line("sudo", sudo.format(user="#0")), line("sudo", sudo.format(user="root")))
     assert [e.details["event"]["original"] for e in await fired_on(state, rule, events)] == [hit]
+
+
+async def test_network_connections_from_audited_connect_calls(tmp_path: Path, state: WindowState) -> None:
+    text = """title: Outbound connection to a callback port
+id: 7a2b3c4d-0000-4000-8000-000000000042
+status: test
+level: high
+logsource: {product: linux, category: network_connection}
+detection:
+  selection:
+    Initiated: 'true'
+    DestinationPort: [4444, 50501]
+  private:
+    DestinationIp|cidr: [10.0.0.0/8, 127.0.0.0/8, 'fc00::/7']
+  condition: selection and not private
+"""
+    rule = convert_one(tmp_path, text)
+
+    def connect(serial: int, saddr: str) -> list[str]:
+        stamp = f"1733152500.{serial:03d}:{7500 + serial}"
+        return [
+            f"type=SYSCALL msg=audit({stamp}): arch=c000003e syscall=42 success=yes exit=0 a0=3 a1=7ffc a2=10"
+            f' a3=0 items=0 ppid=2311 pid={6000 + serial} auid=1000 uid=1000 euid=1000 comm="bash"'
+            f' exe="/usr/bin/bash" key="network_connect_4"',
+            f"type=SOCKADDR msg=audit({stamp}): saddr={saddr}",
+            f"type=EOE msg=audit({stamp}): ",
+        ]
+
+    events = parsed(
+        AuditdParser(),
+        *connect(1, "0200115CCB0071090000000000000000"),  # 203.0.113.9:4444
+        *connect(2, "0200115C0A0102030000000000000000"),  # near miss: 10.1.2.3:4444, a private address
+        *connect(3, "020001BBCB0071090000000000000000"),  # near miss: 203.0.113.9:443
+    )
+    assert [e.details["destination"] for e in await fired_on(state, rule, events)] == [
+        {"ip": "203.0.113.9", "port": 4444}
+    ]

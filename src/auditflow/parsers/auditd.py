@@ -16,7 +16,7 @@ from auditflow.parsers.auditd_record import AuditRecord, parse_record
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import clean_text
 from auditflow.parsers.eventbuild import make_event
-from auditflow.parsers.syscalls import syscall_name
+from auditflow.parsers.syscalls import inet_peer, syscall_name
 
 # An unset login uid (never logged in: daemons, boot) is (u32)-1.
 _UNSET_IDS = frozenset({"4294967295", "-1", "unset"})
@@ -81,6 +81,10 @@ def _action(primary: AuditRecord) -> str:
     if named is None and primary.type == "SYSCALL":
         named = syscall_name(fields.get("arch"), fields.get("syscall"))
     return (named or primary.type).lower()
+
+
+def _saddr(by_type: dict[str, AuditRecord]) -> str | None:
+    return by_type["SOCKADDR"].fields.get("saddr") if "SOCKADDR" in by_type else None
 
 
 def _int(value: str | None) -> int | None:
@@ -179,6 +183,8 @@ class AuditdParser:
             paths = _watched_paths(records, cwd)
             if _known(fields.get("key")) and paths:
                 events = [("file_modified", path) for path in paths]
+            elif _action(primary) == "connect" and inet_peer(_saddr(by_type)) is not None:
+                events = [("network_connection", None)]
             else:
                 # any other system call an audit rule logged (module loads, sockets, mknod, ...)
                 events = [("audit_syscall", None)]
@@ -297,7 +303,17 @@ class AuditdParser:
             details["file"] = {"path": name}
             if nametype is not None:
                 details["audit"]["nametype"] = nametype
-        elif event_type == "audit_syscall":
+        elif event_type == "service_state_change":
+            stopped_badly = records[0].type == "SERVICE_STOP" and _outcome(fields) is False
+            state = "failed" if stopped_badly else _SERVICE_STATES[records[0].type]
+            details.update(service=fields["unit"].removesuffix(".service"), state=state, expected=not stopped_badly)
+        elif event_type == "network_connection":
+            peer = inet_peer(_saddr(by_type))
+            if peer is not None:
+                details["destination"] = {"ip": peer[0], "port": peer[1]}
+                details["network"] = {"initiated": True}  # connect(): this process opened it
+        if event_type in ("audit_syscall", "network_connection"):
+            # a system call without EXECVE: where it ran and the files it named, if any
             cwd = by_type["CWD"].fields.get("cwd") if "CWD" in by_type else None
             if cwd:
                 details["process"]["working_directory"] = cwd
@@ -306,7 +322,3 @@ class AuditdParser:
             names = [name for name, _ in _watched_paths(records, cwd)]
             if names:
                 details["file"] = {"path": names[0] if len(names) == 1 else names}
-        elif event_type == "service_state_change":
-            stopped_badly = records[0].type == "SERVICE_STOP" and _outcome(fields) is False
-            state = "failed" if stopped_badly else _SERVICE_STATES[records[0].type]
-            details.update(service=fields["unit"].removesuffix(".service"), state=state, expected=not stopped_badly)

@@ -1,8 +1,11 @@
 """System call names by number, for audit records written without `log_format = ENRICHED` (and for
 the journal's audit records, which never have it): the calls that audit rules commonly watch, on
-x86_64 and aarch64. Unknown numbers and other architectures keep no name."""
+x86_64 and aarch64. Unknown numbers and other architectures keep no name. Also the socket address
+of a SOCKADDR record."""
 
 from __future__ import annotations
+
+import ipaddress
 
 # The `arch=` values audit writes (AUDIT_ARCH_X86_64, AUDIT_ARCH_AARCH64).
 _X86_64 = "c000003e"
@@ -38,3 +41,27 @@ def syscall_name(arch: str | None, number: str | None) -> str | None:
     if table is None or number is None or not number.isdigit() or len(number) > 4:
         return None
     return table.get(int(number))
+
+
+_AF_INET = 2
+_AF_INET6 = 10
+
+
+def inet_peer(saddr: str | None) -> tuple[str, int] | None:
+    """The address and port of a SOCKADDR record's `saddr` (hex of a struct sockaddr) when it is an
+    IPv4 or IPv6 socket address; None for other families (unix sockets, netlink) and bad input."""
+    if saddr is None or len(saddr) % 2 or len(saddr) > 256:
+        return None
+    try:
+        raw = bytes.fromhex(saddr)
+    except ValueError:
+        return None
+    if len(raw) < 8:
+        return None
+    family = int.from_bytes(raw[:2], "little")
+    port = int.from_bytes(raw[2:4], "big")
+    if family == _AF_INET:
+        return str(ipaddress.IPv4Address(raw[4:8])), port
+    if family == _AF_INET6 and len(raw) >= 24:
+        return ipaddress.IPv6Address(raw[8:24]).compressed, port
+    return None

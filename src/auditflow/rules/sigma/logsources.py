@@ -109,6 +109,14 @@ _FILE_FIELDS = {
     "Image": "details.process.executable",
     "User": "user_id",
 }
+_NETWORK_FIELDS = {
+    "Image": "details.process.executable",
+    "DestinationIp": "details.destination.ip",
+    "DestinationPort": "details.destination.port",
+    "Initiated": "details.network.initiated",
+    "User": "user_id",
+    "ProcessId": "details.process.pid",
+}
 _K8S_FIELDS: dict[str, str | tuple[str, ...]] = {
     "apiGroup": f"{K8S_AUDIT}.objectRef.apiGroup",
     # Fields of the pod spec in the request object (lists are searched element by element).
@@ -152,6 +160,7 @@ _AUDITD: Mapping[str, Any] = {
             "file_modified",
             "audit_syscall",
             "service_state_change",
+            "network_connection",
         ]
     },
     "source_service": "auditd",
@@ -174,6 +183,8 @@ def resolve(product: str | None, category: str | None, service: str | None) -> L
         return LogSource("process creation", {"event_type": "process_started"}, _PROCESS_FIELDS)
     if category == "file_event" and service is None:
         return LogSource("file event", {"event_type": "file_modified"}, _FILE_FIELDS)
+    if category == "network_connection" and service is None:
+        return LogSource("network connection", {"event_type": "network_connection"}, _NETWORK_FIELDS)
     if category is not None:
         raise UnsupportedRule(f"logsource category {category!r} has no AuditFlow events")
     if service == "auditd":

@@ -110,6 +110,10 @@ def field_spec(value: SigmaType) -> Spec:
             return {"exists": True}
         if _is_plain(value):
             return {"equals": value.to_plain()}
+        plain = None if value.contains_special() else value.to_plain().lower()
+        if plain in ("true", "false"):
+            # `Initiated: 'true'`: the boolean of JSON sources, or the word in text ones
+            return {"any": [{"equals": plain == "true"}, {"regex": _string_regex(value)}]}
         return _substring_spec(value) or {"regex": _string_regex(value)}
     if isinstance(value, SigmaBool):
         return {"equals": value.boolean}
