@@ -91,7 +91,8 @@ class Event(BaseModel):
         return value
 
     def field_value(self, path: str) -> Any:
-        """Value at a field name or dotted path into `details` (`details.resource`); None when absent."""
+        """Value at a field name or dotted path into `details` (`details.resource`); None when absent.
+        A path through a list of objects yields the values of its elements (`through_list`)."""
         if not path.startswith("details."):
             return getattr(self, path, None)
         node: Any = self.details
