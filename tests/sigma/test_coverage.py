@@ -358,3 +358,21 @@ detection:
     assert [e.details["destination"] for e in await fired_on(state, rule, events)] == [
         {"ip": "203.0.113.9", "port": 4444}
     ]
+
+
+def test_every_auditd_field_the_mapping_names_is_one_the_parser_sets() -> None:
+    """A mapped field the parser never fills would make rules that convert and never fire."""
+    from auditflow.rules.sigma.logsources import resolve
+
+    golden = Path(__file__).parent.parent / "parsers" / "golden" / "auditd.log"
+    parser = AuditdParser()
+    outcomes = [parser.feed(line) for line in golden.read_text(encoding="utf-8").split("\n")]
+    events = [e for outcome in outcomes if not isinstance(outcome, Unparsed) for e in outcome]
+    events.extend(parser.flush())
+    source = resolve("linux", None, "auditd")
+    missing = [
+        name
+        for name in source.fields
+        if not any(event.field_value(path) is not None for path in source.targets(name) for event in events)
+    ]
+    assert missing == []

@@ -30,10 +30,10 @@ _USER_SPACE_TYPES = {
 _ACCOUNT_TRIED = frozenset({"user_auth", "user_login"})
 # systemd's unit start and stop, as user-space records: the vocabulary of the systemd parser
 _SERVICE_STATES = {"SERVICE_START": "started", "SERVICE_STOP": "stopped"}
-# SYSCALL record fields kept in `details.audit` under their own names (ids as numbers in text)
-_SYSCALL_FIELDS = (
+# Record fields kept in `details.audit` under their own names (ids as numbers in text)
+_RECORD_FIELDS = (
     "auid", "uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "ses", "exe", "comm", "key",
-    "op", "terminal", "tty", "syscall", "arch", "exit", "unit",
+    "op", "terminal", "tty", "syscall", "arch", "exit", "unit", "res",
 )  # fmt: skip
 # The first system call arguments (hex, as the kernel writes them) and the EXECVE arguments kept
 # one by one (a0 ... a99), which is what Sigma's auditd rules test.
@@ -219,7 +219,7 @@ class AuditdParser:
             "serial": primary.serial,
             "records": [r.type for r in pending.records],
         }
-        for name in _SYSCALL_FIELDS:
+        for name in _RECORD_FIELDS:
             value = _known(fields.get(name))
             if value is not None:
                 audit[name] = value
