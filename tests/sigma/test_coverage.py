@@ -16,7 +16,7 @@ from auditflow.parsers.base import Unparsed
 from auditflow.parsers.k8s_audit import K8sAuditParser
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules.fields import make_getter
-from tests.sigma.helpers import auditd_rule, convert_one, fire, k8s_rule
+from tests.sigma.helpers import auditd_rule, convert_one, fire, k8s_rule, unsupported_reason
 
 ENRICHED = "\x1d"
 HEADER = """title: "{title}"
@@ -376,3 +376,27 @@ def test_every_auditd_field_the_mapping_names_is_one_the_parser_sets() -> None:
         if not any(event.field_value(path) is not None for path in source.targets(name) for event in events)
     ]
     assert missing == []
+
+
+def test_the_record_type_of_a_selection_says_whose_arguments_a0_names(tmp_path: Path) -> None:
+    def paths(where: Any) -> set[str]:
+        if isinstance(where, dict):
+            return {k for k in where if k.startswith("details.audit.")} | {p for v in where.values() for p in paths(v)}
+        if isinstance(where, list):
+            return {p for item in where for p in paths(item)}
+        return set()
+
+    execve = convert_one(
+        tmp_path / "e", auditd_rule("detection:\n  s:\n    type: EXECVE\n    a0: chattr\n  condition: s\n", serial=1)
+    )
+    syscall = convert_one(
+        tmp_path / "s", auditd_rule("detection:\n  s:\n    type: SYSCALL\n    a0: 4\n  condition: s\n", serial=2)
+    )
+    either = convert_one(tmp_path / "n", auditd_rule("detection:\n  s:\n    a1: '-i'\n  condition: s\n", serial=3))
+    assert paths(execve["where"]) == {"details.audit.records", "details.audit.execve.a0"}
+    assert paths(syscall["where"]) == {"details.audit.records", "details.audit.a0"}
+    assert paths(either["where"]) == {"details.audit.execve.a1", "details.audit.a1"}
+    reason = unsupported_reason(
+        tmp_path / "u", auditd_rule("detection:\n  s:\n    type: SYSCALL\n    a5: 1\n  condition: s\n", serial=4)
+    )
+    assert reason == "field 'a5': a SYSCALL record has the arguments a0 to a3"

@@ -36,14 +36,22 @@ class LogSource:
     prefixed: frozenset[str] = frozenset()
     audit_args: bool = False
 
-    def targets(self, sigma_field: str) -> tuple[str, ...]:
-        """The event fields a Sigma field is read from; the field holds when one of them does."""
+    def targets(self, sigma_field: str, record: str | None = None) -> tuple[str, ...]:
+        """The event fields a Sigma field is read from; the field holds when one of them does.
+        `record` is the audit record type the rule's selection pins, if one: whose `aN` it is."""
         mapped = self.fields.get(sigma_field)
         if mapped is not None:
             return (mapped,) if isinstance(mapped, str) else mapped
         if self.audit_args and (arg := _ARG.match(sigma_field)):
-            execve = f"details.audit.execve.{sigma_field}"
-            return (execve, f"details.audit.{sigma_field}") if int(arg.group(1)) < SYSCALL_ARGS else (execve,)
+            execve, syscall = f"details.audit.execve.{sigma_field}", f"details.audit.{sigma_field}"
+            position = int(arg.group(1))
+            if record == "EXECVE":
+                return (execve,)
+            if record == "SYSCALL":
+                if position >= SYSCALL_ARGS:
+                    raise UnsupportedRule(f"field {sigma_field!r}: a SYSCALL record has the arguments a0 to a3")
+                return (syscall,)
+            return (execve, syscall) if position < SYSCALL_ARGS else (execve,)
         if self.field_prefix is not None and sigma_field.split(".", 1)[0] in self.prefixed:
             return (f"{self.field_prefix}.{sigma_field}",)
         raise UnsupportedRule(f"field {sigma_field!r} is not in AuditFlow's {self.name} events")
