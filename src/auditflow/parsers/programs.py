@@ -47,7 +47,6 @@ _REPEATED = re.compile(r"message repeated (\d{1,9}) times: \[ ?(.*)\]", re.DOTAL
 # Bounds the events one line can make: a repeat count is an attacker-influenced number.
 MAX_REPEAT = 1000
 
-UNKNOWN_PROGRAM = Unparsed("unknown-program")
 _OLD_PAM_SUFFIX = "(pam_unix)"
 GENERIC_EVENT_TYPE = "syslog_message"
 
