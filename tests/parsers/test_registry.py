@@ -75,10 +75,23 @@ def test_parse_message_is_the_shared_dispatch() -> None:
     assert event.details["process"] == {"name": "sshd", "pid": 42}
     assert event.details["event"]["original"] == '{"MESSAGE": "Accepted publickey ..."}'
     assert event.details["source"] == {"ip": "192.0.2.1", "port": 2222}
-    unknown = parse_message(
-        "nginx", "GET /", timestamp=when, host=None, pid=None, raw="GET /", context=CONTEXT, key=None
+    # a program without a parser: one generic event, its text searchable, named in lower case
+    generic = parse_message(
+        "CRON",
+        "(root) CMD (run-parts /etc/cron.hourly)",
+        timestamp=when,
+        host="web1",
+        pid=7,
+        raw="raw",
+        context=CONTEXT,
+        key=None,
     )
-    assert unknown == Unparsed("unknown-program")
+    assert not isinstance(generic, Unparsed)
+    (event,) = generic
+    assert (event.event_type, event.source_service, event.server_hostname) == ("syslog_message", "cron", "web1")
+    assert event.details["event"] == {"original": "raw", "action": "message", "outcome": "unknown", "dataset": "cron"}
+    assert event.details["message"] == "(root) CMD (run-parts /etc/cron.hourly)"
+    assert event.details["process"] == {"name": "CRON", "pid": 7}
 
 
 def test_event_ids_are_uuid5_of_key_and_index() -> None:

@@ -12,6 +12,10 @@ from pydantic import TypeAdapter
 from auditflow.backends.state import WindowState
 from auditflow.model import Event
 from auditflow.model.alert import Alert
+from auditflow.parsers.auditd import AuditdParser
+from auditflow.parsers.base import Unparsed
+from auditflow.parsers.k8s_audit import K8sAuditParser
+from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
 from auditflow.rules.sigma.importer import ImportReport, import_sigma
 
@@ -78,7 +82,11 @@ def execve_event(*args: str, seconds: float = 0, **audit: Any) -> Event:
         timestamp=T0 + timedelta(seconds=seconds),
         server_hostname="web-1",
         details={
-            "audit": {"records": ["SYSCALL", "EXECVE", "CWD", "PATH"], **audit},
+            "audit": {
+                "records": ["SYSCALL", "EXECVE", "CWD", "PATH"],
+                "execve": {f"a{n}": arg for n, arg in enumerate(args)},
+                **audit,
+            },
             "process": {"args": list(args), "command_line": " ".join(args)},
             "event": {"original": "type=EXECVE ...", "action": "execve", "dataset": "auditd"},
         },
@@ -93,3 +101,19 @@ async def fire(state: WindowState, rule: dict[str, Any], events: Sequence[Event]
 
 async def matches(state: WindowState, rule: dict[str, Any], event: Event) -> bool:
     return bool(await fire(state, rule, [event]))
+
+
+def parsed(parser: AuditdParser | SyslogParser | K8sAuditParser, *lines: str) -> list[Event]:
+    events: list[Event] = []
+    for line in lines:
+        outcome = parser.feed(line)
+        assert not isinstance(outcome, Unparsed), (outcome, line)
+        events.extend(outcome)
+    events.extend(parser.flush())
+    return events
+
+
+async def fired_on(state: WindowState, rule: dict[str, Any], events: list[Event]) -> list[Event]:
+    """The events among `events` that the rule alerted on."""
+    ids = {i for alert in await fire(state, rule, events) for i in alert.event_ids}
+    return [event for event in events if event.event_id in ids]

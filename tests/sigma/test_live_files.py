@@ -21,7 +21,7 @@ EXEC = k8s_rule(
     serial=1,
 )
 HOSTPATH = k8s_rule(
-    "detection:\n  selection:\n    hostPath: /etc\n  condition: selection\n", title="Host path", serial=2
+    "detection:\n  selection:\n    seccompProfile: Unconfined\n  condition: selection\n", title="Host path", serial=2
 )
 OWN = "rules:\n  - {id: own, name: Own, kind: match, severity: INFO, where: {event_type: user_login}}\n"
 
@@ -43,7 +43,7 @@ def test_sigma_files_load_beside_our_own_and_unsupported_rules_are_warnings(tmp_
     )
     assert ruleset.warnings == (
         f"{tmp_path / 'k8s.sigma.yml'}: Sigma rule '6f1e2d3c-0000-4000-8000-000000000002': not loaded, "
-        "unsupported: field 'hostPath' is not in AuditFlow's Kubernetes audit events",
+        "unsupported: field 'seccompProfile' is not in AuditFlow's Kubernetes audit events",
     )
     result = check_rules([tmp_path])
     assert result.problems == []

@@ -63,8 +63,8 @@ async def test_auditd_syscall_and_watched_path(tmp_path: Path, state: WindowStat
 
 
 def test_auditd_field_the_parser_does_not_keep_is_unsupported(tmp_path: Path) -> None:
-    text = auditd_rule("detection:\n  selection:\n    type: SYSCALL\n    euid: 33\n  condition: selection\n")
-    assert unsupported_reason(tmp_path, text) == "field 'euid' is not in AuditFlow's auditd events"
+    text = auditd_rule("detection:\n  selection:\n    type: PROCTITLE\n    proctitle: bash\n  condition: selection\n")
+    assert unsupported_reason(tmp_path, text) == "field 'proctitle' is not in AuditFlow's auditd events"
 
 
 async def test_kubernetes_audit_fields_use_the_audit_log_names(tmp_path: Path, state: WindowState) -> None:

@@ -63,5 +63,5 @@ def test_fieldref_is_reported_unsupported_with_its_reason(tmp_path: Path) -> Non
 
 
 def test_a_field_the_logsource_does_not_have_is_unsupported(tmp_path: Path) -> None:
-    text = k8s_rule("detection:\n  selection:\n    hostPath: /etc\n  condition: selection\n")
-    assert unsupported_reason(tmp_path, text) == "field 'hostPath' is not in AuditFlow's Kubernetes audit events"
+    text = k8s_rule("detection:\n  selection:\n    seccompProfile: Unconfined\n  condition: selection\n")
+    assert unsupported_reason(tmp_path, text) == "field 'seccompProfile' is not in AuditFlow's Kubernetes audit events"

@@ -1,4 +1,4 @@
-"""Sample log lines for the source tests, as sshd and cron write them."""
+"""Sample log lines for the source tests, as sshd and a classic syslogd write them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ def auth_log(user: str = "root", host: str = "web1", failures: int = 5, month: s
         f"{month}  3 04:12:0{i} {host} sshd[4242]: Failed password for {user} from 203.0.113.9 port 5{i} ssh2"
         for i in range(failures)
     ]
-    lines.insert(1, f"{month}  3 04:12:00 {host} CRON[99]: pam_unix(cron:session): session opened for user root")
+    # the classic syslogd's repeat notice names no program: a line no parser understands (no-header)
+    lines.insert(1, f"{month}  3 04:12:00 {host} last message repeated 2 times")
     lines.append(f"{month}  3 04:12:09 {host} sshd[4242]: Accepted password for {user} from 203.0.113.9 port 60 ssh2")
     lines.append(f"{month}  3 04:12:09 {host} sshd[4242]: Received disconnect from 203.0.113.9 port 60:11: bye")
     return "\n".join(lines) + "\n"

@@ -61,7 +61,7 @@ def test_embedded_ingest_of_an_old_auth_log_raises_the_brute_force_alerts(auth_l
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert (summary["lines"], summary["events"], summary["sent"]) == (8, 7, 7)
-    assert summary["unparsed"] == {"unknown-program": 1}
+    assert summary["unparsed"] == {"no-header": 1}
     assert summary["files"][0]["format"] == "syslog"
     rules = sorted(alert["rule_id"] for alert in summary["alerts"])
     assert rules == [
@@ -82,7 +82,7 @@ def test_text_summary_names_reasons_and_alerts(auth_log: Path, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "8 lines read, 7 events made, 7 sent" in result.output
     assert "1 line not understood:" in result.output
-    assert "  unknown-program: 1" in result.output
+    assert "  no-header: 1" in result.output
     assert "4 alerts raised" in result.output
     assert "failed-login-burst" in result.output
 
@@ -158,8 +158,8 @@ def test_forwarded_unparsed_lines_become_raw_events(auth_log: Path) -> None:
     sink, result = _ingest([str(auth_log)], forward_unparsed=True)
     raw = [e for e in sink.events if e.event_type == "log_line_unparsed"]
     assert len(raw) == 1
-    assert raw[0].details["event"]["reason"] == "unknown-program"
-    assert "CRON[99]" in raw[0].details["event"]["original"]
+    assert raw[0].details["event"]["reason"] == "no-header"
+    assert "last message repeated" in raw[0].details["event"]["original"]
     assert result.totals.forwarded_raw == 1
 
 

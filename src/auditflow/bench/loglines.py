@@ -26,7 +26,7 @@ SSHD_TEMPLATES = (
     'Connection from {ip} port {port} on 192.0.2.10 port 22 rdomain ""',
     "PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user={user}",
 )
-# Other programs of an auth.log, as (program, message); cron is one no parser knows.
+# Other programs of an auth.log, as (program, message); cron has no parser (generic events).
 OTHER_PROGRAMS = (
     ("sudo", "   {user} : TTY=pts/0 ; PWD=/home/{user} ; USER=root ; COMMAND=/usr/bin/systemctl restart nginx"),
     ("sudo", "pam_unix(sudo:session): session opened for user root(uid=0) by {user}(uid=1000)"),

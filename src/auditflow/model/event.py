@@ -91,12 +91,38 @@ class Event(BaseModel):
         return value
 
     def field_value(self, path: str) -> Any:
-        """Value at a field name or dotted path into `details` (`details.resource`); None when absent."""
+        """Value at a field name or dotted path into `details` (`details.resource`); None when absent.
+        A path through a list of objects yields the values of its elements (`through_list`)."""
         if not path.startswith("details."):
             return getattr(self, path, None)
         node: Any = self.details
-        for part in path.split(".")[1:]:
+        parts = path.split(".")[1:]
+        for position, part in enumerate(parts):
+            if isinstance(node, list):
+                return through_list(node, parts[position:])
             if not isinstance(node, dict) or part not in node:
                 return None
             node = node[part]
         return node
+
+
+def through_list(items: list[Any], keys: list[str]) -> list[Any] | None:
+    """A path that reaches a list of objects goes on in each element: the values found, lists among
+    them flattened (`spec.volumes.hostPath` of a pod), or None when no element has the rest of the
+    path. A value test then holds when it holds for one of them."""
+    found: list[Any] = []
+    for item in items:
+        node: Any = item
+        for position, key in enumerate(keys):
+            if node.__class__ is list:
+                node = through_list(node, keys[position:])
+                break
+            if node.__class__ is not dict:
+                node = None
+                break
+            node = node.get(key)
+        if node.__class__ is list:
+            found.extend(node)
+        elif node is not None:
+            found.append(node)
+    return found or None

@@ -16,6 +16,7 @@ from auditflow.parsers.auditd_record import AuditRecord, parse_record
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import clean_text
 from auditflow.parsers.eventbuild import make_event
+from auditflow.parsers.syscalls import inet_peer, syscall_name
 
 # An unset login uid (never logged in: daemons, boot) is (u32)-1.
 _UNSET_IDS = frozenset({"4294967295", "-1", "unset"})
@@ -27,6 +28,17 @@ _USER_SPACE_TYPES = {
     "DEL_USER": "user_deleted",
 }
 _ACCOUNT_TRIED = frozenset({"user_auth", "user_login"})
+# systemd's unit start and stop, as user-space records: the vocabulary of the systemd parser
+_SERVICE_STATES = {"SERVICE_START": "started", "SERVICE_STOP": "stopped"}
+# Record fields kept in `details.audit` under their own names (ids as numbers in text)
+_RECORD_FIELDS = (
+    "auid", "uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "ses", "exe", "comm", "key",
+    "op", "terminal", "tty", "syscall", "arch", "exit", "unit", "res",
+)  # fmt: skip
+# The first system call arguments (hex, as the kernel writes them) and the EXECVE arguments kept
+# one by one (a0 ... a99), which is what Sigma's auditd rules test.
+_SYSCALL_ARGS = ("a0", "a1", "a2", "a3")
+MAX_EXECVE_FIELDS = 100
 
 
 @dataclass(slots=True)
@@ -63,25 +75,36 @@ def _user_id(event_type: str, fields: dict[str, str]) -> str | None:
     return _name(fields, "auid", "AUID") or _name(fields, "uid", "UID")
 
 
+def _action(primary: AuditRecord) -> str:
+    fields = primary.fields
+    named = fields.get("SYSCALL")
+    if named is None and primary.type == "SYSCALL":
+        named = syscall_name(fields.get("arch"), fields.get("syscall"))
+    return (named or primary.type).lower()
+
+
+def _saddr(by_type: dict[str, AuditRecord]) -> str | None:
+    return by_type["SOCKADDR"].fields.get("saddr") if "SOCKADDR" in by_type else None
+
+
 def _int(value: str | None) -> int | None:
     # isdigit() alone accepts superscripts and other digits int() refuses
     return int(value) if value is not None and value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
-def _watched_paths(records: list[AuditRecord], cwd: str | None) -> list[str]:
+def _watched_paths(records: list[AuditRecord], cwd: str | None) -> list[tuple[str, str | None]]:
     paths = [r.fields for r in records if r.type == "PATH" and r.fields.get("name")]
     # the file itself, not its directory; a name removed by the same call (the temporary file a
     # rename moved into place, the file a rename replaced) only when nothing else was touched
     objects = [p for p in paths if p.get("nametype") != "PARENT"]
     chosen = [p for p in objects if p.get("nametype") != "DELETE"] or objects or paths
-    result: list[str] = []
+    result: dict[str, str | None] = {}
     for path in chosen:
         name = path["name"]
         if not name.startswith("/") and cwd:
             name = posixpath.normpath(posixpath.join(cwd, name))
-        if name not in result:
-            result.append(name)
-    return result
+        result.setdefault(name, path.get("nametype"))
+    return list(result.items())
 
 
 class AuditdParser:
@@ -152,15 +175,24 @@ class AuditdParser:
         by_type = {r.type: r for r in reversed(records)}
         primary = by_type.get("SYSCALL", records[0])
         fields = primary.fields
-        events: list[tuple[str, str | None]]
+        events: list[tuple[str, tuple[str, str | None] | None]]
+        cwd = by_type["CWD"].fields.get("cwd") if "CWD" in by_type else None
         if "EXECVE" in by_type:
             events = [("process_started", None)]
-        elif "SYSCALL" in by_type and _known(fields.get("key")):
-            cwd = by_type["CWD"].fields.get("cwd") if "CWD" in by_type else None
-            events = [("file_modified", path) for path in _watched_paths(records, cwd)]
+        elif "SYSCALL" in by_type:
+            paths = _watched_paths(records, cwd)
+            if _known(fields.get("key")) and paths:
+                events = [("file_modified", path) for path in paths]
+            elif _action(primary) == "connect" and inet_peer(_saddr(by_type)) is not None:
+                events = [("network_connection", None)]
+            else:
+                # any other system call an audit rule logged (module loads, sockets, mknod, ...)
+                events = [("audit_syscall", None)]
         elif primary.type in _USER_SPACE_TYPES and "home" not in fields.get("op", ""):
             # useradd and userdel also log their home directory as ADD_USER/DEL_USER: not a second account
             events = [(_USER_SPACE_TYPES[primary.type], None)]
+        elif primary.type in _SERVICE_STATES and _known(fields.get("unit")):
+            events = [("service_state_change", None)]
         else:
             events = []
         if not events:
@@ -172,7 +204,7 @@ class AuditdParser:
     def _event(
         self,
         event_type: str,
-        path: str | None,
+        path: tuple[str, str | None] | None,
         pending: _Pending,
         by_type: dict[str, AuditRecord],
         primary: AuditRecord,
@@ -187,10 +219,12 @@ class AuditdParser:
             "serial": primary.serial,
             "records": [r.type for r in pending.records],
         }
-        for name in ("auid", "uid", "ses", "exe", "comm", "key", "op", "terminal", "syscall"):
+        for name in _RECORD_FIELDS:
             value = _known(fields.get(name))
             if value is not None:
                 audit[name] = value
+        if primary.type == "SYSCALL":
+            audit.update((name, fields[name]) for name in _SYSCALL_ARGS if name in fields)
         if success is not None:
             audit["success"] = success
         outcome = "unknown" if success is None else "success" if success else "failure"
@@ -206,8 +240,8 @@ class AuditdParser:
         details: dict[str, Any] = {
             "event": {
                 "original": "\n".join(r.raw for r in pending.records),
-                # the system call's name when the record is ENRICHED, else the record type
-                "action": fields.get("SYSCALL", primary.type).lower(),
+                # the system call's name (ENRICHED, else from its number), else the record type
+                "action": _action(primary),
                 "outcome": outcome,
                 "dataset": "auditd",
             },
@@ -220,7 +254,7 @@ class AuditdParser:
             details["host"] = {"hostname": host}
         if addr := _known(fields.get("addr")):
             details["source"] = {"ip": addr}
-        self._specifics(event_type, path, fields, by_type, details)
+        self._specifics(event_type, path, fields, by_type, details, pending.records)
         return make_event(
             event_type=event_type,
             timestamp=primary.timestamp,
@@ -236,10 +270,11 @@ class AuditdParser:
     @staticmethod
     def _specifics(
         event_type: str,
-        path: str | None,
+        path: tuple[str, str | None] | None,
         fields: dict[str, str],
         by_type: dict[str, AuditRecord],
         details: dict[str, Any],
+        records: list[AuditRecord],
     ) -> None:
         if event_type == "sudo_command":
             details["command"] = fields.get("cmd", "")
@@ -257,10 +292,33 @@ class AuditdParser:
             args = list(by_type["EXECVE"].args)
             details["process"]["args"] = args
             details["process"]["command_line"] = " ".join(args)
+            details["audit"]["execve"] = {f"a{n}": arg for n, arg in enumerate(args[:MAX_EXECVE_FIELDS])}
             if "CWD" in by_type and (cwd := by_type["CWD"].fields.get("cwd")):
                 details["process"]["working_directory"] = cwd
             if (ppid := _int(fields.get("ppid"))) is not None:
                 details["process"]["parent"] = {"pid": ppid}
         elif event_type == "file_modified" and path is not None:
-            details["resource"] = path
-            details["file"] = {"path": path}
+            name, nametype = path
+            details["resource"] = name
+            details["file"] = {"path": name}
+            if nametype is not None:
+                details["audit"]["nametype"] = nametype
+        elif event_type == "service_state_change":
+            stopped_badly = records[0].type == "SERVICE_STOP" and _outcome(fields) is False
+            state = "failed" if stopped_badly else _SERVICE_STATES[records[0].type]
+            details.update(service=fields["unit"].removesuffix(".service"), state=state, expected=not stopped_badly)
+        elif event_type == "network_connection":
+            peer = inet_peer(_saddr(by_type))
+            if peer is not None:
+                details["destination"] = {"ip": peer[0], "port": peer[1]}
+                details["network"] = {"initiated": True}  # connect(): this process opened it
+        if event_type in ("audit_syscall", "network_connection"):
+            # a system call without EXECVE: where it ran and the files it named, if any
+            cwd = by_type["CWD"].fields.get("cwd") if "CWD" in by_type else None
+            if cwd:
+                details["process"]["working_directory"] = cwd
+            if (ppid := _int(fields.get("ppid"))) is not None:
+                details["process"]["parent"] = {"pid": ppid}
+            names = [name for name, _ in _watched_paths(records, cwd)]
+            if names:
+                details["file"] = {"path": names[0] if len(names) == 1 else names}

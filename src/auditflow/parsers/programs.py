@@ -3,6 +3,8 @@ records carry a program and a message (syslog lines, journald records).
 
 The program name picks a message parser; rsyslog's `message repeated N times: [ ... ]` is
 expanded here for every program, into N copies of what the inner message makes (distinct ids).
+A program without a parser, and a message its parser does not know, make one generic
+`syslog_message` event, so that rules (Sigma keyword rules among them) can still search its text.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from auditflow.model.timeutil import to_utc
 from auditflow.parsers.accounts import parse_accounts
 from auditflow.parsers.base import SourceContext, Unparsed, event_id_for
 from auditflow.parsers.emit import Message, clean_text
-from auditflow.parsers.pam import parse_pam_unix
+from auditflow.parsers.pam import UNKNOWN, parse_pam_unix
 from auditflow.parsers.sshd import parse_sshd
 from auditflow.parsers.su import parse_su
 from auditflow.parsers.sudo import parse_sudo
@@ -45,8 +47,19 @@ _REPEATED = re.compile(r"message repeated (\d{1,9}) times: \[ ?(.*)\]", re.DOTAL
 # Bounds the events one line can make: a repeat count is an attacker-influenced number.
 MAX_REPEAT = 1000
 
-UNKNOWN_PROGRAM = Unparsed("unknown-program")
 _OLD_PAM_SUFFIX = "(pam_unix)"
+GENERIC_EVENT_TYPE = "syslog_message"
+
+
+def parse_generic(msg: Message) -> Sequence[Event]:
+    """The line of a program no parser reads (or a message its parser does not know) as it is:
+    `event.action` `message`, the text in `message`, the line in `event.original`."""
+    return (msg.event(GENERIC_EVENT_TYPE, "message"),)
+
+
+def generic_entry(program: str) -> tuple[str, MessageParser]:
+    """The entry of a program without a parser: its events name it in lower case (`CRON` is `cron`)."""
+    return program.lower(), parse_generic
 
 
 def legacy_pam_entry(program: str) -> tuple[str, MessageParser] | None:
@@ -79,10 +92,7 @@ def parse_message(
 ) -> Sequence[Event] | Unparsed:
     """The events of one program message. `raw` is the whole record as read (kept as
     `event.original`); `timestamp` is aware; `key` makes the event ids deterministic."""
-    entry = PROGRAMS.get(program) or legacy_pam_entry(program)
-    if entry is None:
-        return UNKNOWN_PROGRAM
-    service, parse = entry
+    service, parse = PROGRAMS.get(program) or legacy_pam_entry(program) or generic_entry(program)
     message = clean_text(message)
     msg = Message(
         program,
@@ -102,13 +112,13 @@ def dispatch(msg: Message, parse: MessageParser) -> Sequence[Event] | Unparsed:
     """Run `parse` over `msg`, expanding a `message repeated N times` wrapper (the caller has made
     `msg` safe to store)."""
     if not msg.text.startswith("message repeated "):
-        return parse(msg)
+        return _parse(msg, parse)
     match = _REPEATED.fullmatch(msg.text)
     if match is None:
         return BAD_REPEAT
     count = min(int(match.group(1)), MAX_REPEAT)
     msg.text = match.group(2)
-    once = parse(msg)
+    once = _parse(msg, parse)
     if isinstance(once, Unparsed) or not once:
         return once
     if msg.key is None:
@@ -119,3 +129,10 @@ def dispatch(msg: Message, parse: MessageParser) -> Sequence[Event] | Unparsed:
         for n in range(count)
         for i, event in enumerate(once)
     ]
+
+
+def _parse(msg: Message, parse: MessageParser) -> Sequence[Event] | Unparsed:
+    outcome = parse(msg)
+    if outcome.__class__ is Unparsed and outcome == UNKNOWN:
+        return parse_generic(msg)
+    return outcome

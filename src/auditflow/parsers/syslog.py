@@ -21,7 +21,14 @@ from auditflow.model.limits import timestamp_problem
 from auditflow.model.timeutil import to_utc
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import Message, clean_text
-from auditflow.parsers.programs import PROGRAMS, SSHD_PROGRAMS, MessageParser, dispatch, legacy_pam_entry
+from auditflow.parsers.programs import (
+    PROGRAMS,
+    SSHD_PROGRAMS,
+    MessageParser,
+    dispatch,
+    generic_entry,
+    legacy_pam_entry,
+)
 
 _RFC3164 = re.compile(
     r"(?:<\d{1,3}>)?"
@@ -45,7 +52,7 @@ NOT_SSHD = Unparsed("not-sshd")
 
 
 class SyslogParser:
-    """Syslog lines of any program; those no program parser knows are `unknown-program`."""
+    """Syslog lines of any program; those no program parser knows are generic `syslog_message` events."""
 
     name: ClassVar[str] = "syslog"
     only_sshd: ClassVar[bool] = False
@@ -71,7 +78,7 @@ class SyslogParser:
         # The per-line path inlines the program lookup and the timestamp cache (it runs for every line).
         entry = self._programs.get(program)
         if entry is None:
-            resolved = self._program(program)
+            resolved = self._program(program, host)
             if isinstance(resolved, Unparsed):
                 return resolved
             entry = resolved
@@ -103,18 +110,24 @@ class SyslogParser:
     def pending_key(self) -> str | None:
         return None  # every line is complete in itself
 
-    def _program(self, program: str) -> tuple[str, MessageParser] | Unparsed:
+    def _program(self, program: str, host: str) -> tuple[str, MessageParser] | Unparsed:
         entry = self._programs.get(program) or legacy_pam_entry(program)
-        if entry is None or (self.only_sshd and entry[0] != "sshd"):
-            return NOT_SSHD if self.only_sshd else UNKNOWN_PROGRAM
-        return entry
+        if self.only_sshd:
+            return entry if entry is not None and entry[0] == "sshd" else NOT_SSHD
+        if entry is not None:
+            return entry
+        if host.endswith(":"):
+            # `Dec  2 16:27:33 sshd[42]: pam_unix(...)`: no host, the program's tag was read as one
+            # (a receiver retries such lines without a host)
+            return UNKNOWN_PROGRAM
+        return generic_entry(program)
 
     def _rfc5424(self, line: str, header: re.Match[str], key: str | None) -> Sequence[Event] | Unparsed:
         stamp, host, program, procid, _msgid, rest = header.groups()
         text = _skip_structured_data(rest)
         if text is None:
             return NO_HEADER
-        entry = self._program(program)
+        entry = self._program(program, host)
         if isinstance(entry, Unparsed):
             return entry
         timestamp = None if stamp == "-" else self._iso_time(stamp)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from auditflow.model.event import Event
+from auditflow.model.event import Event, through_list
 
 Getter = Callable[[Event], Any]
 
@@ -50,9 +50,9 @@ def make_getter(path: str) -> Getter:
 
     def nested(event: Event) -> Any:
         node: Any = event.details
-        for key in keys:
+        for position, key in enumerate(keys):
             if node.__class__ is not dict:
-                return None
+                return through_list(node, keys[position:]) if node.__class__ is list else None
             node = node.get(key)
         return node
 

@@ -18,7 +18,7 @@ from auditflow.errors import BackendUnavailable
 from auditflow.model.event import Event
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.emit import Message, clean_text
-from auditflow.parsers.programs import PROGRAMS, dispatch, legacy_pam_entry
+from auditflow.parsers.programs import PROGRAMS, dispatch, generic_entry, legacy_pam_entry
 from auditflow.parsers.syslog import SyslogParser, rfc3164_time
 from auditflow.services.ingest import Ingestor
 
@@ -78,11 +78,10 @@ class SyslogDecoder:
         if match is None:
             return None
         stamp, program, pid, text = match.groups()
-        entry = PROGRAMS.get(program) or legacy_pam_entry(program)
         timestamp = rfc3164_time(stamp, self.context)
-        if entry is None or timestamp is None:
+        if timestamp is None:
             return None
-        service, parse = entry
+        service, parse = PROGRAMS.get(program) or legacy_pam_entry(program) or generic_entry(program)
         msg = Message(
             program,
             text,

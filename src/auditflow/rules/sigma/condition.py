@@ -8,6 +8,7 @@ list, which the rule compiler turns into a single test.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sigma.conditions import (
@@ -18,6 +19,7 @@ from sigma.conditions import (
     ConditionOR,
     ConditionValueExpression,
 )
+from sigma.types import SigmaString
 
 from auditflow.rules.sigma.errors import UnsupportedRule
 from auditflow.rules.sigma.logsources import LogSource
@@ -29,21 +31,41 @@ KEYWORD_FIELD = "details.event.original"
 _COMBINATORS = ("any", "all", "not")
 
 
-def to_where(node: Node, source: LogSource) -> Where:
+def to_where(node: Node, source: LogSource, record: str | None = None) -> Where:
+    """`record` is the audit record type the enclosing selection pins (`type: EXECVE`), which
+    tells whose `a0` ... a field means."""
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        target = source.target(node.field)
-        return {target.path: field_spec(node.value, target)}
+        spec = field_spec(node.value)
+        paths = source.targets(node.field, record)
+        return {paths[0]: spec} if len(paths) == 1 else {"any": [{path: spec} for path in paths]}
     if isinstance(node, ConditionValueExpression):
         return {KEYWORD_FIELD: keyword_spec(node.value)}
     if isinstance(node, ConditionNOT):
-        return {"not": to_where(node.args[0], source)}
+        return {"not": to_where(node.args[0], source, record)}
     if isinstance(node, ConditionAND):
-        return _and([to_where(arg, source) for arg in node.args])
+        record = _record_type(node.args) or record
+        return _and([to_where(arg, source, record) for arg in node.args])
     if isinstance(node, ConditionOR):
-        return _or([to_where(arg, source) for arg in node.args])
+        return _or([to_where(arg, source, record) for arg in node.args])
     if node is None:
         raise UnsupportedRule("the detection is empty")
     raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+
+def _record_type(args: Sequence[Node]) -> str | None:
+    """The one record type `type: X` (or `type: [X, ...]` of one type) among AND-ed items, upper case."""
+    types: set[str] = set()
+    for arg in args:
+        items = arg.args if isinstance(arg, ConditionOR) else [arg]
+        for item in items:
+            if (
+                isinstance(item, ConditionFieldEqualsValueExpression)
+                and item.field == "type"
+                and isinstance(item.value, SigmaString)
+                and not item.value.contains_special()
+            ):
+                types.add(item.value.to_plain().upper())
+    return types.pop() if len(types) == 1 else None
 
 
 def _and(parts: list[Where]) -> Where:

@@ -41,13 +41,13 @@ def _base_rules(correlation: SigmaCorrelationRule) -> list[SigmaRule]:
 
 
 def _map_field(name: str, sources: list[LogSource], what: str) -> str:
-    paths = {source.target(name) for source in sources}
+    paths = {source.targets(name) for source in sources}
     if len(paths) != 1:
         raise UnsupportedRule(f"{what} field {name!r} maps to different event fields in the referenced rules")
-    target = paths.pop()
-    if target.position is not None:
-        raise UnsupportedRule(f"{what} field {name!r} is an EXECVE argument, which is not a field of its own")
-    return target.path
+    targets = paths.pop()
+    if len(targets) != 1:
+        raise UnsupportedRule(f"{what} field {name!r} may be found in several event fields ({', '.join(targets)})")
+    return targets[0]
 
 
 def _at_least(correlation: SigmaCorrelationRule) -> int:

@@ -17,11 +17,13 @@ import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
+from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule, SigmaRuleBase
 
 from auditflow.rules.sigma.convert import ConvertedRule, convert_rule
 from auditflow.rules.sigma.correlation import convert_correlation
 from auditflow.rules.sigma.errors import UnsupportedRule
+from auditflow.rules.sigma.pipelines import PipelineError, chain, file_directive, load
 
 Status = Literal["converted", "referenced", "unsupported", "broken"]
 SIGMA_SUFFIXES = (".yml", ".yaml")
@@ -111,7 +113,7 @@ def _parse(path: Path, text: str, report: ImportReport) -> list[SigmaRule | Sigm
     return valid
 
 
-def import_sigma(paths: Sequence[Path]) -> ImportReport:
+def import_sigma(paths: Sequence[Path], pipelines: Sequence[ProcessingPipeline] = ()) -> ImportReport:
     """Convert every Sigma rule found under `paths`; correlations may reference rules of other files."""
     report = ImportReport()
     texts: list[tuple[Path, str]] = []
@@ -119,15 +121,30 @@ def import_sigma(paths: Sequence[Path]) -> ImportReport:
         text = _read(path, report)
         if text is not None:
             texts.append((path, text))
-    return convert_texts(texts, report)
+    return convert_texts(texts, report, pipelines)
 
 
-def convert_texts(texts: Sequence[tuple[Path, str]], report: ImportReport | None = None) -> ImportReport:
-    """Convert Sigma files already read, as (path, text); correlations may reference rules of any of them."""
+def convert_texts(
+    texts: Sequence[tuple[Path, str]],
+    report: ImportReport | None = None,
+    pipelines: Sequence[ProcessingPipeline] = (),
+) -> ImportReport:
+    """Convert Sigma files already read, as (path, text); correlations may reference rules of any of them.
+
+    `pipelines` (pySigma processing pipelines) are applied to every rule, with those a file names
+    in its `auditflow-sigma-pipeline` comment, before AuditFlow's own mapping."""
     report = report if report is not None else ImportReport()
     parsed: list[tuple[Path, SigmaRule | SigmaCorrelationRule]] = []
     for path, text in texts:
-        parsed.extend((path, rule) for rule in _parse(path, text, report))
+        rules = _parse(path, text, report)
+        try:
+            pipeline = chain([*pipelines, *load(file_directive(text), path.parent)]) if rules else None
+        except PipelineError as exc:
+            report.outcomes.append(Outcome(path, "-", "broken", str(exc)))
+            continue
+        for rule in rules:
+            if pipeline is None or _apply(pipeline, path, rule, report):
+                parsed.append((path, rule))
     collection = SigmaCollection([rule for _, rule in parsed], resolve_references=False)
     resolved: dict[int, str] = {}
     for _, rule in parsed:
@@ -140,6 +157,20 @@ def convert_texts(texts: Sequence[tuple[Path, str]], report: ImportReport | None
     for path, rule in parsed:
         report.outcomes.append(_convert(path, rule, resolved.get(id(rule)), seen))
     return report
+
+
+def _apply(
+    pipeline: ProcessingPipeline, path: Path, rule: SigmaRule | SigmaCorrelationRule, report: ImportReport
+) -> bool:
+    """Apply the pipeline to a rule; a rule the pipeline refuses is reported as unsupported."""
+    try:
+        pipeline.apply(rule)
+    except SigmaError as exc:
+        reason = f"processing pipeline {pipeline.name or '(unnamed)'}: {exc}"
+        sigma_id = str(rule.id) if rule.id is not None else None
+        report.outcomes.append(Outcome(path, _title(rule), "unsupported", reason, sigma_id=sigma_id))
+        return False
+    return True
 
 
 def _convert(path: Path, rule: SigmaRuleBase, unresolved: str | None, seen: set[str]) -> Outcome:

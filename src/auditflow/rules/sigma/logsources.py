@@ -15,47 +15,62 @@ from typing import Any
 
 from auditflow.rules.sigma.errors import UnsupportedRule
 
-# Sigma's auditd rules test EXECVE arguments as a0, a1, ...; our auditd events keep them as a list.
-_EXECVE_ARG = re.compile(r"^a(\d{1,2})$")
+# Sigma's auditd rules name record fields: a0, a1, ... are the EXECVE arguments, and in SYSCALL
+# records the first four system call arguments (hex, as audit writes them).
+_ARG = re.compile(r"^a(\d{1,2})$")
+SYSCALL_ARGS = 4
 K8S_AUDIT = "details.kubernetes.audit"
-
-
-@dataclass(frozen=True, slots=True)
-class FieldTarget:
-    """Where a Sigma field is read: an event field path, or the n-th word of a command line."""
-
-    path: str
-    position: int | None = None
 
 
 @dataclass(frozen=True)
 class LogSource:
-    """One supported Sigma logsource: the events it selects and how its field names map."""
+    """One supported Sigma logsource: the events it selects and how its field names map.
+
+    A field maps to one event field, or to several when the value may be found in any of them
+    (a pod's capabilities in its containers or its init containers)."""
 
     name: str
     where: Mapping[str, Any]
-    fields: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     field_prefix: str | None = None
     prefixed: frozenset[str] = frozenset()
-    execve_args: bool = False
+    audit_args: bool = False
 
-    def target(self, sigma_field: str) -> FieldTarget:
-        if sigma_field in self.fields:
-            return FieldTarget(self.fields[sigma_field])
-        if self.execve_args and (arg := _EXECVE_ARG.match(sigma_field)):
-            return FieldTarget("details.process.command_line", int(arg.group(1)))
+    def targets(self, sigma_field: str, record: str | None = None) -> tuple[str, ...]:
+        """The event fields a Sigma field is read from; the field holds when one of them does.
+        `record` is the audit record type the rule's selection pins, if one: whose `aN` it is."""
+        mapped = self.fields.get(sigma_field)
+        if mapped is not None:
+            return (mapped,) if isinstance(mapped, str) else mapped
+        if self.audit_args and (arg := _ARG.match(sigma_field)):
+            execve, syscall = f"details.audit.execve.{sigma_field}", f"details.audit.{sigma_field}"
+            position = int(arg.group(1))
+            if record == "EXECVE":
+                return (execve,)
+            if record == "SYSCALL":
+                if position >= SYSCALL_ARGS:
+                    raise UnsupportedRule(f"field {sigma_field!r}: a SYSCALL record has the arguments a0 to a3")
+                return (syscall,)
+            return (execve, syscall) if position < SYSCALL_ARGS else (execve,)
         if self.field_prefix is not None and sigma_field.split(".", 1)[0] in self.prefixed:
-            return FieldTarget(f"{self.field_prefix}.{sigma_field}")
+            return (f"{self.field_prefix}.{sigma_field}",)
         raise UnsupportedRule(f"field {sigma_field!r} is not in AuditFlow's {self.name} events")
 
 
+# Sigma services of syslog programs -> `event.dataset` of their events: a program parser's family
+# (`sshd`, `accounts`, ...) or, for programs without a parser, the program name in lower case
+# (the generic `syslog_message` events, docs/sources.md).
 _SYSLOG_SERVICES = {
     "sshd": ["sshd"],
     "sudo": ["sudo"],
     "su": ["su"],
     # /var/log/auth.log (Debian) or /var/log/secure (RHEL): authentication and account programs
-    "auth": ["sshd", "sudo", "su", "accounts"],
-    "syslog": ["sshd", "sudo", "su", "accounts", "systemd"],
+    "auth": ["sshd", "sudo", "su", "accounts", "login", "systemd-logind", "polkitd", "pkexec", "cron", "passwd"],
+    "cron": ["cron", "crond", "crontab", "anacron"],
+    "vsftpd": ["vsftpd"],
+    "clamav": ["clamd", "freshclam", "clamav-milter", "clamonacc"],
+    # guacd logs the connections; the web application (in Tomcat) logs as guacamole when sent to syslog
+    "guacamole": ["guacd", "guacamole"],
 }
 _SYSLOG_FIELDS = {
     "message": "details.message",
@@ -63,18 +78,24 @@ _SYSLOG_FIELDS = {
     "user": "user_id",
     "pid": "details.process.pid",
 }
+# sudo's own names for the parts of its command line (`USER=root ; COMMAND=/usr/bin/id`)
+_SUDO_FIELDS = {
+    **_SYSLOG_FIELDS,
+    "USER": "details.user.target.name",
+    "COMMAND": "details.command",
+    "PWD": "details.process.working_directory",
+    "TTY": "details.tty",
+}
 _AUDITD_FIELDS = {
     "type": "details.audit.records",
     "SYSCALL": "details.event.action",
-    "syscall": "details.audit.syscall",
-    "exe": "details.audit.exe",
-    "comm": "details.audit.comm",
-    "key": "details.audit.key",
-    "auid": "details.audit.auid",
-    "uid": "details.audit.uid",
-    "ses": "details.audit.ses",
-    "terminal": "details.audit.terminal",
-    "success": "details.audit.success",
+    **{
+        name: f"details.audit.{name}"
+        for name in (
+            "syscall", "arch", "exe", "comm", "key", "auid", "uid", "euid", "suid", "fsuid", "gid", "egid",
+            "sgid", "fsgid", "ses", "tty", "terminal", "success", "exit", "unit", "nametype", "res",
+        )
+    },
     "name": "details.file.path",
     "cwd": "details.process.working_directory",
     "pid": "details.process.pid",
@@ -82,7 +103,7 @@ _AUDITD_FIELDS = {
     "addr": "details.source.ip",
     "cmd": "details.command",
     "acct": "details.user.target.name",
-}
+}  # fmt: skip
 _PROCESS_FIELDS = {
     "Image": "details.process.executable",
     "CommandLine": "details.process.command_line",
@@ -96,7 +117,23 @@ _FILE_FIELDS = {
     "Image": "details.process.executable",
     "User": "user_id",
 }
-_K8S_FIELDS = {"apiGroup": f"{K8S_AUDIT}.objectRef.apiGroup"}
+_NETWORK_FIELDS = {
+    "Image": "details.process.executable",
+    "DestinationIp": "details.destination.ip",
+    "DestinationPort": "details.destination.port",
+    "Initiated": "details.network.initiated",
+    "User": "user_id",
+    "ProcessId": "details.process.pid",
+}
+_K8S_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "apiGroup": f"{K8S_AUDIT}.objectRef.apiGroup",
+    # Fields of the pod spec in the request object (lists are searched element by element).
+    "hostPath": f"{K8S_AUDIT}.requestObject.spec.volumes.hostPath",
+    "capabilities": tuple(
+        f"{K8S_AUDIT}.requestObject.spec.{containers}.securityContext.capabilities"
+        for containers in ("containers", "initContainers", "ephemeralContainers")
+    ),
+}
 # The top-level keys of an audit.k8s.io/v1 Event as the k8s-audit parser keeps them.
 _K8S_AUDIT_KEYS = frozenset(
     {
@@ -129,11 +166,16 @@ _AUDITD: Mapping[str, Any] = {
             "user_deleted",
             "process_started",
             "file_modified",
+            "audit_syscall",
+            "service_state_change",
+            "network_connection",
         ]
     },
     "source_service": "auditd",
 }
 _NOT_K8S: Mapping[str, Any] = {"event_type": {"not": {"equals": "k8s_audit"}}}
+# `service: syslog`: whatever syslog (or journald) carried, the programs with a parser and without.
+_SYSLOG: Mapping[str, Any] = {**_NOT_K8S, "source_service": {"not": {"in": ["auditd", "kube-apiserver"]}}}
 
 
 def resolve(product: str | None, category: str | None, service: str | None) -> LogSource:
@@ -149,13 +191,18 @@ def resolve(product: str | None, category: str | None, service: str | None) -> L
         return LogSource("process creation", {"event_type": "process_started"}, _PROCESS_FIELDS)
     if category == "file_event" and service is None:
         return LogSource("file event", {"event_type": "file_modified"}, _FILE_FIELDS)
+    if category == "network_connection" and service is None:
+        return LogSource("network connection", {"event_type": "network_connection"}, _NETWORK_FIELDS)
     if category is not None:
         raise UnsupportedRule(f"logsource category {category!r} has no AuditFlow events")
     if service == "auditd":
-        return LogSource("auditd", _AUDITD, _AUDITD_FIELDS, execve_args=True)
+        return LogSource("auditd", _AUDITD, _AUDITD_FIELDS, audit_args=True)
+    if service == "syslog":
+        return LogSource("syslog", _SYSLOG, _SYSLOG_FIELDS)
     if service in _SYSLOG_SERVICES:
         datasets = _SYSLOG_SERVICES[service]
-        return LogSource(f"{service} log", {"details.event.dataset": {"in": datasets}}, _SYSLOG_FIELDS)
+        fields = _SUDO_FIELDS if service == "sudo" else _SYSLOG_FIELDS
+        return LogSource(f"{service} log", {"details.event.dataset": {"in": datasets}}, fields)
     if service is None:
         return LogSource("Linux", _NOT_K8S, _SYSLOG_FIELDS)
     raise UnsupportedRule(f"logsource service {service!r} has no AuditFlow parser")

@@ -29,7 +29,6 @@ from sigma.types import (
 )
 
 from auditflow.rules.sigma.errors import UnsupportedRule
-from auditflow.rules.sigma.logsources import FieldTarget
 
 Spec = dict[str, Any]
 
@@ -101,15 +100,20 @@ def _is_plain(value: SigmaString) -> bool:
     return plain is not None and plain.lower() == plain.upper()
 
 
-def field_spec(value: SigmaType, target: FieldTarget) -> Spec:
+def field_spec(value: SigmaType) -> Spec:
     """The condition a field must satisfy for `field: value` to hold in Sigma."""
-    if target.position is not None:
-        return _positional_spec(value, target.position)
     if isinstance(value, SigmaExpansion):
-        return {"any": [field_spec(v, target) for v in value.values]}
+        return {"any": [field_spec(v) for v in value.values]}
     if isinstance(value, SigmaString):
+        if not len(_trim(value)[0]) and len(value):
+            # `field: '*'`: any value at all, also one that is not text (a number, an object).
+            return {"exists": True}
         if _is_plain(value):
             return {"equals": value.to_plain()}
+        plain = None if value.contains_special() else value.to_plain().lower()
+        if plain in ("true", "false"):
+            # `Initiated: 'true'`: the boolean of JSON sources, or the word in text ones
+            return {"any": [{"equals": plain == "true"}, {"regex": _string_regex(value)}]}
         return _substring_spec(value) or {"regex": _string_regex(value)}
     if isinstance(value, SigmaBool):
         return {"equals": value.boolean}
@@ -135,25 +139,6 @@ def field_spec(value: SigmaType, target: FieldTarget) -> Spec:
     raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
 
 
-def _positional_spec(value: SigmaType, position: int) -> Spec:
-    """`aN: value` as a regular expression on the command line: word N, then a space or the end.
-
-    Arguments are joined with spaces, so an earlier argument that itself holds a space shifts the
-    position; `contains` and `endswith` may also match across the following arguments.
-    """
-    if isinstance(value, SigmaExpansion):
-        return {"any": [_positional_spec(v, position) for v in value.values]}
-    if isinstance(value, SigmaNumber):
-        value = SigmaString(str(value.number))
-    if not isinstance(value, SigmaString):
-        raise UnsupportedRule(f"{type(value).__name__} on an EXECVE argument (a{position}) is not supported")
-    core, lead, trail = _trim(value)
-    skip = "(?:[^ ]* )" * position
-    start = "(?s:.*)" if lead else ""
-    end = "" if trail else r"(?: |\Z)"
-    return {"regex": f"^{skip}{start}{_string_body(core)}{end}"}
-
-
 def keyword_spec(value: SigmaType) -> Spec:
     """A keyword search: the value anywhere in the raw message (Sigma's full-text match)."""
     if isinstance(value, SigmaExpansion):
@@ -174,5 +159,5 @@ def keyword_spec(value: SigmaType) -> Spec:
         spec: Spec = {"contains": longest} if cased else {"contains": longest, "ignore_case": True}
         return {**spec, "regex": _string_body(core)} if longest else {"regex": _string_body(core)}
     if isinstance(value, SigmaRegularExpression):
-        return field_spec(value, FieldTarget("details.event.original"))
+        return field_spec(value)
     raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
