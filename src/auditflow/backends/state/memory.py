@@ -135,7 +135,7 @@ class MemoryWindowState(WindowState):
         window = self._windows.get(key)
         if window is not None and window.holds(op.event_id):
             return _replay(index, op, window)
-        if op.kind == "sequence" and 0 not in op.matched_steps and not _starts_before(window, op):
+        if op.kind == "sequence" and op.ordered and 0 not in op.matched_steps and not _starts_before(window, op):
             return None  # not recorded: no step-0 event precedes it in the window (base.py, 4)
         if window is None:
             window = self._windows[key] = _Window()
@@ -190,12 +190,17 @@ class MemoryWindowState(WindowState):
             if found is None:
                 return None
             contributing, occurrences, last_ms = found
-        else:
+        elif op.ordered:
             chain = _sequence_chain(entries, op)
             if chain is None:
                 return None
             contributing = chain
             occurrences = len(chain)
+        else:
+            found = _unordered(entries, op, newest, entry[4])
+            if found is None:
+                return None
+            contributing, occurrences, last_ms = found
 
         if (
             op.suppress_ms > 0
@@ -325,6 +330,50 @@ def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
     if step < last or got < need:
         return None
     return chain
+
+
+def _unordered(entries: list[_Entry], op: WindowOp, newest: int, own: int) -> tuple[list[_Entry], int, int] | None:
+    """An unordered sequence (base.py, 4): the contributing events, occurrences and last seen of the
+    earliest window of `window_ms` around the op's event (arrival number `own`) that holds every
+    step, or None when there is none."""
+    ts, span = op.ts_ms, op.window_ms
+    counts = [max(1, n) for n in op.step_counts]
+    steps = range(len(counts))
+    high = ts + span if newest > ts else ts
+    near = entries[bisect_left(entries, (ts - span,)) : bisect_left(entries, (high + 1,))]
+    near.sort(key=_arrival)
+    have = [0] * len(counts)
+    short, end, found = len(counts), 0, -1
+    for start, first in enumerate(near):
+        if first[0] > ts or not counts:
+            break
+        while end < len(near) and near[end][0] <= first[0] + span:
+            mask = near[end][3]
+            for step in steps:
+                if mask >> step & 1:
+                    have[step] += 1
+                    short -= have[step] == counts[step]
+            end += 1
+        if short == 0:
+            found = start
+            break
+        for step in steps:
+            if first[3] >> step & 1:
+                short += have[step] == counts[step]
+                have[step] -= 1
+    if found < 0:
+        return None
+    # Of each step its first events from the window's start, and the op's own event.
+    chosen: list[_Entry] = []
+    for entry in near[found:end]:
+        take = entry[4] == own
+        for step in steps:
+            if entry[3] >> step & 1 and counts[step] > 0:
+                counts[step] -= 1
+                take = True
+        if take:
+            chosen.append(entry)
+    return chosen[:MAX_SAMPLE_EVENTS], len(chosen), chosen[-1][0]
 
 
 def _arrival(entry: _Entry) -> tuple[int, int]:

@@ -5,7 +5,8 @@
 --   "kind ts_ms window_ms suppress_ms count step_counts matched_steps len(key) len(event_id)
 --    len(new_alert_id) len(distinct)\n" .. key .. event_id .. new_alert_id .. distinct .. payload
 -- (key encodes the rule and group; the comma-separated step lists may be empty; kind "distinct" is
--- a distinct-count threshold, the others have an empty distinct value). Every op value is data:
+-- a distinct-count threshold, the others have an empty distinct value; kind "unordered" is a
+-- sequence whose steps may happen in any order). Every op value is data:
 -- nothing from ARGV is ever evaluated as code.
 --
 -- Keys, for one (rule, group):
@@ -21,8 +22,9 @@
 --                      number and ids of its first max_samples events (none for match rules,
 --                      whose keys hold no payloads) as concatenated MessagePack strings, so that
 --                      a repeat appends without decoding: the samples of a replay
--- Each key expires its window or suppression period plus grace_ms after its last write. A sequence
--- op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts].
+-- Each key expires its window or suppression period plus grace_ms after its last write. An ordered
+-- sequence op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts].
+-- An unordered sequence uses the same keys: its steps' entries are read back from the s{n} keys.
 -- The keys are derived here from the prefix and the op, not passed as KEYS: one call touches
 -- the keys of many groups, so the script needs a single Redis server (or one shard), not a Cluster.
 --
@@ -174,6 +176,61 @@ local function after(skey, score, member, ts, need)
   return got, scores
 end
 
+-- An unordered sequence (base.py, 4): the entries of the steps' keys in [lo, hi] as a list of
+-- {m = member, ts = score, steps = the 1-based steps it matches} in (score, arrival) order, the
+-- start of the earliest window of `window` containing ts that holds steps[s] events of every step
+-- s, and that window's end; nil when there is none.
+local function unordered_set(base, steps, lo, hi, ts, window)
+  local by_member, list = {}, {}
+  for step = 1, #steps do
+    local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (step - 1) .. ':' .. base, lo, hi, 'WITHSCORES')
+    for i = 1, #r, 2 do
+      local e = by_member[r[i]]
+      if e == nil then
+        e = {m = r[i], ts = tonumber(r[i + 1]), steps = {}}
+        by_member[r[i]] = e
+        list[#list + 1] = e
+      end
+      e.steps[#e.steps + 1] = step
+    end
+  end
+  table.sort(list, function(a, b)
+    if a.ts ~= b.ts then
+      return a.ts < b.ts
+    end
+    return a.m < b.m
+  end)
+  local have, short, j = {}, #steps, 0
+  for s = 1, #steps do
+    have[s] = 0
+  end
+  for i = 1, #list do
+    local start = list[i].ts
+    if start > ts or #steps == 0 then
+      break
+    end
+    while j < #list and list[j + 1].ts <= start + window do
+      j = j + 1
+      for _, s in ipairs(list[j].steps) do
+        have[s] = have[s] + 1
+        if have[s] == steps[s] then
+          short = short - 1
+        end
+      end
+    end
+    if short == 0 then
+      return list, i, start + window
+    end
+    for _, s in ipairs(list[i].steps) do
+      if have[s] == steps[s] then
+        short = short + 1
+      end
+      have[s] = have[s] - 1
+    end
+  end
+  return nil
+end
+
 for index = 0, #ARGV - 5 do
   local arg = ARGV[index + 5]
   local nl = string.find(arg, '\n', 1, true)
@@ -185,9 +242,11 @@ for index = 0, #ARGV - 5 do
   local base = string.sub(arg, nl + 1, nl + lb)
   local eid = string.sub(arg, nl + lb + 1, nl + lb + le)
   local new_id = string.sub(arg, nl + lb + le + 1, nl + lb + le + la)
-  local distinct = nil
+  local distinct, unordered = nil, false
   if kind == 'distinct' then
     kind, distinct = 'threshold', string.sub(arg, nl + lb + le + la + 1, nl + lb + le + la + ld)
+  elseif kind == 'unordered' then
+    kind, unordered = 'sequence', true
   end
   local wkey = prefix .. 'w:' .. base
   local pkey = prefix .. 'p:' .. base
@@ -198,7 +257,8 @@ for index = 0, #ARGV - 5 do
   local added, duplicate
   -- Step lists are written without leading zeros: step 0 is matched iff the list starts with 0 or
   -- holds ",0".
-  if kind == 'sequence' and string.byte(matched_csv, 1) ~= 48 and not string.find(matched_csv, ',0', 1, true) then
+  if kind == 'sequence' and not unordered and string.byte(matched_csv, 1) ~= 48
+    and not string.find(matched_csv, ',0', 1, true) then
     -- No step-0 event precedes it in the window: not recorded (base.py, 4). Only an event
     -- recorded earlier, while there was one, is a redelivery to replay for. Every step-0 entry is
     -- in the window key too, whose expiry every recording op renews, so a group without a window
@@ -226,7 +286,7 @@ for index = 0, #ARGV - 5 do
     if any_replayed then
       replayed[base] = nil
     end
-    local steps, matched = {}, {}
+    local steps, matched, member = {}, {}, nil
     keep(wkey, wttl)
     if kind ~= 'match' then
       redis.call('HSET', pkey, eid, string.sub(arg, nl + lb + le + la + ld + 1))
@@ -242,7 +302,7 @@ for index = 0, #ARGV - 5 do
         arrival = redis.call('INCRBY', prefix .. 'n', #ARGV - 4) - (#ARGV - 4)
       end
       arrival_ttl = math.max(arrival_ttl, wttl)
-      local member = string.format('%016d', arrival + index + 1) .. eid
+      member = string.format('%016d', arrival + index + 1) .. eid
       for _, step in ipairs(matched) do
         local skey = prefix .. 's' .. step .. ':' .. base
         redis.call('ZADD', skey, ts_arg, member)
@@ -354,6 +414,40 @@ for index = 0, #ARGV - 5 do
           end
           fired, occurrences, first, last = true, size, tonumber(r[2 * i]), tonumber(r[2 * j])
         end
+      end
+    elseif unordered then
+      local found, start, last_ts = unordered_set(base, steps, lo_arg, newest > ts and int(ts + window) or ts_arg,
+        ts, window)
+      if found then
+        -- Of each step its first events from the window's start, and the op's own event.
+        local need = {}
+        for s = 1, #steps do
+          need[s] = steps[s]
+        end
+        occurrences = 0
+        for k = start, #found do
+          local e = found[k]
+          if e.ts > last_ts then
+            break
+          end
+          local take = e.m == member
+          for _, s in ipairs(e.steps) do
+            if need[s] > 0 then
+              need[s], take = need[s] - 1, true
+            end
+          end
+          if take then
+            occurrences = occurrences + 1
+            if #ids < max_samples then
+              ids[#ids + 1] = string.sub(e.m, 17)
+            end
+            if occurrences == 1 then
+              first = e.ts
+            end
+            last = e.ts
+          end
+        end
+        fired = true
       end
     elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
       -- Greedy earliest chain: each step's first `count` events after the one that completed the
