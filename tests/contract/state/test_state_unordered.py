@@ -120,6 +120,22 @@ async def test_an_event_dated_far_in_the_future_neither_completes_nor_evicts(sta
     assert described(hits) == [(0, True, 2, 1_000, 1_500, ["a", "b"])]
 
 
+async def test_an_alert_of_far_future_events_does_not_absorb_the_present(state: WindowState) -> None:
+    future = FAR_TIMESTAMPS[-1]
+    forged = [anyorder("a-future", future, A), anyorder("b-future", future + 5, B)]
+    assert described(await state.apply(forged)) == [(1, True, 2, future, future + 5, ["a-future", "b-future"])]
+    present = [anyorder("a", 1_000, A), anyorder("b", 1_010, B)]
+    assert described(await state.apply(present)) == [(1, True, 2, 1_000, 1_010, ["a", "b"])]
+
+
+async def test_a_set_completes_from_events_that_are_all_late(state: WindowState) -> None:
+    # Events of a replica that fell behind: all older than the newest the key holds.
+    await state.apply([anyorder("x", 5_000, A)])
+    hits = await state.apply([anyorder("b", 4_200, B), anyorder("a", 4_100, A)])
+    # b, dated before x, completes the set with it ([4_200, 5_200]); a, older still, is a repeat.
+    assert described(hits) == [(0, True, 2, 4_200, 5_000, ["b", "x"]), (1, False, 3, 4_200, 5_000, ["a"])]
+
+
 async def test_concurrent_replicas_fire_once_per_complete_group(backend: Backend) -> None:
     replicas = [await backend.state() for _ in range(4)]
     # 150 groups with both steps (one event each, in either order of time), 50 with only the first

@@ -8,6 +8,8 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 
 from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
+from auditflow.backends.state.unordered import Entry as _Entry
+from auditflow.backends.state.unordered import StepIndex, unordered_set
 
 __all__ = ["DEFAULT_GRACE_MS", "MemoryWindowState"]
 
@@ -20,10 +22,9 @@ _SWEEP_INTERVAL_MS = 1_000
 # Windows this small are searched for duplicates directly; larger ones get a set of event ids.
 _SMALL_WINDOW = 8
 
-# (ts_ms, event_id, payload, step mask, arrival number, distinct value), kept sorted: by event
-# time, then event id, as Redis orders a sorted set's members of equal score. Sequences order
-# equal timestamps by arrival instead (base.py, 4).
-_Entry = tuple[int, str, bytes, int, int, str | None]
+# Entries (_Entry: ts_ms, event_id, payload, step mask, arrival number, distinct value) are kept
+# sorted: by event time, then event id, as Redis orders a sorted set's members of equal score.
+# Sequences order equal timestamps by arrival instead (base.py, 4).
 _Key = tuple[str, str]
 
 
@@ -32,7 +33,7 @@ class _Window:
 
     __slots__ = (
         "alert_id", "arrivals", "deadline_ms", "entries", "evidence", "first_ms", "ids", "last_ms", "occurrences",
-        "ttl_ms",
+        "steps", "ttl_ms",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -48,6 +49,7 @@ class _Window:
         self.ttl_ms = -1
         self.deadline_ms = -1
         self.arrivals = 0  # numbers the recorded events, for the arrival order of equal timestamps
+        self.steps: StepIndex | None = None  # the entries by step, once an unordered sequence needs them
 
     def holds(self, event_id: str) -> bool:
         if self.ids is not None:
@@ -155,6 +157,8 @@ class MemoryWindowState(WindowState):
             entries.append(entry)  # the usual case: events arrive in time order
         else:
             insort(entries, entry)
+        if window.steps is not None:
+            window.steps.add(entry)
         ids = window.ids
         if ids is not None:
             ids.add(op.event_id)
@@ -169,6 +173,8 @@ class MemoryWindowState(WindowState):
                 for old in entries[:stale]:
                     ids.discard(old[1])
             del entries[:stale]
+            if window.steps is not None:
+                window.steps.drop_below(cutoff)
         if newest > ts and len(entries) > self._max_entries:
             # Only an event older than the newest can grow a key beyond its window. The latest
             # timestamps go: far-future ones are the kind that never slide out by themselves.
@@ -178,6 +184,8 @@ class MemoryWindowState(WindowState):
                 for old in entries[keep:]:
                     ids.discard(old[1])
             del entries[keep:]
+            if window.steps is not None:
+                window.steps.drop_from(top)
             if ts >= top:
                 return None  # evicted on arrival
 
@@ -197,7 +205,9 @@ class MemoryWindowState(WindowState):
             contributing = chain
             occurrences = len(chain)
         else:
-            found = _unordered(entries, op, newest, entry[4])
+            if window.steps is None:
+                window.steps = StepIndex(entries, len(op.step_counts))
+            found = unordered_set(entries, window.steps, op, newest, entry)
             if found is None:
                 return None
             contributing, occurrences, last_ms = found
@@ -330,50 +340,6 @@ def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
     if step < last or got < need:
         return None
     return chain
-
-
-def _unordered(entries: list[_Entry], op: WindowOp, newest: int, own: int) -> tuple[list[_Entry], int, int] | None:
-    """An unordered sequence (base.py, 4): the contributing events, occurrences and last seen of the
-    earliest window of `window_ms` around the op's event (arrival number `own`) that holds every
-    step, or None when there is none."""
-    ts, span = op.ts_ms, op.window_ms
-    counts = [max(1, n) for n in op.step_counts]
-    steps = range(len(counts))
-    high = ts + span if newest > ts else ts
-    near = entries[bisect_left(entries, (ts - span,)) : bisect_left(entries, (high + 1,))]
-    near.sort(key=_arrival)
-    have = [0] * len(counts)
-    short, end, found = len(counts), 0, -1
-    for start, first in enumerate(near):
-        if first[0] > ts or not counts:
-            break
-        while end < len(near) and near[end][0] <= first[0] + span:
-            mask = near[end][3]
-            for step in steps:
-                if mask >> step & 1:
-                    have[step] += 1
-                    short -= have[step] == counts[step]
-            end += 1
-        if short == 0:
-            found = start
-            break
-        for step in steps:
-            if first[3] >> step & 1:
-                short += have[step] == counts[step]
-                have[step] -= 1
-    if found < 0:
-        return None
-    # Of each step its first events from the window's start, and the op's own event.
-    chosen: list[_Entry] = []
-    for entry in near[found:end]:
-        take = entry[4] == own
-        for step in steps:
-            if entry[3] >> step & 1 and counts[step] > 0:
-                counts[step] -= 1
-                take = True
-        if take:
-            chosen.append(entry)
-    return chosen[:MAX_SAMPLE_EVENTS], len(chosen), chosen[-1][0]
 
 
 def _arrival(entry: _Entry) -> tuple[int, int]:

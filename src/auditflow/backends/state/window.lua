@@ -176,37 +176,65 @@ local function after(skey, score, member, ts, need)
   return got, scores
 end
 
--- An unordered sequence (base.py, 4): the entries of the steps' keys in [lo, hi] as a list of
--- {m = member, ts = score, steps = the 1-based steps it matches} in (score, arrival) order, the
--- start of the earliest window of `window` containing ts that holds steps[s] events of every step
--- s, and that window's end; nil when there is none.
-local function unordered_set(base, steps, lo, hi, ts, window)
+-- An unordered sequence (base.py, 4): the contributing events of the earliest window of `window`
+-- containing ts that holds steps[s] events of every step s (the steps' keys' entries in [lo, hi]),
+-- as {m = member, ts = score} in (score, arrival) order; nil when there is none. own is the member
+-- of the op's event; later tells whether the key holds entries after ts.
+local function unordered_set(base, steps, lo, hi, later, ts, window, own)
+  if #steps == 0 then
+    return nil
+  end
+  for s = 1, #steps do
+    if redis.call('ZCOUNT', prefix .. 's' .. (s - 1) .. ':' .. base, lo, hi) < steps[s] then
+      return nil -- the usual case of an incomplete set, by counting alone
+    end
+  end
   local by_member, list = {}, {}
-  for step = 1, #steps do
-    local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (step - 1) .. ':' .. base, lo, hi, 'WITHSCORES')
-    for i = 1, #r, 2 do
-      local e = by_member[r[i]]
-      if e == nil then
-        e = {m = r[i], ts = tonumber(r[i + 1]), steps = {}}
-        by_member[r[i]] = e
-        list[#list + 1] = e
-      end
+  local function add(m, score, step)
+    local e = by_member[m]
+    if e == nil then
+      e = {m = m, ts = tonumber(score), steps = {}}
+      by_member[m] = e
+      list[#list + 1] = e
+    end
+    if step then
       e.steps[#e.steps + 1] = step
     end
   end
-  table.sort(list, function(a, b)
+  local function by_time(a, b)
     if a.ts ~= b.ts then
       return a.ts < b.ts
     end
     return a.m < b.m
-  end)
-  local have, short, j = {}, #steps, 0
+  end
+  if not later then
+    -- Nothing later than ts: the earliest window starts at the first entry from lo and holds every
+    -- entry up to ts, so each step's first events from there contribute.
+    add(own, ts, nil)
+    for s = 1, #steps do
+      local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, lo, hi, 'WITHSCORES',
+        'LIMIT', 0, steps[s])
+      for i = 1, #r, 2 do
+        add(r[i], r[i + 1], s)
+      end
+    end
+    table.sort(list, by_time)
+    return list
+  end
+  for s = 1, #steps do
+    local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, lo, hi, 'WITHSCORES')
+    for i = 1, #r, 2 do
+      add(r[i], r[i + 1], s)
+    end
+  end
+  table.sort(list, by_time)
+  local have, short, j, found = {}, #steps, 0, nil
   for s = 1, #steps do
     have[s] = 0
   end
   for i = 1, #list do
     local start = list[i].ts
-    if start > ts or #steps == 0 then
+    if start > ts then
       break
     end
     while j < #list and list[j + 1].ts <= start + window do
@@ -219,7 +247,8 @@ local function unordered_set(base, steps, lo, hi, ts, window)
       end
     end
     if short == 0 then
-      return list, i, start + window
+      found = i
+      break
     end
     for _, s in ipairs(list[i].steps) do
       if have[s] == steps[s] then
@@ -228,7 +257,27 @@ local function unordered_set(base, steps, lo, hi, ts, window)
       have[s] = have[s] - 1
     end
   end
-  return nil
+  if found == nil then
+    return nil
+  end
+  -- Of each step its first events from the window's start, and the op's own event.
+  local chosen, need = {}, {}
+  for s = 1, #steps do
+    need[s] = steps[s]
+  end
+  for k = found, j do
+    local e = list[k]
+    local take = e.m == own
+    for _, s in ipairs(e.steps) do
+      if need[s] > 0 then
+        need[s], take = need[s] - 1, true
+      end
+    end
+    if take then
+      chosen[#chosen + 1] = e
+    end
+  end
+  return chosen
 end
 
 for index = 0, #ARGV - 5 do
@@ -416,38 +465,16 @@ for index = 0, #ARGV - 5 do
         end
       end
     elseif unordered then
-      local found, start, last_ts = unordered_set(base, steps, lo_arg, newest > ts and int(ts + window) or ts_arg,
-        ts, window)
-      if found then
-        -- Of each step its first events from the window's start, and the op's own event.
-        local need = {}
-        for s = 1, #steps do
-          need[s] = steps[s]
+      local hi = ts_arg
+      if newest > ts then
+        hi = int(ts + window)
+      end
+      local chosen = unordered_set(base, steps, lo_arg, hi, newest > ts, ts, window, member)
+      if chosen then
+        for i = 1, math.min(#chosen, max_samples) do
+          ids[i] = string.sub(chosen[i].m, 17)
         end
-        occurrences = 0
-        for k = start, #found do
-          local e = found[k]
-          if e.ts > last_ts then
-            break
-          end
-          local take = e.m == member
-          for _, s in ipairs(e.steps) do
-            if need[s] > 0 then
-              need[s], take = need[s] - 1, true
-            end
-          end
-          if take then
-            occurrences = occurrences + 1
-            if #ids < max_samples then
-              ids[#ids + 1] = string.sub(e.m, 17)
-            end
-            if occurrences == 1 then
-              first = e.ts
-            end
-            last = e.ts
-          end
-        end
-        fired = true
+        fired, occurrences, first, last = true, #chosen, chosen[1].ts, chosen[#chosen].ts
       end
     elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
       -- Greedy earliest chain: each step's first `count` events after the one that completed the
