@@ -207,7 +207,7 @@ class MemoryWindowState(WindowState):
         else:
             if window.steps is None:
                 window.steps = StepIndex(entries, len(op.step_counts))
-            found = unordered_set(entries, window.steps, op, newest, entry)
+            found = unordered_set(window.steps, op, entry)
             if found is None:
                 return None
             contributing, occurrences, last_ms = found

@@ -1,5 +1,5 @@
-"""Unordered sequences in the memory window state (base.py, 4): a per-step index of a key's events,
-so that most ops are decided by counting, and the search for the earliest complete window."""
+"""Unordered sequences in the memory window state (base.py, 4): a per-step index of a key's events
+and the search for the earliest complete window over it."""
 
 from __future__ import annotations
 
@@ -49,12 +49,13 @@ class StepIndex:
         for items in self._steps:
             del items[bisect_left(items, (top,)) :]
 
-    def count(self, step: int, low: int, high: int) -> int:
-        """The events of the step in [low, high]."""
+    def nth(self, step: int, low: int, n: int) -> int | None:
+        """The timestamp of the step's n-th event from low on, or None when it has fewer."""
         if step >= len(self._steps):
-            return 0
+            return None
         items = self._steps[step]
-        return bisect_left(items, (high + 1,)) - bisect_left(items, (low,))
+        position = bisect_left(items, (low,)) + n - 1
+        return items[position][0] if position < len(items) else None
 
     def first(self, step: int, low: int, n: int) -> list[Entry]:
         """The step's first n events from low on."""
@@ -63,63 +64,34 @@ class StepIndex:
         return [item[2] for item in items[start : start + n]]
 
 
-def unordered_set(
-    entries: list[Entry], index: StepIndex, op: WindowOp, newest: int, own: Entry
-) -> tuple[list[Entry], int, int] | None:
+def unordered_set(index: StepIndex, op: WindowOp, own: Entry) -> tuple[list[Entry], int, int] | None:
     """The contributing events, occurrences and last seen of the earliest window of `window_ms`
-    around the op's event (`own`) that holds every step, or None when there is none."""
+    around the op's event (`own`) that holds every step, or None when there is none.
+
+    The window [start, start + window_ms] holds every step when the latest of the steps' n-th
+    events from start on (n the step's count) is inside it. When it is not, no window starting
+    before that event's time - window_ms can hold it either, so the search moves there: a few
+    lookups per op, whatever the number of events held."""
     ts, span = op.ts_ms, op.window_ms
     counts = [max(1, n) for n in op.step_counts]
-    high = ts + span if newest > ts else ts
-    if not counts or any(index.count(step, ts - span, high) < n for step, n in enumerate(counts)):
-        return None  # the usual case of an incomplete set, by counting alone
-    if newest <= ts:
-        # Nothing later than ts: the earliest window starts at the first entry from ts - window_ms
-        # and holds every entry up to ts, so each step's first events from there contribute.
-        picked = {own[4]: own}
+    start = ts - span
+    while counts and start <= ts:
+        complete = start
         for step, n in enumerate(counts):
-            for entry in index.first(step, ts - span, n):
-                picked[entry[4]] = entry
-        return _contribution(sorted(picked.values(), key=_arrival))
-    near = entries[bisect_left(entries, (ts - span,)) : bisect_left(entries, (high + 1,))]
-    near.sort(key=_arrival)
-    steps = range(len(counts))
-    have = [0] * len(counts)
-    short, end, found = len(counts), 0, -1
-    for start, first in enumerate(near):
-        if first[0] > ts:
-            break
-        while end < len(near) and near[end][0] <= first[0] + span:
-            mask = near[end][3]
-            for step in steps:
-                if mask >> step & 1:
-                    have[step] += 1
-                    short -= have[step] == counts[step]
-            end += 1
-        if short == 0:
-            found = start
-            break
-        for step in steps:
-            if first[3] >> step & 1:
-                short += have[step] == counts[step]
-                have[step] -= 1
-    if found < 0:
-        return None
-    # Of each step its first events from the window's start, and the op's own event.
-    chosen: list[Entry] = []
-    for entry in near[found:end]:
-        take = entry[4] == own[4]
-        for step in steps:
-            if entry[3] >> step & 1 and counts[step] > 0:
-                counts[step] -= 1
-                take = True
-        if take:
-            chosen.append(entry)
-    return _contribution(chosen)
-
-
-def _contribution(chosen: list[Entry]) -> tuple[list[Entry], int, int]:
-    return chosen[:MAX_SAMPLE_EVENTS], len(chosen), chosen[-1][0]
+            end = index.nth(step, start, n)
+            if end is None:
+                return None  # too few events of the step from start on: later starts have fewer
+            complete = max(complete, end)
+        if complete <= start + span:
+            # Of each step its first events from the window's start, and the op's own event.
+            picked = {own[4]: own}
+            for step, n in enumerate(counts):
+                for entry in index.first(step, start, n):
+                    picked[entry[4]] = entry
+            chosen = sorted(picked.values(), key=_arrival)
+            return chosen[:MAX_SAMPLE_EVENTS], len(chosen), chosen[-1][0]
+        start = complete - span
+    return None
 
 
 def _arrival(entry: Entry) -> tuple[int, int]:

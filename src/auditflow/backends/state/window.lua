@@ -177,107 +177,49 @@ local function after(skey, score, member, ts, need)
 end
 
 -- An unordered sequence (base.py, 4): the contributing events of the earliest window of `window`
--- containing ts that holds steps[s] events of every step s (the steps' keys' entries in [lo, hi]),
--- as {m = member, ts = score} in (score, arrival) order; nil when there is none. own is the member
--- of the op's event; later tells whether the key holds entries after ts.
-local function unordered_set(base, steps, lo, hi, later, ts, window, own)
-  if #steps == 0 then
-    return nil
-  end
-  for s = 1, #steps do
-    if redis.call('ZCOUNT', prefix .. 's' .. (s - 1) .. ':' .. base, lo, hi) < steps[s] then
-      return nil -- the usual case of an incomplete set, by counting alone
-    end
-  end
-  local by_member, list = {}, {}
-  local function add(m, score, step)
-    local e = by_member[m]
-    if e == nil then
-      e = {m = m, ts = tonumber(score), steps = {}}
-      by_member[m] = e
-      list[#list + 1] = e
-    end
-    if step then
-      e.steps[#e.steps + 1] = step
-    end
-  end
-  local function by_time(a, b)
-    if a.ts ~= b.ts then
-      return a.ts < b.ts
-    end
-    return a.m < b.m
-  end
-  if not later then
-    -- Nothing later than ts: the earliest window starts at the first entry from lo and holds every
-    -- entry up to ts, so each step's first events from there contribute.
-    add(own, ts, nil)
+-- containing ts that holds steps[s] events of every step s, as {m = member, ts = score} in
+-- (score, arrival) order; nil when there is none. own is the member of the op's event.
+-- The window [start, start + window] holds every step when the latest of the steps' n-th events
+-- from start on (n the step's count) is inside it; when it is not, no window starting before that
+-- event's time - window can hold it either, so the search moves there: a few lookups per op,
+-- whatever the number of events held.
+local function unordered_set(base, steps, ts, window, own)
+  local start = ts - window
+  while #steps > 0 and start <= ts do
+    local complete = start
     for s = 1, #steps do
-      local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, lo, hi, 'WITHSCORES',
-        'LIMIT', 0, steps[s])
-      for i = 1, #r, 2 do
-        add(r[i], r[i + 1], s)
+      local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, int(start), '+inf',
+        'WITHSCORES', 'LIMIT', steps[s] - 1, 1)
+      if #r == 0 then
+        return nil -- too few events of the step from start on: later starts have fewer
       end
+      complete = math.max(complete, tonumber(r[2]))
     end
-    table.sort(list, by_time)
-    return list
-  end
-  for s = 1, #steps do
-    local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, lo, hi, 'WITHSCORES')
-    for i = 1, #r, 2 do
-      add(r[i], r[i + 1], s)
-    end
-  end
-  table.sort(list, by_time)
-  local have, short, j, found = {}, #steps, 0, nil
-  for s = 1, #steps do
-    have[s] = 0
-  end
-  for i = 1, #list do
-    local start = list[i].ts
-    if start > ts then
-      break
-    end
-    while j < #list and list[j + 1].ts <= start + window do
-      j = j + 1
-      for _, s in ipairs(list[j].steps) do
-        have[s] = have[s] + 1
-        if have[s] == steps[s] then
-          short = short - 1
+    if complete <= start + window then
+      -- Of each step its first events from the window's start, and the op's own event.
+      local by_member = {[own] = true}
+      local chosen = {{m = own, ts = ts}}
+      for s = 1, #steps do
+        local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, int(start), '+inf',
+          'WITHSCORES', 'LIMIT', 0, steps[s])
+        for i = 1, #r, 2 do
+          if not by_member[r[i]] then
+            by_member[r[i]] = true
+            chosen[#chosen + 1] = {m = r[i], ts = tonumber(r[i + 1])}
+          end
         end
       end
+      table.sort(chosen, function(a, b)
+        if a.ts ~= b.ts then
+          return a.ts < b.ts
+        end
+        return a.m < b.m
+      end)
+      return chosen
     end
-    if short == 0 then
-      found = i
-      break
-    end
-    for _, s in ipairs(list[i].steps) do
-      if have[s] == steps[s] then
-        short = short + 1
-      end
-      have[s] = have[s] - 1
-    end
+    start = complete - window
   end
-  if found == nil then
-    return nil
-  end
-  -- Of each step its first events from the window's start, and the op's own event.
-  local chosen, need = {}, {}
-  for s = 1, #steps do
-    need[s] = steps[s]
-  end
-  for k = found, j do
-    local e = list[k]
-    local take = e.m == own
-    for _, s in ipairs(e.steps) do
-      if need[s] > 0 then
-        need[s], take = need[s] - 1, true
-      end
-    end
-    if take then
-      chosen[#chosen + 1] = e
-    end
-  end
-  return chosen
+  return nil
 end
 
 for index = 0, #ARGV - 5 do
@@ -465,11 +407,7 @@ for index = 0, #ARGV - 5 do
         end
       end
     elseif unordered then
-      local hi = ts_arg
-      if newest > ts then
-        hi = int(ts + window)
-      end
-      local chosen = unordered_set(base, steps, lo_arg, hi, newest > ts, ts, window, member)
+      local chosen = unordered_set(base, steps, ts, window, member)
       if chosen then
         for i = 1, math.min(#chosen, max_samples) do
           ids[i] = string.sub(chosen[i].m, 17)
