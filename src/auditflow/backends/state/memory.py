@@ -8,8 +8,8 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 
 from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
-from auditflow.backends.state.unordered import Entry as _Entry
-from auditflow.backends.state.unordered import StepIndex, unordered_set
+from auditflow.backends.state.sequences import Entry as _Entry
+from auditflow.backends.state.sequences import StepIndex, ordered_chain, unordered_set
 
 __all__ = ["DEFAULT_GRACE_MS", "MemoryWindowState"]
 
@@ -49,7 +49,7 @@ class _Window:
         self.ttl_ms = -1
         self.deadline_ms = -1
         self.arrivals = 0  # numbers the recorded events, for the arrival order of equal timestamps
-        self.steps: StepIndex | None = None  # the entries by step, once an unordered sequence needs them
+        self.steps: StepIndex | None = None  # the entries by step, once a sequence is evaluated
 
     def holds(self, event_id: str) -> bool:
         if self.ids is not None:
@@ -199,11 +199,14 @@ class MemoryWindowState(WindowState):
                 return None
             contributing, occurrences, last_ms = found
         elif op.ordered:
-            chain = _sequence_chain(entries, op)
+            if len(op.step_counts) - 1 not in op.matched_steps:
+                return None  # only the last step completes a chain
+            if window.steps is None:
+                window.steps = StepIndex(entries, len(op.step_counts))
+            chain = ordered_chain(window.steps, op)
             if chain is None:
                 return None
-            contributing = chain
-            occurrences = len(chain)
+            contributing, occurrences = chain
         else:
             if window.steps is None:
                 window.steps = StepIndex(entries, len(op.step_counts))
@@ -306,41 +309,11 @@ def _starts_before(window: _Window | None, op: WindowOp) -> bool:
     """Whether the window holds a step-0 event in [ts - window_ms, ts]: it arrived earlier."""
     if window is None:
         return False
+    if window.steps is not None:
+        first = window.steps.nth(0, op.ts_ms - op.window_ms, 1)
+        return first is not None and first <= op.ts_ms
     entries = window.entries
     for position in range(bisect_left(entries, (op.ts_ms - op.window_ms,)), bisect_left(entries, (op.ts_ms + 1,))):
         if entries[position][3] & 1:
             return True
     return False
-
-
-def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
-    """The events of the greedy earliest chain ending with `op`'s event, or None when there is none."""
-    counts = op.step_counts
-    last = len(counts) - 1
-    if last < 0 or last not in op.matched_steps:
-        return None
-    ts = op.ts_ms
-    # Equal timestamps keep their arrival order: an event counts for the current step when it
-    # comes after `after` by (timestamp, arrival).
-    after = (ts - op.window_ms, -1)
-    step, bit, need, got = 0, 1, max(1, counts[0]), 0
-    chain: list[_Entry] = []
-    candidates = entries[bisect_left(entries, (ts - op.window_ms,)) : bisect_left(entries, (ts + 1,))]
-    candidates.sort(key=_arrival)
-    for entry in candidates:
-        if entry[3] & bit and (entry[0], entry[4]) > after:
-            chain.append(entry)
-            got += 1
-            if got == need and step < last:
-                after = (entry[0], entry[4])  # the next step starts strictly after this event
-                step += 1
-                bit <<= 1
-                need = max(1, counts[step])
-                got = 0
-    if step < last or got < need:
-        return None
-    return chain
-
-
-def _arrival(entry: _Entry) -> tuple[int, int]:
-    return entry[0], entry[4]

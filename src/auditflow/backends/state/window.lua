@@ -176,6 +176,21 @@ local function after(skey, score, member, ts, need)
   return got, scores
 end
 
+-- The number of members of skey after (score, member) up to ts, in (score, arrival) order; with
+-- member nil, from score on.
+local function count_after(skey, score, member, ts)
+  if member == nil then
+    return redis.call('ZCOUNT', skey, score, ts)
+  end
+  local n = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', skey, score, score)) do
+    if m > member then
+      n = n + 1
+    end
+  end
+  return n + redis.call('ZCOUNT', skey, '(' .. score, ts)
+end
+
 -- An unordered sequence (base.py, 4): the contributing events of the earliest window of `window`
 -- containing ts that holds steps[s] events of every step s, as {m = member, ts = score} in
 -- (score, arrival) order; nil when there is none. own is the member of the op's event.
@@ -417,15 +432,19 @@ for index = 0, #ARGV - 5 do
     elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
       -- Greedy earliest chain: each step's first `count` events after the one that completed the
       -- previous step, by (timestamp, arrival).
-      local score, member = int(lo), nil
+      -- The last step takes every event up to ts: they are counted, and only those the samples
+      -- can show are read, so a flood of last-step events costs a count per event, not a scan.
+      local score, member, unread = int(lo), nil, 0
       fired = true
       for step = 0, #steps - 1 do
-        local need = steps[step + 1]
+        local skey = prefix .. 's' .. step .. ':' .. base
+        local need, held = steps[step + 1], nil
         if step == #steps - 1 then
-          need = nil
+          held = count_after(skey, score, member, ts_arg)
+          need = math.max(0, max_samples - #ids)
         end
-        local got, scores = after(prefix .. 's' .. step .. ':' .. base, score, member, ts_arg, need)
-        if #got < steps[step + 1] then
+        local got, scores = after(skey, score, member, ts_arg, need)
+        if (held or #got) < steps[step + 1] then
           fired = false
           break
         end
@@ -435,9 +454,10 @@ for index = 0, #ARGV - 5 do
         for i = 1, #got do
           ids[#ids + 1] = string.sub(got[i], 17)
         end
+        unread = (held or #got) - #got
         score, member = scores[#scores], got[#got]
       end
-      occurrences = #ids
+      occurrences = #ids + unread
     end
 
     if fired then

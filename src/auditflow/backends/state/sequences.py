@@ -1,5 +1,5 @@
-"""Unordered sequences in the memory window state (base.py, 4): a per-step index of a key's events
-and the search for the earliest complete window over it."""
+"""Sequences in the memory window state (base.py, 4): a per-step index of a key's events, and the
+searches over it for the chain of an ordered sequence and the set of an unordered one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from auditflow.backends.state.base import MAX_SAMPLE_EVENTS, WindowOp
 
-__all__ = ["StepIndex", "unordered_set"]
+__all__ = ["Entry", "StepIndex", "ordered_chain", "unordered_set"]
 
 # (ts_ms, event_id, payload, step mask, arrival number, distinct value): memory.py's window entry.
 Entry = tuple[int, str, bytes, int, int, str | None]
@@ -49,6 +49,9 @@ class StepIndex:
         for items in self._steps:
             del items[bisect_left(items, (top,)) :]
 
+    def items(self, step: int) -> list[_Item]:
+        return self._steps[step] if step < len(self._steps) else []
+
     def nth(self, step: int, low: int, n: int) -> int | None:
         """The timestamp of the step's n-th event from low on, or None when it has fewer."""
         if step >= len(self._steps):
@@ -62,6 +65,34 @@ class StepIndex:
         items = self._steps[step]
         start = bisect_left(items, (low,))
         return [item[2] for item in items[start : start + n]]
+
+
+def ordered_chain(index: StepIndex, op: WindowOp) -> tuple[list[Entry], int] | None:
+    """The greedy earliest chain ending with the op's event, as its events (the first
+    `MAX_SAMPLE_EVENTS` at least) and its length, or None when there is none. Each step takes its
+    first `count` events after the event that completed the previous step, by (timestamp,
+    arrival); the last step takes every event up to ts, which are counted rather than read."""
+    counts = op.step_counts
+    last = len(counts) - 1
+    if last < 0 or last not in op.matched_steps:
+        return None
+    ts = op.ts_ms
+    after = (ts - op.window_ms, 0)  # the first (timestamp, arrival) a step's event may have
+    chain: list[Entry] = []
+    for step in range(last + 1):
+        items = index.items(step)
+        start, end = bisect_left(items, after), bisect_left(items, (ts + 1,))
+        need = max(1, counts[step])
+        if end - start < need:
+            return None
+        if step == last:
+            shown = max(0, MAX_SAMPLE_EVENTS - len(chain))
+            chain.extend(item[2] for item in items[start : min(start + shown, end)])
+            return chain, len(chain) + max(0, end - start - shown)
+        got = items[start : start + need]
+        chain.extend(item[2] for item in got)
+        after = (got[-1][0], got[-1][1] + 1)  # the next step starts strictly after this event
+    return None
 
 
 def unordered_set(index: StepIndex, op: WindowOp, own: Entry) -> tuple[list[Entry], int, int] | None:
