@@ -136,6 +136,18 @@ async def test_a_set_completes_from_events_that_are_all_late(state: WindowState)
     assert described(hits) == [(0, True, 2, 4_200, 5_000, ["b", "x"]), (1, False, 3, 4_200, 5_000, ["a"])]
 
 
+async def test_the_earliest_window_holding_every_step_decides(state: WindowState) -> None:
+    def three(event_id: str, ts: int, matched: tuple[int, ...]) -> WindowOp:
+        return op("sequence", event_id, ts, window=100, steps=(1, 1, 1), matched=matched, ordered=False)
+
+    # The third step (195) and a second (130) wait for a first step dated between 95 and 130; an
+    # older first and second step (10, 20), which arrive later, have no third within 100 of them.
+    held = [three("c", 195, C), three("b", 130, B), three("a-old", 10, A), three("b-old", 20, B)]
+    assert await state.apply(held) == []
+    hits = await state.apply([three("a", 100, A)])
+    assert described(hits) == [(0, True, 3, 100, 195, ["a", "b", "c"])]
+
+
 async def test_concurrent_replicas_fire_once_per_complete_group(backend: Backend) -> None:
     replicas = [await backend.state() for _ in range(4)]
     # 150 groups with both steps (one event each, in either order of time), 50 with only the first

@@ -101,8 +101,9 @@ def unordered_set(index: StepIndex, op: WindowOp, own: Entry) -> tuple[list[Entr
 
     The window [start, start + window_ms] holds every step when the latest of the steps' n-th
     events from start on (n the step's count) is inside it. When it is not, no window starting
-    before that event's time - window_ms can hold it either, so the search moves there: a few
-    lookups per op, whatever the number of events held."""
+    before that event's time - window_ms can hold it either, so the search moves there. Each move
+    passes at least one event; usually the first or second start decides, a few lookups per step
+    whatever the number of events held."""
     ts, span = op.ts_ms, op.window_ms
     counts = [max(1, n) for n in op.step_counts]
     start = ts - span

@@ -196,8 +196,9 @@ end
 -- (score, arrival) order; nil when there is none. own is the member of the op's event.
 -- The window [start, start + window] holds every step when the latest of the steps' n-th events
 -- from start on (n the step's count) is inside it; when it is not, no window starting before that
--- event's time - window can hold it either, so the search moves there: a few lookups per op,
--- whatever the number of events held.
+-- event's time - window can hold it either, so the search moves there. Each move passes at least
+-- one event; usually the first or second start decides, a few lookups per step whatever the
+-- number of events held.
 local function unordered_set(base, steps, ts, window, own)
   local start = ts - window
   while #steps > 0 and start <= ts do
