@@ -149,11 +149,12 @@ def op(
     steps: tuple[int, ...] = (),
     matched: tuple[int, ...] = (),
     distinct: str | None = None,
+    ordered: bool = True,
 ) -> WindowOp:
     """An op whose payload and would-be alert id are derived from the event id."""
     return WindowOp(
         rule, group, kind, event_id, ts, f"payload-{event_id}".encode(), window, suppress, f"alert-{event_id}",
-        count, steps, matched, distinct,
+        count, steps, matched, distinct, ordered,
     )  # fmt: skip
 
 
@@ -164,14 +165,18 @@ FAR_TIMESTAMPS = (-62_135_596_800_000, 0, 10**13, 253_402_300_799_999)
 
 @st.composite
 def op_batches(
-    draw: st.DrawFn, kinds: Sequence[RuleKind] = ALL_KINDS, focus: bool = False, adversarial: bool = False
+    draw: st.DrawFn,
+    kinds: Sequence[RuleKind] = ALL_KINDS,
+    focus: bool = False,
+    adversarial: bool = False,
+    unordered: bool = False,
 ) -> list[list[WindowOp]]:
     """Random batches over up to three rules (match, threshold, sequence) and two groups, with small
     windows, repeated event ids and timestamps that go back as well as forward; then some batches
     (or their tails) delivered again later, alone or joined to the next, as after a crash. `focus`
     leaves out what makes chains impossible or replays absent: empty windows, single steps, no
     suppression. `adversarial` adds events dated far from the others and makes the threshold count
-    distinct values of a few."""
+    distinct values of a few. `unordered` makes the sequence one whose steps may happen in any order."""
     windows = st.sampled_from([5, 30] if focus else [0, 5, 30])
     suppressions = st.sampled_from([10, 40] if focus else [0, 10, 40])
     steps = tuple(draw(st.lists(st.integers(1, 2), min_size=2 if focus else 1, max_size=3)))
@@ -201,7 +206,7 @@ def op_batches(
         ops.append(
             WindowOp(
                 kind, group, kind, event_id, when, payload, window, suppress, alert, rule_count, rule_steps, matched,
-                distinct,
+                distinct, not unordered,
             )
         )  # fmt: skip
     cuts = sorted(draw(st.sets(st.integers(1, len(ops)), max_size=6)) | {len(ops)})

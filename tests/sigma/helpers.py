@@ -117,3 +117,56 @@ async def fired_on(state: WindowState, rule: dict[str, Any], events: list[Event]
     """The events among `events` that the rule alerted on."""
     ids = {i for alert in await fire(state, rule, events) for i in alert.event_ids}
     return [event for event in events if event.event_id in ids]
+
+
+# Two Kubernetes audit rules that correlations of the tests reference (by name).
+BASE = """title: Secret read
+id: 6f1e2d3c-0000-4000-8000-000000000101
+name: secret_read
+status: test
+level: low
+logsource: {product: kubernetes, service: audit}
+detection:
+  selection:
+    verb: get
+    objectRef.resource: secrets
+  condition: selection
+---
+title: Role binding created
+id: 6f1e2d3c-0000-4000-8000-000000000102
+name: binding_created
+status: test
+level: low
+logsource: {product: kubernetes, service: audit}
+detection:
+  selection:
+    verb: create
+    objectRef.resource: rolebindings
+  condition: selection
+"""
+
+
+def correlation(body: str, serial: int = 201) -> str:
+    return f"""title: Correlation {serial}
+id: 6f1e2d3c-0000-4000-8000-{serial:012d}
+status: test
+level: high
+tags: [attack.credential-access, attack.t1552.007]
+correlation:
+{body}"""
+
+
+def read_secret(seconds: float, user: str = "alice", name: str = "db", impersonating: str | None = None) -> Event:
+    """A secret read by `user`, optionally impersonating another account."""
+    audit: dict[str, Any] = {
+        "verb": "get",
+        "objectRef": {"resource": "secrets", "name": name},
+        "user": {"username": user},
+    }
+    if impersonating is not None:
+        audit["impersonatedUser"] = {"username": impersonating}
+    return k8s_event(seconds, **audit)
+
+
+def create_binding(seconds: float, user: str = "alice") -> Event:
+    return k8s_event(seconds, verb="create", objectRef={"resource": "rolebindings"}, user={"username": user})

@@ -218,6 +218,14 @@ def test_threshold_and_sequence_requirements() -> None:
     rule = SequenceRule.model_validate(sequence)
     assert rule.event_types == frozenset({"a", "b"})
     assert rule.steps[1].count == 1
+    assert rule.ordered  # steps in order unless the rule says otherwise
+    assert not SequenceRule.model_validate({**sequence, "ordered": False}).ordered
+    with pytest.raises(ValidationError) as info:
+        SequenceRule.model_validate({**sequence, "ordered": "sometimes"})
+    assert list(error_fields(info.value)) == ["ordered"]
+    with pytest.raises(ValidationError) as info:
+        ThresholdRule.model_validate(base(kind="threshold", count=3, window="10m", ordered=False))
+    assert list(error_fields(info.value)) == ["ordered"]  # only sequences have an order
 
 
 def test_template_renders_paths_without_evaluating_them() -> None:

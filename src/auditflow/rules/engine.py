@@ -21,7 +21,7 @@ from auditflow.rules.conditions import Needles
 from auditflow.rules.fields import Getter, format_duration, group_value, make_getter, to_ms
 from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.ruleset import RuleSet
-from auditflow.rules.schema import MatchRule, Rule, ThresholdRule
+from auditflow.rules.schema import MatchRule, Rule, SequenceRule, ThresholdRule
 from auditflow.rules.template import Template
 
 MATCH_DEDUP_WINDOW_MS = 60_000
@@ -75,6 +75,7 @@ class _Plan:
     suppress_ms: int
     count: int
     step_counts: tuple[int, ...]
+    ordered: bool  # False for a sequence whose steps may happen in any order
     distinct: Getter | None  # a distinct-count threshold: the field it counts
     template: Template
     extras: dict[str, Any]
@@ -120,6 +121,7 @@ def _plan(rule: Rule) -> _Plan:
         suppress_ms=suppress_ms,
         count=count,
         step_counts=step_counts,
+        ordered=not isinstance(rule, SequenceRule) or rule.ordered,
         distinct=distinct,
         template=rule.template,
         extras=extras,
@@ -240,6 +242,7 @@ class Detector:
                             step_counts=plan.step_counts,
                             matched_steps=steps,
                             distinct=distinct,
+                            ordered=plan.ordered,
                         )
                     )
                     origins.append((plan, event, group))

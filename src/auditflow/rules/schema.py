@@ -180,13 +180,21 @@ class SequenceStep(BaseModel):
 
 
 class SequenceRule(_RuleBase):
-    """Fires when the steps happen in order, each `count` times, within `window`, in one group."""
+    """Fires when the steps happen in order, each `count` times, within `window`, in one group;
+    with `ordered: false`, when they all happen within `window`, in any order."""
 
     kind: Literal["sequence"]
     steps: Annotated[tuple[SequenceStep, ...], BeforeValidator(_step_count)] = Field(
         json_schema_extra={"minItems": MIN_STEPS, "maxItems": MAX_STEPS}
     )
     window: Window
+    ordered: bool = Field(
+        True,
+        description=(
+            "false: the steps may happen in any order; the rule fires when every step has its count of events "
+            "within `window` in one group"
+        ),
+    )
 
     @field_validator("steps")
     @classmethod

@@ -28,6 +28,22 @@ async def test_memory_and_redis_agree_on_random_sequences(unique_name: str, batc
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=op_batches(("sequence",), focus=True, unordered=True))
+async def test_memory_and_redis_agree_on_random_unordered_sequences(
+    unique_name: str, batches: list[list[WindowOp]]
+) -> None:
+    await agree(unique_name, batches)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=op_batches(adversarial=True, unordered=True))
+async def test_memory_and_redis_agree_on_far_timestamps_in_unordered_sequences(
+    unique_name: str, batches: list[list[WindowOp]]
+) -> None:
+    await agree(unique_name, batches, max_entries=6)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=op_batches(adversarial=True))
 async def test_memory_and_redis_agree_on_far_timestamps_and_distinct_counts(
     unique_name: str, batches: list[list[WindowOp]]

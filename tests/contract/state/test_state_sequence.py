@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from auditflow.backends.state import WindowOp, WindowState
+from auditflow.backends.state.base import MAX_SAMPLE_EVENTS
 from tests.contract.state.ops import Backend, apply_each, fired, seq, stored
 from tests.factories import op
 
@@ -128,3 +129,15 @@ async def test_an_event_of_two_steps_counts_once_per_chain(state: WindowState) -
     ops = [seq("f1", 10, (0,)), seq("a", 10, (0, 1))]
     assert fired(await apply_each(state, ops)) == [False, False]
     assert [[e for e, _ in h.events] for h in await state.apply([seq("b", 10, (0, 1))])] == [["f1", "a", "b"]]
+
+
+async def test_a_last_step_with_more_events_than_samples_counts_them_all(state: WindowState) -> None:
+    # Without suppression each success opens an alert whose chain is the failure and every success
+    # so far; its samples are the first MAX_SAMPLE_EVENTS of them.
+    ops = [op("sequence", "f", 0, steps=(1, 1), matched=(0,), suppress=0)]
+    ops += [op("sequence", f"s{i}", 1 + i, steps=(1, 1), matched=(1,), suppress=0) for i in range(30)]
+    hits = await state.apply(ops)
+    assert [h.occurrences for h in hits] == list(range(2, 32))
+    last = hits[-1]
+    assert [e for e, _ in last.events] == ["f", *(f"s{i}" for i in range(MAX_SAMPLE_EVENTS - 1))]
+    assert (last.first_seen_ms, last.last_seen_ms) == (0, 30)

@@ -53,13 +53,25 @@ Semantics of one op, for its key (rule_id, group_key):
    is not remembered either, so its redelivery is evaluated afresh: recorded (and possibly firing)
    if step-0 events have arrived in between, else again nothing. No alert came from its first
    delivery, so there is nothing to replay and nothing is counted twice.
+   Unordered (`ordered` false): the steps may happen in any order. The event joins the window of
+   every step in `matched_steps` (always recorded: any step may come first, so there is no fast
+   path). It fires when some window of `window_ms` containing ts (both ends included, as in 3)
+   holds, for every step n, at least `step_counts[n]` events matching step n; an event counts for
+   every step it matches, so duplicates of one step never complete another. Of such windows the
+   earliest decides, searched from the entries in [ts - window_ms, ts] as starts, so a late event
+   completes a set whose other events are later than it. Its contributing events are, for each
+   step, the first `step_counts[n]` of it from the window's start (by timestamp, then arrival),
+   and the op's own event; occurrences are their number, first and last seen the oldest and the
+   newest of them. Nothing is consumed by firing: every later event of any step that finds a
+   complete window fires again (a repeat while the alert is live, as in 5).
 5. Suppression: a firing op whose key has a live alert (its last hit less than `suppress_ms` ago,
    in event time, and less than `suppress_ms` + `window_ms` after ts, so that an alert opened by an
    event dated far in the future does not absorb the alerts of the present) increments that
    alert's occurrences by one and returns `new=False` with this event only. Otherwise a new alert
    `new_alert_id` opens with occurrences = the number of contributing events (1 for match; for a
    distinct count, the number of values) and the contributing events, oldest first, capped at
-   `MAX_SAMPLE_EVENTS`; its last hit is ts (for a threshold, its newest contributing event, see 3).
+   `MAX_SAMPLE_EVENTS`; its last hit is ts (for a threshold or an unordered sequence, its newest
+   contributing event, see 3 and 4).
    `suppress_ms == 0` disables suppression.
 Every key expires once nothing can refer to it any more, so memory stays bounded.
 """
@@ -100,6 +112,7 @@ class WindowOp:
     step_counts: tuple[int, ...] = ()
     matched_steps: tuple[int, ...] = ()
     distinct: str | None = None  # a distinct-count threshold: the value this event counts as
+    ordered: bool = True  # a sequence whose steps may happen in any order when False (4)
 
 
 @dataclass(slots=True)

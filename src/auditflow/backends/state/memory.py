@@ -8,6 +8,8 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 
 from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
+from auditflow.backends.state.sequences import Entry as _Entry
+from auditflow.backends.state.sequences import StepIndex, ordered_chain, unordered_set
 
 __all__ = ["DEFAULT_GRACE_MS", "MemoryWindowState"]
 
@@ -20,10 +22,9 @@ _SWEEP_INTERVAL_MS = 1_000
 # Windows this small are searched for duplicates directly; larger ones get a set of event ids.
 _SMALL_WINDOW = 8
 
-# (ts_ms, event_id, payload, step mask, arrival number, distinct value), kept sorted: by event
-# time, then event id, as Redis orders a sorted set's members of equal score. Sequences order
-# equal timestamps by arrival instead (base.py, 4).
-_Entry = tuple[int, str, bytes, int, int, str | None]
+# Entries (_Entry: ts_ms, event_id, payload, step mask, arrival number, distinct value) are kept
+# sorted: by event time, then event id, as Redis orders a sorted set's members of equal score.
+# Sequences order equal timestamps by arrival instead (base.py, 4).
 _Key = tuple[str, str]
 
 
@@ -32,7 +33,7 @@ class _Window:
 
     __slots__ = (
         "alert_id", "arrivals", "deadline_ms", "entries", "evidence", "first_ms", "ids", "last_ms", "occurrences",
-        "ttl_ms",
+        "steps", "ttl_ms",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -48,6 +49,7 @@ class _Window:
         self.ttl_ms = -1
         self.deadline_ms = -1
         self.arrivals = 0  # numbers the recorded events, for the arrival order of equal timestamps
+        self.steps: StepIndex | None = None  # the entries by step, once a sequence is evaluated
 
     def holds(self, event_id: str) -> bool:
         if self.ids is not None:
@@ -135,7 +137,7 @@ class MemoryWindowState(WindowState):
         window = self._windows.get(key)
         if window is not None and window.holds(op.event_id):
             return _replay(index, op, window)
-        if op.kind == "sequence" and 0 not in op.matched_steps and not _starts_before(window, op):
+        if op.kind == "sequence" and op.ordered and 0 not in op.matched_steps and not _starts_before(window, op):
             return None  # not recorded: no step-0 event precedes it in the window (base.py, 4)
         if window is None:
             window = self._windows[key] = _Window()
@@ -155,6 +157,8 @@ class MemoryWindowState(WindowState):
             entries.append(entry)  # the usual case: events arrive in time order
         else:
             insort(entries, entry)
+        if window.steps is not None:
+            window.steps.add(entry)
         ids = window.ids
         if ids is not None:
             ids.add(op.event_id)
@@ -169,6 +173,8 @@ class MemoryWindowState(WindowState):
                 for old in entries[:stale]:
                     ids.discard(old[1])
             del entries[:stale]
+            if window.steps is not None:
+                window.steps.drop_below(cutoff)
         if newest > ts and len(entries) > self._max_entries:
             # Only an event older than the newest can grow a key beyond its window. The latest
             # timestamps go: far-future ones are the kind that never slide out by themselves.
@@ -178,6 +184,8 @@ class MemoryWindowState(WindowState):
                 for old in entries[keep:]:
                     ids.discard(old[1])
             del entries[keep:]
+            if window.steps is not None:
+                window.steps.drop_from(top)
             if ts >= top:
                 return None  # evicted on arrival
 
@@ -190,12 +198,22 @@ class MemoryWindowState(WindowState):
             if found is None:
                 return None
             contributing, occurrences, last_ms = found
-        else:
-            chain = _sequence_chain(entries, op)
+        elif op.ordered:
+            if len(op.step_counts) - 1 not in op.matched_steps:
+                return None  # only the last step completes a chain
+            if window.steps is None:
+                window.steps = StepIndex(entries, len(op.step_counts))
+            chain = ordered_chain(window.steps, op)
             if chain is None:
                 return None
-            contributing = chain
-            occurrences = len(chain)
+            contributing, occurrences = chain
+        else:
+            if window.steps is None:
+                window.steps = StepIndex(entries, len(op.step_counts))
+            found = unordered_set(window.steps, op, entry)
+            if found is None:
+                return None
+            contributing, occurrences, last_ms = found
 
         if (
             op.suppress_ms > 0
@@ -291,41 +309,11 @@ def _starts_before(window: _Window | None, op: WindowOp) -> bool:
     """Whether the window holds a step-0 event in [ts - window_ms, ts]: it arrived earlier."""
     if window is None:
         return False
+    if window.steps is not None:
+        first = window.steps.nth(0, op.ts_ms - op.window_ms, 1)
+        return first is not None and first <= op.ts_ms
     entries = window.entries
     for position in range(bisect_left(entries, (op.ts_ms - op.window_ms,)), bisect_left(entries, (op.ts_ms + 1,))):
         if entries[position][3] & 1:
             return True
     return False
-
-
-def _sequence_chain(entries: list[_Entry], op: WindowOp) -> list[_Entry] | None:
-    """The events of the greedy earliest chain ending with `op`'s event, or None when there is none."""
-    counts = op.step_counts
-    last = len(counts) - 1
-    if last < 0 or last not in op.matched_steps:
-        return None
-    ts = op.ts_ms
-    # Equal timestamps keep their arrival order: an event counts for the current step when it
-    # comes after `after` by (timestamp, arrival).
-    after = (ts - op.window_ms, -1)
-    step, bit, need, got = 0, 1, max(1, counts[0]), 0
-    chain: list[_Entry] = []
-    candidates = entries[bisect_left(entries, (ts - op.window_ms,)) : bisect_left(entries, (ts + 1,))]
-    candidates.sort(key=_arrival)
-    for entry in candidates:
-        if entry[3] & bit and (entry[0], entry[4]) > after:
-            chain.append(entry)
-            got += 1
-            if got == need and step < last:
-                after = (entry[0], entry[4])  # the next step starts strictly after this event
-                step += 1
-                bit <<= 1
-                need = max(1, counts[step])
-                got = 0
-    if step < last or got < need:
-        return None
-    return chain
-
-
-def _arrival(entry: _Entry) -> tuple[int, int]:
-    return entry[0], entry[4]

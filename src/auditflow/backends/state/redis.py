@@ -125,7 +125,7 @@ def _encode(op: WindowOp) -> bytes:
     alert_id = op.new_alert_id.encode()
     steps = ",".join(str(max(1, n)) for n in op.step_counts)
     matched = ",".join(map(str, op.matched_steps))
-    kind = op.kind.encode()
+    kind = op.kind.encode() if op.ordered or op.kind != "sequence" else b"unordered"
     distinct = b""
     if op.distinct is not None:
         kind, distinct = b"distinct", op.distinct.encode()

@@ -5,7 +5,8 @@
 --   "kind ts_ms window_ms suppress_ms count step_counts matched_steps len(key) len(event_id)
 --    len(new_alert_id) len(distinct)\n" .. key .. event_id .. new_alert_id .. distinct .. payload
 -- (key encodes the rule and group; the comma-separated step lists may be empty; kind "distinct" is
--- a distinct-count threshold, the others have an empty distinct value). Every op value is data:
+-- a distinct-count threshold, the others have an empty distinct value; kind "unordered" is a
+-- sequence whose steps may happen in any order). Every op value is data:
 -- nothing from ARGV is ever evaluated as code.
 --
 -- Keys, for one (rule, group):
@@ -21,8 +22,9 @@
 --                      number and ids of its first max_samples events (none for match rules,
 --                      whose keys hold no payloads) as concatenated MessagePack strings, so that
 --                      a repeat appends without decoding: the samples of a replay
--- Each key expires its window or suppression period plus grace_ms after its last write. A sequence
--- op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts].
+-- Each key expires its window or suppression period plus grace_ms after its last write. An ordered
+-- sequence op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts].
+-- An unordered sequence uses the same keys: its steps' entries are read back from the s{n} keys.
 -- The keys are derived here from the prefix and the op, not passed as KEYS: one call touches
 -- the keys of many groups, so the script needs a single Redis server (or one shard), not a Cluster.
 --
@@ -174,6 +176,68 @@ local function after(skey, score, member, ts, need)
   return got, scores
 end
 
+-- The number of members of skey after (score, member) up to ts, in (score, arrival) order; with
+-- member nil, from score on.
+local function count_after(skey, score, member, ts)
+  if member == nil then
+    return redis.call('ZCOUNT', skey, score, ts)
+  end
+  local n = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', skey, score, score)) do
+    if m > member then
+      n = n + 1
+    end
+  end
+  return n + redis.call('ZCOUNT', skey, '(' .. score, ts)
+end
+
+-- An unordered sequence (base.py, 4): the contributing events of the earliest window of `window`
+-- containing ts that holds steps[s] events of every step s, as {m = member, ts = score} in
+-- (score, arrival) order; nil when there is none. own is the member of the op's event.
+-- The window [start, start + window] holds every step when the latest of the steps' n-th events
+-- from start on (n the step's count) is inside it; when it is not, no window starting before that
+-- event's time - window can hold it either, so the search moves there. Each move passes at least
+-- one event; usually the first or second start decides, a few lookups per step whatever the
+-- number of events held.
+local function unordered_set(base, steps, ts, window, own)
+  local start = ts - window
+  while #steps > 0 and start <= ts do
+    local complete = start
+    for s = 1, #steps do
+      local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, int(start), '+inf',
+        'WITHSCORES', 'LIMIT', steps[s] - 1, 1)
+      if #r == 0 then
+        return nil -- too few events of the step from start on: later starts have fewer
+      end
+      complete = math.max(complete, tonumber(r[2]))
+    end
+    if complete <= start + window then
+      -- Of each step its first events from the window's start, and the op's own event.
+      local by_member = {[own] = true}
+      local chosen = {{m = own, ts = ts}}
+      for s = 1, #steps do
+        local r = redis.call('ZRANGEBYSCORE', prefix .. 's' .. (s - 1) .. ':' .. base, int(start), '+inf',
+          'WITHSCORES', 'LIMIT', 0, steps[s])
+        for i = 1, #r, 2 do
+          if not by_member[r[i]] then
+            by_member[r[i]] = true
+            chosen[#chosen + 1] = {m = r[i], ts = tonumber(r[i + 1])}
+          end
+        end
+      end
+      table.sort(chosen, function(a, b)
+        if a.ts ~= b.ts then
+          return a.ts < b.ts
+        end
+        return a.m < b.m
+      end)
+      return chosen
+    end
+    start = complete - window
+  end
+  return nil
+end
+
 for index = 0, #ARGV - 5 do
   local arg = ARGV[index + 5]
   local nl = string.find(arg, '\n', 1, true)
@@ -185,9 +249,11 @@ for index = 0, #ARGV - 5 do
   local base = string.sub(arg, nl + 1, nl + lb)
   local eid = string.sub(arg, nl + lb + 1, nl + lb + le)
   local new_id = string.sub(arg, nl + lb + le + 1, nl + lb + le + la)
-  local distinct = nil
+  local distinct, unordered = nil, false
   if kind == 'distinct' then
     kind, distinct = 'threshold', string.sub(arg, nl + lb + le + la + 1, nl + lb + le + la + ld)
+  elseif kind == 'unordered' then
+    kind, unordered = 'sequence', true
   end
   local wkey = prefix .. 'w:' .. base
   local pkey = prefix .. 'p:' .. base
@@ -198,7 +264,8 @@ for index = 0, #ARGV - 5 do
   local added, duplicate
   -- Step lists are written without leading zeros: step 0 is matched iff the list starts with 0 or
   -- holds ",0".
-  if kind == 'sequence' and string.byte(matched_csv, 1) ~= 48 and not string.find(matched_csv, ',0', 1, true) then
+  if kind == 'sequence' and not unordered and string.byte(matched_csv, 1) ~= 48
+    and not string.find(matched_csv, ',0', 1, true) then
     -- No step-0 event precedes it in the window: not recorded (base.py, 4). Only an event
     -- recorded earlier, while there was one, is a redelivery to replay for. Every step-0 entry is
     -- in the window key too, whose expiry every recording op renews, so a group without a window
@@ -226,7 +293,7 @@ for index = 0, #ARGV - 5 do
     if any_replayed then
       replayed[base] = nil
     end
-    local steps, matched = {}, {}
+    local steps, matched, member = {}, {}, nil
     keep(wkey, wttl)
     if kind ~= 'match' then
       redis.call('HSET', pkey, eid, string.sub(arg, nl + lb + le + la + ld + 1))
@@ -242,7 +309,7 @@ for index = 0, #ARGV - 5 do
         arrival = redis.call('INCRBY', prefix .. 'n', #ARGV - 4) - (#ARGV - 4)
       end
       arrival_ttl = math.max(arrival_ttl, wttl)
-      local member = string.format('%016d', arrival + index + 1) .. eid
+      member = string.format('%016d', arrival + index + 1) .. eid
       for _, step in ipairs(matched) do
         local skey = prefix .. 's' .. step .. ':' .. base
         redis.call('ZADD', skey, ts_arg, member)
@@ -355,18 +422,30 @@ for index = 0, #ARGV - 5 do
           fired, occurrences, first, last = true, size, tonumber(r[2 * i]), tonumber(r[2 * j])
         end
       end
+    elseif unordered then
+      local chosen = unordered_set(base, steps, ts, window, member)
+      if chosen then
+        for i = 1, math.min(#chosen, max_samples) do
+          ids[i] = string.sub(chosen[i].m, 17)
+        end
+        fired, occurrences, first, last = true, #chosen, chosen[1].ts, chosen[#chosen].ts
+      end
     elseif #steps > 0 and string.find(',' .. matched_csv .. ',', ',' .. (#steps - 1) .. ',', 1, true) then
       -- Greedy earliest chain: each step's first `count` events after the one that completed the
       -- previous step, by (timestamp, arrival).
-      local score, member = int(lo), nil
+      -- The last step takes every event up to ts: they are counted, and only those the samples
+      -- can show are read, so a flood of last-step events costs a count per event, not a scan.
+      local score, member, unread = int(lo), nil, 0
       fired = true
       for step = 0, #steps - 1 do
-        local need = steps[step + 1]
+        local skey = prefix .. 's' .. step .. ':' .. base
+        local need, held = steps[step + 1], nil
         if step == #steps - 1 then
-          need = nil
+          held = count_after(skey, score, member, ts_arg)
+          need = math.max(0, max_samples - #ids)
         end
-        local got, scores = after(prefix .. 's' .. step .. ':' .. base, score, member, ts_arg, need)
-        if #got < steps[step + 1] then
+        local got, scores = after(skey, score, member, ts_arg, need)
+        if (held or #got) < steps[step + 1] then
           fired = false
           break
         end
@@ -376,9 +455,10 @@ for index = 0, #ARGV - 5 do
         for i = 1, #got do
           ids[#ids + 1] = string.sub(got[i], 17)
         end
+        unread = (held or #got) - #got
         score, member = scores[#scores], got[#got]
       end
-      occurrences = #ids
+      occurrences = #ids + unread
     end
 
     if fired then
