@@ -165,7 +165,7 @@ def test_ingest_scenario_parses_every_format_and_feeds_the_embedded_pipeline() -
     assert samples["sshd"]["end_to_end"]["alerts"] > 0
 
 
-GATE_RULES = Path(__file__).parents[1] / "data" / "gate-rules"
+GATE_RULES = Path(__file__).parents[1] / "fixtures" / "gate-rules"
 
 
 def test_rules_scenario_measures_the_pack_and_the_extra_rules_and_checks_their_alerts() -> None:

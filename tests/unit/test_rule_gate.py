@@ -2,7 +2,7 @@
 exactly the alerts of the detector that evaluates every rule of an event's type, over parsed
 events of every format and over generated ones built to probe each path of the gate (case,
 non-ASCII look-alikes, lists, numbers, missing values, enums), with the shipped pack, the rules of
-tests/data/gate-rules (which take every path of the gate) and Sigma rules converted from there."""
+tests/fixtures/gate-rules (which take every path of the gate) and Sigma rules converted from there."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from auditflow.rules.conditions import compile_where
 from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.requirements import requirements
 
-GATE_RULES = Path(__file__).parents[1] / "data" / "gate-rules"
+GATE_RULES = Path(__file__).parents[1] / "fixtures" / "gate-rules"
 
 
 @functools.cache
