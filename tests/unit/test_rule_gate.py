@@ -196,8 +196,11 @@ _GATES: dict[bool, tuple[RuleGate[Any], list[Any]]] = {}
 
 
 def _gate(use_re2: bool) -> tuple[RuleGate[Any], list[Any]]:
+    """The test rules' conditions behind a gate that scans with RE2 whatever the number of
+    substrings (the test rules have few), or never."""
     if use_re2 not in _GATES:
         rules = load_rules(GATE_RULES).rules
         conditions = [compile_where(r.where.raw) for r in rules if hasattr(r, "where")]
-        _GATES[use_re2] = RuleGate(conditions, lambda c: requirements(c.raw), use_re2=use_re2), conditions
+        gate = RuleGate(conditions, lambda c: requirements(c.raw), re2_from=1 if use_re2 else None)
+        _GATES[use_re2] = gate, conditions
     return _GATES[use_re2]

@@ -167,6 +167,10 @@ class RuleSetCost:
     ratio: float
     us_per_event_every_rule: float | None
     ratio_every_rule: float | None
+    # Measured apart, outside the detector: choosing the rules to evaluate, and evaluating them. The
+    # rest of the total is the window state, alerts and the detector's loop.
+    gate_us_per_event: float
+    conditions_us_per_event: float
     pack_alerts: int  # alerts of the shipped pack's rules
     extra_alerts: int  # alerts of the other rules
     pack_alerts_unchanged: bool  # the pack's alerts are those it raises alone

@@ -19,7 +19,7 @@ from auditflow.model.event import Event
 from auditflow.model.timeutil import from_millis
 from auditflow.rules.fields import Getter, format_duration, group_value, make_getter, to_ms
 from auditflow.rules.prefilter import RuleGate
-from auditflow.rules.requirements import Requirements, either, requirements
+from auditflow.rules.requirements import Requirements, rule_requirements
 from auditflow.rules.ruleset import RuleSet
 from auditflow.rules.schema import MatchRule, Rule, ThresholdRule
 from auditflow.rules.template import Template
@@ -124,7 +124,7 @@ def _plan(rule: Rule) -> _Plan:
         distinct=distinct,
         template=rule.template,
         extras=extras,
-        requirements=_requirements(rule),
+        requirements=rule_requirements(rule),
     )
 
 
@@ -147,13 +147,6 @@ def _keyed_steps(
         else:
             entry[1].append(step)
     return [(group, tuple(steps)) for group, steps in by_key.values()]
-
-
-def _requirements(rule: Rule) -> Requirements:
-    """What lets the rule gate skip a rule: a sequence is evaluated when one of its steps may hold."""
-    if isinstance(rule, MatchRule | ThresholdRule):
-        return requirements(rule.where.raw)
-    return either([requirements(step.where.raw) for step in rule.steps])
 
 
 def _plan_requirements(plan: _Plan) -> Requirements:

@@ -32,6 +32,9 @@ from auditflow.rules.fields import Getter, make_getter
 from auditflow.rules.requirements import Equals, Excludes, Requirement, Requirements, Substrings, Value
 
 P = TypeVar("P")
+# Fewer needles than this are looked for one by one: a call into RE2 costs about as much as
+# looking for twenty substrings in a line of a few hundred characters.
+RE2_FROM = 24
 MAX_CHILDREN = 1024  # distinct values remembered per tree node; beyond, children are built per event
 _UNDECIDED = object()  # the token of a value a node cannot reduce
 _NEVER_EQUAL = frozenset({type(None), bool, list, dict})
@@ -40,8 +43,8 @@ _NEVER_EQUAL = frozenset({type(None), bool, list, dict})
 class _FieldNeedles:
     """The needles of one field: which plan positions each one lets through.
 
-    With RE2 (google-re2, which the `sigma` extra installs), one scan of the alternation of every
-    needle tells whether any occurs, in time linear in the line whatever the number of needles;
+    With RE2 (google-re2, which the `sigma` extra installs) and many needles, one scan of the
+    alternation of every needle tells whether any occurs, in time linear in the line whatever the number of needles;
     most lines hold none. For a line that holds one, an RE2 set names every needle that occurs;
     should its automaton run out of memory (it then names none, though the scan found one), each
     needle is looked for. Without RE2, each needle is looked for on every line.
@@ -63,9 +66,9 @@ class _FieldNeedles:
         for needle in needles.needles:
             self.needles.setdefault(needle, set()).add(position)
 
-    def compile(self, use_re2: bool) -> None:
+    def compile(self, re2_from: int | None) -> None:
         self._ordered = list(self.needles.items())
-        if not use_re2 or re2 is None:
+        if re2_from is None or re2 is None or len(self._ordered) < re2_from:
             return
         escaped = [re2.escape(needle) for needle, _ in self._ordered]
         try:
@@ -114,7 +117,7 @@ class _NeedleGate(Generic[P]):
 
     __slots__ = ("_always", "_fields", "_gated", "_plans")
 
-    def __init__(self, plans: Sequence[P], found: Sequence[Requirements], use_re2: bool) -> None:
+    def __init__(self, plans: Sequence[P], found: Sequence[Requirements], re2_from: int | None) -> None:
         self._plans = tuple(plans)
         by_path: dict[str, _FieldNeedles] = {}
         gated: set[int] = set()
@@ -125,7 +128,7 @@ class _NeedleGate(Generic[P]):
             gated.add(position)
             by_path.setdefault(needles.path, _FieldNeedles(needles.path)).add(needles, position)
         for field_needles in by_path.values():
-            field_needles.compile(use_re2)
+            field_needles.compile(re2_from)
         self._gated = frozenset(gated)
         self._fields = tuple(by_path.values())
         self._always = tuple(plan for i, plan in enumerate(self._plans) if i not in gated)
@@ -150,11 +153,13 @@ class _Node(Generic[P]):
 
     __slots__ = ("_children", "_folded", "_found", "_getter", "_known", "_leaf", "_plans", "_re2", "_used", "_view")
 
-    def __init__(self, plans: Sequence[P], found: Sequence[Requirements], used: frozenset[View], use_re2: bool) -> None:
+    def __init__(
+        self, plans: Sequence[P], found: Sequence[Requirements], used: frozenset[View], re2_from: int | None
+    ) -> None:
         self._plans = tuple(plans)
         self._found = tuple(found)
         self._used = used
-        self._re2 = use_re2
+        self._re2 = re2_from
         counts: dict[View, int] = {}
         for requirements in self._found:
             for view in {(r.path, r.folded) for r in requirements if not isinstance(r, Substrings)} - used:
@@ -162,7 +167,7 @@ class _Node(Generic[P]):
         self._view = max(counts, key=counts.__getitem__) if counts else None
         self._children: dict[Any, _Node[P]] = {}
         if self._view is None:
-            self._leaf: _NeedleGate[P] | None = _NeedleGate(self._plans, self._found, use_re2)
+            self._leaf: _NeedleGate[P] | None = _NeedleGate(self._plans, self._found, re2_from)
             return
         self._leaf = None
         path, self._folded = self._view
@@ -245,7 +250,7 @@ class RuleGate(Generic[P]):
     """The plans to evaluate for an event, in their order: those whose requirements the event may
     meet (`requirements_of` tells each plan's). `fixed` names values every event given to this gate
     has (the event type of the detector's per-type gates): requirements on them are decided once,
-    here. `use_re2` False looks for substrings without RE2 even where it is installed."""
+    here. A field's substrings are scanned for with RE2 from `re2_from` of them on (None: never)."""
 
     __slots__ = ("_root",)
 
@@ -255,7 +260,7 @@ class RuleGate(Generic[P]):
         requirements_of: Callable[[P], Requirements],
         *,
         fixed: Mapping[str, str] | None = None,
-        use_re2: bool = True,
+        re2_from: int | None = RE2_FROM,
     ) -> None:
         kept: list[P] = []
         found: list[Requirements] = []
@@ -268,7 +273,7 @@ class RuleGate(Generic[P]):
                 requirements = tuple(r for r in requirements if r not in decided)
             kept.append(plan)
             found.append(requirements)
-        self._root: _Node[P] = _Node(kept, found, frozenset(), use_re2)
+        self._root: _Node[P] = _Node(kept, found, frozenset(), re2_from)
 
     def select(self, event: Event) -> Sequence[P]:
         return self._root.select(event)

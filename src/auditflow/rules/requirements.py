@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from auditflow.rules.conditions import IGNORE_CASE, SUBSTRING_OPERATORS
+from auditflow.rules.schema import MatchRule, Rule, ThresholdRule
 
 Value = str | int | float
 
@@ -66,6 +67,13 @@ def requirements(raw: Any) -> Requirements:
     if not isinstance(raw, Mapping):
         return ()
     return tuple(dict.fromkeys(_map(raw)))
+
+
+def rule_requirements(rule: Rule) -> Requirements:
+    """What an event needs for a rule to be worth evaluating: a sequence, what one of its steps may."""
+    if isinstance(rule, MatchRule | ThresholdRule):
+        return requirements(rule.where.raw)
+    return either([requirements(step.where.raw) for step in rule.steps])
 
 
 def either(alternatives: Sequence[Requirements]) -> Requirements:
