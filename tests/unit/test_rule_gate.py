@@ -20,7 +20,7 @@ from auditflow.backends.state import create_state
 from auditflow.bench.rulecost import parsed_events
 from auditflow.model import Event
 from auditflow.model.event import Severity
-from auditflow.rules import Detector, RuleSet, load_rules
+from auditflow.rules import Detector, RuleSet, load_rules, prefilter
 from auditflow.rules.conditions import compile_where
 from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.requirements import requirements
@@ -204,3 +204,17 @@ def _gate(use_re2: bool) -> tuple[RuleGate[Any], list[Any]]:
         gate = RuleGate(conditions, lambda c: requirements(c.raw), re2_from=1 if use_re2 else None)
         _GATES[use_re2] = gate, conditions
     return _GATES[use_re2]
+
+
+def test_a_gate_past_its_memory_bounds_selects_the_same_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes and children beyond the bounds are built per event instead of remembered: slower,
+    never different."""
+    _, conditions = _gate(use_re2=False)
+    events = parsed_events(60, seed=2)
+    unbounded = RuleGate(conditions, lambda c: requirements(c.raw))
+    expected = [list(unbounded.select(e)) for e in events]
+    monkeypatch.setattr(prefilter, "MAX_NODES", 1)
+    monkeypatch.setattr(prefilter, "MAX_CHILDREN", 1)
+    bounded = RuleGate(conditions, lambda c: requirements(c.raw))
+    assert [list(bounded.select(e)) for e in events] == expected
+    assert len(bounded._root._tree.nodes) == 1

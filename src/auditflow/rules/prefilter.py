@@ -36,6 +36,7 @@ P = TypeVar("P")
 # looking for twenty substrings in a line of a few hundred characters.
 RE2_FROM = 24
 MAX_CHILDREN = 1024  # distinct values remembered per tree node; beyond, children are built per event
+MAX_NODES = 4096  # nodes, and leaves, remembered per gate
 _UNDECIDED = object()  # the token of a value a node cannot reduce
 _NEVER_EQUAL = frozenset({type(None), bool, list, dict})
 
@@ -148,38 +149,58 @@ class _NeedleGate(Generic[P]):
 View = tuple[str, bool]  # (field path, folded)
 
 
+class _Tree(Generic[P]):
+    """What the nodes of one gate share: its plans and their requirements, and the nodes and leaves
+    built so far, one per distinct set of plans (and fields already tested), so paths that narrow
+    to the same plans end in the same node. Past `MAX_NODES`, new ones are built per event."""
+
+    def __init__(self, plans: Sequence[P], found: Sequence[Requirements], re2_from: int | None) -> None:
+        self.plans = tuple(plans)
+        self.found = tuple(found)
+        self.re2_from = re2_from
+        self.nodes: dict[tuple[tuple[int, ...], frozenset[View]], _Node[P]] = {}
+        self.leaves: dict[tuple[int, ...], _NeedleGate[P]] = {}
+
+    def node(self, positions: tuple[int, ...], used: frozenset[View]) -> _Node[P]:
+        node = self.nodes.get((positions, used))
+        if node is None:
+            node = _Node(self, positions, used)
+            if len(self.nodes) < MAX_NODES:
+                self.nodes[positions, used] = node
+        return node
+
+    def leaf(self, positions: tuple[int, ...]) -> _NeedleGate[P]:
+        leaf = self.leaves.get(positions)
+        if leaf is None:
+            leaf = _NeedleGate([self.plans[i] for i in positions], [self.found[i] for i in positions], self.re2_from)
+            if len(self.leaves) < MAX_NODES:
+                self.leaves[positions] = leaf
+        return leaf
+
+
 class _Node(Generic[P]):
     """One test of the discrimination tree, or a leaf (`view` None) that gates by needles."""
 
-    __slots__ = ("_children", "_folded", "_found", "_getter", "_known", "_leaf", "_plans", "_re2", "_used", "_view")
+    __slots__ = ("_children", "_folded", "_getter", "_known", "_leaf", "_positions", "_tree", "_used", "_view")
 
-    def __init__(
-        self, plans: Sequence[P], found: Sequence[Requirements], used: frozenset[View], re2_from: int | None
-    ) -> None:
-        self._plans = tuple(plans)
-        self._found = tuple(found)
+    def __init__(self, tree: _Tree[P], positions: tuple[int, ...], used: frozenset[View]) -> None:
+        self._tree = tree
+        self._positions = positions
         self._used = used
-        self._re2 = re2_from
         counts: dict[View, int] = {}
-        for requirements in self._found:
-            for view in {(r.path, r.folded) for r in requirements if not isinstance(r, Substrings)} - used:
+        for i in positions:
+            for view in {(r.path, r.folded) for r in tree.found[i] if not isinstance(r, Substrings)} - used:
                 counts[view] = counts.get(view, 0) + 1
         self._view = max(counts, key=counts.__getitem__) if counts else None
         self._children: dict[Any, _Node[P]] = {}
         if self._view is None:
-            self._leaf: _NeedleGate[P] | None = _NeedleGate(self._plans, self._found, re2_from)
+            self._leaf: _NeedleGate[P] | None = tree.leaf(positions)
             return
         self._leaf = None
         path, self._folded = self._view
         self._getter = make_getter(path)
-        self._known = frozenset().union(
-            *(
-                r.values
-                for requirements in self._found
-                for r in requirements
-                if not isinstance(r, Substrings) and (r.path, r.folded) == self._view
-            )
-        )
+        view = self._view
+        self._known = frozenset().union(*(r.values for i in positions for r in tree.found[i] if _on_view(r, view)))
 
     def select(self, event: Event) -> Sequence[P]:
         node = self
@@ -223,16 +244,12 @@ class _Node(Generic[P]):
 
     def _child(self, token: Any) -> _Node[P]:
         assert self._view is not None
-        view, used = self._view, self._used | {self._view}
+        view, used, found = self._view, self._used | {self._view}, self._tree.found
         if token is _UNDECIDED:
-            return _Node(self._plans, self._found, used, self._re2)
+            return self._tree.node(self._positions, used)
         present = frozenset(token if token.__class__ is tuple else (token,)) - {None}
-        kept = [
-            i
-            for i, requirements in enumerate(self._found)
-            if all(_accepts(r, present) for r in requirements if _on_view(r, view))
-        ]
-        return _Node([self._plans[i] for i in kept], [self._found[i] for i in kept], used, self._re2)
+        kept = tuple(i for i in self._positions if all(_accepts(r, present) for r in found[i] if _on_view(r, view)))
+        return self._tree.node(kept, used)
 
 
 def _on_view(requirement: Requirement, view: View) -> TypeGuard[Equals | Excludes]:
@@ -273,7 +290,7 @@ class RuleGate(Generic[P]):
                 requirements = tuple(r for r in requirements if r not in decided)
             kept.append(plan)
             found.append(requirements)
-        self._root: _Node[P] = _Node(kept, found, frozenset(), re2_from)
+        self._root: _Node[P] = _Tree(kept, found, re2_from).node(tuple(range(len(kept))), frozenset())
 
     def select(self, event: Event) -> Sequence[P]:
         return self._root.select(event)
