@@ -8,12 +8,12 @@ elements), and that reduction picks the child that holds only the rules it satis
 rules that require nothing of the field. Children are built when first needed and remembered, so
 each distinct combination of values costs one walk down the tree. A value the node cannot decide
 (a non-ASCII string against a case-insensitive value, an object of another type) goes to a child
-that keeps every rule of the node.
+that keeps every rule of the node. The detector's gates are per event type, and decide what rules
+require of `event_type` when they are built.
 
 At a leaf, a rule that needs one of some substrings in a field is evaluated only when one occurs
-in the lowercased value. Scanning the line once per substring would cost time in the number of
-substrings, so one regular expression, the alternation of all of them, scans it first: most lines
-hold none, and only a line that holds one is searched for each.
+in the lowercased value. Looking for each substring costs time in their number, so a field with
+many is scanned once by RE2 for all of them (`_FieldNeedles`).
 """
 
 from __future__ import annotations
