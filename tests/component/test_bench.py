@@ -213,3 +213,21 @@ def test_rules_scenario_names_the_broken_rule_file(tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["bench", "--rules", str(tmp_path / "absent")])
     assert missing.exit_code == 2
     assert "absent" in missing.output
+
+
+def test_padding_repeats_rules_or_varies_their_substrings() -> None:
+    from auditflow.bench.rulecost import padded
+    from auditflow.rules.schema import MatchRule
+
+    rules = [r for r in load_rules(GATE_RULES).rules if r.id == "gate-session-not-sshd"]
+    repeated, varied = padded(rules, 3), padded(rules, 3, vary=True)
+    assert [r.id for r in varied] == [r.id for r in repeated] == [
+        "gate-session-not-sshd", "gate-session-not-sshd-copy1", "gate-session-not-sshd-copy2",
+    ]  # fmt: skip
+    assert all(isinstance(r, MatchRule) for r in [*repeated, *varied])
+    spec = [r.where.raw["details.event.original"] for r in varied if isinstance(r, MatchRule)]
+    assert [s["contains"] for s in spec] == ["session opened", "session opened-1", "session opened-2"]
+    assert all(s["ignore_case"] is True for s in spec)
+    assert {r.where.raw["details.event.original"]["contains"] for r in repeated if isinstance(r, MatchRule)} == {
+        "session opened"
+    }

@@ -196,6 +196,14 @@ class BenchOptions:
             click.IntRange(min=1),
         ),
     ] = None
+    rules_pad: Annotated[
+        Literal["repeat", "vary"],
+        Cli(
+            "How --rules-count pads: repeat the rules as they are, or vary each copy's substrings (the"
+            " text of contains/startswith/endswith) so the copies are distinct rules of the same shape.",
+            click.Choice(["repeat", "vary"]),
+        ),
+    ] = "repeat"
     rule_lines: Annotated[
         int, Cli("Generated log lines per format, parsed into the rules scenario's events.", click.IntRange(min=1))
     ] = 1000

@@ -14,9 +14,10 @@ rules, and the gated detector must raise exactly the alerts of the reference.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -28,9 +29,10 @@ from auditflow.model.event import Event
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.registry import create_parser
 from auditflow.rules import Detector, Rule, RuleSet, load_rules
+from auditflow.rules.conditions import SUBSTRING_OPERATORS, compile_where
 from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.requirements import rule_requirements
-from auditflow.rules.schema import SequenceRule
+from auditflow.rules.schema import MatchRule, SequenceRule, ThresholdRule
 
 BATCH = 1000
 # RFC 3164 lines have no year: the generated ones are read as of this reference time.
@@ -75,15 +77,36 @@ def extra_rules(rule_paths: Sequence[Path], sigma_paths: Sequence[Path]) -> tupl
     return rules, notes
 
 
-def padded(rules: Sequence[Rule], total: int) -> list[Rule]:
-    """`total` rules: the given ones, then copies of them in turn under new ids (`<id>-copy<n>`)."""
+def padded(rules: Sequence[Rule], total: int, *, vary: bool = False) -> list[Rule]:
+    """`total` rules: the given ones, then copies of them in turn under new ids (`<id>-copy<n>`);
+    with `vary`, each copy of a match or threshold rule looks for other substrings (`-<n>` added
+    to every `contains`, `startswith` and `endswith` text), so the copies are distinct rules with
+    the same shape, as a larger rule set of the same sources would be."""
     if not rules:
         return []
     out = list(rules[:total])
     for n in range(len(out), total):
-        rule = rules[n % len(rules)]
-        out.append(rule.model_copy(update={"id": f"{rule.id}-copy{n // len(rules)}"}))
+        rule, copy = rules[n % len(rules)], n // len(rules)
+        update: dict[str, Any] = {"id": f"{rule.id}-copy{copy}"}
+        if vary and isinstance(rule, MatchRule | ThresholdRule):
+            update["where"] = compile_where(_varied(rule.where.raw, f"-{copy}"))
+        out.append(rule.model_copy(update=update))
     return out
+
+
+def _varied(raw: Any, suffix: str) -> Any:
+    if isinstance(raw, Mapping):
+        return {
+            key: [f"{v}{suffix}" for v in spec]
+            if key in SUBSTRING_OPERATORS and isinstance(spec, list)
+            else f"{spec}{suffix}"
+            if key in SUBSTRING_OPERATORS and isinstance(spec, str)
+            else _varied(spec, suffix)
+            for key, spec in raw.items()
+        }
+    if isinstance(raw, list):
+        return [_varied(item, suffix) for item in raw]
+    return raw
 
 
 def _ruleset(rules: Sequence[Rule], label: str) -> RuleSet:
@@ -146,6 +169,7 @@ async def measure(
     extra: Sequence[Rule],
     *,
     counts: Sequence[int],
+    vary: bool = False,
     events: Sequence[Event],
     repeats: int,
     reference: bool,
@@ -155,8 +179,9 @@ async def measure(
     pack_ids = {rule.id for rule in pack.rules}
     sets = [("shipped pack", pack)]
     for count in counts:
-        rules = padded(extra, count)
-        sets.append((f"+ {len(rules)} rules", _ruleset([*pack.rules, *rules], f"pack+{len(rules)}")))
+        rules = padded(extra, count, vary=vary)
+        how = " (copies look for other substrings)" if vary and count > len(extra) else ""
+        sets.append((f"+ {len(rules)} rules{how}", _ruleset([*pack.rules, *rules], f"pack+{len(rules)}")))
     results: list[RuleSetCost] = []
     pack_alerts: list[str] | None = None
     for index, (label, ruleset) in enumerate(sets):
@@ -194,6 +219,7 @@ async def run_rules(
     sigma_paths: Sequence[Path],
     *,
     rules_count: int | None,
+    vary: bool = False,
     lines_per_format: int,
     repeats: int,
     reference: bool,
@@ -207,6 +233,13 @@ async def run_rules(
     progress("rules: parsing events", 0, 1)
     events = parsed_events(lines_per_format, seed)
     sets = await measure(
-        pack, extra, counts=counts, events=events, repeats=repeats, reference=reference, progress=progress
+        pack,
+        extra,
+        counts=counts,
+        vary=vary,
+        events=events,
+        repeats=repeats,
+        reference=reference,
+        progress=progress,
     )
     return RulesResult(events=len(events), lines_per_format=lines_per_format, sources=notes, sets=sets)

@@ -102,6 +102,7 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
                     options.rules,
                     options.sigma,
                     rules_count=options.rules_count,
+                    vary=options.rules_pad == "vary",
                     lines_per_format=options.rule_lines,
                     repeats=options.rules_repeats,
                     reference=options.every_rule,
