@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from auditflow.rules.conditions import IGNORE_CASE, SUBSTRING_OPERATORS
+from auditflow.rules.conditions import COMBINATORS, IGNORE_CASE, SUBSTRING_OPERATORS
 from auditflow.rules.schema import MatchRule, Rule, ThresholdRule
 
 Value = str | int | float
@@ -91,7 +91,7 @@ def _map(raw: Mapping[str, Any]) -> list[Requirement]:
             found += _either([_map(item) if isinstance(item, Mapping) else [] for item in spec])
         elif key == "not" and isinstance(spec, Mapping) and len(spec) == 1:
             [(path, inner)] = spec.items()
-            found += _excluded(path, inner) if path not in ("all", "any", "not") else []
+            found += _excluded(path, inner) if path not in COMBINATORS else []
         elif key == "event_type":  # the detector indexes the event types a rule names itself
             found += [r for r in _spec(key, spec) if isinstance(r, Excludes)]
         elif key != "not":
