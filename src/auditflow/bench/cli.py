@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from auditflow.bench.options import click_options
 
@@ -19,7 +20,12 @@ def bench(as_json: bool, **params: Any) -> None:
     (raw broker; one event per message and one INSERT per alert) measured in the same run.
 
     Results are only comparable as ratios to those baselines: report the load average with them.
+    With --rules or --sigma and no --scenario, the rules scenario alone runs: per-event detector CPU
+    with those rules beside the shipped pack, against the pack alone.
     """
     from auditflow.bench.command import execute
 
+    context = click.get_current_context()
+    if (params["rules"] or params["sigma"]) and context.get_parameter_source("scenarios") is ParameterSource.DEFAULT:
+        params["scenarios"] = ("rules",)
     execute(params, as_json=as_json)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_type_hints
 
 import click
@@ -14,8 +15,8 @@ if TYPE_CHECKING:
     from auditflow.bench.workload import WorkloadSpec
 
 Mode = Literal["embedded", "distributed"]
-Scenario = Literal["pipeline", "persistence", "api", "memory", "ingest"]
-SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory", "ingest")
+Scenario = Literal["pipeline", "persistence", "api", "memory", "ingest", "rules"]
+SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory", "ingest", "rules")
 NOISE_TYPES = (
     "user_login",
     "user_logout",
@@ -94,7 +95,9 @@ class BenchOptions:
             " persistence: alerts/s through the store's batched upsert vs one INSERT per alert;"
             " api: alerts API latency over --seed-alerts stored alerts; memory: analysis RSS with"
             " --window-users users in open windows; ingest: log lines/s per parser format against a plain"
-            " `re` loop, and end to end into the embedded pipeline (in either mode); all: every one.",
+            " `re` loop, and end to end into the embedded pipeline (in either mode); rules: detector CPU per"
+            " event with the --rules/--sigma rules beside the shipped pack, against the pack alone (the default"
+            " when --rules or --sigma is given); all: every one.",
             click.Choice([*SCENARIOS, "all"]),
             decl="--scenario",
             multiple=True,
@@ -167,6 +170,54 @@ class BenchOptions:
     api_requests: Annotated[int, Cli("Requests per page kind (api).", click.IntRange(min=1))] = 200
     window_users: Annotated[int, Cli("Distinct users with open windows (memory).", click.IntRange(min=1))] = 100_000
     log_lines: Annotated[int, Cli("Generated log lines per format sample (ingest).", click.IntRange(min=1))] = 100_000
+    rules: Annotated[
+        tuple[Path, ...],
+        Cli(
+            "Repeatable. Rule files or directories, read as `auditflow run --rules` reads them (AuditFlow"
+            " YAML, `*.sigma.yml` converted on load), measured beside the shipped pack (rules scenario).",
+            click.Path(exists=True, path_type=Path),
+            multiple=True,
+        ),
+    ] = ()
+    sigma: Annotated[
+        tuple[Path, ...],
+        Cli(
+            "Repeatable. Sigma files or directories (every *.yml/*.yaml below, as `import-sigma` reads"
+            " them), converted on the fly; rules AuditFlow cannot evaluate are counted and left out.",
+            click.Path(exists=True, path_type=Path),
+            multiple=True,
+        ),
+    ] = ()
+    rules_count: Annotated[
+        int | None,
+        Cli(
+            "Also measure the pack plus this many extra rules: the --rules/--sigma rules, then copies of"
+            " them in turn under new ids.",
+            click.IntRange(min=1),
+        ),
+    ] = None
+    rules_pad: Annotated[
+        Literal["repeat", "vary"],
+        Cli(
+            "How --rules-count pads: repeat the rules as they are, or vary each copy's substrings (the"
+            " text of contains/startswith/endswith) so the copies are distinct rules of the same shape.",
+            click.Choice(["repeat", "vary"]),
+        ),
+    ] = "repeat"
+    rule_lines: Annotated[
+        int, Cli("Generated log lines per format, parsed into the rules scenario's events.", click.IntRange(min=1))
+    ] = 1000
+    rules_repeats: Annotated[
+        int, Cli("Runs of each rule set (rules scenario); the fastest counts.", click.IntRange(1, 100))
+    ] = 5
+    every_rule: Annotated[
+        bool,
+        Cli(
+            "Rules scenario: also run each set with every rule evaluated for every event (no rule gate),"
+            " the reference whose alerts the gated run must equal.",
+            decl="--every-rule/--no-every-rule",
+        ),
+    ] = True
     timeout: Annotated[
         float, Cli("Seconds without progress before missing alerts count as lost.", click.FloatRange(min=1))
     ] = 30

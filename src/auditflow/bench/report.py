@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from auditflow.bench.results import BenchResult, IngestResult, Percentiles, PipelineResult
+from auditflow.bench.results import BenchResult, IngestResult, Percentiles, PipelineResult, RulesResult
 
 
 def _n(value: Any, digits: int = 0) -> str:
@@ -64,9 +64,12 @@ def render(result: BenchResult, console: Console) -> None:
             f"before {memory.rss_before_mb:.0f} ({memory.process})",
             "",
         )
-    console.print(table)
+    if table.row_count:
+        console.print(table)
     if result.ingest:
         _ingest_table(result.ingest, console)
+    if result.rules:
+        _rules_table(result.rules, console)
     if pipeline:
         processes = Table("process", "CPU (cores)", "RSS peak MB", title="Resources during the pipeline run")
         for name, stats in pipeline.processes.items():
@@ -136,3 +139,31 @@ def _ingest_table(ingest: IngestResult, console: Console) -> None:
             f"{_n(s.events)} / {_n(e2e.alerts) if e2e else '-'}",
         )
     console.print(table)
+
+
+def _rules_table(rules: RulesResult, console: Console) -> None:
+    table = Table(
+        "rules",
+        "µs/event",
+        "to pack",
+        "gate / conditions µs",
+        "every rule µs/event",
+        "to pack",
+        "alerts pack / other",
+        "alerts",
+        title=f"Detector CPU per event over {rules.events:,} events parsed from generated lines",
+    )
+    for s in rules.sets:
+        table.add_row(
+            f"{s.label} ({s.rules})",
+            _n(s.us_per_event, 1),
+            f"{s.ratio:.2f}x",
+            f"{s.gate_us_per_event:.1f} / {s.conditions_us_per_event:.1f}",
+            _n(s.us_per_event_every_rule, 1),
+            f"{s.ratio_every_rule:.2f}x" if s.ratio_every_rule is not None else "-",
+            f"{s.pack_alerts:,} / {s.extra_alerts:,}",
+            "[green]ok[/]" if s.ok else "[red]WRONG[/]",
+        )
+    console.print(table)
+    for note in rules.sources:
+        console.print(f"  {note}")

@@ -157,6 +157,43 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleSetCost:
+    """One rule set through the detector: CPU per event with the rule gate and with every rule
+    evaluated, both as ratios to the shipped pack (with the gate) of the same run, and the alerts."""
+
+    label: str
+    rules: int
+    us_per_event: float
+    ratio: float
+    us_per_event_every_rule: float | None
+    ratio_every_rule: float | None
+    # Measured apart, outside the detector: choosing the rules to evaluate, and evaluating them. The
+    # rest of the total is the window state, alerts and the detector's loop.
+    gate_us_per_event: float
+    conditions_us_per_event: float
+    pack_alerts: int  # alerts of the shipped pack's rules
+    extra_alerts: int  # alerts of the other rules
+    pack_alerts_unchanged: bool  # the pack's alerts are those it raises alone
+    same_alerts_as_every_rule: bool | None  # the gate changed nothing (None: reference not run)
+
+    @property
+    def ok(self) -> bool:
+        return self.pack_alerts_unchanged and self.same_alerts_as_every_rule is not False
+
+
+@dataclass(frozen=True, slots=True)
+class RulesResult:
+    events: int
+    lines_per_format: int
+    sources: list[str]
+    sets: list[RuleSetCost]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.sets)
+
+
+@dataclass(frozen=True, slots=True)
 class Ratios:
     """The headline ratios against the baselines measured in the same run."""
 
@@ -175,6 +212,7 @@ class BenchResult:
     api: ApiResult | None = None
     memory: MemoryResult | None = None
     ingest: IngestResult | None = None
+    rules: RulesResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     machine_after: Machine | None = None
 
@@ -192,8 +230,9 @@ class BenchResult:
 
     @property
     def ok(self) -> bool:
-        """False when the pipeline ran and its alerts were wrong."""
-        return self.pipeline is None or self.pipeline.correctness.ok
+        """False when the pipeline ran and its alerts were wrong, or the rules scenario's alerts were."""
+        pipeline_ok = self.pipeline is None or self.pipeline.correctness.ok
+        return pipeline_ok and (self.rules is None or self.rules.ok)
 
     def to_json(self) -> bytes:
         """The full document, scenarios that did not run left out, with the ratios."""

@@ -95,6 +95,20 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
                     seed=options.seed,
                     progress=progress,
                 )
+            elif scenario == "rules":
+                from auditflow.bench.rulecost import run_rules
+
+                result.rules = await run_rules(
+                    options.rules,
+                    options.sigma,
+                    rules_count=options.rules_count,
+                    vary=options.rules_pad == "vary",
+                    lines_per_format=options.rule_lines,
+                    repeats=options.rules_repeats,
+                    reference=options.every_rule,
+                    seed=options.seed,
+                    progress=progress,
+                )
             else:
                 async with _scratch(options, root / scenario, f"bench{os.urandom(5).hex()}") as scratch:
                     if scenario == "persistence":
@@ -269,6 +283,8 @@ def describe(options: BenchOptions) -> dict[str, Any]:
     described["servers"] = {k: redact_url(v) for k, v in asdict(options.servers).items()}
     described["scenarios"] = list(options.scenarios)
     described["mix"] = dict(options.mix)
+    described["rules"] = [str(path) for path in options.rules]
+    described["sigma"] = [str(path) for path in options.sigma]
     return described
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from auditflow.model.event import Event
@@ -41,9 +41,6 @@ VALUE_OPERATORS = (
 )
 SUBSTRING_OPERATORS = ("contains", "startswith", "endswith")
 IGNORE_CASE = "ignore_case"  # a flag beside the substring operators, not an operator of its own
-# (field path, lowercase substrings): a condition holds only if the field's lowercased string
-# value holds one of them; the detector checks such needles once per event for many rules.
-Needles = tuple[str, frozenset[str]]
 
 _SCALARS = (str, int, float, bool)
 _NUMBERS = (int, float)
@@ -58,14 +55,13 @@ class ConditionError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """A compiled `where:` mapping. `event_types` is the set the map pins `event_type` to, if it does."""
+    """A compiled `where:` mapping. `event_types` is the set the map pins `event_type` to, if it does;
+    what else it requires of an event, for the detector's rule gate, is read from `raw`
+    (`auditflow.rules.requirements`)."""
 
     raw: Mapping[str, Any]
     test: Predicate
     event_types: frozenset[str] | None
-    needles: Needles | None = None
-    # Top-level fields pinned to some strings (`field: x`, `equals: x`, `in: [x, y]`), for the index.
-    pins: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __call__(self, event: Event) -> bool:
         return self.test(event)
@@ -75,8 +71,7 @@ def compile_where(raw: Any) -> Condition:
     if isinstance(raw, Condition):
         return raw
     test = _compile_map(raw, "")
-    pins = {key: values for key, spec in raw.items() if key not in COMBINATORS and (values := _pinned(spec))}
-    return Condition(raw=raw, test=test, event_types=_pinned_event_types(raw), needles=map_needles(raw), pins=pins)
+    return Condition(raw=raw, test=test, event_types=_pinned_event_types(raw))
 
 
 class _LowerCache:
@@ -221,51 +216,6 @@ def _substring(op: str, arg: Any, ignore_case: bool, loc: str) -> ValueTest:
     if ignore_case:
         return _elementwise(lambda v: v.__class__ is str and found(lowered(v)))
     return _elementwise(lambda v: isinstance(v, str) and found(v))
-
-
-def map_needles(raw: Any) -> Needles | None:
-    """Substrings one of which a condition map needs in one field (case-insensitive), if it has such."""
-    if not isinstance(raw, Mapping):
-        return None
-    for key, spec in raw.items():
-        if key == "all" and isinstance(spec, list):
-            found = next((n for n in map(map_needles, spec) if n is not None), None)
-        elif key == "any" and isinstance(spec, list):
-            found = _union([map_needles(item) for item in spec])
-        elif key == "not":
-            continue
-        else:
-            needles = _spec_needles(spec)
-            found = (key, needles) if needles is not None else None
-        if found is not None:
-            return found
-    return None
-
-
-def _spec_needles(spec: Any) -> frozenset[str] | None:
-    if not isinstance(spec, Mapping):
-        return None
-    if spec.get(IGNORE_CASE) is True:
-        for op in SUBSTRING_OPERATORS:  # a prefix or suffix is a substring too
-            if op in spec:
-                parts = spec[op] if isinstance(spec[op], list) else [spec[op]]
-                return frozenset(p.lower() for p in parts)
-    if isinstance(spec.get("all"), list):
-        return next((n for n in map(_spec_needles, spec["all"]) if n is not None), None)
-    if isinstance(spec.get("any"), list):
-        found = _union([("", n) if n is not None else None for n in map(_spec_needles, spec["any"])])
-        return found[1] if found is not None else None
-    return None
-
-
-def _union(parts: list[Needles | None]) -> Needles | None:
-    """Any of several conditions: needles only when each has some, all in the same field."""
-    if not parts or any(part is None for part in parts):
-        return None
-    paths = {part[0] for part in parts if part is not None}
-    if len(paths) != 1:
-        return None
-    return paths.pop(), frozenset().union(*(part[1] for part in parts if part is not None))
 
 
 def _elementwise(test: ValueTest) -> ValueTest:

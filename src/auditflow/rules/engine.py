@@ -5,7 +5,7 @@ events, and makes one call per chunk, in order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha1
 from typing import Any
@@ -17,9 +17,9 @@ from auditflow.backends.state.base import Hit, WindowOp, WindowState
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 from auditflow.model.timeutil import from_millis
-from auditflow.rules.conditions import Needles
 from auditflow.rules.fields import Getter, format_duration, group_value, make_getter, to_ms
 from auditflow.rules.prefilter import RuleGate
+from auditflow.rules.requirements import Requirements, rule_requirements
 from auditflow.rules.ruleset import RuleSet
 from auditflow.rules.schema import MatchRule, Rule, SequenceRule, ThresholdRule
 from auditflow.rules.template import Template
@@ -79,6 +79,7 @@ class _Plan:
     distinct: Getter | None  # a distinct-count threshold: the field it counts
     template: Template
     extras: dict[str, Any]
+    requirements: Requirements  # what the rule gate checks before the tests run
 
 
 def _plan(rule: Rule) -> _Plan:
@@ -125,6 +126,7 @@ def _plan(rule: Rule) -> _Plan:
         distinct=distinct,
         template=rule.template,
         extras=extras,
+        requirements=rule_requirements(rule),
     )
 
 
@@ -149,15 +151,12 @@ def _keyed_steps(
     return [(group, tuple(steps)) for group, steps in by_key.values()]
 
 
-def _needles(plan: _Plan) -> Needles | None:
-    """What lets the rule gate skip a plan: a sequence's steps test on their own, so it has none."""
-    rule = plan.rule
-    return rule.where.needles if isinstance(rule, MatchRule | ThresholdRule) else None
+def _plan_requirements(plan: _Plan) -> Requirements:
+    return plan.requirements
 
 
-def _pins(plan: _Plan) -> Mapping[str, frozenset[str]]:
-    rule = plan.rule
-    return rule.where.pins if isinstance(rule, MatchRule | ThresholdRule) else {}
+def _no_requirements(_plan: _Plan) -> Requirements:
+    return ()
 
 
 @dataclass(slots=True)
@@ -176,14 +175,16 @@ class _Pending:
 
 class Detector:
     """Apply the current rules to event batches. `rules` is called once per batch, so a hot
-    reload takes effect at the next batch boundary."""
+    reload takes effect at the next batch boundary. `prefilter=False` evaluates every rule of an
+    event's type for every event: the reference the rule gate is measured and tested against."""
 
-    def __init__(self, state: WindowState, rules: Callable[[], RuleSet]) -> None:
+    def __init__(self, state: WindowState, rules: Callable[[], RuleSet], *, prefilter: bool = True) -> None:
         self._state = state
         self._rules = rules
+        self._requirements_of = _plan_requirements if prefilter else _no_requirements
         self._plans_for: RuleSet | None = None
         self._index: dict[str, RuleGate[_Plan]] = {}
-        self._unpinned: RuleGate[_Plan] = RuleGate((), _needles, _pins)
+        self._unpinned: RuleGate[_Plan] = RuleGate((), _plan_requirements)
 
     async def process(self, events: Sequence[Event]) -> list[Alert]:
         """Evaluate the batch, apply all its ops in one state call, return one alert per alert id hit."""
@@ -257,9 +258,12 @@ class Detector:
         plans = {rule.id: _plan(rule) for rule in ruleset.enabled}
         event_types = {t for rule in ruleset.enabled for t in (rule.event_types or ())}
         self._index = {
-            t: RuleGate([plans[r.id] for r in ruleset.for_event_type(t)], _needles, _pins) for t in event_types
+            t: RuleGate(
+                [plans[r.id] for r in ruleset.for_event_type(t)], self._requirements_of, fixed={"event_type": t}
+            )
+            for t in event_types
         }
-        self._unpinned = RuleGate([plans[r.id] for r in ruleset.unpinned], _needles, _pins)
+        self._unpinned = RuleGate([plans[r.id] for r in ruleset.unpinned], self._requirements_of)
         self._plans_for = ruleset
 
     @staticmethod
