@@ -176,6 +176,22 @@ async def test_detection_latency_and_queue_depth_are_measured(embedded: Embedded
     assert _sample(text, 'auditflow_queue_depth{queue="audit_events"}') == 0
 
 
+async def test_detections_are_counted_by_rule_kind_and_severity(embedded: Embedded) -> None:
+    """The dashboards chart detections by rule, rule kind and severity from one counter."""
+
+    def detections(text: str) -> dict[str, float]:
+        found = re.findall(r"^auditflow_detections_total\{(.*)\} (\S+)$", text, re.MULTILINE)
+        return {labels: float(value) for labels, value in found}
+
+    before = detections((await embedded.client.get("/metrics")).text)
+    await embedded.post_events({"event_type": "file_modified", "details": {"resource": "/etc/passwd"}})
+    [alert] = await embedded.alerts()
+    after = detections((await embedded.client.get("/metrics")).text)
+    labels = f'rule_id="{alert["rule_id"]}",rule_kind="{alert["rule_kind"]}",severity="{alert["severity"]}"'
+    assert after[labels] == before.get(labels, 0) + 1
+    assert sum(after.values()) == sum(before.values()) + 1
+
+
 async def test_patch_keeps_history_and_names_the_actor(embedded: Embedded) -> None:
     await embedded.post_events({"event_type": "file_modified", "details": {"resource": "/etc/passwd"}})
     [alert] = await embedded.alerts()
