@@ -21,13 +21,14 @@ import yaml
 
 from auditflow.bench.processes import AuditflowProcess, auditflow_env, free_port
 from tests.conftest import IN_CI
-from tests.deploy.conftest import REPO
+from tests.deploy.conftest import REPO, of_kind
 from tests.deploy.grafana import dashboard_expressions, dashboard_problems, load_dashboards
 
 MONITORING = REPO / "deploy" / "monitoring" / "prometheus"
 RULES = MONITORING / "alerts.yml"
 UNIT_TESTS = sorted(MONITORING.glob("*.test.yml"))
 RUNBOOKS = REPO / "docs" / "operations" / "runbooks.md"
+DASHBOARD_FILES = sorted((REPO / "deploy" / "monitoring" / "grafana" / "dashboards").glob("*.json"))
 METRIC_NAME = re.compile(r"\b(?:auditflow|process)_[a-z0-9_]+\b")
 TOKEN = "monitoring-test-token-0123456789"
 
@@ -119,6 +120,25 @@ def test_the_prometheusrule_and_dashboards_are_generated() -> None:
     assert sorted(load_dashboards()) == ["auditflow-notifications", "auditflow-overview", "auditflow-service"]
     rule = yaml.safe_load((REPO / "deploy" / "k8s" / "components" / "monitoring" / "prometheusrule.yaml").read_text())
     assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+
+
+def test_the_kubernetes_component_ships_each_dashboard_as_a_sidecar_configmap(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The optional component's ConfigMaps carry the label the Grafana sidecar selects on, and exactly
+    the JSON compose provisions; overlays without the component ship none."""
+
+    def dashboard_maps(overlay: str) -> list[dict[str, Any]]:
+        return [c for c in of_kind(rendered[overlay], "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+
+    files = {path.name: path.read_text(encoding="utf-8") for path in DASHBOARD_FILES}
+    maps = dashboard_maps("prod-metallb")
+    assert {c["metadata"]["labels"]["grafana_dashboard"] for c in maps} == {"1"}
+    assert {name: text for c in maps for name, text in c["data"].items()} == files
+    assert all(c["metadata"]["name"].startswith("auditflow-dashboards-") for c in maps)
+    assert len(maps) == len(files) == 3
+    assert not dashboard_maps("dev")
+    assert not dashboard_maps("prod")
 
 
 def test_every_dashboard_query_parses(tmp_path: Path) -> None:
