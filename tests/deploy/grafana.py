@@ -48,14 +48,19 @@ def _raw_expressions(board: dict[str, Any]) -> list[str]:
     return found
 
 
+def _substituted(expr: str) -> str:
+    """Grafana's variables replaced by a value of their kind (a matcher's variable by `.+`)."""
+    return _VARIABLE.sub(lambda match: BUILTINS.get(match.group(1), ".+"), expr)
+
+
 def dashboard_expressions(boards: dict[str, dict[str, Any]]) -> list[str]:
-    """Every PromQL expression of every dashboard, Grafana's variables replaced by a value of their kind
-    (a matcher's variable by `.+`), so promtool can parse them."""
+    """Every PromQL expression of every dashboard (panels and variables), as Prometheus can evaluate it."""
+    return [_substituted(expr) for board in boards.values() for expr in _raw_expressions(board)]
 
-    def value(match: re.Match[str]) -> str:
-        return BUILTINS.get(match.group(1), ".+")
 
-    return [_VARIABLE.sub(value, expr) for board in boards.values() for expr in _raw_expressions(board)]
+def panel_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL as Prometheus can evaluate it) for every query of every panel."""
+    return [(p["title"], _substituted(target["expr"])) for p in _panels(board) for target in p.get("targets", [])]
 
 
 def _overlap(a: dict[str, int], b: dict[str, int]) -> bool:

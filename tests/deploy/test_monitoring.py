@@ -19,7 +19,6 @@ import httpx
 import pytest
 import yaml
 
-from auditflow.bench.processes import AuditflowProcess, auditflow_env, free_port
 from tests.conftest import IN_CI
 from tests.deploy.conftest import REPO, of_kind
 from tests.deploy.grafana import dashboard_expressions, dashboard_problems, load_dashboards
@@ -30,7 +29,6 @@ UNIT_TESTS = sorted(MONITORING.glob("*.test.yml"))
 RUNBOOKS = REPO / "docs" / "operations" / "runbooks.md"
 DASHBOARD_FILES = sorted((REPO / "deploy" / "monitoring" / "grafana" / "dashboards").glob("*.json"))
 METRIC_NAME = re.compile(r"\b(?:auditflow|process)_[a-z0-9_]+\b")
-TOKEN = "monitoring-test-token-0123456789"
 
 
 def _promtool() -> str:
@@ -219,75 +217,12 @@ def _scrape(url: str, timeout: float = 20.0) -> str:
 
 
 @pytest.mark.slow
-def test_every_metric_the_rules_and_dashboards_use_is_exported(tmp_path: Path) -> None:
+def test_every_metric_the_rules_and_dashboards_use_is_exported(monitored_instances: dict[str, str]) -> None:
     """One scrape each of `auditflow run` (every pipeline role), `auditflow serve syslog` (the one role
-    `run` lacks, on an in-memory broker) and `auditflow agent`."""
-    routing = tmp_path / "routing.yaml"
-    routing.write_text(
-        yaml.safe_dump(
-            {
-                "channels": {"soc": {"type": "webhook", "url": "http://127.0.0.1:9/", "secret_env": "MON_SECRET"}},
-                "routes": [{"name": "all", "channels": ["soc"]}],
-            }
-        )
-    )
-    port = free_port()
-    run = AuditflowProcess(
-        ["run", "--generator-rate", "0", "--port", str(port)],
-        auditflow_env(
-            tmp_path / "run",
-            {"AUDITFLOW_API_TOKENS": TOKEN, "AUDITFLOW_NOTIFY_CONFIG": str(routing), "MON_SECRET": "s3cret"},
-        ),
-        port,
-        token=TOKEN,
-    )
-    agent_port = free_port()
-    log = tmp_path / "auth.log"
-    log.write_text("Dec  3 08:00:00 web1 sshd[42]: Failed password for root from 198.51.100.7 port 22 ssh2\n")
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "api": {"url": f"http://127.0.0.1:{port}", "token": TOKEN},
-                "files": [{"path": str(log), "format": "sshd"}],
-                "checkpoint_file": str(tmp_path / "agent-state" / "checkpoints.json"),
-                "http": {"host": "127.0.0.1", "port": agent_port},
-            }
-        )
-    )
-    syslog_port = free_port()
-    syslog = AuditflowProcess(
-        ["serve", "syslog", "--host", "127.0.0.1", "--port", str(syslog_port)],
-        auditflow_env(
-            tmp_path / "syslog",
-            {"AUDITFLOW_API_TOKENS": TOKEN, "AUDITFLOW_BROKER_URL": "memory://", "AUDITFLOW_SYSLOG_PORT": "0"},
-        ),
-        syslog_port,
-        token=TOKEN,
-    )
-    agent: subprocess.Popen[bytes] | None = None
-    try:
-        run.start()
-        syslog.start()
-        with run.client() as client:
-            assert client.post("/api/v1/events", json=[{"event_type": "user_login"}]).status_code == 202
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "auditflow", "agent", "--config", str(config)],
-            env=auditflow_env(tmp_path / "agent"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        exported = (
-            _exported(_scrape(f"{run.url}/metrics"))
-            | _exported(_scrape(f"{syslog.url}/metrics"))
-            | _exported(_scrape(f"http://127.0.0.1:{agent_port}/metrics"))
-        )
-    finally:
-        if agent is not None:
-            agent.terminate()
-            agent.wait(10)
-        syslog.kill()
-        run.kill()
+    `run` lacks) and `auditflow agent`."""
+    exported: set[str] = set()
+    for target in monitored_instances.values():
+        exported |= _exported(_scrape(f"http://{target}/metrics"))
     used = {name for rule in _rules() for name in METRIC_NAME.findall(rule["expr"])}
     assert len(used) >= 10, used
     assert not used - exported, f"used by the rules but exported by no process: {sorted(used - exported)}"
