@@ -28,6 +28,8 @@ RULES = MONITORING / "alerts.yml"
 UNIT_TESTS = sorted(MONITORING.glob("*.test.yml"))
 RUNBOOKS = REPO / "docs" / "operations" / "runbooks.md"
 DASHBOARD_FILES = sorted((REPO / "deploy" / "monitoring" / "grafana" / "dashboards").glob("*.json"))
+COMPONENT = REPO / "deploy" / "k8s" / "components" / "monitoring"
+COMPONENT_DASHBOARD_FILES = sorted((COMPONENT / "dashboards").glob("*.json"))
 METRIC_NAME = re.compile(r"\b(?:auditflow|process)_[a-z0-9_]+\b")
 
 
@@ -118,6 +120,42 @@ def test_the_prometheusrule_and_dashboards_are_generated() -> None:
     assert sorted(load_dashboards()) == ["auditflow-notifications", "auditflow-overview", "auditflow-service"]
     rule = yaml.safe_load((REPO / "deploy" / "k8s" / "components" / "monitoring" / "prometheusrule.yaml").read_text())
     assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+
+
+def test_check_names_each_stale_or_extra_file_and_a_rewrite_fixes_them(tmp_path: Path) -> None:
+    """gen-monitoring in a copy of the repository: an edited dashboard, a stale copy and a dashboard no
+    longer generated (Grafana would still load it) each fail --check; writing repairs all three."""
+    sources = ["scripts/gen-monitoring", "scripts/dashboards.py", "scripts/grafana_panels.py"]
+    sources += ["src/auditflow/__init__.py", "deploy/monitoring/prometheus/alerts.yml"]
+    sources += ["deploy/k8s/components/monitoring/prometheusrule.yaml"]
+    sources += [str(p.relative_to(REPO)) for p in DASHBOARD_FILES + COMPONENT_DASHBOARD_FILES]
+    for name in sources:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    script = [sys.executable, str(tmp_path / "scripts" / "gen-monitoring")]
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*script, "--check"], capture_output=True, text=True, check=False)
+
+    assert check().returncode == 0, check().stderr
+    overview = tmp_path / "deploy/monitoring/grafana/dashboards/auditflow-overview.json"
+    overview.write_text(overview.read_text().replace("Events in by source", "Events"))
+    (tmp_path / "deploy/k8s/components/monitoring/dashboards/auditflow-service.json").unlink()
+    extra = tmp_path / "deploy/monitoring/grafana/dashboards/old.json"
+    extra.write_text("{}")
+    failed = check()
+    assert failed.returncode == 1
+    for stale in (
+        "deploy/monitoring/grafana/dashboards/auditflow-overview.json",
+        "deploy/k8s/components/monitoring/dashboards/auditflow-service.json",
+        "deploy/monitoring/grafana/dashboards/old.json",
+    ):
+        assert f"{stale} is out of date" in failed.stderr, failed.stderr
+    assert failed.stderr.count("out of date") == 3
+    written = subprocess.run(script, capture_output=True, text=True, check=False)
+    assert written.returncode == 0, written.stderr
+    assert not extra.exists()
+    assert check().returncode == 0
 
 
 def test_the_kubernetes_component_ships_each_dashboard_as_a_sidecar_configmap(
