@@ -82,8 +82,9 @@ def overview() -> dashboard.Dashboard:
                     graph(
                         "Alerts by severity",
                         "cps",
-                        [(f"sum by (severity) (rate(auditflow_detections_total[{RATE}]))", "{{severity}}")],
-                        "Alerts published by analysis, by the severity of their rule.",
+                        [(f"sum by (severity) (rate(auditflow_alerts_new_total[{RATE}]))", "{{severity}}")],
+                        "New alerts stored by notification, by the severity of their rule (a repeat of a stored "
+                        "alert is not counted).",
                     ),
                     graph(
                         "Alerts stored",
