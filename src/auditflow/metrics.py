@@ -13,7 +13,17 @@ DEAD_LETTERS = Counter(
 )
 DEAD_LETTERS_STORED = Gauge("auditflow_dead_letters_stored", "Dead letters kept in the store, awaiting replay or purge")
 ALERTS_PUBLISHED = Counter("auditflow_alerts_published", "Alert messages published by analysis", ["kind"])
+DETECTIONS = Counter(
+    "auditflow_detections",
+    "Alerts published by analysis, by rule, rule kind and severity (a repeat of a suppressed alert counts again)",
+    ["rule_id", "rule_kind", "severity"],
+)
 ALERTS_STORED = Counter("auditflow_alerts_stored", "Alert rows written by notification", ["result"])
+ALERTS_NEW = Counter(
+    "auditflow_alerts_new",
+    "New alerts stored by notification (not a repeat of a stored alert), by severity",
+    ["severity"],
+)
 RULES_LOADED = Gauge("auditflow_rules_loaded", "Enabled rules currently active")
 RULES_RELOADS = Counter("auditflow_rules_reloads", "Rule reload attempts", ["result"])
 RULES_LAST_RELOAD_OK = Gauge("auditflow_rules_last_reload_ok", "1 when the last rules reload succeeded, else 0")

@@ -176,6 +176,39 @@ async def test_detection_latency_and_queue_depth_are_measured(embedded: Embedded
     assert _sample(text, 'auditflow_queue_depth{queue="audit_events"}') == 0
 
 
+async def test_detections_and_new_alerts_are_counted_by_rule_kind_and_severity(embedded: Embedded) -> None:
+    """The dashboards chart detections by rule and rule kind, and new alerts by severity; the repeat of
+    an alert is a detection but not a new alert."""
+
+    def samples(text: str, metric: str) -> dict[str, float]:
+        found = re.findall(rf"^{metric}\{{(.*)\}} (\S+)$", text, re.MULTILINE)
+        return {labels: float(value) for labels, value in found}
+
+    async def metrics() -> tuple[dict[str, float], dict[str, float]]:
+        text = (await embedded.client.get("/metrics")).text
+        return samples(text, "auditflow_detections_total"), samples(text, "auditflow_alerts_new_total")
+
+    detections, new = await metrics()
+    await embedded.post_events({"event_type": "file_modified", "details": {"resource": "/etc/passwd"}})
+    [alert] = await embedded.alerts()
+    after_detections, after_new = await metrics()
+    labels = f'rule_id="{alert["rule_id"]}",rule_kind="{alert["rule_kind"]}",severity="{alert["severity"]}"'
+    assert after_detections[labels] == detections.get(labels, 0) + 1
+    assert sum(after_detections.values()) == sum(detections.values()) + 1
+    severity = f'severity="{alert["severity"]}"'
+    assert after_new[severity] == new.get(severity, 0) + 1
+    assert sum(after_new.values()) == sum(new.values()) + 1
+    # The same change again is a repeat of that alert (suppressed into it): a detection, no new alert.
+    await embedded.post_events({"event_type": "file_modified", "details": {"resource": "/etc/passwd"}})
+    await embedded.runtime.settle()
+    [repeated] = await embedded.alerts()
+    assert repeated["alert_id"] == alert["alert_id"]
+    assert repeated["occurrences"] == 2
+    last_detections, last_new = await metrics()
+    assert last_detections[labels] == after_detections[labels] + 1
+    assert last_new == after_new
+
+
 async def test_patch_keeps_history_and_names_the_actor(embedded: Embedded) -> None:
     await embedded.post_events({"event_type": "file_modified", "details": {"resource": "/etc/passwd"}})
     [alert] = await embedded.alerts()

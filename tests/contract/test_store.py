@@ -166,6 +166,16 @@ async def test_a_value_the_database_refuses_is_a_backend_error_and_stores_nothin
     assert await store.count() == 0
 
 
+async def test_new_alerts_are_counted_by_severity_and_repeats_are_not(store: SqlAlertStore) -> None:
+    stored = make_alert(severity="WARNING")
+    assert (await store.upsert_alerts([stored])).new_by_severity == {"WARNING": 1}
+    batch = [stored, *(make_alert(first_seen=T0 + timedelta(seconds=i), severity="CRITICAL") for i in (1, 2))]
+    batch.append(make_alert(first_seen=T0 + timedelta(seconds=3), severity="INFO"))
+    result = await store.upsert_alerts(batch)
+    assert result.new_by_severity == {"CRITICAL": 2, "INFO": 1}
+    assert (await store.upsert_alerts(batch)).new_by_severity == {}
+
+
 async def test_empty_batch_is_a_no_op(store: SqlAlertStore) -> None:
     result = await store.upsert_alerts([])
     assert (result.inserted, result.updated) == (0, 0)

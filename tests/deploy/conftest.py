@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import IN_CI
+from tests.deploy.instances import running_instances
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = Path(os.environ.get("AUDITFLOW_TOOLS_VENV", REPO / ".venv-tools")) / "bin"
@@ -128,6 +129,14 @@ def rendered(rendered_files: dict[str, Path]) -> dict[str, list[dict[str, Any]]]
         overlay: [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
         for overlay, path in rendered_files.items()
     }
+
+
+@pytest.fixture(scope="session")
+def monitored_instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`auditflow run`, `auditflow serve syslog` and `auditflow agent`, started once for the monitoring
+    checks (tests/deploy/instances.py); job name -> `host:port` of its /metrics."""
+    with running_instances(tmp_path_factory.mktemp("instances")) as targets:
+        yield targets
 
 
 @pytest.fixture(scope="session")

@@ -34,14 +34,16 @@ def dotenv(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_services_and_volumes(compose: dict[str, Any]) -> None:
-    # syslog is optional (a compose profile); tests/deploy/test_syslog_component.py checks it.
-    assert set(compose["services"]) == INFRA | set(SERVICES) | {"migrate", "syslog"}
+    # syslog and monitoring are optional (compose profiles); tests/deploy/test_syslog_component.py and
+    # tests/deploy/test_compose_monitoring.py check them.
+    assert set(compose["services"]) == INFRA | set(SERVICES) | {"migrate", "syslog", "prometheus", "grafana"}
     for name in INFRA:
         service = compose["services"][name]
         assert "healthcheck" in service, name
         if name != "redis":
             assert service["volumes"], name
-    assert set(compose["volumes"]) == {"postgres-data", "rabbitmq-data", "redis-data"}
+    monitoring = {"prometheus-data", "grafana-data"}
+    assert set(compose["volumes"]) == {"postgres-data", "rabbitmq-data", "redis-data"} | monitoring
 
 
 def test_commands_ports_and_healthchecks_match_the_cli(compose: dict[str, Any]) -> None:

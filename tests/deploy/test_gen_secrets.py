@@ -21,6 +21,7 @@ KEYS = [
     "AUDITFLOW_SESSION_SECRET",
     "AUDITFLOW_DASHBOARD_USERS",
 ]
+COMPOSE_KEYS = [*KEYS, "GRAFANA_ADMIN_PASSWORD"]  # Grafana runs only in compose's `monitoring` profile
 
 
 def test_k8s_file_has_every_key_with_strong_url_safe_values(tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_every_run_generates_new_values(tmp_path: Path) -> None:
     assert generate_secrets("compose", "--output", first).returncode == 0
     assert generate_secrets("compose", "--output", second).returncode == 0
     a, b = read_env_file(first), read_env_file(second)
-    assert all(a[key] != b[key] for key in KEYS)
+    assert all(a[key] != b[key] for key in COMPOSE_KEYS)
 
 
 def test_existing_file_is_kept_unless_forced(tmp_path: Path) -> None:
@@ -100,3 +101,43 @@ def test_k8s_without_an_overlay_is_a_usage_error() -> None:
     result = generate_secrets("k8s")
     assert result.returncode == 2
     assert "overlay" in result.stderr
+
+
+def test_compose_file_has_a_strong_grafana_password_and_the_k8s_file_none(tmp_path: Path) -> None:
+    assert generate_secrets("compose", "--output", tmp_path / ".env").returncode == 0
+    values = read_env_file(tmp_path / ".env")
+    assert list(values) == COMPOSE_KEYS
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", values["GRAFANA_ADMIN_PASSWORD"])
+    assert generate_secrets("k8s", tmp_path).returncode == 0
+    assert "GRAFANA_ADMIN_PASSWORD" not in read_env_file(tmp_path / "secrets.env")
+
+
+def test_add_missing_appends_new_keys_and_keeps_every_existing_value(tmp_path: Path) -> None:
+    """An .env from before the monitoring profile gains the Grafana password; no credential changes."""
+    path = tmp_path / ".env"
+    assert generate_secrets("compose", "--output", path).returncode == 0
+    old = "".join(line + "\n" for line in path.read_text(encoding="utf-8").splitlines() if "GRAFANA" not in line)
+    path.write_text(old, encoding="utf-8")
+    path.chmod(0o644)
+    result = generate_secrets("compose", "--output", path, "--add-missing")
+    assert result.returncode == 0, result.stderr
+    assert "added GRAFANA_ADMIN_PASSWORD" in result.stdout
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(old)
+    values = read_env_file(path)
+    assert list(values) == COMPOSE_KEYS
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", values["GRAFANA_ADMIN_PASSWORD"])
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = generate_secrets("compose", "--output", path, "--add-missing")
+    assert again.returncode == 0
+    assert "has every key" in again.stdout
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_add_missing_without_a_file_writes_a_new_one_and_refuses_force(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    assert generate_secrets("compose", "--output", path, "--add-missing").returncode == 0
+    assert list(read_env_file(path)) == COMPOSE_KEYS
+    refused = generate_secrets("compose", "--output", path, "--add-missing", "--force")
+    assert refused.returncode == 2
+    assert "--add-missing" in refused.stderr

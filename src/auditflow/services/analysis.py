@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from auditflow.backends.broker import Broker, Delivery
@@ -13,7 +14,7 @@ from auditflow.backends.broker.batching import INGESTED_AT_HEADER
 from auditflow.backends.state import WindowState
 from auditflow.codec import decode_events, encode_alerts
 from auditflow.dependencies import Dependency
-from auditflow.metrics import ALERTS_PUBLISHED, BATCH_SECONDS, DETECTION_LATENCY, EVENTS_ANALYZED
+from auditflow.metrics import ALERTS_PUBLISHED, BATCH_SECONDS, DETECTION_LATENCY, DETECTIONS, EVENTS_ANALYZED
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
@@ -101,6 +102,10 @@ class AnalysisService(QueueWorker):
 
             await call_with_recovery(publish, self.broker_dependency, self.stopping)
             ALERTS_PUBLISHED.labels("alert").inc(len(alerts))
+            for (rule_id, kind, severity), count in Counter(
+                (a.rule_id, a.rule_kind, a.severity.value) for a in alerts
+            ).items():
+                DETECTIONS.labels(rule_id, kind, severity).inc(count)
             log.debug("published %d alert(s) from %d event(s)", len(alerts), analysed)
         EVENTS_ANALYZED.inc(analysed)
         BATCH_SECONDS.labels("analysis").observe(time.perf_counter() - started)

@@ -11,7 +11,7 @@ from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.store import AlertStore
 from auditflow.codec import decode_alerts
 from auditflow.dependencies import Dependency
-from auditflow.metrics import ALERTS_STORED, BATCH_SECONDS
+from auditflow.metrics import ALERTS_NEW, ALERTS_STORED, BATCH_SECONDS
 from auditflow.model.alert import Alert
 from auditflow.retry import call_with_recovery
 from auditflow.services.worker import QueueWorker
@@ -70,6 +70,8 @@ class NotificationService(QueueWorker):
                 result = await self.store.upsert_alerts(chunk)
                 ALERTS_STORED.labels("inserted").inc(result.inserted)
                 ALERTS_STORED.labels("updated").inc(result.updated)
+                for severity, count in result.new_by_severity.items():
+                    ALERTS_NEW.labels(severity).inc(count)
 
             await call_with_recovery(write, self.store_dependency, self.stopping)
         BATCH_SECONDS.labels("notification").observe(time.perf_counter() - started)

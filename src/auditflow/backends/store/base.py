@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 class UpsertResult:
     inserted: int
     updated: int
+    # Alerts of the batch that were new (inserted), per severity: what notification counts by severity.
+    new_by_severity: dict[str, int] = field(default_factory=dict)
 
 
 class AlertStore(AsyncLifecycle):

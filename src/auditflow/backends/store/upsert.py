@@ -4,6 +4,7 @@ except that new activity on a resolved alert reopens it with a history entry (`_
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
@@ -186,4 +187,7 @@ async def write_batch(
         transitions = _transitions(merged, inserted, reopened, before)
         if transitions:
             await hook.record(conn, transitions, now_ms)
-    return UpsertResult(inserted=len(inserted), updated=len(merged) - len(inserted))
+    new_by_severity = Counter(alert.severity.value for alert in merged if alert.alert_id in inserted)
+    return UpsertResult(
+        inserted=len(inserted), updated=len(merged) - len(inserted), new_by_severity=dict(new_by_severity)
+    )
