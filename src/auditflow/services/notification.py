@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from auditflow import tracing
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.store import AlertStore
 from auditflow.codec import decode_alerts
@@ -63,13 +64,15 @@ class NotificationService(QueueWorker):
 
         # One transaction per `store_batch_size` alerts: a retried chunk after a failure is harmless
         # because the upsert is idempotent, and the messages are acknowledged only after the last one.
-        for start in range(0, len(alerts), self.store_batch_size):
-            chunk = alerts[start : start + self.store_batch_size]
+        # Outbox rows are written in the same transactions, under this span (they keep its context).
+        with tracing.span("notification store alerts", **{"auditflow.alerts": len(alerts)}):
+            for start in range(0, len(alerts), self.store_batch_size):
+                chunk = alerts[start : start + self.store_batch_size]
 
-            async def write(chunk: list[Alert] = chunk) -> None:
-                result = await self.store.upsert_alerts(chunk)
-                ALERTS_STORED.labels("inserted").inc(result.inserted)
-                ALERTS_STORED.labels("updated").inc(result.updated)
+                async def write(chunk: list[Alert] = chunk) -> None:
+                    result = await self.store.upsert_alerts(chunk)
+                    ALERTS_STORED.labels("inserted").inc(result.inserted)
+                    ALERTS_STORED.labels("updated").inc(result.updated)
 
-            await call_with_recovery(write, self.store_dependency, self.stopping)
+                await call_with_recovery(write, self.store_dependency, self.stopping)
         BATCH_SECONDS.labels("notification").observe(time.perf_counter() - started)
