@@ -177,6 +177,7 @@ class Dispatcher(AsyncLifecycle):
     def _outcome(self, row: Claimed, result: SendResult) -> Outcome:
         now = self.clock()
         if result.ok:
+            log.debug("delivery %s to %s sent (attempt %d)", row.delivery_id, row.channel, row.attempts)
             DELIVERIES.labels(row.channel, "sent").inc()
             DELIVERY_LATENCY.labels(row.channel).observe(max(now - row.created_at / 1000, 0.0))
             return Outcome(row.delivery_id, "sent", _ms(now))

@@ -4,6 +4,7 @@ within `max_wait` seconds when an in-process queue is full (back-pressure the cl
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,8 @@ from auditflow.errors import BackendUnavailable, QueueFull
 from auditflow.metrics import EVENTS_INGESTED
 from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
+
+log = logging.getLogger("auditflow.ingest")
 
 DEFAULT_TIME_BOUNDS = EventTimeBounds.from_seconds(max_future=300, max_age=0)
 
@@ -73,6 +76,7 @@ class Ingestor:
                 else:
                     # Our own producers (generator, file ingest, syslog, bench) simply wait for room.
                     await self.broker.publish(self.queue, bodies, headers)
+                log.debug("published %d %s event(s) in %d message(s)", len(events), source, len(bodies))
         except QueueFull as exc:
             # The broker works, it is only full: the client retries, the dependency stays up.
             self.last_refusal = (time.monotonic(), str(exc))

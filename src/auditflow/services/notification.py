@@ -4,6 +4,7 @@ only after its last transaction committed."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -16,6 +17,8 @@ from auditflow.metrics import ALERTS_STORED, BATCH_SECONDS
 from auditflow.model.alert import Alert
 from auditflow.retry import call_with_recovery
 from auditflow.services.worker import QueueWorker
+
+log = logging.getLogger("auditflow.notification")
 
 
 class NotificationService(QueueWorker):
@@ -75,4 +78,5 @@ class NotificationService(QueueWorker):
                     ALERTS_STORED.labels("updated").inc(result.updated)
 
                 await call_with_recovery(write, self.store_dependency, self.stopping)
+        log.debug("stored %d alert(s) from %d message(s)", len(alerts), len(deliveries))
         BATCH_SECONDS.labels("notification").observe(time.perf_counter() - started)
