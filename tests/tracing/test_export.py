@@ -4,9 +4,6 @@ error when the extra is missing."""
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -15,45 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from auditflow import tracing
 from auditflow.config import load_settings
 from auditflow.errors import ConfigError
-
-
-class Collector:
-    """An OTLP/HTTP traces endpoint on a loopback port that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, bytes]] = []
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                collector.requests.append((self.path, self.headers["Content-Type"], body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    collector = Collector()
-    try:
-        yield collector
-    finally:
-        collector.close()
-        tracing.disable()
+from tests.tracing.conftest import Collector
 
 
 def test_spans_are_exported_to_the_configured_endpoint_on_shutdown(collector: Collector) -> None:
