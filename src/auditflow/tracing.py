@@ -190,6 +190,18 @@ def span(name: str, **attributes: str | int) -> Iterator[Span | None]:
         yield current
 
 
+def context_headers() -> dict[str, str]:
+    """Headers that tie a message published now to the current batch: its correlation id and, tracing
+    on, the current trace context (for messages outside `publishing`, e.g. dead letters)."""
+    headers: dict[str, str] = {}
+    tracing = _active
+    if tracing is not None:
+        tracing.propagator.inject(headers)
+    if (correlation_id := current_correlation_id()) is not None:
+        headers[CORRELATION_HEADER] = correlation_id
+    return headers
+
+
 def outbox_trace() -> dict[str, str] | None:
     """What an outbox row written now keeps of the current batch: its correlation id and, tracing on,
     its trace context."""

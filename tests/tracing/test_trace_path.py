@@ -5,7 +5,9 @@ whose private key never reaches the receiver. Tracing off: no span and no trace 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -19,6 +21,7 @@ from auditflow.backends.broker.memory import MemoryBroker
 from auditflow.correlation import CORRELATION_HEADER
 from auditflow.dependencies import Dependency
 from auditflow.services.ingest import Ingestor
+from auditflow.services.worker import QueueWorker
 from tests.factories import make_event
 from tests.tracing.conftest import Embedded, by_name
 
@@ -134,3 +137,44 @@ async def test_tracing_on_stamps_traceparent_and_the_trace_id_as_correlation_id(
     assert (version, traced, parent) == ("00", trace_id, f"{span.context.span_id:016x}")
     assert int(flags, 16) & 1  # sampled
     assert headers[CORRELATION_HEADER] == trace_id
+
+
+class _RejectsEverything(QueueWorker):
+    """Dead-letters each item of its batch, as analysis does with an invalid event."""
+
+    name = "rejecter"
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        await self.dead_letter([{"bad": True}], "invalid event at index 0: no")
+
+
+async def test_an_item_dead_letter_keeps_the_batch_correlation_id_and_trace(spans: InMemorySpanExporter) -> None:
+    broker = MemoryBroker("memory://", dead_letter_queue="dead")
+    await broker.start()
+    dependency = Dependency("broker", start=broker.ping, ping=broker.ping, critical=True, impact="none")
+    dependency.run()
+    await dependency.wait_up()
+    worker = _RejectsEverything(
+        broker, dependency, "events", dead_letter_queue="dead", prefetch=10, batch_size=10, linger_ms=0
+    )
+    letters: list[dict[str, Any]] = []
+    try:
+        await Ingestor(broker, dependency, "events").submit([make_event()], source="api")
+        await worker.start()
+
+        async def collect(batch: Sequence[Delivery]) -> None:
+            letters.extend(dict(d.headers) for d in batch)
+            await broker.stop_consuming("dead")
+
+        await asyncio.wait_for(broker.consume("dead", collect, linger_ms=0), 10)
+    finally:
+        await worker.stop()
+        await dependency.aclose()
+        await broker.aclose()
+    named = by_name(spans.get_finished_spans())
+    batch = named["rejecter batch"]
+    [letter] = letters
+    trace_id = f"{batch.context.trace_id:032x}"
+    assert letter[CORRELATION_HEADER] == trace_id
+    assert letter["traceparent"] == f"00-{trace_id}-{batch.context.span_id:016x}-{letter['traceparent'][-2:]}"
+    assert letter["x-auditflow-reason"].startswith("invalid event at index 0")

@@ -146,8 +146,10 @@ class QueueWorker(abc.ABC):
         self, bodies: list[bytes], reason: str, headers: Mapping[str, Any] | None = None
     ) -> None:
         log.warning("dead-lettering %d item(s): %s", len(bodies), reason, extra={"queue": self.queue})
+        # An item cut out of a message keeps the batch's correlation id and trace context.
+        origin = headers if headers is not None else tracing.context_headers()
         await self.broker.publish(
-            self.dead_letter_queue, bodies, headers=dead_letter_headers(headers or {}, reason, self.queue)
+            self.dead_letter_queue, bodies, headers=dead_letter_headers(origin, reason, self.queue)
         )
 
     async def stop(self) -> None:
