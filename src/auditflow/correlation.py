@@ -63,12 +63,21 @@ def batch_correlation_id(headers: Iterable[Mapping[str, Any]]) -> str:
     return new_correlation_id()
 
 
-@contextlib.contextmanager
-def batch_correlated(headers: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    """Log lines while a consumed batch is handled carry its correlation id."""
-    correlation_id = batch_correlation_id(headers)
-    with correlated(correlation_id):
-        yield correlation_id
+class BatchCorrelation:
+    """Log lines while a consumed batch is handled carry its correlation id. A class rather than a
+    generator: every consumed batch passes here."""
+
+    __slots__ = ("_token", "correlation_id")
+
+    def __init__(self, headers: Iterable[Mapping[str, Any]]) -> None:
+        self.correlation_id = batch_correlation_id(headers)
+
+    def __enter__(self) -> str:
+        self._token = _current.set(self.correlation_id)
+        return self.correlation_id
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
 
 
 class CorrelationFilter(logging.Filter):
