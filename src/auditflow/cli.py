@@ -102,10 +102,26 @@ def serve(service: str, config_file: Path | None, host: str | None, port: int | 
 
 
 def _serve_process(settings: Settings, service: ServiceName) -> int:
+    configure_logging(service if service != "run" else "auditflow", settings.log_level, log_format=settings.log_format)
+    from auditflow.tracing import configure_tracing, service_name
+
+    try:  # before the runtime: its services read whether tracing is on
+        stop_tracing = configure_tracing(
+            settings.otel_enabled, settings.otel_endpoint, service_name(settings.otel_service_name, service)
+        )
+    except AuditFlowError as exc:  # the otel extra is not installed
+        raise click.ClickException(str(exc)) from None
+    try:
+        return _serve_configured(settings, service)
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()  # flushes the spans still buffered
+
+
+def _serve_configured(settings: Settings, service: ServiceName) -> int:
     from auditflow.security import ApiToken, ensure_api_token
     from auditflow.server import ProcessSpec, run_process
 
-    configure_logging(service if service != "run" else "auditflow", settings.log_level)
     tokens = list(settings.api_tokens)
     generated_token: str | None = None
     if not tokens:

@@ -118,6 +118,46 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field(
         "INFO", description="Initial log level; changeable at runtime through `PUT /api/v1/admin/log-level`."
     )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description=(
+            "Log line format on stderr: `json` (one JSON object per line), `console` (readable lines), or `auto`: "
+            "console when stderr is a terminal, JSON otherwise. Every line of a batch's path carries its "
+            "`correlation_id` (docs/operations/tracing.md)."
+        ),
+    )
+
+    # --- tracing (docs/operations/tracing.md) ---------------------------------------------------------
+    otel_enabled: bool = Field(
+        False,
+        description=(
+            "Export OpenTelemetry traces of each batch's path (ingest, analysis, notification, delivery) over "
+            "OTLP/HTTP, the trace context travelling in message headers. Needs the `auditflow[otel]` extra. "
+            "Off: no spans and no trace headers."
+        ),
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        description=(
+            "OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`. Default: the standard "
+            "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` variables, else "
+            "`http://localhost:4318/v1/traces`."
+        ),
+    )
+    otel_service_name: str | None = Field(
+        None,
+        description=(
+            "The traces' `service.name`. Default: the standard `OTEL_SERVICE_NAME`, else `auditflow-<service>` "
+            "(`auditflow-analysis`, ...; `auditflow` for `run`)."
+        ),
+    )
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP)")
+        return value
 
     # --- messaging ------------------------------------------------------------------------------
     events_queue: str = Field("audit_events", description="Queue that carries event batches to analysis.")

@@ -103,3 +103,87 @@ def test_messages_of_our_own_errors_stay() -> None:
     except ConfigError:
         logging.getLogger("auditflow.test").exception("reload failed")
     assert "rule r1: field window is missing" in _logged_exception(stream)
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_writes_console_lines_to_a_terminal_and_json_elsewhere() -> None:
+    from auditflow.logconfig import resolve_format
+
+    assert resolve_format("auto", _Terminal()) == "console"
+    assert resolve_format("auto", io.StringIO()) == "json"
+    closed = io.StringIO()
+    closed.close()
+    assert resolve_format("auto", closed) == "json"
+
+
+def test_auto_on_a_real_pseudo_terminal_is_console() -> None:
+    import os
+
+    from auditflow.logconfig import resolve_format
+
+    main_fd, terminal_fd = os.openpty()
+    try:
+        with open(terminal_fd, "w", closefd=False) as terminal, open(main_fd, "w", closefd=False) as pipe_end:
+            assert resolve_format("auto", terminal) == "console"
+            assert resolve_format("auto", pipe_end) == "console"  # the controlling side is a tty as well
+        read_fd, write_fd = os.pipe()
+        with open(write_fd, "w") as pipe:
+            assert resolve_format("auto", pipe) == "json"
+        os.close(read_fd)
+    finally:
+        os.close(main_fd)
+        os.close(terminal_fd)
+
+
+def test_console_lines_are_readable_and_carry_the_context() -> None:
+    from auditflow.correlation import correlated
+
+    stream = _Terminal()
+    configure_logging("analysis", "INFO", stream)
+    log = logging.getLogger("auditflow.test")
+    with correlated("0123abcd"):
+        log.warning("rule %s skipped", "r1", extra={"rule_id": "r1"})
+    try:
+        _handle({"user": SECRET})
+    except ValueError:
+        log.exception("batch failed")
+    first, *rest = stream.getvalue().splitlines()
+    assert " WARNING analysis  auditflow.test: rule r1 skipped  correlation_id=0123abcd rule_id=r1" in first
+    assert first[:4].isdigit()
+    assert not first.startswith("{")
+    assert "ERROR   analysis  auditflow.test: batch failed" in rest[0]
+    assert "correlation_id" not in rest[0]  # outside a batch: no id
+    assert any("KeyError" in line for line in rest[1:]), "the traceback follows on its own lines"
+    assert SECRET not in stream.getvalue()
+
+
+def test_the_format_setting_overrides_the_terminal_check() -> None:
+    from auditflow.correlation import correlated
+
+    terminal = _Terminal()
+    configure_logging("analysis", "INFO", terminal, log_format="json")
+    with correlated("c0ffee"):
+        logging.getLogger("auditflow.test").info("as json")
+    [record] = _records(terminal)
+    assert record["correlation_id"] == "c0ffee"
+
+    plain = io.StringIO()
+    configure_logging("analysis", "INFO", plain, log_format="console")
+    logging.getLogger("auditflow.test").info("as text")
+    assert plain.getvalue().rstrip().endswith("auditflow.test: as text")
+
+
+def test_an_unknown_format_is_refused_naming_the_setting() -> None:
+    import pytest
+
+    from auditflow.config import load_settings
+    from auditflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="log_format"):
+        load_settings(log_format="xml")

@@ -160,7 +160,7 @@ async def test_the_default_pack_needs_no_polling() -> None:
 SIGMA_EXEC = k8s_rule(
     "detection:\n  selection:\n    verb: create\n    objectRef.subresource: exec\n  condition: selection\n", serial=1
 )
-SIGMA_UNSUPPORTED = k8s_rule("detection:\n  selection:\n    hostPath: /etc\n  condition: selection\n", serial=2)
+SIGMA_UNSUPPORTED = k8s_rule("detection:\n  selection:\n    kubeletVersion: v1\n  condition: selection\n", serial=2)
 
 
 async def test_hot_reload_picks_up_a_sigma_file_and_logs_its_warnings(
@@ -175,7 +175,7 @@ async def test_hot_reload_picks_up_a_sigma_file_and_logs_its_warnings(
         assert [rule.id for rule in watcher.ruleset.rules] == ["sigma-6f1e2d3c-0000-4000-8000-000000000001", "own"]
         assert watcher.status().warnings == list(watcher.ruleset.warnings)
         assert watcher.status().last_error is None
-        assert any("hostPath" in record.getMessage() for record in caplog.records)
+        assert any("kubeletVersion" in record.getMessage() for record in caplog.records)
 
         (tmp_path / "k8s.sigma.yml").write_text("title: [", encoding="utf-8")
         assert not await watcher.poll()  # broken Sigma keeps the rules that were active

@@ -5,6 +5,7 @@ last attempt with the reason. Any number of dispatchers can share one outbox."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from uuid import uuid4
 
 import httpx
 
+from auditflow import tracing
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import AuditFlowError, BackendError, BackendUnavailable
 from auditflow.lifecycle import AsyncLifecycle
@@ -152,8 +154,13 @@ class Dispatcher(AsyncLifecycle):
         limit = asyncio.Semaphore(policy.concurrency)
 
         async def deliver(row: Claimed) -> Outcome:
+            payload, trace = tracing.split_trace(row.payload)
+            row = dataclasses.replace(row, payload=payload)
             async with limit:
-                return self._outcome(row, await self._send(row))
+                with tracing.delivering(trace, row.channel, str(row.delivery_id), row.attempts) as span:
+                    outcome = self._outcome(row, await self._send(row))
+                    tracing.record_outcome(span, outcome.status, outcome.error)
+                    return outcome
 
         outcomes = await asyncio.gather(*(deliver(row) for row in claimed))
         await outbox.finish(self.store, self.owner, outcomes, _ms(self.clock()))
@@ -170,6 +177,7 @@ class Dispatcher(AsyncLifecycle):
     def _outcome(self, row: Claimed, result: SendResult) -> Outcome:
         now = self.clock()
         if result.ok:
+            log.debug("delivery %s to %s sent (attempt %d)", row.delivery_id, row.channel, row.attempts)
             DELIVERIES.labels(row.channel, "sent").inc()
             DELIVERY_LATENCY.labels(row.channel).observe(max(now - row.created_at / 1000, 0.0))
             return Outcome(row.delivery_id, "sent", _ms(now))

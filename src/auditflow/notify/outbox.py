@@ -21,6 +21,7 @@ from auditflow.backends.store.transitions import AlertTransition
 from auditflow.errors import NotFound
 from auditflow.notify.models import DeliveryView
 from auditflow.notify.routing import Routing
+from auditflow.tracing import TRACE_PAYLOAD_KEY, outbox_trace
 
 # Delivery ids derive from what caused them, so a row written twice (two writers reporting the same
 # change) collapses into one, and the id doubles as the receiver's idempotency key.
@@ -67,6 +68,8 @@ class OutboxWriter:
             "alert_url": self.routing.alert_url(str(change.alert_id)),
             "previous_occurrences": change.previous_occurrences,
         }
+        if (trace := outbox_trace()) is not None:
+            payload[TRACE_PAYLOAD_KEY] = trace  # private: the dispatcher removes it before sending
         return [
             {
                 "delivery_id": uuid5(_ID_NAMESPACE, f"{cause}/{channel}"),

@@ -8,7 +8,9 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from auditflow import tracing
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.broker.batching import INGESTED_AT_HEADER
 from auditflow.backends.state import WindowState
@@ -96,11 +98,15 @@ class AnalysisService(QueueWorker):
                 encode_alerts(alerts[i : i + self.publish_batch_size], local=self._local)
                 for i in range(0, len(alerts), self.publish_batch_size)
             ]
+            headers: dict[str, Any] = {}
 
             async def publish() -> None:
-                await self.broker.publish(self.alerts_queue, bodies)
+                await self.broker.publish(self.alerts_queue, bodies, headers)
 
-            await call_with_recovery(publish, self.broker_dependency, self.stopping)
+            with tracing.publishing(
+                "analysis publish alerts", self.alerts_queue, headers, messages=len(bodies), items=len(alerts)
+            ):
+                await call_with_recovery(publish, self.broker_dependency, self.stopping)
             ALERTS_PUBLISHED.labels("alert").inc(len(alerts))
             for (rule_id, kind, severity), count in Counter(
                 (a.rule_id, a.rule_kind, a.severity.value) for a in alerts

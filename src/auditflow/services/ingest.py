@@ -4,9 +4,12 @@ within `max_wait` seconds when an in-process queue is full (back-pressure the cl
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
+from auditflow import tracing
 from auditflow.backends.broker import Broker
 from auditflow.backends.broker.batching import INGESTED_AT_HEADER
 from auditflow.codec import encode_events
@@ -15,6 +18,8 @@ from auditflow.errors import BackendUnavailable, QueueFull
 from auditflow.metrics import EVENTS_INGESTED
 from auditflow.model.event import Event
 from auditflow.model.limits import EventTimeBounds
+
+log = logging.getLogger("auditflow.ingest")
 
 DEFAULT_TIME_BOUNDS = EventTimeBounds.from_seconds(max_future=300, max_age=0)
 
@@ -59,13 +64,19 @@ class Ingestor:
                 encode_events(events[i : i + self.batch_size], local=self._local)
                 for i in range(0, len(events), self.batch_size)
             ]
-            headers = {INGESTED_AT_HEADER: int(time.time() * 1000)}
-            if refuse_when_full:
-                # A client waits for the answer: refuse after max_wait rather than hold it open.
-                await self.broker.offer(self.queue, bodies, max_wait=self.max_wait, headers=headers)
-            else:
-                # Our own producers (generator, file ingest, syslog, bench) simply wait for room.
-                await self.broker.publish(self.queue, bodies, headers)
+            headers: dict[str, Any] = {INGESTED_AT_HEADER: int(time.time() * 1000)}
+            with tracing.publishing(
+                "ingest publish", self.queue, headers, messages=len(bodies), items=len(events)
+            ) as span:
+                if span is not None:
+                    span.set_attribute("auditflow.source", source)
+                if refuse_when_full:
+                    # A client waits for the answer: refuse after max_wait rather than hold it open.
+                    await self.broker.offer(self.queue, bodies, max_wait=self.max_wait, headers=headers)
+                else:
+                    # Our own producers (generator, file ingest, syslog, bench) simply wait for room.
+                    await self.broker.publish(self.queue, bodies, headers)
+                log.debug("published %d %s event(s) in %d message(s)", len(events), source, len(bodies))
         except QueueFull as exc:
             # The broker works, it is only full: the client retries, the dependency stays up.
             self.last_refusal = (time.monotonic(), str(exc))

@@ -4,9 +4,11 @@ only after its last transaction committed."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
+from auditflow import tracing
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.store import AlertStore
 from auditflow.codec import decode_alerts
@@ -15,6 +17,8 @@ from auditflow.metrics import ALERTS_NEW, ALERTS_STORED, BATCH_SECONDS
 from auditflow.model.alert import Alert
 from auditflow.retry import call_with_recovery
 from auditflow.services.worker import QueueWorker
+
+log = logging.getLogger("auditflow.notification")
 
 
 class NotificationService(QueueWorker):
@@ -63,15 +67,18 @@ class NotificationService(QueueWorker):
 
         # One transaction per `store_batch_size` alerts: a retried chunk after a failure is harmless
         # because the upsert is idempotent, and the messages are acknowledged only after the last one.
-        for start in range(0, len(alerts), self.store_batch_size):
-            chunk = alerts[start : start + self.store_batch_size]
+        # Outbox rows are written in the same transactions, under this span (they keep its context).
+        with tracing.span("notification store alerts", **{"auditflow.alerts": len(alerts)}):
+            for start in range(0, len(alerts), self.store_batch_size):
+                chunk = alerts[start : start + self.store_batch_size]
 
-            async def write(chunk: list[Alert] = chunk) -> None:
-                result = await self.store.upsert_alerts(chunk)
-                ALERTS_STORED.labels("inserted").inc(result.inserted)
-                ALERTS_STORED.labels("updated").inc(result.updated)
-                for severity, count in result.new_by_severity.items():
-                    ALERTS_NEW.labels(severity).inc(count)
+                async def write(chunk: list[Alert] = chunk) -> None:
+                    result = await self.store.upsert_alerts(chunk)
+                    ALERTS_STORED.labels("inserted").inc(result.inserted)
+                    ALERTS_STORED.labels("updated").inc(result.updated)
+                    for severity, count in result.new_by_severity.items():
+                        ALERTS_NEW.labels(severity).inc(count)
 
-            await call_with_recovery(write, self.store_dependency, self.stopping)
+                await call_with_recovery(write, self.store_dependency, self.stopping)
+        log.debug("stored %d alert(s) from %d message(s)", len(alerts), len(deliveries))
         BATCH_SECONDS.labels("notification").observe(time.perf_counter() - started)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from auditflow import tracing
 from auditflow.backends.broker import Broker, Delivery
 from auditflow.backends.broker.batching import dead_letter_headers
 from auditflow.dependencies import Dependency
@@ -106,17 +107,21 @@ class QueueWorker(abc.ABC):
     async def _handle_counted(self, deliveries: Sequence[Delivery]) -> None:
         self.in_flight += 1
         try:
-            if not self.isolates_poison:
-                await self._attempt(deliveries)
-                return
-            for poison in await isolate(self._attempt, deliveries):
-                log.error("dead-lettering a poison %s: %s", "message" if poison.whole else "item", poison.reason)
-                if poison.whole:
-                    poison.delivery.dead_letter(poison.reason)  # the broker routes it when it acks
-                else:
-                    await self._publish_dead_letters([poison.delivery.body], poison.reason, poison.delivery.headers)
+            with tracing.consuming(f"{self.name} batch", self.queue, deliveries):
+                await self._handle_isolated(deliveries)
         finally:
             self.in_flight -= 1
+
+    async def _handle_isolated(self, deliveries: Sequence[Delivery]) -> None:
+        if not self.isolates_poison:
+            await self._attempt(deliveries)
+            return
+        for poison in await isolate(self._attempt, deliveries):
+            log.error("dead-lettering a poison %s: %s", "message" if poison.whole else "item", poison.reason)
+            if poison.whole:
+                poison.delivery.dead_letter(poison.reason)  # the broker routes it when it acks
+            else:
+                await self._publish_dead_letters([poison.delivery.body], poison.reason, poison.delivery.headers)
 
     async def _attempt(self, deliveries: Sequence[Delivery]) -> None:
         self._pending = []
@@ -141,8 +146,10 @@ class QueueWorker(abc.ABC):
         self, bodies: list[bytes], reason: str, headers: Mapping[str, Any] | None = None
     ) -> None:
         log.warning("dead-lettering %d item(s): %s", len(bodies), reason, extra={"queue": self.queue})
+        # An item cut out of a message keeps the batch's correlation id and trace context.
+        origin = headers if headers is not None else tracing.context_headers()
         await self.broker.publish(
-            self.dead_letter_queue, bodies, headers=dead_letter_headers(headers or {}, reason, self.queue)
+            self.dead_letter_queue, bodies, headers=dead_letter_headers(origin, reason, self.queue)
         )
 
     async def stop(self) -> None:

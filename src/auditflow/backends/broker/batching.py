@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from auditflow.backends.broker.base import Delivery, MessageHandler
+from auditflow.correlation import BatchCorrelation
 from auditflow.errors import BackendUnavailable
 from auditflow.metrics import DEAD_LETTERS
 from auditflow.retry import HANDLER_BACKOFF, Attempts
@@ -103,6 +104,13 @@ async def run_handler(
     `auditflow.retry` instead of being returned and counted toward the poison limit. A stop ends
     the wait.
     """
+    with BatchCorrelation(delivery.headers for delivery in batch):  # on every log line of the batch
+        return await _run_handler(handler, batch, stopping, attempts)
+
+
+async def _run_handler(
+    handler: MessageHandler, batch: Sequence[Delivery], stopping: asyncio.Event, attempts: Attempts | None
+) -> Outcome:
     attempts = attempts or Attempts(HANDLER_BACKOFF, stopping)
     while True:
         for delivery in batch:
