@@ -3,6 +3,7 @@ routing files that point at a local receiver."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from auditflow.backends.store.schema import alerts
 from auditflow.backends.store.sql import SqlAlertStore
-from auditflow.notify.outbox import OutboxWriter
+from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.models import DeliveryView
+from auditflow.notify.outbox import OutboxWriter, list_deliveries
 from auditflow.notify.routing import Routing
 from tests.conftest import POSTGRES_ADMIN_URL, require_server
 
@@ -73,3 +77,38 @@ async def store(database_url: str, secret_env: str) -> AsyncIterator[SqlAlertSto
         yield store
     finally:
         await store.aclose()
+
+
+def single_route(url: str, **delivery: object) -> Routing:
+    raw = routing_dict(url, **delivery)
+    raw["routes"] = raw["routes"][:1]
+    return Routing.model_validate(raw)
+
+
+@pytest.fixture
+async def outbox_store(database_url: str, secret_env: str) -> AsyncIterator[SqlAlertStore]:
+    store = SqlAlertStore(database_url)
+    await store.start()
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def until_settled(dispatcher: Dispatcher, rounds: int = 200) -> None:
+    """Run batches until no row is pending (waiting out back-off between them)."""
+    for _ in range(rounds):
+        await dispatcher.run_once()
+        pending = [d for d in await all_deliveries(dispatcher.store) if d.status == "pending"]
+        if not pending:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("deliveries still pending")
+
+
+async def all_deliveries(store: SqlAlertStore) -> list[DeliveryView]:
+    """What the deliveries API shows, for every alert (a digest once per alert it carries)."""
+    async with store.connection(write=False) as conn:
+        ids = list((await conn.execute(alerts.select().with_only_columns(alerts.c.alert_id))).scalars())
+    return [delivery for alert_id in ids for delivery in await list_deliveries(store, alert_id)]
