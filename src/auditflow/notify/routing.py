@@ -24,9 +24,12 @@ MAX_DIGEST = timedelta(days=1)
 
 def _duration(value: Any) -> Any:
     """`5m`, `1h30m`, `7d` like the rules; seconds (also fractional) and ISO 8601 (`PT5M`) as before."""
-    if isinstance(value, str) and value.strip()[:1].isdigit() and not value.strip().replace(".", "", 1).isdigit():
-        return parse_duration(value)
-    return value
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text[:1] in ("P", "p") or text.replace(".", "", 1).isdigit():
+        return text
+    return parse_duration(text)
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
