@@ -32,6 +32,7 @@ from auditflow.backends.store.schema import notification_deliveries as deliverie
 from auditflow.backends.store.schema import notification_digest_items as items
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import BackendError
+from auditflow.model.timeutil import format_utc
 
 # A digest message lists at most this many changes (the oldest); `count` is always the true number.
 MAX_DIGEST_ITEMS = 100
@@ -45,7 +46,7 @@ _OPEN_INDEX = deliveries.c.status == sa.literal_column("'open'")
 
 
 def _iso(ms: int) -> str:
-    return from_ms(ms).isoformat().replace("+00:00", "Z")
+    return format_utc(from_ms(ms))
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
