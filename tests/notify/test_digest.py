@@ -1,21 +1,27 @@
 """Digest routes on SQLite and PostgreSQL: changes accumulate in one open digest per channel (in the
 alert's transaction), go out as one signed message when the window closes, with at most 100 items and the
 true count, are retried and declared dead like single deliveries, show in the deliveries API, count in
-the outbox depth, and concurrent writers and dispatchers neither lose nor double an item."""
+the outbox depth, a failure while writing or sealing loses nothing, and concurrent writers and
+dispatchers neither lose nor double an item."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditflow.backends.store.schema import notification_deliveries, notification_digest_items
 from auditflow.backends.store.sql import SqlAlertStore
+from auditflow.backends.store.transitions import AlertTransition
 from auditflow.model.alert import Alert
+from auditflow.notify import digest
 from auditflow.notify.dispatcher import Dispatcher
 from auditflow.notify.outbox import OutboxWriter, depth, list_deliveries
 from auditflow.notify.routing import ALL_EVENTS, Routing
@@ -189,6 +195,42 @@ async def test_a_digest_is_dead_after_the_last_attempt(outbox_store: SqlAlertSto
     assert (row["status"], row["attempts"]) == ("dead", 2)
     assert row["last_error"].startswith("gave up after 2 attempts: ConnectError")
     assert await depth(outbox_store) == 0
+
+
+class FailingAfterRecord(OutboxWriter):
+    async def record(self, conn: AsyncConnection, transitions: Sequence[AlertTransition], now_ms: int) -> None:
+        await super().record(conn, transitions, now_ms)
+        raise RuntimeError("the transaction fails after the digest item was written")
+
+
+async def test_a_failed_alert_transaction_leaves_no_item_and_no_digest(outbox_store: SqlAlertStore) -> None:
+    outbox_store.transition_hook = FailingAfterRecord(digest_routing("http://127.0.0.1:9/hook"))
+    with pytest.raises(RuntimeError):
+        await outbox_store.upsert_alerts([make_alert()])
+    assert await outbox(outbox_store) == []
+    assert await item_count(outbox_store) == 0
+
+
+async def test_a_failure_while_sealing_leaves_the_digest_open_and_whole(
+    outbox_store: SqlAlertStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routing = digest_routing("http://127.0.0.1:9/hook")
+    await write(outbox_store, routing, [make_alert(), make_alert()])
+    closed = int((time.time() + WINDOW + 1) * 1000)
+
+    def crash(_value: object) -> str:
+        raise RuntimeError("the dispatcher dies while building the message")
+
+    monkeypatch.setattr(digest, "format_utc", crash)
+    with pytest.raises(RuntimeError):
+        await digest.seal_due(outbox_store, closed)
+    [row] = await outbox(outbox_store)
+    assert (row["status"], row["payload"]["count"]) == ("open", 0)  # rolled back
+    monkeypatch.undo()
+    assert await digest.seal_due(outbox_store, closed) == 1
+    [row] = await outbox(outbox_store)
+    assert (row["status"], row["payload"]["count"], len(row["payload"]["items"])) == ("pending", 2, 2)
+    assert await depth(outbox_store) == 2
 
 
 async def test_concurrent_writers_and_dispatchers_never_lose_or_double_an_item(
