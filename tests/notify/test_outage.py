@@ -59,7 +59,11 @@ class Outage(httpx.AsyncBaseTransport):
 
 
 def outage_routing(url: str) -> Routing:
-    raw = routing_dict(url, max_attempts=100, initial_backoff="30s", max_backoff="10m", batch_size=1000, concurrency=50)
+    raw = routing_dict(url, max_attempts=100, initial_backoff="1m", max_backoff="15m", batch_size=200, concurrency=4)
+    # A request that outlasts its timeout is sent again (at least once): give the test receiver, whose
+    # threads share this process's interpreter lock with the dispatcher, time and few requests at once.
+    raw["channels"]["soc"]["timeout"] = 30
+    raw["delivery"]["lease"] = 120
     raw["routes"] = [
         {"name": "all", "channels": ["soc"]},
         {"name": "critical-digest", "channels": ["soc"], "min_severity": "CRITICAL", "digest": "5m"},
