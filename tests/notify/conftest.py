@@ -3,6 +3,7 @@ routing files that point at a local receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,9 +14,12 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from auditflow.backends.store.schema import alerts
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.backends.store.transitions import snapshot
-from auditflow.notify.outbox import OutboxWriter
+from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.models import DeliveryView
+from auditflow.notify.outbox import OutboxWriter, list_deliveries
 from auditflow.notify.routing import Routing
 from tests.conftest import POSTGRES_ADMIN_URL, require_server
 from tests.factories import make_alert
@@ -130,9 +134,44 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlAlertStore]:
         await store.aclose()
 
 
+def single_route(url: str, **delivery: object) -> Routing:
+    raw = routing_dict(url, **delivery)
+    raw["routes"] = raw["routes"][:1]
+    return Routing.model_validate(raw)
+
+
+@pytest.fixture
+async def outbox_store(database_url: str, secret_env: str) -> AsyncIterator[SqlAlertStore]:
+    store = SqlAlertStore(database_url)
+    await store.start()
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.aclose()
+
+
 def closed_port_url() -> str:
     """A loopback URL where nothing listens: a port just bound and released."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/hook"
+
+
+async def until_settled(dispatcher: Dispatcher, rounds: int = 200) -> None:
+    """Run batches until no row is pending (waiting out back-off between them)."""
+    for _ in range(rounds):
+        await dispatcher.run_once()
+        pending = [d for d in await all_deliveries(dispatcher.store) if d.status == "pending"]
+        if not pending:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("deliveries still pending")
+
+
+async def all_deliveries(store: SqlAlertStore) -> list[DeliveryView]:
+    """What the deliveries API shows, for every alert (a digest once per alert it carries)."""
+    async with store.connection(write=False) as conn:
+        ids = list((await conn.execute(alerts.select().with_only_columns(alerts.c.alert_id))).scalars())
+    return [delivery for alert_id in ids for delivery in await list_deliveries(store, alert_id)]

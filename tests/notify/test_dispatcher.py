@@ -7,59 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import pytest
 from prometheus_client import REGISTRY
 
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.notify.dispatcher import Dispatcher
-from auditflow.notify.outbox import OutboxWriter, Outcome, claim, finish, list_deliveries
+from auditflow.notify.outbox import OutboxWriter, Outcome, claim, finish
 from auditflow.notify.routing import Routing
 from tests.factories import make_alert
-from tests.notify.conftest import SECRET, routing_dict
+from tests.notify.conftest import SECRET, all_deliveries, single_route, until_settled
 from tests.notify.receiver import Answer, WebhookReceiver
 
 
 def sample(result: str) -> float:
     value = REGISTRY.get_sample_value("auditflow_notify_deliveries_total", {"channel": "soc", "result": result})
     return value or 0.0
-
-
-def single_route(url: str, **delivery: object) -> Routing:
-    raw = routing_dict(url, **delivery)
-    raw["routes"] = raw["routes"][:1]
-    return Routing.model_validate(raw)
-
-
-@pytest.fixture
-async def outbox_store(database_url: str, secret_env: str) -> AsyncIterator[SqlAlertStore]:
-    store = SqlAlertStore(database_url)
-    await store.start()
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.aclose()
-
-
-async def until_settled(dispatcher: Dispatcher, rounds: int = 200) -> None:
-    """Run batches until no row is pending (waiting out back-off between them)."""
-    for _ in range(rounds):
-        await dispatcher.run_once()
-        pending = [d for d in await all_deliveries(dispatcher.store) if d.status == "pending"]
-        if not pending:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("deliveries still pending")
-
-
-async def all_deliveries(store: SqlAlertStore) -> list:
-    from auditflow.backends.store.schema import alerts
-
-    async with store.connection(write=False) as conn:
-        ids = list((await conn.execute(alerts.select().with_only_columns(alerts.c.alert_id))).scalars())
-    return [delivery for alert_id in ids for delivery in await list_deliveries(store, alert_id)]
 
 
 async def dispatch(store: SqlAlertStore, routing: Routing, count: int = 1) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,14 @@ def test_a_valid_file_loads_with_defaults(tmp_path: Path, secret_env: str) -> No
         (lambda d: d["channels"]["soc"].update(secret="inline"), "channels.soc.secret: Extra inputs"),
         (lambda d: d["channels"]["soc"].pop("secret_env"), "give exactly one of secret_env or secret_file"),
         (lambda d: d["delivery"].update(lease=1), "delivery.lease must be longer than channels.soc.timeout"),
+        (
+            lambda d: d["routes"][0].update(digest="5m", throttle="15m"),
+            "routes.0: Value error, give either digest or throttle, not both",
+        ),
+        (lambda d: d["routes"][0].update(digest="0s"), "routes.0.digest: Input should be greater than"),
+        (lambda d: d["routes"][0].update(digest="2d"), "routes.0.digest: Input should be less than or equal"),
+        (lambda d: d["routes"][0].update(digest="soon"), "routes.0.digest: Value error, invalid duration 'soon'"),
+        (lambda d: d["delivery"].update(keep_sent="0s"), "delivery.keep_sent: Input should be greater than"),
     ],
 )
 def test_mistakes_name_the_file_and_the_field(tmp_path: Path, secret_env: str, change: Any, message: str) -> None:
@@ -56,6 +65,21 @@ def test_mistakes_name_the_file_and_the_field(tmp_path: Path, secret_env: str, c
         load_routing(path)
     assert str(error.value).startswith(f"{path}: ")
     assert message in str(error.value)
+
+
+def test_durations_are_written_like_the_rules_or_in_seconds(tmp_path: Path, secret_env: str) -> None:
+    document = routing_dict("https://hooks.example/x")
+    document["routes"][0].update(digest="5m")
+    document["routes"][1].update(throttle="1h30m")
+    document["delivery"].update(keep_sent="7d", keep_dead="PT720H", purge_interval=900, lease="90s")
+    routing = load_routing(write(tmp_path, document))
+    assert routing.routes[0].digest == timedelta(minutes=5)
+    assert routing.routes[1].throttle == timedelta(minutes=90)
+    assert routing.routes[1].digest is None  # single messages by default
+    delivery = routing.delivery
+    assert (delivery.keep_sent, delivery.keep_dead) == (timedelta(days=7), timedelta(days=30))
+    assert (delivery.purge_interval, delivery.lease) == (timedelta(minutes=15), timedelta(seconds=90))
+    assert delivery.initial_backoff == timedelta(milliseconds=50)  # fractional seconds still work
 
 
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:

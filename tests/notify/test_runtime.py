@@ -1,5 +1,6 @@
 """The embedded process with a routing file: an event that raises an alert reaches the receiver, and
-`GET /api/v1/alerts/{id}/deliveries` shows the delivery; without a routing file nothing is written."""
+`GET /api/v1/alerts/{id}/deliveries` shows the delivery (or the digest that carries it); without a routing
+file nothing is written."""
 
 from __future__ import annotations
 
@@ -85,6 +86,34 @@ async def test_an_alert_is_delivered_and_its_deliveries_are_listed(
             while len(receiver.accepted_keys()) < 2:
                 await asyncio.sleep(0.02)
         assert receiver.seen()[-1].event == "resolved"
+
+
+async def test_a_digest_route_shows_its_digest_and_sends_it_when_the_window_closes(
+    tmp_path: Path, secret_env: str, receiver: WebhookReceiver
+) -> None:
+    routing_file = tmp_path / "routing.yaml"
+    routing = routing_dict(receiver.url)
+    routing["routes"] = [{"name": "batched", "channels": ["soc"], "digest": "1s"}]
+    routing_file.write_text(yaml.safe_dump(routing))
+    async for client in embedded(tmp_path, notify_config=routing_file):
+        alert_id = await raise_alert(client)
+        answer = await client.get(f"/api/v1/alerts/{alert_id}/deliveries", headers=HEADERS)
+        assert answer.status_code == 200, answer.text
+        [waiting] = answer.json()
+        assert (waiting["event"], waiting["status"], waiting["alert_id"]) == ("digest", "pending", alert_id)
+        assert waiting["next_attempt_at"] is not None  # when the window closes
+        async with asyncio.timeout(10):
+            while not receiver.accepted_keys():
+                await asyncio.sleep(0.02)
+            while True:
+                [delivery] = (await client.get(f"/api/v1/alerts/{alert_id}/deliveries", headers=HEADERS)).json()
+                if delivery["status"] == "sent":
+                    break
+                await asyncio.sleep(0.02)
+        [request] = receiver.seen()
+        assert request.key == delivery["delivery_id"] == waiting["delivery_id"]
+        assert (request.event, request.body["count"]) == ("digest", 1)
+        assert request.body["items"][0]["alert"]["alert_id"] == alert_id
 
 
 async def test_without_a_routing_file_nothing_is_queued(tmp_path: Path) -> None:

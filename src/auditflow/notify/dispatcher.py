@@ -18,10 +18,10 @@ from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import AuditFlowError, BackendError, BackendUnavailable
 from auditflow.lifecycle import AsyncLifecycle
 from auditflow.model.status import DependencyStatus
-from auditflow.notify import outbox
+from auditflow.notify import digest, outbox, purge
 from auditflow.notify.channels import Sender, SendResult, build_sender
 from auditflow.notify.health import record_outbox_depth
-from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY
+from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, PURGED
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.reload import RoutingFile
 from auditflow.notify.routing import Routing
@@ -64,6 +64,7 @@ class Dispatcher(AsyncLifecycle):
         self._senders = self._build_senders(routing)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._next_purge = 0.0  # by self.clock: the first round purges
 
     def _build_senders(self, routing: Routing) -> dict[str, Sender]:
         return {name: build_sender(channel, self._client) for name, channel in routing.channels.items()}
@@ -139,8 +140,11 @@ class Dispatcher(AsyncLifecycle):
                 await pause(self._stop, poll)
 
     async def run_once(self) -> int:
-        """Claim one batch, send it and record the outcomes; returns how many rows were claimed."""
+        """Purge old rows when it is time, seal the digests whose window closed, claim one batch, send it
+        and record the outcomes; returns how many rows were claimed."""
         policy = self.routing.delivery
+        await self.purge_if_due()
+        await digest.seal_due(self.store, _ms(self.clock()))
         claimed = await outbox.claim(
             self.store,
             self.owner,
@@ -165,6 +169,23 @@ class Dispatcher(AsyncLifecycle):
         outcomes = await asyncio.gather(*(deliver(row) for row in claimed))
         await outbox.finish(self.store, self.owner, outcomes, _ms(self.clock()))
         return len(claimed)
+
+    async def purge_if_due(self) -> int:
+        """Delete sent and dead rows past their retention, at most once per `purge_interval`; returns
+        how many were deleted."""
+        now = self.clock()
+        if now < self._next_purge:
+            return 0
+        policy = self.routing.delivery
+        self._next_purge = now + policy.purge_interval.total_seconds()
+        total = 0
+        for status, keep in (("sent", policy.keep_sent), ("dead", policy.keep_dead)):
+            deleted = await purge.purge(self.store, status, _ms(now - keep.total_seconds()))
+            PURGED.labels(status).inc(deleted)
+            total += deleted
+        if total:
+            log.info("purged %d finished notification deliveries", total)
+        return total
 
     async def _send(self, row: Claimed) -> SendResult:
         sender = self._senders.get(row.channel)

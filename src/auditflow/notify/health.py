@@ -19,6 +19,7 @@ from auditflow.backends.store.schema import notification_deliveries as deliverie
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import NotFound
 from auditflow.model.timeutil import UtcDatetime
+from auditflow.notify import outbox
 from auditflow.notify.metrics import OUTBOX_CHANNEL_DEPTH, OUTBOX_DEPTH
 from auditflow.notify.routing import AppriseChannel, Channel, EmailChannel, Routing, SlackChannel
 from auditflow.notify.testsend import ChannelTestResult, ChannelTestThrottle, send_test
@@ -94,7 +95,7 @@ async def record_outbox_depth(store: SqlAlertStore) -> dict[tuple[str, str], int
     """Set the outbox depth gauges (the total pending, and per channel and status) from one query; a
     channel whose rows are gone drops back to 0 rather than keeping its last value."""
     counts = await depth_by_channel(store)
-    OUTBOX_DEPTH.set(sum(n for (_, status), n in counts.items() if status == "pending"))
+    OUTBOX_DEPTH.set(await outbox.depth(store))  # counts the items of unsent digests, not the digests
     for key in _shown - counts.keys():
         OUTBOX_CHANNEL_DEPTH.labels(*key).set(0)
     for key, count in counts.items():

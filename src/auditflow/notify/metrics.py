@@ -15,7 +15,14 @@ DELIVERY_LATENCY = Histogram(
     ["channel"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
-OUTBOX_DEPTH = Gauge("auditflow_notify_outbox_depth", "Deliveries waiting to be sent")
+OUTBOX_DEPTH = Gauge(
+    "auditflow_notify_outbox_depth", "Alert changes waiting to be sent: pending deliveries and items of unsent digests"
+)
+PURGED = Counter(
+    "auditflow_notify_purged_deliveries",
+    "Finished deliveries deleted after delivery.keep_sent (sent) or delivery.keep_dead (dead)",
+    ["status"],
+)
 OUTBOX_CHANNEL_DEPTH = Gauge(
     "auditflow_notify_outbox_channel_depth",
     "Outbox rows per channel and status: pending (waiting to be sent) and dead (given up)",

@@ -4,8 +4,10 @@ lock on SQLite), and finished as sent, retried later or dead."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -16,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditflow.backends.store.schema import alerts
 from auditflow.backends.store.schema import notification_deliveries as deliveries
+from auditflow.backends.store.schema import notification_digest_items as digest_items
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.backends.store.transitions import AlertTransition
 from auditflow.errors import NotFound
+from auditflow.notify import digest
 from auditflow.notify.models import DeliveryView
 from auditflow.notify.routing import Routing
 from auditflow.tracing import TRACE_PAYLOAD_KEY, outbox_trace
@@ -27,6 +31,10 @@ from auditflow.tracing import TRACE_PAYLOAD_KEY, outbox_trace
 # change) collapses into one, and the id doubles as the receiver's idempotency key.
 _ID_NAMESPACE = UUID("6f1d6a52-3c1e-4c8e-9a57-0d7f1f0b6a01")
 _THROTTLED = {"escalation", "reopened"}
+
+
+def _ms(interval: timedelta) -> int:
+    return int(interval.total_seconds() * 1000)
 
 
 class OutboxWriter:
@@ -38,6 +46,7 @@ class OutboxWriter:
     async def record(self, conn: AsyncConnection, transitions: Sequence[AlertTransition], now_ms: int) -> None:
         recent = await self._recent(conn, transitions, now_ms)
         rows: list[dict[str, Any]] = []
+        digested: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for change in transitions:
             for route in self.routing.routes:
                 # Cheapest test first: most escalations cross no threshold and need no snapshot.
@@ -50,29 +59,50 @@ class OutboxWriter:
                 if change.kind in _THROTTLED and (change.alert_id, route.name) in recent:
                     continue
                 recent.add((change.alert_id, route.name))  # one per route and batch as well
-                rows.extend(self._rows(change, route.name, route.channels, now_ms))
-        if not rows:
-            return
-        insert = pg_insert(deliveries) if conn.dialect.name == "postgresql" else sqlite_insert(deliveries)
-        await conn.execute(insert.on_conflict_do_nothing(index_elements=[deliveries.c.delivery_id]), rows)
+                if route.digest is None:
+                    rows.extend(self._rows(change, route.name, route.channels, now_ms))
+                    continue
+                message = self._message(change)
+                for channel in route.channels:
+                    digested[(route.name, channel)].append(
+                        {
+                            "item_id": self._delivery_id(change, route.name, channel, now_ms),
+                            "alert_id": change.alert_id,
+                            "event": change.kind,
+                            "payload": message,
+                        }
+                    )
+        if rows:
+            insert = pg_insert(deliveries) if conn.dialect.name == "postgresql" else sqlite_insert(deliveries)
+            await conn.execute(insert.on_conflict_do_nothing(index_elements=[deliveries.c.delivery_id]), rows)
+        if digested:
+            intervals = {route.name: _ms(route.digest) for route in self.routing.routes if route.digest is not None}
+            await digest.add_items(conn, digested, intervals, now_ms)
 
-    def _rows(self, change: AlertTransition, route: str, channels: Sequence[str], now_ms: int) -> list[dict[str, Any]]:
+    @staticmethod
+    def _delivery_id(change: AlertTransition, route: str, channel: str, now_ms: int) -> UUID:
         # A resolve can happen again after a reopen with the same count: its time tells them apart.
         cause = f"{change.alert_id}/{route}/{change.kind}/{change.occurrences}"
         if change.kind == "resolved":
             cause += f"/{now_ms}"
-        payload = {
+        return uuid5(_ID_NAMESPACE, f"{cause}/{channel}")
+
+    def _message(self, change: AlertTransition) -> dict[str, Any]:
+        """A single message without its route: what a digest lists."""
+        return {
             "event": change.kind,
-            "route": route,
             "alert": change.alert,
             "alert_url": self.routing.alert_url(str(change.alert_id)),
             "previous_occurrences": change.previous_occurrences,
         }
+
+    def _rows(self, change: AlertTransition, route: str, channels: Sequence[str], now_ms: int) -> list[dict[str, Any]]:
+        payload = {**self._message(change), "route": route}
         if (trace := outbox_trace()) is not None:
             payload[TRACE_PAYLOAD_KEY] = trace  # private: the dispatcher removes it before sending
         return [
             {
-                "delivery_id": uuid5(_ID_NAMESPACE, f"{cause}/{channel}"),
+                "delivery_id": self._delivery_id(change, route, channel, now_ms),
                 "alert_id": change.alert_id,
                 "route": route,
                 "channel": channel,
@@ -98,13 +128,13 @@ class OutboxWriter:
         ids = sorted({change.alert_id for change in transitions if change.kind in _THROTTLED})
         if not ids or not longest:
             return set()
-        since = now_ms - int(longest.total_seconds() * 1000)
+        since = now_ms - _ms(longest)
         query = (
             sa.select(deliveries.c.alert_id, deliveries.c.route, sa.func.max(deliveries.c.created_at))
             .where(deliveries.c.alert_id.in_(ids), deliveries.c.created_at > since)
             .group_by(deliveries.c.alert_id, deliveries.c.route)
         )
-        throttle = {route.name: int(route.throttle.total_seconds() * 1000) for route in self.routing.routes}
+        throttle = {route.name: _ms(route.throttle) for route in self.routing.routes}
         return {
             (alert_id, route)
             for alert_id, route, last in (await conn.execute(query)).all()
@@ -157,6 +187,7 @@ async def claim(
                 .where(deliveries.c.delivery_id.in_(spent))
                 .values(
                     status="dead",
+                    next_attempt_at=now_ms,  # when it ended, as for any finished row
                     lease_until=None,
                     claimed_by=None,
                     last_error=f"gave up after {max_attempts} attempts: the dispatcher stopped during the last one",
@@ -205,17 +236,29 @@ async def finish(store: SqlAlertStore, owner: str, outcomes: Sequence[Outcome], 
 
 
 async def depth(store: SqlAlertStore) -> int:
+    """Changes waiting to be sent: pending single deliveries, and the items of digests not sent yet."""
     async with store.connection(write=False) as conn:
-        query = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
-        return int((await conn.execute(query)).scalar_one())
+        singles = (
+            sa.select(sa.func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.status == "pending", deliveries.c.event != "digest")
+        )
+        in_digests = (
+            sa.select(sa.func.count())
+            .select_from(digest_items.join(deliveries, digest_items.c.digest_id == deliveries.c.delivery_id))
+            .where(deliveries.c.status.in_(("open", "pending")))
+        )
+        return int((await conn.execute(singles)).scalar_one()) + int((await conn.execute(in_digests)).scalar_one())
 
 
 async def list_deliveries(store: SqlAlertStore, alert_id: UUID) -> list[DeliveryView]:
-    """The deliveries of one alert, oldest first; NotFound when the alert does not exist."""
+    """The deliveries of one alert, oldest first, with the digests that carry (or will carry) its changes;
+    NotFound when the alert does not exist."""
     async with store.connection(write=False) as conn:
+        in_digests = sa.select(digest_items.c.digest_id).where(digest_items.c.alert_id == alert_id)
         query = (
             sa.select(deliveries)
-            .where(deliveries.c.alert_id == alert_id)
+            .where(sa.or_(deliveries.c.alert_id == alert_id, deliveries.c.delivery_id.in_(in_digests)))
             .order_by(deliveries.c.created_at, deliveries.c.delivery_id)
         )
         rows = (await conn.execute(query)).mappings().all()
@@ -223,4 +266,4 @@ async def list_deliveries(store: SqlAlertStore, alert_id: UUID) -> list[Delivery
             exists = await conn.execute(sa.select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id))
             if exists.first() is None:
                 raise NotFound(f"alert {alert_id} not found")
-    return [DeliveryView.from_row(row) for row in rows]
+    return [DeliveryView.from_row(row, alert_id) for row in rows]

@@ -10,16 +10,31 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from auditflow.errors import ConfigError
 from auditflow.model.event import Severity
+from auditflow.rules.fields import parse_duration
 from auditflow.yamlfile import read_mapping
 
 NotifyEvent = Literal["new", "escalation", "reopened", "resolved"]
 ALL_EVENTS: tuple[NotifyEvent, ...] = ("new", "escalation", "reopened", "resolved")
 DEFAULT_EVENTS: tuple[NotifyEvent, ...] = ("new", "reopened")
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+MAX_DIGEST = timedelta(days=1)
+
+
+def _duration(value: Any) -> Any:
+    """`5m`, `1h30m`, `7d` like the rules; seconds (also fractional) and ISO 8601 (`PT5M`) as before."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text[:1] in ("P", "p") or text.replace(".", "", 1).isdigit():
+        return text
+    return parse_duration(text)
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -55,7 +70,7 @@ class WebhookChannel(_Strict):
     url: Annotated[str, Field(pattern=r"^https?://")]
     secret_env: str | None = Field(None, description="Environment variable holding the signing secret")
     secret_file: Path | None = Field(None, description="File holding the signing secret")
-    timeout: timedelta = Field(timedelta(seconds=10), gt=timedelta(0), description="Per request")
+    timeout: Duration = Field(timedelta(seconds=10), gt=timedelta(0), description="Per request")
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> WebhookChannel:
@@ -217,7 +232,19 @@ class Route(_Strict):
     escalate_at: list[Annotated[int, Field(ge=2)]] = Field(
         default_factory=lambda: [10, 100, 1000], description="Occurrence counts whose crossing is an escalation"
     )
-    throttle: timedelta = Field(timedelta(0), ge=timedelta(0), description="At most one escalation/reopened per alert")
+    throttle: Duration = Field(timedelta(0), ge=timedelta(0), description="At most one escalation/reopened per alert")
+    digest: Annotated[Duration, Field(gt=timedelta(0), le=MAX_DIGEST)] | None = Field(
+        None,
+        description="Bundle the route's changes into one message per channel, sent this long after the first",
+    )
+
+    @model_validator(mode="after")
+    def _digest_or_throttle(self) -> Route:
+        if self.digest is not None and self.throttle:
+            # A digest already bundles every change of the window; holding some of them back as well
+            # would make its count lie.
+            raise ValueError("give either digest or throttle, not both: a digest already bundles an alert's changes")
+        return self
 
     def matches(self, alert: dict[str, Any]) -> bool:
         if Severity(alert["severity"]).rank < self.min_severity.rank:
@@ -238,14 +265,19 @@ class Delivery(_Strict):
     """Retry policy shared by every channel."""
 
     max_attempts: int = Field(8, ge=1, le=100)
-    initial_backoff: timedelta = Field(timedelta(seconds=1), gt=timedelta(0))
-    max_backoff: timedelta = Field(timedelta(minutes=10), gt=timedelta(0))
-    lease: timedelta = Field(
+    initial_backoff: Duration = Field(timedelta(seconds=1), gt=timedelta(0))
+    max_backoff: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
+    lease: Duration = Field(
         timedelta(seconds=60), gt=timedelta(0), description="How long a claimed row is reserved for its sender"
     )
-    poll_interval: timedelta = Field(timedelta(seconds=1), gt=timedelta(0))
+    poll_interval: Duration = Field(timedelta(seconds=1), gt=timedelta(0))
     batch_size: int = Field(50, ge=1, le=1000)
     concurrency: int = Field(10, ge=1, le=200)
+    keep_sent: Duration = Field(timedelta(days=7), gt=timedelta(0), description="How long sent rows are kept")
+    keep_dead: Duration = Field(timedelta(days=30), gt=timedelta(0), description="How long dead rows are kept")
+    purge_interval: Duration = Field(
+        timedelta(hours=1), gt=timedelta(0), description="How often a dispatcher deletes rows older than those"
+    )
 
 
 class Routing(_Strict):

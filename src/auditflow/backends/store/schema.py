@@ -114,7 +114,7 @@ notification_deliveries = sa.Table(
     "notification_deliveries",
     metadata,
     sa.Column("delivery_id", sa.Uuid(as_uuid=True), primary_key=True),
-    sa.Column("alert_id", AlertId, nullable=False, index=True),
+    sa.Column("alert_id", AlertId, nullable=True, index=True),  # none for a digest: its items name the alerts
     sa.Column("route", sa.String(128), nullable=False),
     sa.Column("channel", sa.String(128), nullable=False),
     sa.Column("event", sa.String(16), nullable=False),
@@ -135,6 +135,31 @@ sa.Index(
     "ix_notification_deliveries_due",
     notification_deliveries.c.status,
     notification_deliveries.c.next_attempt_at,
+)
+# At most one digest collects a route's changes for a channel at a time (status `open`, until its window
+# closes and a dispatcher seals it into a `pending` delivery); writers that race to open one meet here.
+OPEN_DIGEST = notification_deliveries.c.status == "open"
+sa.Index(
+    "ux_notification_deliveries_open_digest",
+    notification_deliveries.c.route,
+    notification_deliveries.c.channel,
+    unique=True,
+    sqlite_where=OPEN_DIGEST,
+    postgresql_where=OPEN_DIGEST,
+)
+
+# The alert changes a digest bundles, one row per change, channel and digest route, written in the alert
+# change's transaction like a single delivery (and with an id derived the same way, so a change reported
+# twice is one item).
+notification_digest_items = sa.Table(
+    "notification_digest_items",
+    metadata,
+    sa.Column("item_id", sa.Uuid(as_uuid=True), primary_key=True),
+    sa.Column("digest_id", sa.Uuid(as_uuid=True), nullable=False, index=True),
+    sa.Column("alert_id", AlertId, nullable=False, index=True),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("created_at", sa.BigInteger(), nullable=False),
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
