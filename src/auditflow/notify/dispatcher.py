@@ -84,15 +84,9 @@ class Dispatcher(AsyncLifecycle):
 
     def status(self) -> DependencyStatus:
         """For /readyz, like the rules: a refused routing change degrades, it does not stop delivery."""
-        error = self.watch.last_error if self.watch is not None else None
-        return DependencyStatus(
-            name="notifications",
-            status="down" if error else "up",
-            critical=False,
-            detail=str(self.watch.path) if self.watch is not None else None,
-            last_error=error,
-            impact="the last routing file change was refused; the previous routing stays active" if error else None,
-        )
+        if self.watch is not None:
+            return self.watch.status()
+        return DependencyStatus(name="notifications", status="up", critical=False)
 
     async def start(self) -> None:
         """Start the claim loop (`run_once` also works without it)."""
