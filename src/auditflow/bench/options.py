@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from auditflow.bench.workload import WorkloadSpec
 
 Mode = Literal["embedded", "distributed"]
-Scenario = Literal["pipeline", "persistence", "api", "memory", "ingest"]
-SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory", "ingest")
+Scenario = Literal["pipeline", "persistence", "api", "memory", "ingest", "notify"]
+SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory", "ingest", "notify")
 NOISE_TYPES = (
     "user_login",
     "user_logout",
@@ -94,7 +94,9 @@ class BenchOptions:
             " persistence: alerts/s through the store's batched upsert vs one INSERT per alert;"
             " api: alerts API latency over --seed-alerts stored alerts; memory: analysis RSS with"
             " --window-users users in open windows; ingest: log lines/s per parser format against a plain"
-            " `re` loop, and end to end into the embedded pipeline (in either mode); all: every one.",
+            " `re` loop, and end to end into the embedded pipeline (in either mode); notify: webhook deliveries/s,"
+            " latency, outbox depth and lost or repeated deliveries while alerts are written at --notify-rate, against"
+            " a plain httpx loop to the same receiver; all: every one.",
             click.Choice([*SCENARIOS, "all"]),
             decl="--scenario",
             multiple=True,
@@ -167,6 +169,24 @@ class BenchOptions:
     api_requests: Annotated[int, Cli("Requests per page kind (api).", click.IntRange(min=1))] = 200
     window_users: Annotated[int, Cli("Distinct users with open windows (memory).", click.IntRange(min=1))] = 100_000
     log_lines: Annotated[int, Cli("Generated log lines per format sample (ingest).", click.IntRange(min=1))] = 100_000
+    notify_rate: Annotated[
+        float,
+        Cli(
+            "New alerts/s written during the notify scenario (for --duration seconds, 10 by default); 0 writes"
+            " them all at once.",
+            click.FloatRange(min=0),
+        ),
+    ] = 1000
+    notify_channels: Annotated[
+        int, Cli("Webhook channels every alert is routed to (deliveries per alert, notify).", click.IntRange(1, 50))
+    ] = 3
+    dispatchers: Annotated[
+        int,
+        Cli(
+            "`auditflow serve dispatcher` processes (notify, distributed); embedded runs one in the bench process.",
+            click.IntRange(1, 16),
+        ),
+    ] = 1
     timeout: Annotated[
         float, Cli("Seconds without progress before missing alerts count as lost.", click.FloatRange(min=1))
     ] = 30
