@@ -33,6 +33,7 @@ from auditflow.bench.receiver import ReceiverProcess
 from auditflow.bench.results import DeliveryCorrectness, Latency, NotifyResult, OutboxDepth
 from auditflow.bench.scenarios import seed_alerts
 from auditflow.notify import outbox
+from auditflow.notify.http import skip_failing_sniffio_import
 from auditflow.notify.outbox import OutboxWriter
 from auditflow.notify.routing import Routing
 
@@ -246,6 +247,7 @@ async def _sample_body(store: SqlAlertStore) -> bytes:
 async def httpx_loop(url: str, count: int, body: bytes, concurrency: int) -> float:
     """Requests/s of a plain httpx loop to the receiver: a delivery's body, the dispatcher's
     concurrency, one keep-alive client; nothing read from or written to a database."""
+    skip_failing_sniffio_import()  # as the dispatcher does: the same client cost on both sides
     limit = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=30.0) as client:
 

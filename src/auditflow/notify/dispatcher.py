@@ -17,6 +17,7 @@ from auditflow.errors import AuditFlowError, BackendError, BackendUnavailable
 from auditflow.lifecycle import AsyncLifecycle
 from auditflow.model.status import DependencyStatus
 from auditflow.notify import outbox
+from auditflow.notify.http import skip_failing_sniffio_import
 from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, OUTBOX_DEPTH
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.reload import RoutingFile
@@ -28,6 +29,8 @@ log = logging.getLogger("auditflow.notify")
 
 # Waiting for the store while it is down: the same policy as other held operations.
 STORE_BACKOFF = Backoff(initial=0.2, maximum=10.0)
+# The outbox depth gauge is a COUNT over the pending rows: at most this often, not after every batch.
+DEPTH_INTERVAL_S = 1.0
 
 
 def _ms(seconds: float) -> int:
@@ -56,6 +59,7 @@ class Dispatcher(AsyncLifecycle):
         policy = routing.delivery
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         self._own_client = client is None
+        skip_failing_sniffio_import()
         self._client = client or httpx.AsyncClient()
         # Built now so that a missing secret fails at start-up, not at the first alert.
         self._senders = self._build_senders(routing)
@@ -106,6 +110,7 @@ class Dispatcher(AsyncLifecycle):
 
     async def _run(self) -> None:
         attempts = Attempts(STORE_BACKOFF, self._stop)
+        depth_due = 0.0
         while not self._stop.is_set():
             self.reload()
             poll = self.routing.delivery.poll_interval.total_seconds()
@@ -114,7 +119,9 @@ class Dispatcher(AsyncLifecycle):
                 continue
             try:
                 claimed = await self.run_once()
-                OUTBOX_DEPTH.set(await outbox.depth(self.store))
+                if time.monotonic() >= depth_due:
+                    depth_due = time.monotonic() + DEPTH_INTERVAL_S
+                    OUTBOX_DEPTH.set(await outbox.depth(self.store))
                 attempts.reset()
             except BackendUnavailable as exc:
                 log.warning("notification outbox unavailable: %s", exc)

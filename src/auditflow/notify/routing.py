@@ -96,9 +96,10 @@ class Delivery(_Strict):
     lease: timedelta = Field(
         timedelta(seconds=60), gt=timedelta(0), description="How long a claimed row is reserved for its sender"
     )
-    poll_interval: timedelta = Field(timedelta(seconds=1), gt=timedelta(0))
-    batch_size: int = Field(50, ge=1, le=1000)
-    concurrency: int = Field(10, ge=1, le=200)
+    # An idle dispatcher looks for new rows this often: the delay a quiet outbox adds to a message.
+    poll_interval: timedelta = Field(timedelta(milliseconds=250), gt=timedelta(0))
+    batch_size: int = Field(100, ge=1, le=1000)
+    concurrency: int = Field(20, ge=1, le=200)
 
 
 class Routing(_Strict):
