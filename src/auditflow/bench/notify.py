@@ -50,10 +50,15 @@ class Written:
     seconds: float
 
 
-def bench_routing(receiver: ReceiverProcess, channels: int, secret_file: Path) -> dict[str, Any]:
-    """Every alert to `channels` webhook channels (one delivery each), the shipped delivery defaults."""
+def bench_routing(
+    receiver: ReceiverProcess, channels: int, secret_file: Path, batch_size: int = 0, concurrency: int = 0
+) -> dict[str, Any]:
+    """Every alert to `channels` webhook channels (one delivery each), the shipped delivery defaults
+    unless a batch size or concurrency is given."""
     names = [f"hook-{n}" for n in range(1, channels + 1)]
+    delivery = {key: value for key, value in (("batch_size", batch_size), ("concurrency", concurrency)) if value}
     return {
+        "delivery": delivery,
         "channels": {
             name: {"type": "webhook", "url": receiver.url(f"/{name}"), "secret_file": str(secret_file)}
             for name in names
@@ -62,13 +67,15 @@ def bench_routing(receiver: ReceiverProcess, channels: int, secret_file: Path) -
     }
 
 
-def write_routing(root: Path, receiver: ReceiverProcess, channels: int) -> tuple[Path, Routing]:
+def write_routing(root: Path, receiver: ReceiverProcess, options: BenchOptions) -> tuple[Path, Routing]:
     """The run's routing file and signing secret in its scratch directory."""
     root.mkdir(parents=True, exist_ok=True)
     secret_file = root / "webhook-secret"
     secret_file.write_text(secrets.token_urlsafe(32))
     secret_file.chmod(0o600)
-    raw = bench_routing(receiver, channels, secret_file)
+    raw = bench_routing(
+        receiver, options.notify_channels, secret_file, options.notify_batch_size, options.notify_concurrency
+    )
     routing_file = root / "routing.yaml"
     routing_file.write_text(yaml.safe_dump(raw))
     return routing_file, Routing.model_validate(raw)
@@ -77,7 +84,7 @@ def write_routing(root: Path, receiver: ReceiverProcess, channels: int) -> tuple
 async def run_notify(options: BenchOptions, root: Path, progress: Progress) -> NotifyResult:
     receiver = ReceiverProcess().start()
     try:
-        routing_file, routing = write_routing(root, receiver, options.notify_channels)
+        routing_file, routing = write_routing(root, receiver, options)
         async with _dispatching(options, root, routing, routing_file) as (store, where, pids):
             processes = {"bench": [os.getpid()], "receiver": [receiver.proc.pid if receiver.proc else 0], **pids}
             if options.mode == "distributed":

@@ -180,6 +180,12 @@ class BenchOptions:
     notify_channels: Annotated[
         int, Cli("Webhook channels every alert is routed to (deliveries per alert, notify).", click.IntRange(1, 50))
     ] = 3
+    notify_batch_size: Annotated[
+        int, Cli("delivery.batch_size of the notify scenario's routing file; 0: the default.", click.IntRange(0, 1000))
+    ] = 0
+    notify_concurrency: Annotated[
+        int, Cli("delivery.concurrency of the notify scenario's routing file; 0: the default.", click.IntRange(0, 200))
+    ] = 0
     dispatchers: Annotated[
         int,
         Cli(

@@ -29,6 +29,9 @@ log = logging.getLogger("auditflow.notify")
 
 # Waiting for the store while it is down: the same policy as other held operations.
 STORE_BACKOFF = Backoff(initial=0.2, maximum=10.0)
+# One connection per request in flight, and kept: httpx's default keeps 20 and closes the idle ones beyond
+# (counting busy ones too), so any higher `concurrency` would reconnect for most requests.
+KEEP_ALIVE = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
 # The outbox depth gauge is a COUNT over the pending rows: at most this often, not after every batch.
 DEPTH_INTERVAL_S = 1.0
 
@@ -60,7 +63,7 @@ class Dispatcher(AsyncLifecycle):
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         self._own_client = client is None
         skip_failing_sniffio_import()
-        self._client = client or httpx.AsyncClient()
+        self._client = client or httpx.AsyncClient(limits=KEEP_ALIVE)
         # Built now so that a missing secret fails at start-up, not at the first alert.
         self._senders = self._build_senders(routing)
         self._stop = asyncio.Event()

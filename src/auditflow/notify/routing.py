@@ -99,7 +99,9 @@ class Delivery(_Strict):
     # An idle dispatcher looks for new rows this often: the delay a quiet outbox adds to a message.
     poll_interval: timedelta = Field(timedelta(milliseconds=250), gt=timedelta(0))
     batch_size: int = Field(100, ge=1, le=1000)
-    concurrency: int = Field(20, ge=1, le=200)
+    # Requests in flight per dispatcher. httpx's pool costs CPU per request in proportion to its open
+    # connections (docs/performance.md): raise this for slow receivers, not for fast ones.
+    concurrency: int = Field(10, ge=1, le=200)
 
 
 class Routing(_Strict):
