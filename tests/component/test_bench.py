@@ -196,6 +196,8 @@ async def test_notify_scenario_delivers_every_outbox_row_exactly_once(mode: str)
     assert notify.store == ("sqlite" if mode == "embedded" else "postgresql")
     assert notify.baseline_requests == 300
     assert notify.baseline_requests_per_s
+    assert notify.deliveries_per_cpu_second
+    assert notify.baseline_requests_per_cpu_second
     assert result.ratios.deliveries_vs_httpx_loop is not None
     assert result.ok
 

@@ -94,9 +94,11 @@ async def run_notify(options: BenchOptions, root: Path, progress: Progress) -> N
             count = max(1, min(result.correctness.expected, 5000))
             body = await _sample_body(store)
             result.baseline_requests = count
+            cpu = time.process_time()
             result.baseline_requests_per_s = await httpx_loop(
                 receiver.url("/baseline"), count, body, routing.delivery.concurrency
             )
+            result.baseline_requests_per_cpu_second = count / max(time.process_time() - cpu, 1e-9)
         return result
     finally:
         await receiver.aclose()
@@ -175,6 +177,9 @@ async def _measure(
     samples = [(t, values["outbox"]) for t, values in sampler.depths if values.get("outbox", -1) >= 0]
     depths = [d for _, d in samples] or [0]
     final = await outbox.depth(store)
+    label = "dispatcher" if "dispatcher" in sampler.stats else "bench"
+    stats = sampler.stats[label]
+    cpu = (stats.cpu_end or 0.0) - (stats.cpu_start or 0.0)
     return NotifyResult(
         store=store.url.split(":", 1)[0].split("+", 1)[0],
         dispatchers=where,
@@ -191,6 +196,7 @@ async def _measure(
         outbox_depth=OutboxDepth(min(depths), max(depths), final, [(round(t, 2), d) for t, d in samples]),
         correctness=correctness,
         processes=sampler.usage(),
+        deliveries_per_cpu_second=len(first_arrival) / cpu if cpu > 0 else None,
     )
 
 

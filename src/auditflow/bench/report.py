@@ -126,6 +126,12 @@ def _notify_rows(table: Table, notify: NotifyResult) -> None:
         f"httpx loop {_n(notify.baseline_requests_per_s)} requests/s",
         _ratio(notify.deliveries_per_s, notify.baseline_requests_per_s),
     )
+    table.add_row(
+        "deliveries per CPU-second of the dispatcher",
+        _n(notify.deliveries_per_cpu_second),
+        f"httpx loop {_n(notify.baseline_requests_per_cpu_second)} requests per CPU-second",
+        _ratio(notify.deliveries_per_cpu_second, notify.baseline_requests_per_cpu_second),
+    )
     table.add_row("", f"offered {_n(notify.offered_deliveries_per_s)}", f"dispatcher: {notify.dispatchers}", "")
     lat = notify.latency_ms
     where = f"{lat.samples} deliveries, alert change to receipt"

@@ -200,9 +200,13 @@ class NotifyResult:
     outbox_depth: OutboxDepth
     correctness: DeliveryCorrectness
     processes: dict[str, ProcessUsage]
+    # Deliveries per CPU-second of the process(es) that dispatched (embedded: the bench process, which
+    # also writes the alerts): less sensitive to the machine's other load than deliveries/s.
+    deliveries_per_cpu_second: float | None = None
     # The same receiver driven by a plain httpx loop (same body size and concurrency) in the same run.
     baseline_requests: int = 0
     baseline_requests_per_s: float | None = None
+    baseline_requests_per_cpu_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
