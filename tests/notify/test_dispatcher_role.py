@@ -30,8 +30,6 @@ from tests.factories import make_alert
 from tests.notify.conftest import SECRET, SECRET_ENV, routing_dict
 from tests.notify.receiver import Answer, WebhookReceiver
 
-pytestmark = pytest.mark.slow
-
 _SENT = re.compile(rb'^auditflow_notify_deliveries_total\{channel="soc",result="sent"\} (\S+)$', re.MULTILINE)
 
 
@@ -85,6 +83,7 @@ async def until(condition: object, timeout: float, what: str) -> None:
     assert condition(), what  # type: ignore[operator]
 
 
+@pytest.mark.slow
 async def test_two_dispatcher_processes_send_every_delivery_exactly_once(tmp_path: Path, unique_name: str) -> None:
     require_server("postgres")
     alerts = 600
@@ -117,6 +116,7 @@ async def test_two_dispatcher_processes_send_every_delivery_exactly_once(tmp_pat
     assert all(n > 0 for n in per_process), per_process  # both claimed a share
 
 
+@pytest.mark.slow
 async def test_sigterm_lets_the_send_in_flight_finish_and_be_recorded(tmp_path: Path) -> None:
     in_flight = threading.Event()
 
