@@ -23,7 +23,7 @@ from auditflow.api import admin, alerts, channels, dead_letters, deliveries, eve
 from auditflow.api.deps import route_scopes
 from auditflow.codec import describe_error_list
 from auditflow.errors import BackendError, BackendUnavailable, NotFound, QueueFull, SchemaNotReady
-from auditflow.roles import Role
+from auditflow.roles import Role, serves_api
 from auditflow.runtime import Runtime
 from auditflow.security import ApiToken, TokenVerifier, warn_about_bare_tokens
 
@@ -84,7 +84,9 @@ def create_app(runtime: Runtime, tokens: Sequence[ApiToken | str], *, manage_lif
     _mount_offline_docs(app)
     app.state.runtime = runtime
     app.state.verifier = TokenVerifier(accepted)
-    routers = [admin.router, *(router for role, router in _ROUTERS if role in runtime.roles)]
+    routers = [router for role, router in _ROUTERS if role in runtime.roles]
+    if serves_api(runtime.roles):  # a process with no API of its own (the dispatcher) needs no token
+        routers.insert(0, admin.router)
     _document_scopes(routers)
     app.include_router(health.router)
     for router in routers:

@@ -18,7 +18,7 @@ from auditflow.errors import AuditFlowError, ConfigError
 from auditflow.filemodes import ensure_private_dir
 from auditflow.logconfig import configure_logging
 from auditflow.notify.command import notify
-from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName
+from auditflow.roles import DEFAULT_PORTS, ROLES, Role, ServiceName, serves_api
 from auditflow.rules.export import export_command
 from auditflow.rules.sigma.command import import_sigma_command
 from auditflow.runtime import Runtime
@@ -73,13 +73,18 @@ def run(
 
 
 @main.command()
-@click.argument("service", type=click.Choice(["generator", "syslog", "analysis", "notification", "dashboard"]))
+@click.argument(
+    "service", type=click.Choice(["generator", "syslog", "analysis", "notification", "dashboard", "dispatcher"])
+)
 @CONFIG_OPTION
 @click.option("--host", help="Address to bind.  [default: 127.0.0.1]")
 @click.option(
     "--port",
     type=int,
-    help="HTTP port to bind.  [default: generator 5000, syslog 5002, analysis 5001, notification 8000, dashboard 8080]",
+    help=(
+        "HTTP port to bind.  [default: generator 5000, syslog 5002, analysis 5001, notification 8000,"
+        " dashboard 8080, dispatcher 5003]"
+    ),
 )
 def serve(service: str, config_file: Path | None, host: str | None, port: int | None) -> None:
     """Run one service of the distributed deployment.
@@ -90,13 +95,18 @@ def serve(service: str, config_file: Path | None, host: str | None, port: int | 
     analysis      applies the rules to the event stream, publishes alerts
     notification  stores alerts and serves the alerts API
     dashboard     the web UI, reading the notification API (AUDITFLOW_ALERTS_API_URL)
+    dispatcher    sends the notification outbox (AUDITFLOW_NOTIFY_CONFIG); any number of replicas
 
     Every service answers /healthz, /readyz and /metrics, and starts even when its dependencies are
-    down: /readyz says what is missing until they appear. AUDITFLOW_API_TOKENS is required.
+    down: /readyz says what is missing until they appear. AUDITFLOW_API_TOKENS is required, except
+    by the dispatcher, which serves nothing else.
     """
     settings = _settings(config_file, host=host, port=port)
-    if not settings.api_tokens:
+    roles = ROLES[next(name for name in ROLES if name == service)]
+    if serves_api(roles) and not settings.api_tokens:
         raise click.ClickException("AUDITFLOW_API_TOKENS must name at least one token for `serve`")
+    if Role.DISPATCHER in roles and settings.notify_config is None:
+        raise click.ClickException("AUDITFLOW_NOTIFY_CONFIG must name the routing file for `serve dispatcher`")
     # click has checked the name against the choices; find it in the table to type it.
     sys.exit(_serve_process(settings, next(name for name in ROLES if name == service)))
 

@@ -218,8 +218,17 @@ class Settings(BaseSettings):
         description=(
             "Routing file for notifications (channels, routes, retry policy; docs/notifications.md). When set, "
             "the notification service (and `auditflow run`) writes an outbox row per matching alert change and "
-            "delivers it. Hot-reloaded every `rules_reload_interval` seconds; check it with "
+            "delivers it (unless `notify_dispatch` is off); `auditflow serve dispatcher` requires it. "
+            "Hot-reloaded every `rules_reload_interval` seconds; check it with "
             "`auditflow notify check FILE`."
+        ),
+    )
+    notify_dispatch: bool = Field(
+        True,
+        description=(
+            "Whether the notification service (and `auditflow run`) also sends the outbox rows it writes. Set "
+            "false where separate `auditflow serve dispatcher` processes send them: the rows are still written "
+            "in the alert's transaction. `serve dispatcher` always sends."
         ),
     )
 

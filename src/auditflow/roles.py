@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
-ServiceName = Literal["run", "generator", "syslog", "analysis", "notification", "dashboard"]
+ServiceName = Literal["run", "generator", "syslog", "analysis", "notification", "dashboard", "dispatcher"]
 
 
 class Role(enum.Flag):
@@ -20,6 +20,7 @@ class Role(enum.Flag):
     RULES = enum.auto()  # /api/v1/rules: the loaded rules and the last reload error
     DASHBOARD = enum.auto()  # the web UI at /, over this process's store or the alerts API
     SYSLOG = enum.auto()  # syslog over UDP, TCP and TLS, parsed and published through the ingest path
+    DISPATCHER = enum.auto()  # claims notification outbox rows and sends them (no API of its own)
 
 
 ROLES: dict[ServiceName, Role] = {
@@ -35,6 +36,7 @@ ROLES: dict[ServiceName, Role] = {
     "analysis": Role.ANALYSIS | Role.RULES,
     "notification": Role.NOTIFICATION | Role.ALERTS_API | Role.RULES,
     "dashboard": Role.DASHBOARD,
+    "dispatcher": Role.DISPATCHER,
 }
 
 DEFAULT_PORTS: dict[ServiceName, int] = {
@@ -44,12 +46,16 @@ DEFAULT_PORTS: dict[ServiceName, int] = {
     "analysis": 5001,
     "notification": 8000,
     "dashboard": 8080,
+    "dispatcher": 5003,
 }
 
 # The backends each role needs.
 BROKER_ROLES = Role.INGEST | Role.ANALYSIS | Role.NOTIFICATION
 STATE_ROLES = Role.ANALYSIS
-STORE_ROLES = Role.NOTIFICATION | Role.ALERTS_API
+STORE_ROLES = Role.NOTIFICATION | Role.ALERTS_API | Role.DISPATCHER
+# Roles with token-protected routes; a process with none of them (the dispatcher) serves only
+# /healthz, /readyz and /metrics and needs no API token.
+API_ROLES = ~Role.DISPATCHER
 RULE_FILE_ROLES = Role.ANALYSIS | Role.RULES
 
 # What stops, per role, while the broker is down (in pipeline order).
@@ -71,4 +77,9 @@ def broker_impact(roles: Role) -> str:
     return impact
 
 
-__all__ = ["DEFAULT_PORTS", "ROLES", "Role", "ServiceName", "broker_impact"]
+def serves_api(roles: Role) -> bool:
+    """Whether a process with `roles` has token-protected routes (and so needs API tokens)."""
+    return bool(roles & API_ROLES)
+
+
+__all__ = ["DEFAULT_PORTS", "ROLES", "Role", "ServiceName", "broker_impact", "serves_api"]

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from auditflow.backends.broker import Broker, create_broker
@@ -25,6 +24,7 @@ from auditflow.model.status import DependencyStatus, Readiness, RuleInfo, RulesS
 from auditflow.notify.dispatcher import Dispatcher
 from auditflow.notify.health import ChannelDesk
 from auditflow.notify.routing import Routing
+from auditflow.notify.wiring import Notifications
 from auditflow.roles import (
     BROKER_ROLES,
     ROLES,
@@ -64,7 +64,8 @@ class Runtime:
     notification: NotificationService | None = None
     syslog: SyslogServer | None = None
     dead_letters: DeadLetterWorker | None = None
-    dispatcher: Dispatcher | None = None
+    notifications: Notifications | None = None
+    dispatcher: Dispatcher | None = None  # the notifications' dispatcher, where this process sends
     channels: ChannelDesk | None = None  # the channels API and the dashboard's Channels page
     dependencies: dict[str, Dependency] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
@@ -206,10 +207,21 @@ class Runtime:
                 batch_size=s.consume_batch_size,
                 linger_ms=s.store_flush_ms,
             )
-            if s.notify_config is not None:
-                self.dispatcher = _notifications(
-                    self.store, self.dependencies["store"], s.notify_config, s.rules_reload_interval
-                )
+
+        write = Role.NOTIFICATION in self.roles
+        dispatch = Role.DISPATCHER in self.roles or (write and s.notify_dispatch)
+        if s.notify_config is not None and (write or dispatch):
+            assert self.store is not None
+            # Outbox rows join the store's alert writes; the dispatcher sends them and reloads the file.
+            self.notifications = Notifications(
+                self.store,
+                self.dependencies["store"],
+                s.notify_config,
+                s.rules_reload_interval,
+                write=write,
+                dispatch=dispatch,
+            )
+            self.dispatcher = self.notifications.dispatcher
         if Role.ALERTS_API in self.roles:
             from auditflow.backends.store.sql import SqlAlertStore
 
@@ -217,8 +229,8 @@ class Runtime:
             self.channels = ChannelDesk(self.store, self._routing)
 
     def _routing(self) -> Routing | None:
-        """The routing the dispatcher applies now (it follows the file's reloads)."""
-        return self.dispatcher.routing if self.dispatcher is not None else None
+        """The routing this process applies now (it follows the file's reloads)."""
+        return self.notifications.watch.routing if self.notifications is not None else None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -234,8 +246,8 @@ class Runtime:
             await self.generator.start()
         if self.syslog is not None:
             await self.syslog.start()
-        if self.dispatcher is not None:
-            await self.dispatcher.start()
+        if self.notifications is not None:
+            await self.notifications.start()
 
     async def wait_ready(self) -> None:
         """Wait until every dependency is up (wrap in `asyncio.timeout` to bound it)."""
@@ -253,8 +265,8 @@ class Runtime:
             await self._drain_memory_queues(deadline)
         for worker in self._workers():
             await worker.stop()
-        if self.dispatcher is not None:
-            await self.dispatcher.aclose()
+        if self.notifications is not None:
+            await self.notifications.aclose()
         for dependency in self.dependencies.values():
             await dependency.aclose()
         for closer in self._closers():
@@ -302,8 +314,8 @@ class Runtime:
             statuses.append(self._rules_dependency())
         if self.ingestor is not None:
             statuses.append(self._intake_status(self.ingestor))
-        if self.dispatcher is not None:
-            statuses.append(self.dispatcher.status())
+        if self.notifications is not None:
+            statuses.append(self.notifications.status())
         critical_down = any(s.status == "down" and s.critical for s in statuses)
         any_down = any(s.status == "down" for s in statuses)
         overall: Literal["ready", "degraded", "not_ready"] = (
@@ -345,23 +357,6 @@ class Runtime:
 
     def rule_info(self, rule_id: str) -> RuleInfo | None:
         return self.rules.rule_info(rule_id) if self.rules is not None else None
-
-
-def _notifications(store: AlertStore, dependency: Dependency, routing_file: Path, reload_s: float) -> Dispatcher:
-    """Outbox rows join the store's alert writes; the dispatcher sends them and reloads the file."""
-    from auditflow.backends.store.sql import SqlAlertStore
-    from auditflow.notify.outbox import OutboxWriter
-    from auditflow.notify.reload import RoutingFile
-
-    assert isinstance(store, SqlAlertStore)
-    watch = RoutingFile(routing_file, reload_s)
-    writer = OutboxWriter(watch.routing)
-    store.transition_hook = writer
-
-    def on_reload(routing: Routing) -> None:
-        writer.routing = routing
-
-    return Dispatcher(store, watch.routing, dependency=dependency, watch=watch, on_reload=on_reload)
 
 
 def _start_and_ping(backend: Broker | WindowState) -> Callable[[], Awaitable[None]]:

@@ -231,3 +231,53 @@ def test_padding_repeats_rules_or_varies_their_substrings() -> None:
     assert {r.where.raw["details.event.original"]["contains"] for r in repeated if isinstance(r, MatchRule)} == {
         "session opened"
     }
+
+
+@pytest.mark.parametrize("mode", ["embedded", pytest.param("distributed", marks=pytest.mark.postgres)])
+async def test_notify_scenario_delivers_every_outbox_row_exactly_once(mode: str) -> None:
+    """Correctness only: every delivery the alerts wrote reached the receiver once, nothing else did,
+    the outbox drained, and the baseline loop ran against the same receiver."""
+    if mode == "distributed":
+        require_server("postgres")
+    options = BenchOptions(
+        mode=mode,  # type: ignore[arg-type]
+        scenarios=("notify",),
+        notify_rate=150,
+        duration=1,
+        notify_channels=2,
+        database_url=POSTGRES_ADMIN_URL,
+    )
+    result = await run(options, _quiet)
+    notify = result.notify
+    assert notify is not None
+    assert notify.alerts == 150
+    verdict = notify.correctness
+    assert (verdict.expected, verdict.received, verdict.lost, verdict.duplicated, verdict.unexpected) == (
+        300,
+        300,
+        0,
+        0,
+        0,
+    )
+    assert (verdict.missing_rows, verdict.dead, verdict.ok) == (0, 0, True)
+    assert notify.outbox_depth.final == 0
+    assert notify.outbox_depth.max >= notify.outbox_depth.min >= 0
+    assert notify.latency_ms.samples == 300
+    assert notify.store == ("sqlite" if mode == "embedded" else "postgresql")
+    assert notify.baseline_requests == 300
+    assert notify.baseline_requests_per_s
+    assert notify.deliveries_per_cpu_second
+    assert notify.baseline_requests_per_cpu_second
+    assert result.ratios.deliveries_vs_httpx_loop is not None
+    assert result.ok
+
+
+def test_notify_judge_counts_lost_repeated_and_unexpected_deliveries() -> None:
+    from auditflow.bench.notify import judge
+
+    rows = [("a", 1, "sent"), ("b", 1, "sent"), ("c", 1, "pending"), ("d", 1, "dead")]
+    received = [("a", 1.0), ("a", 1.1), ("a", 1.2), ("b", 1.0), ("z", 1.0)]
+    verdict = judge(rows, received, rows_due=5)
+    assert (verdict.expected, verdict.received, verdict.lost, verdict.duplicated, verdict.unexpected) == (4, 3, 2, 2, 1)
+    assert (verdict.missing_rows, verdict.dead, verdict.ok) == (1, 1, False)
+    assert judge(rows[:2], received[2:4], rows_due=2).ok

@@ -53,6 +53,7 @@ SERVICES = {
         Service("analysis", 5001),
         Service("notification", 8000),
         Service("dashboard", 8080),
+        Service("dispatcher", 5003),
     )
 }
 MIGRATE_ARGS = ["migrate"]

@@ -11,10 +11,12 @@ import yaml
 
 from auditflow import __version__
 from auditflow.config import Settings
+from auditflow.notify.routing import WebhookChannel, load_routing
 from tests.deploy.conftest import MIGRATE_ARGS, REPO, SERVICES, generate_secrets, interpolate, read_env_file
 from tests.deploy.token_policy import check_least_privilege
 
 COMPOSE = REPO / "compose.yaml"
+ROUTING_FILE = REPO / "deploy" / "k8s" / "base" / "notifications" / "routing.yaml"
 INFRA = {"rabbitmq", "redis", "postgres"}
 _VARIABLE = re.compile(r"\$\{([A-Z_]+)(?::?([-?])([^}]*))?\}")
 
@@ -71,6 +73,7 @@ def test_dependencies_wait_for_health_and_migrations(compose: dict[str, Any]) ->
     assert needs("analysis") == {"rabbitmq": "service_healthy", "redis": "service_healthy"}
     assert needs("generator") == {"rabbitmq": "service_healthy"}
     assert needs("dashboard") == {"notification": "service_healthy"}
+    assert needs("dispatcher") == {"postgres": "service_healthy", "migrate": "service_completed_successfully"}
 
 
 def test_auditflow_containers_are_locked_down(compose: dict[str, Any]) -> None:
@@ -82,10 +85,16 @@ def test_auditflow_containers_are_locked_down(compose: dict[str, Any]) -> None:
 
 
 def test_settings_accept_every_service_environment(compose: dict[str, Any], dotenv: dict[str, str]) -> None:
+    routing = load_routing(ROUTING_FILE, resolve_secrets=False)
+    channel_secrets = {
+        c.secret_env for c in routing.channels.values() if isinstance(c, WebhookChannel) and c.secret_env is not None
+    }
+    assert channel_secrets
     for name in [*SERVICES, "migrate"]:
         environment = {k: interpolate(str(v), dotenv) for k, v in compose["services"][name]["environment"].items()}
         unknown = {k for k in environment if k.removeprefix("AUDITFLOW_").lower() not in Settings.model_fields}
-        assert not unknown, (name, unknown)
+        # Besides settings, only the channel secrets the routing file names (by secret_env).
+        assert unknown <= channel_secrets, (name, unknown - channel_secrets)
         with pytest.MonkeyPatch.context() as patch:
             for key, value in environment.items():
                 patch.setenv(key, value)
@@ -101,12 +110,33 @@ def test_stack_refuses_to_start_without_generated_credentials(compose: dict[str,
         "OPERATOR_API_TOKEN",
         "INGEST_API_TOKEN",
         "DASHBOARD_API_TOKEN",
+        "SOC_WEBHOOK_SECRET",
         "AUDITFLOW_SESSION_SECRET",
         "AUDITFLOW_DASHBOARD_USERS",
     }
     for match in _VARIABLE.finditer(text):
         if match.group(1) in secrets:
             assert match.group(2) == "?", f"{match.group(0)}: a credential must have no default"
+
+
+def test_notifications_use_the_configmap_routing_file(compose: dict[str, Any]) -> None:
+    """Both services read the routing file of the ConfigMap, each with the secret it names; the
+    notification service sends unless the dispatcher profile is chosen with dispatching off."""
+    channel_secrets = {
+        c.secret_env
+        for c in load_routing(ROUTING_FILE, resolve_secrets=False).channels.values()
+        if isinstance(c, WebhookChannel) and c.secret_env
+    }
+    for name in ("notification", "dispatcher"):
+        service = compose["services"][name]
+        environment = service["environment"]
+        directory, filename = environment["AUDITFLOW_NOTIFY_CONFIG"].rsplit("/", 1)
+        mounts = {target: source for source, target, _mode in (v.split(":") for v in service["volumes"])}
+        assert (REPO / mounts[directory] / filename).resolve() == ROUTING_FILE.resolve(), name
+        assert channel_secrets <= set(environment), name
+    assert compose["services"]["dispatcher"]["profiles"] == ["dispatcher"]
+    assert interpolate(compose["services"]["notification"]["environment"]["AUDITFLOW_NOTIFY_DISPATCH"], {}) == "true"
+    assert "AUDITFLOW_API_TOKENS" not in compose["services"]["dispatcher"]["environment"]
 
 
 def test_rules_mount_is_the_configmap_copy(compose: dict[str, Any]) -> None:

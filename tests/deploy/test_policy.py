@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from auditflow import __version__
 from auditflow.config import Settings
+from auditflow.notify.routing import WebhookChannel, load_routing
 from tests.deploy.conftest import (
     MIGRATE_ARGS,
     OVERLAYS,
@@ -180,8 +182,54 @@ def test_volumes_for_a_read_only_root(docs: list[dict[str, Any]]) -> None:
         volumes = {v["name"]: v for v in spec["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in app_container(deployment)["volumeMounts"]}
         assert "emptyDir" in volumes[mounts[configmap["AUDITFLOW_DATA_DIR"]]], name
-        rules = volumes[mounts[configmap["AUDITFLOW_RULES_PATH"]]]
-        assert rules["configMap"]["name"] == "auditflow-rules", name
+        if name != "dispatcher":  # it reads no rules
+            rules = volumes[mounts[configmap["AUDITFLOW_RULES_PATH"]]]
+            assert rules["configMap"]["name"] == "auditflow-rules", name
+
+
+def test_the_dispatchers_send_and_the_notification_service_writes(
+    docs: list[dict[str, Any]], secrets_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Both read the routing ConfigMap where it is mounted (a directory: hot reload); only the dispatcher
+    has the channel secret the file names, and it has no API token; the network lets it reach PostgreSQL
+    and HTTPS receivers."""
+    configmap = settings_configmap(docs)
+    found = deployments(docs)
+    routing = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "auditflow-notify")
+    env = {}
+    for name in ("notification", "dispatcher"):
+        container = app_container(found[name])
+        env[name] = container_env(container, configmap, secrets_env)
+        directory, filename = env[name]["AUDITFLOW_NOTIFY_CONFIG"].rsplit("/", 1)
+        volumes = {v["name"]: v for v in found[name]["spec"]["template"]["spec"]["volumes"]}
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+        assert "subPath" not in mount, name
+        assert volumes[mount["name"]]["configMap"]["name"] == "auditflow-notify", name
+        assert filename in routing["data"], name
+    assert env["notification"]["AUDITFLOW_NOTIFY_DISPATCH"] == "false"
+    assert "AUDITFLOW_API_TOKENS" not in env["dispatcher"]
+    (tmp_path / "routing.yaml").write_text(routing["data"]["routing.yaml"], encoding="utf-8")
+    parsed = load_routing(tmp_path / "routing.yaml", resolve_secrets=False)
+    for channel in parsed.channels.values():
+        assert isinstance(channel, WebhookChannel)  # the shipped file has one signed webhook
+        assert channel.secret_env is not None
+        assert env["dispatcher"][channel.secret_env], channel.secret_env
+        assert channel.secret_env not in env["notification"], "a service that does not send needs no secret"
+
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "NetworkPolicy")}
+    egress = policies["dispatcher"]["egress"]
+    assert any(
+        rule["to"][0].get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "database"
+        and rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+        for rule in egress
+    )
+    assert any("ipBlock" in rule["to"][0] and rule["ports"] == [{"protocol": "TCP", "port": 443}] for rule in egress)
+    admitted = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for rule in policies["postgres"]["ingress"]
+        for peer in rule["from"]
+    }
+    assert admitted == {"notification", "dispatcher"}
 
 
 def test_disruption_budgets_and_autoscalers(docs: list[dict[str, Any]]) -> None:

@@ -43,6 +43,12 @@ def test_manifest_command_serves_its_probes_and_stops_cleanly(
     rules = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "auditflow-rules")
     for filename, text in rules["data"].items():
         (rules_dir / filename).write_text(text, encoding="utf-8")
+    if "AUDITFLOW_NOTIFY_CONFIG" in env:  # the routing ConfigMap, where the manifest mounts it
+        routing = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "auditflow-notify")
+        routing_file = tmp_path / "notify" / Path(env["AUDITFLOW_NOTIFY_CONFIG"]).name
+        routing_file.parent.mkdir()
+        routing_file.write_text(routing["data"][routing_file.name], encoding="utf-8")
+        env["AUDITFLOW_NOTIFY_CONFIG"] = str(routing_file)
     env |= {
         "AUDITFLOW_BROKER_URL": "memory://",
         "AUDITFLOW_STATE_URL": "memory://",

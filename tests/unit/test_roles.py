@@ -31,6 +31,7 @@ API_PREFIXES: dict[ServiceName, set[str]] = {
     "analysis": {"admin", "rules"},
     "notification": {"admin", "alerts", "channels", "dead-letters", "rules"},
     "dashboard": {"admin"},
+    "dispatcher": set(),  # probes and metrics only: no token to give it
 }
 
 
@@ -61,6 +62,7 @@ def test_each_process_mounts_the_routers_of_its_roles(service: ServiceName, tmp_
         ("analysis", {"broker", "state", "rules", "analysis"}),
         ("notification", {"broker", "store", "rules", "notification"}),
         ("dashboard", set()),
+        ("dispatcher", {"store"}),
     ],
 )
 def test_each_process_builds_only_the_parts_of_its_roles(service: ServiceName, parts: set[str], tmp_path: Path) -> None:

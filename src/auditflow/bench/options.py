@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from auditflow.bench.workload import WorkloadSpec
 
 Mode = Literal["embedded", "distributed"]
-Scenario = Literal["pipeline", "persistence", "api", "memory", "ingest", "rules"]
-SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory", "ingest", "rules")
+Scenario = Literal["pipeline", "persistence", "api", "memory", "ingest", "rules", "notify"]
+SCENARIOS: tuple[Scenario, ...] = ("pipeline", "persistence", "api", "memory", "ingest", "rules", "notify")
 NOISE_TYPES = (
     "user_login",
     "user_logout",
@@ -97,7 +97,9 @@ class BenchOptions:
             " --window-users users in open windows; ingest: log lines/s per parser format against a plain"
             " `re` loop, and end to end into the embedded pipeline (in either mode); rules: detector CPU per"
             " event with the --rules/--sigma rules beside the shipped pack, against the pack alone (the default"
-            " when --rules or --sigma is given); all: every one.",
+            " when --rules or --sigma is given); notify: webhook deliveries/s, latency, outbox depth and lost or"
+            " repeated deliveries while alerts are written at --notify-rate, against a plain httpx loop to the"
+            " same receiver; all: every one.",
             click.Choice([*SCENARIOS, "all"]),
             decl="--scenario",
             multiple=True,
@@ -218,6 +220,30 @@ class BenchOptions:
             decl="--every-rule/--no-every-rule",
         ),
     ] = True
+    notify_rate: Annotated[
+        float,
+        Cli(
+            "New alerts/s written during the notify scenario (for --duration seconds, 10 by default); 0 writes"
+            " them all at once.",
+            click.FloatRange(min=0),
+        ),
+    ] = 1000
+    notify_channels: Annotated[
+        int, Cli("Webhook channels every alert is routed to (deliveries per alert, notify).", click.IntRange(1, 50))
+    ] = 3
+    notify_batch_size: Annotated[
+        int, Cli("delivery.batch_size of the notify scenario's routing file; 0: the default.", click.IntRange(0, 1000))
+    ] = 0
+    notify_concurrency: Annotated[
+        int, Cli("delivery.concurrency of the notify scenario's routing file; 0: the default.", click.IntRange(0, 200))
+    ] = 0
+    dispatchers: Annotated[
+        int,
+        Cli(
+            "`auditflow serve dispatcher` processes (notify, distributed); embedded runs one in the bench process.",
+            click.IntRange(1, 16),
+        ),
+    ] = 1
     timeout: Annotated[
         float, Cli("Seconds without progress before missing alerts count as lost.", click.FloatRange(min=1))
     ] = 30

@@ -7,7 +7,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from auditflow.bench.results import BenchResult, IngestResult, Percentiles, PipelineResult, RulesResult
+from auditflow.bench.results import (
+    BenchResult,
+    IngestResult,
+    NotifyResult,
+    Percentiles,
+    PipelineResult,
+    RulesResult,
+)
 
 
 def _n(value: Any, digits: int = 0) -> str:
@@ -64,6 +71,8 @@ def render(result: BenchResult, console: Console) -> None:
             f"before {memory.rss_before_mb:.0f} ({memory.process})",
             "",
         )
+    if result.notify:
+        _notify_rows(table, result.notify)
     if table.row_count:
         console.print(table)
     if result.ingest:
@@ -112,6 +121,44 @@ def _pipeline_rows(table: Table, pipeline: PipelineResult) -> None:
     if depths:
         peak = {k: max(d.get(k, 0) for d in depths) for k in depths[0] if k != "t"}
         table.add_row("queue depth peak (ready messages)", ", ".join(f"{k}={v:g}" for k, v in peak.items()), "", "")
+
+
+def _notify_rows(table: Table, notify: NotifyResult) -> None:
+    table.add_row(
+        "alerts/s written (notify)",
+        _n(notify.alerts_per_s),
+        f"target {_n(notify.target_alerts_per_s)}; {notify.channels} deliveries per alert",
+        "",
+    )
+    table.add_row(
+        "deliveries/s to the webhook receiver",
+        _n(notify.deliveries_per_s),
+        f"httpx loop {_n(notify.baseline_requests_per_s)} requests/s",
+        _ratio(notify.deliveries_per_s, notify.baseline_requests_per_s),
+    )
+    table.add_row(
+        "deliveries per CPU-second of the dispatcher",
+        _n(notify.deliveries_per_cpu_second),
+        f"httpx loop {_n(notify.baseline_requests_per_cpu_second)} requests per CPU-second",
+        _ratio(notify.deliveries_per_cpu_second, notify.baseline_requests_per_cpu_second),
+    )
+    table.add_row("", f"offered {_n(notify.offered_deliveries_per_s)}", f"dispatcher: {notify.dispatchers}", "")
+    lat = notify.latency_ms
+    where = f"{lat.samples} deliveries, alert change to receipt"
+    table.add_row("delivery latency ms p50/p95/p99", _ranked(lat), where, "")
+    depth = notify.outbox_depth
+    table.add_row("outbox depth min / max / final", f"{depth.min} / {depth.max} / {depth.final}", "", "")
+    c = notify.correctness
+    table.add_row(
+        "deliveries expected / received",
+        f"{c.expected} / {c.received}",
+        f"lost {c.lost}, duplicated {c.duplicated}, unexpected {c.unexpected}, dead {c.dead},"
+        f" rows missing {c.missing_rows}",
+        "[green]ok[/]" if c.ok else "[red]WRONG[/]",
+    )
+    for name, usage in notify.processes.items():
+        usage_text = f"{_n(usage.cpu_cores, 2)} / {_n(usage.rss_peak_mb)}"
+        table.add_row(f"  {name} CPU (cores) / RSS peak MB", usage_text, "", "")
 
 
 def _ingest_table(ingest: IngestResult, console: Console) -> None:

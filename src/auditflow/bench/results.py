@@ -194,12 +194,66 @@ class RulesResult:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryCorrectness:
+    """Expected deliveries (the outbox rows the alerts wrote) against what the receiver got: `ok` only
+    when every one arrived exactly once, nothing else did, and every alert wrote its rows."""
+
+    expected: int
+    received: int
+    lost: int
+    duplicated: int  # repeats beyond the first arrival
+    unexpected: int
+    missing_rows: int  # alerts x channels minus the rows written
+    dead: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDepth:
+    """Pending outbox rows sampled during the run."""
+
+    min: int
+    max: int
+    final: int
+    samples: list[tuple[float, int]]
+
+
+@dataclass(slots=True)
+class NotifyResult:
+    """Deliveries to a local webhook receiver while alerts are written at a set rate."""
+
+    store: str  # sqlite | postgresql
+    dispatchers: str  # where the dispatcher ran
+    channels: int
+    batch_size: int
+    concurrency: int
+    target_alerts_per_s: float
+    alerts: int
+    alerts_per_s: float
+    offered_deliveries_per_s: float
+    seconds: float
+    deliveries_per_s: float
+    latency_ms: Latency
+    outbox_depth: OutboxDepth
+    correctness: DeliveryCorrectness
+    processes: dict[str, ProcessUsage]
+    # Deliveries per CPU-second of the process(es) that dispatched (embedded: the bench process, which
+    # also writes the alerts): less sensitive to the machine's other load than deliveries/s.
+    deliveries_per_cpu_second: float | None = None
+    # The same receiver driven by a plain httpx loop (same body size and concurrency) in the same run.
+    baseline_requests: int = 0
+    baseline_requests_per_s: float | None = None
+    baseline_requests_per_cpu_second: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ratios:
     """The headline ratios against the baselines measured in the same run."""
 
     processed_vs_raw_broker: float | None = None
     processed_vs_naive: float | None = None
     upsert_vs_naive_insert: float | None = None
+    deliveries_vs_httpx_loop: float | None = None
 
 
 @dataclass(slots=True)
@@ -213,6 +267,7 @@ class BenchResult:
     memory: MemoryResult | None = None
     ingest: IngestResult | None = None
     rules: RulesResult | None = None
+    notify: NotifyResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     machine_after: Machine | None = None
 
@@ -226,13 +281,18 @@ class BenchResult:
             processed_vs_naive = processed / naive.events_per_s if naive and naive.events_per_s else None
         if self.persistence is not None and self.persistence.naive_alerts_per_s:
             upsert = self.persistence.alerts_per_s / self.persistence.naive_alerts_per_s
-        return Ratios(processed_vs_raw, processed_vs_naive, upsert)
+        deliveries = None
+        if self.notify is not None and self.notify.baseline_requests_per_s:
+            deliveries = self.notify.deliveries_per_s / self.notify.baseline_requests_per_s
+        return Ratios(processed_vs_raw, processed_vs_naive, upsert, deliveries)
 
     @property
     def ok(self) -> bool:
-        """False when the pipeline ran and its alerts were wrong, or the rules scenario's alerts were."""
+        """False when the pipeline ran and its alerts were wrong, the rules scenario's alerts were, or
+        deliveries were lost or repeated."""
         pipeline_ok = self.pipeline is None or self.pipeline.correctness.ok
-        return pipeline_ok and (self.rules is None or self.rules.ok)
+        rules_ok = self.rules is None or self.rules.ok
+        return pipeline_ok and rules_ok and (self.notify is None or self.notify.correctness.ok)
 
     def to_json(self) -> bytes:
         """The full document, scenarios that did not run left out, with the ratios."""

@@ -109,6 +109,10 @@ async def run(options: BenchOptions, progress: Progress) -> BenchResult:
                     seed=options.seed,
                     progress=progress,
                 )
+            elif scenario == "notify":
+                from auditflow.bench.notify import run_notify
+
+                result.notify = await run_notify(options, root / scenario, progress)
             else:
                 async with _scratch(options, root / scenario, f"bench{os.urandom(5).hex()}") as scratch:
                     if scenario == "persistence":

@@ -21,6 +21,7 @@ from auditflow.model.status import DependencyStatus
 from auditflow.notify import digest, outbox, purge
 from auditflow.notify.channels import Sender, SendResult, build_sender
 from auditflow.notify.health import record_outbox_depth
+from auditflow.notify.http import skip_failing_sniffio_import
 from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, PURGED
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.reload import RoutingFile
@@ -31,6 +32,11 @@ log = logging.getLogger("auditflow.notify")
 
 # Waiting for the store while it is down: the same policy as other held operations.
 STORE_BACKOFF = Backoff(initial=0.2, maximum=10.0)
+# One connection per request in flight, and kept: httpx's default keeps 20 and closes the idle ones beyond
+# (counting busy ones too), so any higher `concurrency` would reconnect for most requests.
+KEEP_ALIVE = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
+# The outbox depth gauge is a COUNT over the pending rows: at most this often, not after every batch.
+DEPTH_INTERVAL_S = 1.0
 
 
 def _ms(seconds: float) -> int:
@@ -59,7 +65,8 @@ class Dispatcher(AsyncLifecycle):
         policy = routing.delivery
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient()
+        skip_failing_sniffio_import()
+        self._client = client or httpx.AsyncClient(limits=KEEP_ALIVE)
         # Built now so that a missing secret fails at start-up, not at the first alert.
         self._senders = self._build_senders(routing)
         self._stop = asyncio.Event()
@@ -88,15 +95,9 @@ class Dispatcher(AsyncLifecycle):
 
     def status(self) -> DependencyStatus:
         """For /readyz, like the rules: a refused routing change degrades, it does not stop delivery."""
-        error = self.watch.last_error if self.watch is not None else None
-        return DependencyStatus(
-            name="notifications",
-            status="down" if error else "up",
-            critical=False,
-            detail=str(self.watch.path) if self.watch is not None else None,
-            last_error=error,
-            impact="the last routing file change was refused; the previous routing stays active" if error else None,
-        )
+        if self.watch is not None:
+            return self.watch.status()
+        return DependencyStatus(name="notifications", status="up", critical=False)
 
     async def start(self) -> None:
         """Start the claim loop (`run_once` also works without it)."""
@@ -116,6 +117,7 @@ class Dispatcher(AsyncLifecycle):
 
     async def _run(self) -> None:
         attempts = Attempts(STORE_BACKOFF, self._stop)
+        depth_due = 0.0
         while not self._stop.is_set():
             self.reload()
             poll = self.routing.delivery.poll_interval.total_seconds()
@@ -124,7 +126,9 @@ class Dispatcher(AsyncLifecycle):
                 continue
             try:
                 claimed = await self.run_once()
-                await record_outbox_depth(self.store)
+                if time.monotonic() >= depth_due:
+                    depth_due = time.monotonic() + DEPTH_INTERVAL_S
+                    await record_outbox_depth(self.store)
                 attempts.reset()
             except BackendUnavailable as exc:
                 log.warning("notification outbox unavailable: %s", exc)

@@ -164,9 +164,12 @@ async def claim(
     store: SqlAlertStore, owner: str, limit: int, lease_ms: int, now_ms: int, max_attempts: int
 ) -> list[Claimed]:
     """Reserve up to `limit` due rows for `owner` until the lease ends. A claim counts as an attempt,
-    so a row whose sender keeps dying mid-send is declared dead instead of being claimed forever."""
-    query = (
-        sa.select(deliveries)
+    so a row whose sender keeps dying mid-send is declared dead instead of being claimed forever.
+
+    One statement, one round trip: an UPDATE of the due rows (picked with FOR UPDATE SKIP LOCKED on
+    PostgreSQL, so that replicas skip each other's rows) returning them."""
+    due = (
+        sa.select(deliveries.c.delivery_id)
         .where(
             deliveries.c.status == "pending",
             deliveries.c.next_attempt_at <= now_ms,
@@ -175,64 +178,81 @@ async def claim(
         .order_by(deliveries.c.next_attempt_at, deliveries.c.delivery_id)
         .limit(limit)
     )
+    spent = deliveries.c.attempts >= max_attempts
     async with store.connection(write=True) as conn:
         if conn.dialect.name == "postgresql":
-            # Replicas skip each other's rows instead of queueing behind them.
-            query = query.with_for_update(skip_locked=True)
-        rows = (await conn.execute(query)).mappings().all()
-        spent = [row["delivery_id"] for row in rows if row["attempts"] >= max_attempts]
-        if spent:
-            await conn.execute(
-                deliveries.update()
-                .where(deliveries.c.delivery_id.in_(spent))
-                .values(
-                    status="dead",
-                    next_attempt_at=now_ms,  # when it ended, as for any finished row
-                    lease_until=None,
-                    claimed_by=None,
-                    last_error=f"gave up after {max_attempts} attempts: the dispatcher stopped during the last one",
-                    last_attempt_at=now_ms,
-                )
-            )
-        rows = [row for row in rows if row["attempts"] < max_attempts]
-        if not rows:
-            return []
-        await conn.execute(
+            due = due.with_for_update(skip_locked=True)
+        statement = (
             deliveries.update()
-            .where(deliveries.c.delivery_id.in_([row["delivery_id"] for row in rows]))
-            .values(lease_until=now_ms + lease_ms, claimed_by=owner, attempts=deliveries.c.attempts + 1)
+            .where(deliveries.c.delivery_id.in_(due.scalar_subquery()))
+            .values(
+                # A row whose last attempt died with its dispatcher ends here; the others are leased.
+                status=sa.case((spent, "dead"), else_=deliveries.c.status),
+                last_error=sa.case(
+                    (spent, f"gave up after {max_attempts} attempts: the dispatcher stopped during the last one"),
+                    else_=deliveries.c.last_error,
+                ),
+                next_attempt_at=sa.case(
+                    (spent, now_ms), else_=deliveries.c.next_attempt_at
+                ),  # a dead row: when it ended
+                last_attempt_at=sa.case((spent, now_ms), else_=deliveries.c.last_attempt_at),
+                lease_until=sa.case((spent, None), else_=now_ms + lease_ms),
+                claimed_by=sa.case((spent, None), else_=owner),
+                attempts=sa.case((spent, deliveries.c.attempts), else_=deliveries.c.attempts + 1),
+            )
+            .returning(
+                deliveries.c.delivery_id,
+                deliveries.c.channel,
+                deliveries.c.event,
+                deliveries.c.attempts,
+                deliveries.c.payload,
+                deliveries.c.created_at,
+                deliveries.c.status,
+                deliveries.c.next_attempt_at,
+            )
         )
+        rows = (await conn.execute(statement)).mappings().all()
+    # RETURNING gives no order: send oldest first, as claimed.
+    claimed = sorted(
+        (row for row in rows if row["status"] == "pending"), key=lambda r: (r["next_attempt_at"], r["delivery_id"])
+    )
     return [
-        Claimed(
-            row["delivery_id"], row["channel"], row["event"], row["attempts"] + 1, row["payload"], row["created_at"]
-        )
-        for row in rows
+        Claimed(row["delivery_id"], row["channel"], row["event"], row["attempts"], row["payload"], row["created_at"])
+        for row in claimed
     ]
 
 
 async def finish(store: SqlAlertStore, owner: str, outcomes: Sequence[Outcome], now_ms: int) -> int:
-    """Record what happened to claimed rows; a row whose lease another dispatcher took over is left
-    to it. Returns how many rows were still ours."""
+    """Record what happened to claimed rows in one statement executed for many; a row whose lease
+    another dispatcher took over is left to it. Returns how many rows were still ours."""
     if not outcomes:
         return 0
-    mine = 0
+    statement = (
+        deliveries.update()
+        .where(deliveries.c.delivery_id == sa.bindparam("b_id"), deliveries.c.claimed_by == owner)
+        .values(
+            status=sa.bindparam("b_status"),
+            next_attempt_at=sa.bindparam("b_next"),
+            last_error=sa.bindparam("b_error"),
+            sent_at=sa.bindparam("b_sent"),
+            last_attempt_at=now_ms,
+            lease_until=None,
+            claimed_by=None,
+        )
+    )
+    parameters = [
+        {
+            "b_id": outcome.delivery_id,
+            "b_status": outcome.status,
+            "b_next": outcome.next_attempt_at,
+            "b_error": outcome.error,
+            "b_sent": now_ms if outcome.status == "sent" else None,
+        }
+        for outcome in outcomes
+    ]
     async with store.connection(write=True) as conn:
-        for outcome in outcomes:
-            result = await conn.execute(
-                deliveries.update()
-                .where(deliveries.c.delivery_id == outcome.delivery_id, deliveries.c.claimed_by == owner)
-                .values(
-                    status=outcome.status,
-                    next_attempt_at=outcome.next_attempt_at,
-                    last_error=outcome.error,
-                    sent_at=now_ms if outcome.status == "sent" else None,
-                    last_attempt_at=now_ms,
-                    lease_until=None,
-                    claimed_by=None,
-                )
-            )
-            mine += result.rowcount
-    return mine
+        result = await conn.execute(statement, parameters)
+    return result.rowcount
 
 
 async def depth(store: SqlAlertStore) -> int:

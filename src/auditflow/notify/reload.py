@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from auditflow.errors import ConfigError
+from auditflow.model.status import DependencyStatus
 from auditflow.notify.routing import Routing, load_routing
 
 log = logging.getLogger("auditflow.notify")
@@ -28,11 +29,14 @@ def fingerprint(path: Path) -> Fingerprint:
 class RoutingFile:
     """The active routing of one file; `poll()` replaces it when the file changed and loads cleanly."""
 
-    def __init__(self, path: Path, interval_s: float = 2.0) -> None:
+    def __init__(self, path: Path, interval_s: float = 2.0, *, resolve_secrets: bool = True) -> None:
         self.path = path
         self.interval_s = interval_s
+        # Off where nothing is sent (a notification service beside separate dispatchers): only the
+        # senders need the channels' secrets.
+        self.resolve_secrets = resolve_secrets
         self._fingerprint = fingerprint(path)
-        self.routing = load_routing(path)  # a bad file at start-up stops the start
+        self.routing = load_routing(path, resolve_secrets=resolve_secrets)  # a bad file stops the start
         self.last_error: str | None = None
         self._next_check = time.monotonic() + interval_s
 
@@ -47,7 +51,7 @@ class RoutingFile:
             return None
         self._fingerprint = current
         try:
-            routing = load_routing(self.path)
+            routing = load_routing(self.path, resolve_secrets=self.resolve_secrets)
         except ConfigError as exc:
             self.last_error = str(exc)
             log.error("routing file change refused, the previous routing stays active: %s", exc)
@@ -58,3 +62,15 @@ class RoutingFile:
         self.routing = routing
         log.info("routing file reloaded: %d channel(s), %d route(s)", len(routing.channels), len(routing.routes))
         return routing
+
+    def status(self) -> DependencyStatus:
+        """For /readyz, like the rules: a refused change degrades, it does not stop notifications."""
+        error = self.last_error
+        return DependencyStatus(
+            name="notifications",
+            status="down" if error else "up",
+            critical=False,
+            detail=str(self.path),
+            last_error=error,
+            impact="the last routing file change was refused; the previous routing stays active" if error else None,
+        )

@@ -270,8 +270,11 @@ class Delivery(_Strict):
     lease: Duration = Field(
         timedelta(seconds=60), gt=timedelta(0), description="How long a claimed row is reserved for its sender"
     )
-    poll_interval: Duration = Field(timedelta(seconds=1), gt=timedelta(0))
-    batch_size: int = Field(50, ge=1, le=1000)
+    # An idle dispatcher looks for new rows this often: the delay a quiet outbox adds to a message.
+    poll_interval: Duration = Field(timedelta(milliseconds=250), gt=timedelta(0))
+    batch_size: int = Field(100, ge=1, le=1000)
+    # Requests in flight per dispatcher. httpx's pool costs CPU per request in proportion to its open
+    # connections (docs/performance.md): raise this for slow receivers, not for fast ones.
     concurrency: int = Field(10, ge=1, le=200)
     keep_sent: Duration = Field(timedelta(days=7), gt=timedelta(0), description="How long sent rows are kept")
     keep_dead: Duration = Field(timedelta(days=30), gt=timedelta(0), description="How long dead rows are kept")
