@@ -83,7 +83,7 @@ _SUDO_FIELDS = {
     **_SYSLOG_FIELDS,
     "USER": "details.user.target.name",
     "COMMAND": "details.command",
-    "PWD": "details.process.working_directory",  # nosec B105  # the working directory, not a password
+    "PWD": "details.process.working_directory",  # nosec B105  # names the working directory
     "TTY": "details.tty",
 }
 _AUDITD_FIELDS = {
