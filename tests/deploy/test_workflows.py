@@ -254,3 +254,11 @@ def test_tools_installed_by_workflows_use_the_repository_pins() -> None:
     shared = {name: version for name, version in installed.items() if name in pins}
     assert set(shared) == {"bandit", "pip-audit", "detect-secrets"}
     assert shared == {name: pins[name] for name in shared}
+
+
+def test_pip_audit_fails_on_what_it_cannot_audit() -> None:
+    """Without --strict, a package pip-audit cannot look up is skipped and the run still reports no findings."""
+    job = load(WORKFLOWS / "security.yml")["jobs"]["pip-audit"]
+    command = next(step["run"] for step in job["steps"] if step.get("name") == "pip-audit")
+    assert "--strict" in shlex.split(command)
+    assert "constraints.txt" in shlex.split(command)
