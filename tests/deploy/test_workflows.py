@@ -156,7 +156,10 @@ def test_ci_matrix_covers_every_test_directory_once() -> None:
     ci = load(WORKFLOWS / "ci.yml")
     job = ci["jobs"]["test"]
     groups = [shlex.split(entry["paths"]) for entry in job["strategy"]["matrix"]["include"]]
-    listed = [p for group in groups for p in group]
+    listed = [p for group in groups for p in group if p.startswith("tests/") and "/test_" not in p]
+    # The one module left out on GitHub (it restarts host servers; see the comment in ci.yml).
+    deselected = [group[i + 1] for group in groups for i, arg in enumerate(group) if arg == "--deselect"]
+    assert deselected == ["tests/e2e/test_server_restarts.py"]
     directories = sorted(
         f"tests/{d.name}" for d in (REPO / "tests").iterdir() if d.is_dir() and any(d.rglob("test_*.py"))
     )
