@@ -174,7 +174,7 @@ def _serve_configured(settings: Settings, service: ServiceName) -> int:
 
 
 def _display_host(host: str) -> str:
-    return "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 - display only
+    return "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 - display only  # nosec B104
 
 
 @main.command()

@@ -22,7 +22,7 @@ _current: ContextVar[str | None] = ContextVar("auditflow_correlation_id", defaul
 
 def new_correlation_id() -> str:
     """32 hex digits, the shape of a trace id. Unique, not secret: no system call per batch."""
-    return f"{random.getrandbits(128):032x}"
+    return f"{random.getrandbits(128):032x}"  # nosec B311  # an id to follow logs by, not a secret
 
 
 def current_correlation_id() -> str | None:

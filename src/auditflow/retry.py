@@ -24,7 +24,7 @@ _MAX_EXPONENT = 30
 
 
 def _uniform(low: float, high: float) -> float:
-    return random.uniform(low, high)  # noqa: S311 - jitter, not crypto
+    return random.uniform(low, high)  # noqa: S311 - jitter, not crypto  # nosec B311
 
 
 @dataclass(frozen=True, slots=True)

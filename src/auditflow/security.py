@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from auditflow.filemodes import ensure_private_dir
 
-TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret  # nosec B105
 MIN_TOKEN_LENGTH = 16
 ACTOR_HEADER = "X-AuditFlow-Actor"
 

@@ -129,7 +129,7 @@ async def postgres_inserter(url: str) -> tuple[InsertOne, Callable[[], Awaitable
         " server_hostname text, occurrences bigint, body jsonb)"
     )
     statement = (
-        f"INSERT INTO {NAIVE_TABLE} ({_NAIVE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"  # noqa: S608 - constants
+        f"INSERT INTO {NAIVE_TABLE} ({_NAIVE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"  # noqa: S608 - constants  # nosec B608
         " ON CONFLICT (alert_id) DO UPDATE SET occurrences = excluded.occurrences"
     )
 
@@ -148,7 +148,7 @@ async def sqlite_inserter(path: str) -> tuple[InsertOne, Callable[[], Awaitable[
         " server_hostname text, occurrences integer, body text)"
     )
     statement = (
-        f"INSERT INTO {NAIVE_TABLE} ({_NAIVE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608 - constants
+        f"INSERT INTO {NAIVE_TABLE} ({_NAIVE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608 - constants  # nosec B608
         " ON CONFLICT (alert_id) DO UPDATE SET occurrences = excluded.occurrences"
     )
 

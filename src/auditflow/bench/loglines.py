@@ -55,7 +55,7 @@ class LineSample:
 
 
 def _rng(seed: int) -> random.Random:
-    return random.Random(seed)  # noqa: S311 - reproducible lines, not security
+    return random.Random(seed)  # noqa: S311 - reproducible lines, not security  # nosec B311
 
 
 def _fields(rng: random.Random) -> dict[str, object]:

@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404  # runs our own interpreter only, see AuditflowProcess.start
 import sys
 import time
 from collections.abc import Mapping
@@ -78,7 +78,7 @@ class AuditflowProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # Output goes to a file, not a pipe: an unread pipe fills up and blocks the process.
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments  # nosec B603
                 [sys.executable, "-m", "auditflow", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         return self

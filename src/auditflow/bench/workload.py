@@ -116,7 +116,7 @@ def _event(event_id: str, event_type: str, ts: str, user: str, host: str, rest: 
 def build(spec: WorkloadSpec, start: datetime | None = None) -> Workload:
     """Every batch is one JSON array; a burst never spans two batches, so its three failures reach
     the window state together and in order, whichever replica takes the batch."""
-    rng = random.Random(spec.seed)  # noqa: S311 - reproducible load, not security
+    rng = random.Random(spec.seed)  # noqa: S311 - reproducible load, not security  # nosec B311
     base = (start or datetime.now(UTC)).replace(microsecond=0)
     types = list(spec.mix)
     weights = [spec.mix[t] for t in types]
@@ -157,7 +157,7 @@ def build(spec: WorkloadSpec, start: datetime | None = None) -> Workload:
 def open_windows(users: int, batch_size: int, seed: int = 1) -> Iterator[bytes]:
     """One failed login for each of `users` distinct users: every one opens threshold and sequence
     windows that stay open (below the count), which is what the memory scenario measures."""
-    rng = random.Random(seed)  # noqa: S311
+    rng = random.Random(seed)  # noqa: S311 - reproducible load, not security  # nosec B311
     ts = format_utc(datetime.now(UTC))
     for start in range(0, users, batch_size):
         parts = [

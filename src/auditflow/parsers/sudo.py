@@ -17,7 +17,14 @@ _ATTEMPTS = re.compile(r"(\d{1,9}) incorrect password attempts?")
 # Reasons sudo gives for refusing a user or a command outright.
 _DENIED = ("user NOT in sudoers", "command not allowed", "user NOT authorized on host")
 # sudo's `KEY=value ; ...` fields as the event keeps them.
-_FIELDS = {"TTY": "tty", "PWD": "pwd", "USER": "runas", "GROUP": "runas_group", "ENV": "env", "TSID": "tsid"}
+_FIELDS = {
+    "TTY": "tty",
+    "PWD": "pwd",  # nosec B105  # names the working directory
+    "USER": "runas",
+    "GROUP": "runas_group",
+    "ENV": "env",
+    "TSID": "tsid",
+}
 
 
 def parse_sudo(msg: Message) -> Sequence[Event] | Unparsed:

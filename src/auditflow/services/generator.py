@@ -52,7 +52,7 @@ class EventFactory:
         if not 0 <= attack_share <= 1:
             raise ValueError("attack_share must be between 0 and 1")
         # Not for security: reproducible synthetic data is the point.
-        self._rng = random.Random(seed)  # noqa: S311
+        self._rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data  # nosec B311
         self._clock = clock
         # Weighted by repetition: `choice` on a list is several times cheaper than `choices`.
         self._benign = [builder for builder, weight in BENIGN for _ in range(weight)]

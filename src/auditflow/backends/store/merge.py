@@ -24,15 +24,16 @@ _PG_MERGED_IDS = f"""CASE WHEN alerts.event_ids @> excluded.event_ids THEN alert
       UNION ALL
       SELECT b.value, b.pos + {_NEW_OFFSET}
       FROM jsonb_array_elements(excluded.event_ids) WITH ORDINALITY AS b(value, pos)
-    ) AS u GROUP BY u.value ORDER BY min(u.pos) LIMIT {MAX_ALERT_EVENT_IDS}) AS m) END"""  # noqa: S608
+    ) AS u GROUP BY u.value ORDER BY min(u.pos) LIMIT {MAX_ALERT_EVENT_IDS}) AS m) END"""  # noqa: S608  # nosec B608
 
+# The same merge in SQLite; constant SQL too.
 _SQLITE_MERGED_IDS = f"""CASE WHEN alerts.event_ids = excluded.event_ids THEN alerts.event_ids ELSE (
   SELECT json_group_array(m.value) FROM (
     SELECT u.value AS value, min(u.pos) AS pos FROM (
       SELECT value, key AS pos FROM json_each(alerts.event_ids)
       UNION ALL
       SELECT value, key + {_NEW_OFFSET} FROM json_each(excluded.event_ids)
-    ) AS u GROUP BY u.value ORDER BY pos LIMIT {MAX_ALERT_EVENT_IDS}) AS m) END"""  # noqa: S608
+    ) AS u GROUP BY u.value ORDER BY pos LIMIT {MAX_ALERT_EVENT_IDS}) AS m) END"""  # noqa: S608  # nosec B608
 
 
 def merge_ids(old: Iterable[UUID], new: Iterable[UUID], cap: int = MAX_ALERT_EVENT_IDS) -> list[UUID]:

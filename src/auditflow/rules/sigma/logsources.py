@@ -83,7 +83,8 @@ _SUDO_FIELDS = {
     **_SYSLOG_FIELDS,
     "USER": "details.user.target.name",
     "COMMAND": "details.command",
-    "PWD": "details.process.working_directory",  # pragma: allowlist secret (sudo's working directory, not a password)
+    # sudo's working directory, not a password:
+    "PWD": "details.process.working_directory",  # nosec B105  # pragma: allowlist secret
     "TTY": "details.tty",
 }
 _AUDITD_FIELDS = {
