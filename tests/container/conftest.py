@@ -45,19 +45,30 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     return result
 
 
+def _build(command: str) -> str:
+    """`scripts/container-test <command>`: the tag it prints last."""
+    try:
+        result = subprocess.run(
+            [str(SCRIPT), command], capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False, cwd=REPO
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _unavailable(f"scripts/container-test {command}: {exc}")
+        raise  # unreachable: skip and fail raise
+    if result.returncode != 0:
+        _unavailable(f"scripts/container-test {command} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="session")
 def image() -> str:
     """The project's image, built (or found current) by scripts/container-test; its tag."""
-    try:
-        result = subprocess.run(
-            [str(SCRIPT), "image"], capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False, cwd=REPO
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"scripts/container-test image: {exc}")
-        raise  # unreachable: skip and fail raise
-    if result.returncode != 0:
-        _unavailable(f"no image: scripts/container-test image exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return result.stdout.strip().splitlines()[-1]
+    return _build("image")
+
+
+@pytest.fixture(scope="session")
+def unit_test_image() -> str:
+    """The image plus the unit tests' own dependencies (tests/container/Dockerfile.unit)."""
+    return _build("test-image")
 
 
 @dataclass
