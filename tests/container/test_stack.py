@@ -41,13 +41,15 @@ HEALTHY_WITHIN = 90.0
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
+def deployment(tmp_path: Path, containers: Containers) -> Iterator[Deployment]:
     """The run's own database, queue names and key prefix on the shared servers, all removed afterwards."""
     for server in ("postgres", "redis", "rabbitmq"):
         require_server(server)
     run = Deployment(Servers(RABBITMQ_URL, REDIS_URL, POSTGRES_ADMIN_URL), tmp_path, name=f"t{uuid.uuid4().hex[:10]}")
     asyncio.run(run.create_database())
     yield run
+    # Containers first: a service still running would declare the queues again after they are deleted.
+    containers.remove_all()
     asyncio.run(run.destroy())
 
 
