@@ -2,9 +2,18 @@
 # `auditflow migrate`, or the embedded `auditflow run` (the default command).
 #
 #   docker build -t auditflow:0.1.0 --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+#
+# BASE_IMAGE swaps the base for a compatible one (Debian bookworm with Python 3.11 as `python`); the tests build
+# on a local stand-in (scripts/container-test). A build that must reach the package index through a TLS proxy
+# or a private index passes them as build secrets, which never land in a layer:
+#   --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt   (CA bundle pip verifies the index with)
+#   --secret id=pipconf,src=pip.conf                         (pip configuration: index-url, extra-index-url)
+
+# Its default is written where the stages name their base (`${BASE_IMAGE:-...}`), so linters see the pinned tag.
+ARG BASE_IMAGE
 
 # --- builder: build the wheel and install it with its pinned dependencies into a venv ---------------
-FROM python:3.11-slim-bookworm AS builder
+FROM ${BASE_IMAGE:-python:3.11-slim-bookworm} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -16,14 +25,17 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
 
 # All dependencies ship binary wheels (uvloop, httptools, psycopg-binary, argon2), so no compiler is needed.
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels --constraint constraints.txt ".[all]" \
+RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && if [ -f /run/secrets/pipconf ]; then export PIP_CONFIG_FILE=/run/secrets/pipconf; fi \
+ && python -m pip wheel --no-cache-dir --wheel-dir /wheels --constraint constraints.txt ".[all]" \
  && python -m venv /opt/auditflow \
  && /opt/auditflow/bin/pip install --no-cache-dir --no-index /wheels/*.whl \
  && /opt/auditflow/bin/pip uninstall --yes pip \
  && /opt/auditflow/bin/auditflow --help >/dev/null
 
 # --- runtime: the venv only; no pip, no compiler, no shell tools beyond the base image ------------------
-FROM python:3.11-slim-bookworm AS runtime
+FROM ${BASE_IMAGE:-python:3.11-slim-bookworm} AS runtime
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown

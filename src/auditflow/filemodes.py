@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -19,6 +20,24 @@ def ensure_private_dir(path: Path) -> None:
     it holds the API token, the password hashes and the alerts."""
     path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     _restrict(path, PRIVATE_DIR_MODE)
+    _require_writable(path)
+
+
+def _require_writable(path: Path) -> None:
+    """Fail at start with the fix instead of a PermissionError on the first file written later: the usual
+    cause is a tmpfs or volume mounted over the data directory that belongs to root."""
+    if os.access(path, os.W_OK | os.X_OK):
+        return
+    info = path.stat()
+    raise PermissionError(
+        errno.EACCES,
+        f"not writable by uid {os.geteuid()} (owner uid {info.st_uid}, gid {info.st_gid}, mode "
+        f"{stat.S_IMODE(info.st_mode):04o}); give the directory to this user, e.g. mount the tmpfs with "
+        f"`--tmpfs {path}:uid={os.geteuid()},gid={os.getegid()},mode=0700` (compose: `tmpfs: "
+        f'["{path}:uid={os.geteuid()},gid={os.getegid()},mode=0700"]`), or set AUDITFLOW_DATA_DIR to a '
+        "writable directory",
+        str(path),
+    )
 
 
 def ensure_private_file(path: Path) -> None:

@@ -87,3 +87,20 @@ def test_run_restricts_its_data_directory_before_starting(tmp_path: Path, monkey
     result = CliRunner().invoke(cli.main, ["run", "--data-dir", str(data)])
     assert result.exit_code == 0, result.output
     assert mode(data) == 0o700
+
+
+def test_run_names_an_unwritable_data_directory_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in a container whose tmpfs over the data directory belongs to root: the check runs as the user the
+    # process is; root may write anywhere, so the refusal is simulated through os.access.
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, how: not how & os.W_OK and real_access(path, how) if Path(path) == data else True
+    )
+    monkeypatch.setattr(cli, "_serve_process", lambda settings, service: pytest.fail("started anyway"))
+    result = CliRunner().invoke(cli.main, ["run", "--data-dir", str(data)])
+    assert result.exit_code == 1
+    assert f"data directory {data}: not writable by uid {os.geteuid()}" in result.output
+    assert f"--tmpfs {data}:uid={os.geteuid()},gid={os.getegid()},mode=0700" in result.output
+    assert "AUDITFLOW_DATA_DIR" in result.output
