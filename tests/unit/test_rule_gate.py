@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
 from auditflow.backends.state import create_state
 from auditflow.bench.rulecost import parsed_events
 from auditflow.model import Event
 from auditflow.model.event import Severity
-from auditflow.rules import Detector, RuleSet, load_rules, prefilter
+from auditflow.rules import Detector, Rule, RuleSet, load_rules, prefilter
 from auditflow.rules.conditions import compile_where
 from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.requirements import requirements
@@ -218,3 +220,64 @@ def test_a_gate_past_its_memory_bounds_selects_the_same_rules(monkeypatch: pytes
     bounded = RuleGate(conditions, lambda c: requirements(c.raw))
     assert [list(bounded.select(e)) for e in events] == expected
     assert len(bounded._root._tree.nodes) == 1
+
+
+AUDIT = "details.kubernetes.audit"
+FIELDREF_RULES: list[dict[str, Any]] = [
+    {  # only a field operator beside the event type: the gate has nothing to require
+        "id": "fieldref-self-impersonation",
+        "where": {
+            "event_type": "k8s_audit",
+            f"{AUDIT}.user.username": {"equals_field": f"{AUDIT}.impersonatedUser.username"},
+        },
+    },
+    {  # requirements of the other operators, none of the field operator beside them
+        "id": "fieldref-own-debug-pod",
+        "where": {
+            "event_type": "k8s_audit",
+            f"{AUDIT}.verb": {"in": ["get", "delete"]},
+            f"{AUDIT}.objectRef.name": {"startswith_field": "user_id", "contains": "-"},
+        },
+    },
+    {  # a negated field operator
+        "id": "fieldref-deletes-another-users-object",
+        "where": {
+            "event_type": "k8s_audit",
+            f"{AUDIT}.verb": "delete",
+            "not": {f"{AUDIT}.objectRef.name": {"equals_field": "user_id"}},
+        },
+    },
+    {  # in one branch of an `any`
+        "id": "fieldref-in-any",
+        "where": {
+            "event_type": "k8s_audit",
+            "any": [{f"{AUDIT}.objectRef.name": {"endswith_field": "user_id"}}, {f"{AUDIT}.verb": "list"}],
+        },
+    },
+]
+
+
+def test_rules_with_field_operators_raise_the_same_alerts_with_and_without_the_gate() -> None:
+    adapter = TypeAdapter[Rule](Rule)
+    rules = [
+        adapter.validate_python({"name": r["id"], "kind": "match", "severity": "INFO", **r}) for r in FIELDREF_RULES
+    ]
+    ruleset = RuleSet.build(rules, version="fieldref", source="test")
+    values = itertools.product(
+        ["bob", "Bob", None],  # user_id
+        ["bob", None],  # user.username
+        ["bob", "alice", None],  # impersonatedUser.username
+        ["bob-debug", "bob", "debug-bob", "Bob-x", None],  # objectRef.name
+        ["get", "delete", "list"],  # verb
+    )
+    events = []
+    for user_id, username, impersonated, name, verb in values:
+        audit: dict[str, Any] = {"verb": verb, "user": {"username": username}, "objectRef": {"name": name}}
+        if impersonated is not None:
+            audit["impersonatedUser"] = {"username": impersonated}
+        events.append(Event(event_type="k8s_audit", user_id=user_id, details={"kubernetes": {"audit": audit}}))
+    gated = asyncio.run(_alerts(ruleset, events, prefilter=True))
+    assert gated == asyncio.run(_alerts(ruleset, events, prefilter=False))
+    fired = [rule_id for rule_id, _, _ in gated]
+    for rule in FIELDREF_RULES:  # each rule fires on some of the events, not on all
+        assert 0 < fired.count(rule["id"]) < len(events), rule["id"]

@@ -81,6 +81,20 @@ def test_requirements_of_combinators() -> None:
     )
 
 
+def test_field_operators_require_nothing_of_either_field() -> None:
+    """A comparison with another field tells nothing about either value: no requirement from it,
+    alone, negated or in a branch, while the operators beside it still count."""
+    assert found({"equals_field": "user_id"}) == []
+    assert found({"contains_field": "user_id", "ignore_case": True}) == []
+    assert found({"not": {"equals_field": "user_id"}}) == []
+    assert found({"any": [{"startswith_field": "user_id"}, {"equals": "a"}]}) == []
+    assert found({"endswith_field": "user_id", "startswith": "a"}) == [Substrings(PATH, frozenset({"a"}), exact=False)]
+    assert requirements({"not": {PATH: {"equals_field": "user_id"}}}) == ()
+    assert requirements({"user_id": "root", PATH: {"equals_field": "user_id"}}) == (
+        Equals("user_id", False, frozenset({"root"})),
+    )
+
+
 def test_either_keeps_what_every_alternative_requires() -> None:
     first = (Equals("a", False, frozenset({"x"})), Excludes("b", frozenset({"p", "q"})))
     second = (Equals("a", False, frozenset({"y"})), Excludes("b", frozenset({"q"})), Equals("c", False, frozenset({1})))

@@ -58,7 +58,8 @@ def test_lists_match_by_element_and_non_strings_never() -> None:
     [
         (
             {"ignore_case": True, "regex": "x"},
-            "x.ignore_case: applies to contains, startswith and endswith: add one of them",
+            "x.ignore_case: applies to contains, startswith, endswith, contains_field, startswith_field, "
+            "endswith_field: add one of them",
         ),
         ({"contains": "a", "ignore_case": "yes"}, "x.ignore_case: expected true or false, got 'yes'"),
         ({"contains": ""}, "x.contains: expected a non-empty string or a list of them"),

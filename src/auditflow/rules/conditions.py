@@ -3,6 +3,9 @@
 A condition map is `field -> spec`; every entry must hold. A spec is a scalar (equals) or a mapping
 of operators, all of which must hold. `any`, `all` and `not` combine whole condition maps. When an
 event's value is a list, a value operator holds if it holds for at least one element.
+
+The field operators (`equals_field`, `contains_field`, ...) compare the value with another field of
+the same event rather than a constant; a spec that uses one compiles to a test of (value, event).
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditflow.model.event import Event
+from auditflow.rules.fieldrefs import (
+    FIELD_OPERATORS,
+    SUBSTRING_FIELD_OPERATORS,
+    PairTest,
+    all_pair,
+    any_pair,
+    field_reference,
+)
 from auditflow.rules.fields import check_field_path, make_getter
 
 Predicate = Callable[[Event], bool]
@@ -31,6 +42,10 @@ VALUE_OPERATORS = (
     "glob",
     "regex",
     "exists",
+    "equals_field",
+    "contains_field",
+    "startswith_field",
+    "endswith_field",
     "gt",
     "gte",
     "lt",
@@ -41,6 +56,7 @@ VALUE_OPERATORS = (
 )
 SUBSTRING_OPERATORS = ("contains", "startswith", "endswith")
 IGNORE_CASE = "ignore_case"  # a flag beside the substring operators, not an operator of its own
+_CASE_OPERATORS = (*SUBSTRING_OPERATORS, *SUBSTRING_FIELD_OPERATORS)  # those ignore_case applies to
 
 _SCALARS = (str, int, float, bool)
 _NUMBERS = (int, float)
@@ -124,7 +140,10 @@ def _compile_map(raw: Any, loc: str) -> Predicate:
                 check_field_path(key)
             except ValueError as exc:
                 raise _fail(here, str(exc)) from None
-            tests.append(_field_test(make_getter(key), _compile_spec(spec, here)))
+            if _refers_to_fields(spec):
+                tests.append(_pair_field_test(make_getter(key), _compile_pair_spec(spec, here)))
+            else:
+                tests.append(_field_test(make_getter(key), _compile_spec(spec, here)))
     return tests[0] if len(tests) == 1 else _all_of(tuple(tests))
 
 
@@ -134,6 +153,10 @@ def _negate(inner: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 def _field_test(getter: Callable[[Event], Any], value_test: ValueTest) -> Predicate:
     return lambda event: value_test(getter(event))
+
+
+def _pair_field_test(getter: Callable[[Event], Any], pair_test: PairTest) -> Predicate:
+    return lambda event: pair_test(getter(event), event)
 
 
 def _any_of(parts: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
@@ -155,12 +178,7 @@ def _compile_spec(spec: Any, loc: str) -> ValueTest:
         return _elementwise(_equals(spec, loc))
     if not spec:
         raise _fail(loc, "expected at least one operator")
-    ignore_case = spec.get(IGNORE_CASE, False)
-    if IGNORE_CASE in spec:
-        if not isinstance(ignore_case, bool):
-            raise _fail(_join(loc, IGNORE_CASE), f"expected true or false, got {ignore_case!r}")
-        if not any(op in spec for op in SUBSTRING_OPERATORS):
-            raise _fail(_join(loc, IGNORE_CASE), "applies to contains, startswith and endswith: add one of them")
+    ignore_case = _ignore_case(spec, loc)
     tests = [
         _substring(str(op), arg, ignore_case, _join(loc, op))
         if op in SUBSTRING_OPERATORS
@@ -169,6 +187,60 @@ def _compile_spec(spec: Any, loc: str) -> ValueTest:
         if op != IGNORE_CASE
     ]
     return tests[0] if len(tests) == 1 else _all_of(tuple(tests))
+
+
+def _ignore_case(spec: Mapping[Any, Any], loc: str) -> bool:
+    ignore_case = spec.get(IGNORE_CASE, False)
+    if IGNORE_CASE in spec:
+        if not isinstance(ignore_case, bool):
+            raise _fail(_join(loc, IGNORE_CASE), f"expected true or false, got {ignore_case!r}")
+        if not any(op in spec for op in _CASE_OPERATORS):
+            raise _fail(_join(loc, IGNORE_CASE), f"applies to {', '.join(_CASE_OPERATORS)}: add one of them")
+    return bool(ignore_case)
+
+
+def _refers_to_fields(spec: Any) -> bool:
+    """Whether a value spec uses a field operator anywhere, also inside its `not`, `any` or `all`."""
+    if not isinstance(spec, Mapping):
+        return False
+    for op, arg in spec.items():
+        if op in FIELD_OPERATORS or (op == "not" and _refers_to_fields(arg)):
+            return True
+        if op in ("any", "all") and isinstance(arg, list) and any(_refers_to_fields(item) for item in arg):
+            return True
+    return False
+
+
+def _compile_pair_spec(spec: Any, loc: str) -> PairTest:
+    """A value spec that uses field operators: those read the event, the others only the value."""
+    if not _refers_to_fields(spec):
+        value_test = _compile_spec(spec, loc)
+        return lambda value, _event: value_test(value)
+    ignore_case = _ignore_case(spec, loc)
+    tests: list[PairTest] = []
+    nested = {op: arg for op, arg in spec.items() if op in COMBINATORS and _refers_to_fields({op: arg})}
+    plain = {op: arg for op, arg in spec.items() if op not in FIELD_OPERATORS and op not in nested}
+    if not any(op in plain for op in SUBSTRING_OPERATORS):
+        plain.pop(IGNORE_CASE, None)
+    if plain:
+        tests.append(_compile_pair_spec(plain, loc))
+    for op, arg in spec.items():
+        here = _join(loc, op)
+        if op in FIELD_OPERATORS:
+            try:
+                tests.append(field_reference(str(op), arg, ignore_case))
+            except ValueError as exc:
+                raise _fail(here, str(exc)) from None
+        elif op == "not" and op in nested:
+            tests.append(_negate_pair(_compile_pair_spec(arg, here)))
+        elif op in nested:  # a list for any or all, of which an item uses a field operator
+            parts = tuple(_compile_pair_spec(item, _join(here, i)) for i, item in enumerate(arg))
+            tests.append(any_pair(parts) if op == "any" else all_pair(parts))
+    return tests[0] if len(tests) == 1 else all_pair(tuple(tests))
+
+
+def _negate_pair(inner: PairTest) -> PairTest:
+    return lambda value, event: not inner(value, event)
 
 
 def _compile_operator(op: str, arg: Any, loc: str) -> ValueTest:

@@ -79,7 +79,8 @@ Where = Annotated[
             "type": "object",
             "description": (
                 "field -> condition: a scalar (equals) or a mapping of operators, all of which must hold: "
-                f"{', '.join(VALUE_OPERATORS)} (`ignore_case: true` beside contains, startswith and endswith); "
+                f"{', '.join(VALUE_OPERATORS)} (`ignore_case: true` beside contains, startswith and endswith, "
+                "and their *_field forms, which take the path of another field of the event to compare with); "
                 "the keys any, all and not combine whole condition mappings. See docs/rules.md."
             ),
         }
