@@ -11,6 +11,10 @@ import pytest
 from auditflow.backends.state import WindowState
 from tests.sigma.helpers import convert_one, k8s_event, k8s_rule, matches, unsupported_reason
 
+FIELDREF = "user.username|fieldref: impersonatedUser.username"  # someone impersonating themselves
+BOB: dict[str, Any] = {"user": {"username": "bob"}}
+SELF: dict[str, Any] = {**BOB, "impersonatedUser": {"username": "bob"}}
+
 # (detection, audit fields of a matching event, of a non-matching one)
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "plain value, case-insensitive": ("verb: Delete", {"verb": "delete"}, {"verb": "deleted"}),
@@ -44,6 +48,25 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "lt": ("responseStatus.code|lt: 300", {"responseStatus": {"code": 299}}, {"responseStatus": {"code": 300}}),
     "lte": ("responseStatus.code|lte: 299", {"responseStatus": {"code": 299}}, {"responseStatus": {"code": 300}}),
     "neq": ("responseStatus.code|neq: 200", {"responseStatus": {"code": 201}}, {"responseStatus": {"code": 200}}),
+    "fieldref": (FIELDREF, SELF, {**BOB, "impersonatedUser": {"username": "alice"}}),
+    "fieldref, the other field missing": (FIELDREF, SELF, BOB),
+    "fieldref, this field missing": (FIELDREF, SELF, {"impersonatedUser": {"username": "bob"}}),
+    "fieldref is case-sensitive": (FIELDREF, SELF, {**BOB, "impersonatedUser": {"username": "Bob"}}),
+    "fieldref|startswith": (
+        "objectRef.name|fieldref|startswith: user.username",
+        {**BOB, "objectRef": {"name": "bob-debug"}},
+        {**BOB, "objectRef": {"name": "debug-bob"}},
+    ),
+    "fieldref|endswith": (
+        "objectRef.name|fieldref|endswith: user.username",
+        {**BOB, "objectRef": {"name": "debug-bob"}},
+        {**BOB, "objectRef": {"name": "bob-debug"}},
+    ),
+    "fieldref|contains": (
+        "requestURI|fieldref|contains: objectRef.name",
+        {"requestURI": "/api/v1/namespaces/x/pods/web-1/exec", "objectRef": {"name": "web-1"}},
+        {"requestURI": "/api/v1/namespaces/x/pods/web-1/exec", "objectRef": {"name": "web-2"}},
+    ),
 }
 
 
@@ -56,10 +79,24 @@ async def test_modifier_matches_and_does_not_match(name: str, tmp_path: Path, st
     assert not await matches(state, rule, k8s_event(**miss))
 
 
-def test_fieldref_is_reported_unsupported_with_its_reason(tmp_path: Path) -> None:
-    detection = "detection:\n  selection:\n    user.username|fieldref: impersonatedUser.username\n"
-    text = k8s_rule(detection + "  condition: selection\n")
-    assert "fieldref" in unsupported_reason(tmp_path, text)
+def test_fieldref_converts_to_a_field_operator_on_the_mapped_fields(tmp_path: Path) -> None:
+    text = k8s_rule(f"detection:\n  selection:\n    {FIELDREF}\n  condition: selection\n")
+    where = convert_one(tmp_path, text)["where"]
+    audit = "details.kubernetes.audit"
+    assert where[f"{audit}.user.username"] == {"equals_field": f"{audit}.impersonatedUser.username"}
+
+
+async def test_fieldref_matches_on_each_backend(tmp_path: Path, any_state: WindowState) -> None:
+    text = k8s_rule(f"detection:\n  selection:\n    {FIELDREF}\n  condition: selection\n")
+    rule = convert_one(tmp_path, text)
+    assert await matches(any_state, rule, k8s_event(**BOB, impersonatedUser={"username": "bob"}))
+    assert not await matches(any_state, rule, k8s_event(**BOB, impersonatedUser={"username": "alice"}))
+    assert not await matches(any_state, rule, k8s_event(**BOB))
+
+
+def test_a_fieldref_to_a_field_the_logsource_does_not_have_is_unsupported(tmp_path: Path) -> None:
+    text = k8s_rule("detection:\n  selection:\n    user.username|fieldref: seccompProfile\n  condition: selection\n")
+    assert unsupported_reason(tmp_path, text) == "field 'seccompProfile' is not in AuditFlow's Kubernetes audit events"
 
 
 def test_a_field_the_logsource_does_not_have_is_unsupported(tmp_path: Path) -> None:

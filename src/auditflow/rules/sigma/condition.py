@@ -35,7 +35,7 @@ def to_where(node: Node, source: LogSource, record: str | None = None) -> Where:
     """`record` is the audit record type the enclosing selection pins (`type: EXECVE`), which
     tells whose `a0` ... a field means."""
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        spec = field_spec(node.value)
+        spec = field_spec(node.value, lambda other: source.targets(other, record))
         paths = source.targets(node.field, record)
         return {paths[0]: spec} if len(paths) == 1 else {"any": [{path: spec} for path in paths]}
     if isinstance(node, ConditionValueExpression):

@@ -8,6 +8,7 @@ our `glob` and `equals` are case-sensitive. A value with no letter and no wildca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sigma.types import (
@@ -100,10 +101,13 @@ def _is_plain(value: SigmaString) -> bool:
     return plain is not None and plain.lower() == plain.upper()
 
 
-def field_spec(value: SigmaType) -> Spec:
-    """The condition a field must satisfy for `field: value` to hold in Sigma."""
+def field_spec(value: SigmaType, targets: Callable[[str], tuple[str, ...]] | None = None) -> Spec:
+    """The condition a field must satisfy for `field: value` to hold in Sigma. `targets` gives the
+    event fields a Sigma field is read from, for a `fieldref` value (the other field)."""
     if isinstance(value, SigmaExpansion):
-        return {"any": [field_spec(v) for v in value.values]}
+        return {"any": [field_spec(v, targets) for v in value.values]}
+    if isinstance(value, SigmaFieldReference):
+        return _reference_spec(value, targets)
     if isinstance(value, SigmaString):
         if not len(_trim(value)[0]) and len(value):
             # `field: '*'`: any value at all, also one that is not text (a number, an object).
@@ -134,9 +138,24 @@ def field_spec(value: SigmaType) -> Spec:
         if value.op is CompareOperators.NEQ:
             return {"not": {"equals": value.number.number}}
         return {_COMPARE[value.op]: value.number.number}
-    if isinstance(value, SigmaFieldReference):
-        raise UnsupportedRule("fieldref (comparing two fields) is not supported by AuditFlow conditions")
     raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
+
+
+def _reference_spec(value: SigmaFieldReference, targets: Callable[[str], tuple[str, ...]] | None) -> Spec:
+    """`fieldref`: equal to the other field, or with `contains`, `startswith`, `endswith` before it,
+    holding its value (case-sensitively, as Sigma's fieldref compares)."""
+    if targets is None:
+        raise UnsupportedRule("fieldref (comparing two fields) needs the logsource's field mapping")
+    if value.starts_with and value.ends_with:
+        op = "contains_field"
+    elif value.starts_with:
+        op = "startswith_field"
+    elif value.ends_with:
+        op = "endswith_field"
+    else:
+        op = "equals_field"
+    paths = targets(value.field)
+    return {op: paths[0]} if len(paths) == 1 else {"any": [{op: path} for path in paths]}
 
 
 def keyword_spec(value: SigmaType) -> Spec:
