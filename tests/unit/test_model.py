@@ -120,3 +120,15 @@ def test_a_blank_note_beside_a_status_is_no_note() -> None:
     update = AlertUpdate.model_validate({"status": "resolved", "note": " "})
     assert (update.status, update.note) == (AlertStatus.RESOLVED, None)
     assert AlertUpdate(note=" kept as written ").note == " kept as written "
+
+
+def test_schema_export_refuses_options_instead_of_writing_a_directory_named_after_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from auditflow.model.schema import main as export
+
+    monkeypatch.chdir(tmp_path)
+    assert export(["--help"]) == 0
+    assert export(["--bogus"]) == 2
+    assert "usage: python -m auditflow.model.schema [DIR]" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -32,6 +32,11 @@ def render(schema: dict[str, Any]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m auditflow.model.schema [DIR]`: write the contract schemas into DIR (default: schemas/)."""
+    if argv and (argv[0].startswith("-") or len(argv) > 1):
+        usage = "usage: python -m auditflow.model.schema [DIR]  (writes the JSON schemas; default schemas/)"
+        print(usage, file=sys.stderr)
+        return 0 if argv[0] in {"-h", "--help"} else 2
     target = Path(argv[0]) if argv else SCHEMA_DIR
     target.mkdir(parents=True, exist_ok=True)
     for name, schema in contract_schemas().items():
