@@ -77,8 +77,8 @@ class Stack:
 
     def _address(self, text: str) -> str:
         """compose's service addresses (`http://notification:8000`) as this run's (`http://127.0.0.1:<port>`)."""
-        for name, service in SERVICES.items():
-            text = text.replace(f"http://{name}:{service.port}", f"http://127.0.0.1:{self.ports[name]}")
+        for name, port in self.ports.items():  # the services this stack runs (not the optional profiles')
+            text = text.replace(f"http://{name}:{SERVICES[name].port}", f"http://127.0.0.1:{port}")
         return text
 
     def env(self, name: str) -> dict[str, str]:
