@@ -31,6 +31,8 @@ from auditflow.rules.conditions import lowered
 from auditflow.rules.fields import Getter, make_getter
 from auditflow.rules.requirements import Equals, Excludes, Requirement, Requirements, Substrings, Value
 
+RE2_MAX_MEM = 256 << 20  # bytes per compiled needle scan
+
 P = TypeVar("P")
 # Fewer needles than this are looked for one by one: a call into RE2 costs about as much as
 # looking for twenty substrings in a line of a few hundred characters.
@@ -72,9 +74,14 @@ class _FieldNeedles:
         if re2_from is None or re2 is None or len(self._ordered) < re2_from:
             return
         escaped = [re2.escape(needle) for needle, _ in self._ordered]
+        options = re2.Options()
+        # Thousands of needles make a large automaton: give RE2 room for its DFA (beyond its 8 MiB
+        # default it falls back to a slower matcher and writes an error line per search to stderr).
+        options.max_mem = RE2_MAX_MEM
+        options.log_errors = False
         try:
-            self._any = re2.compile("|".join(escaped))
-            which = re2.Set.SearchSet()
+            self._any = re2.compile("|".join(escaped), options=options)
+            which = re2.Set.SearchSet(options)
             for pattern in escaped:
                 which.Add(pattern)
             which.Compile()
