@@ -251,7 +251,7 @@ def render() -> str:
         "# The AuditRule custom resource: one AuditFlow rule per object (docs/operations/kubernetes.md).\n"
         "# Generated from the rule schema by `python -m auditflow.model.crd`; do not edit.\n"
     )
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=150, allow_unicode=True)
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120, allow_unicode=True)
 
 
 def main(argv: list[str] | None = None) -> int:
