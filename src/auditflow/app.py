@@ -201,10 +201,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc) or "not found"}, status_code=404)
 
     @app.exception_handler(BackendUnavailable)
-    async def unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
+    async def unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:
         if isinstance(exc, QueueFull):
             # Expected under load, and the client's retry is the remedy: no warning per request.
             return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        store = runtime.dependencies.get("store") if runtime is not None else None
+        migrating = runtime is not None and runtime.migrates_store and store is not None and not store.is_up
+        if isinstance(exc, SchemaNotReady) and migrating:
+            # This process migrates the store itself and has not finished: a moment, not an operator's task.
+            return JSONResponse(
+                {"detail": "the alert store is starting (its schema is being migrated); retry in a moment"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         if isinstance(exc, SchemaNotReady):
             # The operator's action, not a transient outage: say what to do.
             log.error("request failed: %s", exc)

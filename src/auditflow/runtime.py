@@ -68,6 +68,7 @@ class Runtime:
     dispatcher: Dispatcher | None = None  # the notifications' dispatcher, where this process sends
     channels: ChannelDesk | None = None  # the channels API and the dashboard's Channels page
     dependencies: dict[str, Dependency] = field(default_factory=dict)
+    migrates_store: bool = False  # this process migrates the store at start (embedded mode, SQLite)
     started_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -107,6 +108,7 @@ class Runtime:
             self.store = create_store(s.effective_database_url, tls=s.tls_for("database"))
             store = self.store
             migrate = self.service == "run" or s.effective_database_url.startswith("sqlite")
+            self.migrates_store = migrate
 
             async def start_store() -> None:
                 await store.start()

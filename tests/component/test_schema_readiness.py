@@ -100,3 +100,27 @@ async def test_sqlite_store_reports_a_missing_or_unknown_schema(tmp_path: Path) 
             await store.check_schema()
     finally:
         await store.aclose()
+
+
+async def test_a_process_that_migrates_its_store_says_it_is_starting_until_it_has(tmp_path: Path) -> None:
+    """`auditflow run` serves while its store is still migrating: a request in that moment gets a short
+    retry, not the operator's "run auditflow migrate"."""
+    settings = load_settings(data_dir=tmp_path, api_tokens=TOKEN, generator_rate=0)
+    runtime = Runtime(settings, "run")
+    app = create_app(runtime, [TOKEN], manage_lifecycle=False)
+    assert runtime.migrates_store
+    store = runtime.store
+    assert isinstance(store, SqlAlertStore)
+    await store.start()  # opened, not migrated: the store dependency is not up yet
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
+            response = await c.get("/api/v1/alerts")
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert "starting" in response.json()["detail"]
+            await runtime.start()
+            await runtime.dependencies["store"].wait_up()
+            assert (await c.get("/api/v1/alerts")).status_code == 200
+    finally:
+        await runtime.aclose()

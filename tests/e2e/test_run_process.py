@@ -33,7 +33,12 @@ def _wait_for_alerts(process: AuditflowProcess, minimum: int, timeout: float = 2
     deadline = time.monotonic() + timeout
     with process.client() as client:
         while True:
-            items: list[dict[str, object]] = client.get("/api/v1/alerts").json()["items"]
+            response = client.get("/api/v1/alerts")
+            if response.status_code == 503 and "starting" in response.text:  # still migrating its store
+                time.sleep(float(response.headers["retry-after"]))
+                continue
+            assert response.status_code == 200, response.text
+            items: list[dict[str, object]] = response.json()["items"]
             if len(items) >= minimum or time.monotonic() > deadline:
                 return items
             time.sleep(0.2)
