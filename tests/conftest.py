@@ -63,7 +63,28 @@ def unique_name() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+# Under pytest-xdist (scripts/test runs `-n auto --dist loadgroup`), a group's tests all run in one worker.
+_WORKER_GROUPS = ("container", "browser")
+
+
+def _run_order(item: pytest.Item) -> int:
+    """Container tests first: they wait on image builds and containers more than they use the CPU, so they
+    overlap the rest. Browser tests last: Playwright's sync API keeps an event loop running in the main
+    thread while its session-scoped browser is open, which would break every asyncio test run after it
+    in the same process."""
+    if item.get_closest_marker("container") is not None:
+        return 0
+    if item.get_closest_marker("browser") is not None:
+        return 2
+    return 1
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread while
-    its session-scoped browser is open, which would break every asyncio test collected after it."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    """The run order above, and one xdist group each for the container tests (one image build, one
+    Docker engine's worth of containers at a time) and the browser tests (one Chromium)."""
+    items.sort(key=_run_order)
+    for item in items:
+        for group in _WORKER_GROUPS:
+            if item.get_closest_marker(group) is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
