@@ -178,11 +178,16 @@ class RabbitMQBroker(Broker):
 
     async def ping(self) -> None:
         # In a cluster a connection moving to another node is no outage: wait for it (bounded).
-        await self._wait_connected(asyncio.get_running_loop().time() + self.failover_timeout)
-        connection = self._require_connection()
-        transport = connection.transport
-        if transport is None or transport.connection.is_closed:
-            raise BackendUnavailable(f"RabbitMQ at {self.where}: connection lost")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.failover_timeout
+        while True:
+            await self._wait_connected(deadline)
+            transport = self._require_connection().transport
+            if transport is not None and not transport.connection.is_closed:
+                return
+            if loop.time() >= deadline:  # at once with one node
+                raise BackendUnavailable(f"RabbitMQ at {self.where}: connection lost")
+            await asyncio.sleep(0.05)  # lost, but the connection has not noticed yet
 
     # --- topology --------------------------------------------------------------------------------
     async def declare(self, queue: str) -> None:
