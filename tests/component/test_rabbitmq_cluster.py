@@ -37,6 +37,8 @@ from auditflow.services.ingest import Ingestor
 from tests.clusters.rabbitmq_cluster import RabbitMQCluster, binaries, rabbitmq_cluster
 from tests.conftest import IN_CI
 
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
+
 RATE = 2000  # events per second
 BATCH = 100  # events per submit: one every 50 ms
 BEFORE_FAILURE = 3.0  # seconds of stream before the node is stopped
