@@ -22,6 +22,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from auditflow.backends.broker.urls import split_broker_urls
 from auditflow.errors import ConfigError
 from auditflow.security import MIN_TOKEN_LENGTH, ApiToken, parse_api_tokens
 from auditflow.tls import TlsOptions
@@ -51,7 +52,12 @@ class Settings(BaseSettings):
         Path("data"), description="Directory for the SQLite file, the generated API token and admin password."
     )
     broker_url: str = Field(
-        "memory://", description="Message broker: `memory://` (in-process) or `amqp://user:pass@host:5672/vhost`."
+        "memory://",
+        description=(
+            "Message broker: `memory://` (in-process) or `amqp://user:pass@host:5672/vhost`. For a RabbitMQ cluster, "
+            "the nodes' URLs separated by commas (`amqp://u:p@h1:5672/,amqp://u:p@h2:5672/`): the client connects "
+            "to the first reachable one and, when that connection is lost, to the next (docs/operations/rabbitmq.md)."
+        ),
     )
     state_url: str = Field("memory://", description="Window state: `memory://` (in-process) or `redis://host:6379/0`.")
     database_url: str | None = Field(
@@ -435,7 +441,9 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
-        return _check_scheme(value, {"memory", "amqp", "amqps"})
+        for part in split_broker_urls(value):
+            _check_scheme(part, {"memory", "amqp", "amqps"})
+        return value
 
     @field_validator("state_url")
     @classmethod
@@ -461,13 +469,14 @@ class Settings(BaseSettings):
             url = getattr(self, name)
             if not url:
                 continue
-            parts = urlsplit(url)
-            if (parts.username or "", parts.password or "") in _DEFAULT_CREDENTIALS and (
-                parts.hostname or ""
-            ) not in _LOOPBACK_HOSTS:
-                raise ValueError(
-                    f"{name} uses a well-known default password for a non-local host; set real credentials"
-                )
+            for part in split_broker_urls(url) if name == "broker_url" else [url]:
+                parts = urlsplit(part)
+                if (parts.username or "", parts.password or "") in _DEFAULT_CREDENTIALS and (
+                    parts.hostname or ""
+                ) not in _LOOPBACK_HOSTS:
+                    raise ValueError(
+                        f"{name} uses a well-known default password for a non-local host; set real credentials"
+                    )
         return self
 
     @property

@@ -26,7 +26,10 @@ log = logging.getLogger("auditflow.dependencies")
 
 
 def redact_url(url: str) -> str:
-    """Scheme, host and port of a backend URL: never the credentials."""
+    """Scheme, host and port of a backend URL: never the credentials. A comma-separated list of
+    URLs (a broker's cluster nodes) is redacted part by part."""
+    if "," in url:
+        return ",".join(redact_url(part.strip()) for part in url.split(","))
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""

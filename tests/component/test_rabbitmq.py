@@ -242,3 +242,37 @@ async def test_consumer_resumes_after_the_connection_drops(
             exchange = broker.dead_letter_exchange
             await broker.aclose()
     await delete_rabbitmq_topology({queue, f"{unique_name}_dlq"}, {exchange})
+
+
+def _closed_port() -> int:
+    """A loopback port where nothing listens (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_node_list_connects_to_the_first_node_that_answers(
+    raw: aio_pika.abc.AbstractConnection, unique_name: str
+) -> None:
+    nobody = f"amqp://guest:guest@127.0.0.1:{_closed_port()}/"
+    broker = RabbitMQBroker(f"{nobody},{RABBITMQ_URL}", dead_letter_queue=f"{unique_name}_dlq", connect_timeout=2)
+    try:
+        await broker.start()
+        assert broker.node == "127.0.0.1:5672"
+        await broker.publish(f"{unique_name}_q", [b'{"n": 1}'])
+        assert await broker.queue_depth(f"{unique_name}_q") == 1
+    finally:
+        await broker.aclose()
+        await delete_rabbitmq_topology({f"{unique_name}_q", f"{unique_name}_dlq"}, {f"{unique_name}_dlq.dlx"})
+
+
+async def test_a_node_list_with_no_node_up_names_every_node(unique_name: str) -> None:
+    ports = [_closed_port(), _closed_port()]
+    urls = ",".join(f"amqp://guest:secret@127.0.0.1:{port}/" for port in ports)
+    broker = RabbitMQBroker(urls, dead_letter_queue=f"{unique_name}_dlq", connect_timeout=2)
+    with pytest.raises(BackendUnavailable, match="no RabbitMQ node reachable") as refused:
+        await broker.start()
+    assert all(f"127.0.0.1:{port}" in str(refused.value) for port in ports)
+    assert "secret" not in str(refused.value)

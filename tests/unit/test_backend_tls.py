@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 
 from auditflow.backends.broker import rabbitmq
+from auditflow.backends.broker.rabbitmq_failover import FailoverConnection
 from auditflow.backends.state.redis import RedisWindowState
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.config import Settings, load_settings
@@ -85,11 +85,11 @@ async def test_rabbitmq_gets_an_ssl_context_with_the_options(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    async def refuse(url: str, **kwargs: Any) -> None:
-        seen.update(kwargs)
+    async def refuse(connection: FailoverConnection, timeout: float | None = None) -> None:
+        seen["ssl_context"] = connection.kwargs["context"]
         raise ConnectionError("not connecting in this test")
 
-    monkeypatch.setattr(aio_pika, "connect_robust", refuse)
+    monkeypatch.setattr(FailoverConnection, "connect", refuse)
     cert, key = certificate
     broker = rabbitmq.RabbitMQBroker(
         "amqps://user:pw@127.0.0.1:5671/", tls=TlsOptions(ca_file=cert, cert_file=cert, key_file=key)

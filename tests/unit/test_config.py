@@ -5,7 +5,9 @@ from typing import Any
 
 import pytest
 
+from auditflow.backends.broker.urls import split_broker_urls
 from auditflow.config import Settings, load_settings, reference_markdown
+from auditflow.dependencies import redact_url
 from auditflow.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -55,6 +57,39 @@ def test_default_passwords_are_refused_for_remote_hosts(name: str, url: str) -> 
 def test_default_passwords_are_allowed_on_loopback() -> None:
     settings = load_settings(broker_url="amqp://guest:guest@127.0.0.1:5672/")
     assert settings.broker_url.startswith("amqp://")
+
+
+def test_broker_url_takes_the_nodes_of_a_cluster_separated_by_commas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITFLOW_BROKER_URL", "amqp://u:p@h1:5672/, amqp://u:p@h2:5673/,amqp://u:p@h3:5674/")
+    settings = load_settings()
+    assert split_broker_urls(settings.broker_url) == [
+        "amqp://u:p@h1:5672/",
+        "amqp://u:p@h2:5673/",
+        "amqp://u:p@h3:5674/",
+    ]
+    assert redact_url(settings.broker_url) == "amqp://h1:5672,amqp://h2:5673,amqp://h3:5674"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("amqp://u:p@h1/,,amqp://u:p@h2/", r"broker_url: .*part 2 of 3 is empty"),
+        ("amqp://u:p@h1/,memory://", r"broker_url: .*part 2 of 2 \('memory://'\): .*amqp://"),
+        ("amqp://u:p@h1/,amqp://u:secret@h2:99999/", r"part 2 of 2 \('amqp://\*\*\*@h2:99999/'\) has an invalid port"),
+        ("amqp://u:p@h1/,amqp:///vhost", r"part 2 of 2 .* has no host"),
+        ("amqp://u:p@h1/,amqps://u:p@h2/", r"mix amqp:// and amqps://"),
+        ("amqp://u:p@h1/,redis://h2/", r"part 2 of 2 \('redis://h2/'\)"),
+    ],
+)
+def test_a_bad_part_of_a_broker_url_list_is_named_without_credentials(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_settings(broker_url=url)
+    assert "secret" not in str(refused.value)
+
+
+def test_default_passwords_are_refused_for_any_remote_node_of_a_list() -> None:
+    with pytest.raises(ConfigError, match="well-known default password"):
+        load_settings(broker_url="amqp://u:p@127.0.0.1:5672/,amqp://guest:guest@rabbitmq-2.prod:5672/")
 
 
 def test_unknown_scheme_is_refused() -> None:

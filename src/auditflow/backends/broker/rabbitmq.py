@@ -4,16 +4,17 @@ the broker contract on top of the topology, publisher and consumer modules besid
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import aio_pika
+import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
-from yarl import URL
 
 from auditflow.backends.broker.base import Broker, Delivery, MessageHandler
 from auditflow.backends.broker.rabbitmq_consumer import RabbitMQConsumer
-from auditflow.backends.broker.rabbitmq_errors import ignored_errors, mapped_errors
+from auditflow.backends.broker.rabbitmq_errors import ChannelRefused, ignored_errors, mapped_errors
+from auditflow.backends.broker.rabbitmq_failover import FailoverConnection, node_address
 from auditflow.backends.broker.rabbitmq_publisher import (
     PERSISTENT,
     Message,
@@ -23,10 +24,17 @@ from auditflow.backends.broker.rabbitmq_publisher import (
     republished_messages,
 )
 from auditflow.backends.broker.rabbitmq_topology import RabbitMQTopology
+from auditflow.backends.broker.urls import split_broker_urls
 from auditflow.errors import BackendUnavailable
 from auditflow.tls import TlsOptions
 
 __all__ = ["PERSISTENT", "RabbitMQBroker"]
+
+log = logging.getLogger("auditflow.broker.rabbitmq")
+
+# What the server answered about a publish (a returned or nacked message): not a lost connection,
+# so publishing again elsewhere would not help.
+_REFUSED_PUBLISH = (aiormq.exceptions.PublishError, aiormq.exceptions.DeliveryError)
 
 
 class RabbitMQBroker(Broker):
@@ -40,6 +48,15 @@ class RabbitMQBroker(Broker):
     failed message is republished with a counter header and the original acked; its copy goes to
     the tail of the queue. Dead letters go through a fanout exchange `<dead_letter_queue>.dlx`,
     which every main queue also names as its `x-dead-letter-exchange`.
+
+    A cluster is given as several node URLs separated by commas. `start()` connects to the first
+    node that answers; when the connection is lost, the robust connection reconnects to the next
+    nodes in turn (`FailoverConnection`) and restores the consumers' channels there. A publish
+    interrupted by the loss of its node, or made while the connection moves, waits up to
+    `failover_timeout` for the connection to come back and publishes every message of the call
+    again: the confirms of the lost connection are unknown, so some messages may be stored twice,
+    which consumers absorb (analysis de-duplicates events by id, the store merges alerts by id).
+    With one URL a lost connection fails the publish at once, as before (the caller retries).
     """
 
     def __init__(
@@ -52,6 +69,7 @@ class RabbitMQBroker(Broker):
         connect_timeout: float = 5.0,
         reconnect_interval: float = 2.0,
         publish_timeout: float = 30.0,
+        failover_timeout: float = 10.0,
         tls: TlsOptions | None = None,
     ) -> None:
         super().__init__(url, max_deliveries=max_deliveries, dead_letter_queue=dead_letter_queue)
@@ -59,8 +77,11 @@ class RabbitMQBroker(Broker):
         self.connect_timeout = connect_timeout
         self.reconnect_interval = reconnect_interval
         self.publish_timeout = publish_timeout
-        parsed = URL(url)
-        self.where = f"{parsed.host}:{parsed.port}"  # for messages: never the credentials
+        self.urls = split_broker_urls(url)
+        # How long a publish waits for the connection to move to another node (cluster only).
+        self.failover_timeout = failover_timeout if len(self.urls) > 1 else 0.0
+        # For messages: host:port of every node, never the credentials.
+        self.where = ",".join(node_address(u) for u in self.urls)
         self.topology = RabbitMQTopology(
             self._require_connection,
             self.where,
@@ -91,15 +112,7 @@ class RabbitMQBroker(Broker):
         async with self._start_lock:
             if self._connection is not None and not self._connection.is_closed:
                 return
-            with mapped_errors(self.where, "connect"):
-                connection = await aio_pika.connect_robust(
-                    self.url,
-                    # Used by amqps:// only; without options the URL's own (cafile=..., no_verify_ssl) apply.
-                    ssl_context=self.tls.ssl_context() if self.tls is not None else None,
-                    timeout=self.connect_timeout,
-                    reconnect_interval=self.reconnect_interval,
-                    client_properties={"connection_name": "auditflow"},
-                )
+            connection = await self._connect()
             self._connection = connection
             try:
                 with mapped_errors(self.where, "open the publishing channel"):
@@ -108,6 +121,41 @@ class RabbitMQBroker(Broker):
             except BaseException:
                 await self._close_connection()  # leave nothing half-open, so start() can run again
                 raise
+
+    async def _connect(self) -> FailoverConnection:
+        """The first node, in the configured order, that accepts a connection."""
+        failures: list[str] = []
+        for first, url in enumerate(self.urls):
+            connection = FailoverConnection(
+                self.urls,
+                first,
+                # Used by amqps:// only; without options the URL's own (cafile=..., no_verify_ssl) apply.
+                ssl_context=self.tls.ssl_context() if self.tls is not None else None,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": "auditflow"},
+            )
+            try:
+                with mapped_errors(node_address(url), "connect"):
+                    await connection.connect(timeout=self.connect_timeout)
+            except BackendUnavailable as exc:
+                with ignored_errors():
+                    await connection.close()
+                if len(self.urls) == 1:
+                    raise
+                failures.append(str(exc))
+                continue
+            if first:
+                log.warning(
+                    "RabbitMQ: connected to %s; earlier nodes refused: %s", connection.node, "; ".join(failures)
+                )
+            return connection
+        raise BackendUnavailable(f"no RabbitMQ node reachable: {'; '.join(failures)}")
+
+    @property
+    def node(self) -> str | None:
+        """host:port of the node the connection uses (or tries next while it moves), if started."""
+        connection = self._connection
+        return connection.node if isinstance(connection, FailoverConnection) else None
 
     async def aclose(self) -> None:
         await self.stop_consuming()
@@ -129,10 +177,17 @@ class RabbitMQBroker(Broker):
         return connection
 
     async def ping(self) -> None:
-        connection = self._require_connection()
-        transport = connection.transport
-        if transport is None or transport.connection.is_closed:
-            raise BackendUnavailable(f"RabbitMQ at {self.where}: connection lost")
+        # In a cluster a connection moving to another node is no outage: wait for it (bounded).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.failover_timeout
+        while True:
+            await self._wait_connected(deadline)
+            transport = self._require_connection().transport
+            if transport is not None and not transport.connection.is_closed:
+                return
+            if loop.time() >= deadline:  # at once with one node
+                raise BackendUnavailable(f"RabbitMQ at {self.where}: connection lost")
+            await asyncio.sleep(0.05)  # lost, but the connection has not noticed yet
 
     # --- topology --------------------------------------------------------------------------------
     async def declare(self, queue: str) -> None:
@@ -150,17 +205,63 @@ class RabbitMQBroker(Broker):
         await self._publish_all("", queue, plain_messages(bodies, headers))
 
     async def _publish_all(self, exchange: str, routing_key: str, items: Sequence[Message]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._wait_connected(deadline)
+                channel = self._channel
+                if channel is None:
+                    raise BackendUnavailable("RabbitMQ broker is not started")
+                with mapped_errors(self.where, f"publish to {routing_key!r}"):
+                    async with asyncio.timeout_at(deadline):
+                        await publish_confirmed(channel, exchange, routing_key, items)
+                if attempt > 1:
+                    log.info(
+                        "published %d messages to %r again after a failover (attempt %d)",
+                        len(items),
+                        routing_key,
+                        attempt,
+                    )
+                return
+            except BackendUnavailable as exc:
+                if self._may_publish_again(exc, deadline):
+                    log.warning(
+                        "publish of %d messages to %r interrupted, publishing them again once reconnected: %s",
+                        len(items),
+                        routing_key,
+                        exc,
+                    )
+                    await asyncio.sleep(0.05)  # let the connection notice the loss before waiting on it
+                    continue
+                # A returned message means the queue vanished (server reset): declare again next time.
+                self.queue_types.clear()
+                raise
+
+    def _may_publish_again(self, exc: BackendUnavailable, deadline: float) -> bool:
+        """A publish interrupted by a lost connection, in a cluster, with time left."""
+        if not self.failover_timeout or isinstance(exc, ChannelRefused) or isinstance(exc.__cause__, _REFUSED_PUBLISH):
+            return False
+        connection = self._connection
+        return connection is not None and not connection.is_closed and asyncio.get_running_loop().time() < deadline
+
+    async def _wait_connected(self, deadline: float) -> None:
+        """Return once the connection is up; in a cluster wait for a failover in progress (at most
+        `failover_timeout`, and not beyond `deadline`), else fail at once."""
+        connection = self._connection
+        if connection is None or connection.is_closed or not self.failover_timeout:
+            self._require_connection()
+            return
+        if not connection.connected.is_set():
+            remaining = min(self.failover_timeout, deadline - asyncio.get_running_loop().time())
+            try:
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    await connection.connected.wait()
+            except TimeoutError:
+                pass
         self._require_connection()
-        if self._channel is None:
-            raise BackendUnavailable("RabbitMQ broker is not started")
-        try:
-            with mapped_errors(self.where, f"publish to {routing_key!r}"):
-                async with asyncio.timeout(self.publish_timeout):
-                    await publish_confirmed(self._channel, exchange, routing_key, items)
-        except BackendUnavailable:
-            # A returned message means the queue vanished (server reset): declare again next time.
-            self.queue_types.clear()
-            raise
 
     async def dead_letter(self, queue: str, deliveries: Sequence[Delivery]) -> None:
         """Route deliveries to the dead-letter queue with the reason and origin in headers."""

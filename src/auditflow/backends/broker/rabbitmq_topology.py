@@ -64,6 +64,7 @@ class RabbitMQTopology:
         """Declare a durable queue, quorum first; returns the kind that the server accepted."""
         attempts: list[tuple[str, dict[str, Any]]] = []
         if self.quorum:
+            # No x-quorum-initial-group-size: the server puts a replica on every cluster node.
             attempts.append(("quorum", {**arguments, "x-queue-type": "quorum"}))
         attempts.append(("classic", arguments))
         for kind, args in attempts:
