@@ -90,9 +90,10 @@ def require_redis_cluster_tools() -> None:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterProcesses]:
     """One local Redis Cluster (3 masters, 3 replicas) for the whole session, stopped at its end.
-    Tests share it through unique key prefixes; a test that kills nodes starts its own."""
-    from tests.clusters.redis_cluster import RedisClusterProcesses
+    Tests share it through unique key prefixes (its keys go with it, so they need no cleaning); a
+    test that kills nodes starts its own."""
+    from tests.clusters.redis_cluster import RedisClusterProcesses, shared_command_table
 
     require_redis_cluster_tools()
-    with RedisClusterProcesses(masters=3, node_timeout_ms=2000) as cluster:
+    with RedisClusterProcesses(masters=3, node_timeout_ms=2000) as cluster, shared_command_table():
         yield cluster

@@ -17,10 +17,18 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-__all__ = ["ClusterUnavailable", "RedisClusterProcesses", "cluster_tools_present", "free_port_pairs"]
+__all__ = [
+    "ClusterUnavailable",
+    "RedisClusterProcesses",
+    "cluster_tools_present",
+    "free_port_pairs",
+    "shared_command_table",
+]
 
 
 class ClusterUnavailable(RuntimeError):
@@ -192,3 +200,29 @@ class RedisClusterProcesses:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+
+
+@contextlib.contextmanager
+def shared_command_table() -> Iterator[None]:
+    """Every redis-py cluster client reads the server's COMMAND table when it first connects (a
+    large reply, a good part of a second on a busy machine); in tests, where many short-lived
+    clients meet one cluster, the first reply is kept and reused."""
+    from redis._parsers.commands import AsyncCommandsParser
+
+    original = AsyncCommandsParser.initialize
+    cached: dict[str, Any] = {}
+
+    async def initialize(self: AsyncCommandsParser, node: Any = None) -> None:
+        if not cached:
+            await original(self, node)
+            cached.update(self.commands)
+            return
+        if node:
+            self.node = node
+        self.commands = dict(cached)
+
+    AsyncCommandsParser.initialize = initialize  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        AsyncCommandsParser.initialize = original  # type: ignore[method-assign]
