@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from auditflow.backends.state import WindowOp
@@ -17,59 +19,86 @@ from tests.contract.state.ops import Backend
 from tests.factories import op_batches
 
 
+class ClusterStates:
+    """One started cluster state per `max_entries` for all the examples of a test (a cluster client
+    reads the slots and loads the script when it starts); each example gets a fresh key prefix."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.states: dict[int, RedisClusterWindowState] = {}
+
+    async def get(self, prefix: str, max_entries: int) -> RedisClusterWindowState:
+        state = self.states.get(max_entries)
+        if state is None:
+            state = self.states[max_entries] = RedisClusterWindowState(
+                self.url, key_prefix=prefix, max_entries=max_entries
+            )
+            await state.start()
+        state.key_prefix = prefix
+        return state
+
+
+@pytest.fixture
+async def clustered(redis_cluster: RedisClusterProcesses) -> AsyncIterator[ClusterStates]:
+    states = ClusterStates(redis_cluster.url)
+    yield states
+    for state in states.states.values():
+        await state.aclose()
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=op_batches())
 async def test_memory_and_redis_agree_on_random_batches(
-    unique_name: str, redis_cluster: RedisClusterProcesses, batches: list[list[WindowOp]]
+    unique_name: str, clustered: ClusterStates, batches: list[list[WindowOp]]
 ) -> None:
-    await agree(unique_name, redis_cluster, batches)
+    await agree(unique_name, clustered, batches)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=op_batches(("sequence",), focus=True))
 async def test_memory_and_redis_agree_on_random_sequences(
-    unique_name: str, redis_cluster: RedisClusterProcesses, batches: list[list[WindowOp]]
+    unique_name: str, clustered: ClusterStates, batches: list[list[WindowOp]]
 ) -> None:
-    await agree(unique_name, redis_cluster, batches)
+    await agree(unique_name, clustered, batches)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=op_batches(("sequence",), focus=True, unordered=True))
 async def test_memory_and_redis_agree_on_random_unordered_sequences(
-    unique_name: str, redis_cluster: RedisClusterProcesses, batches: list[list[WindowOp]]
+    unique_name: str, clustered: ClusterStates, batches: list[list[WindowOp]]
 ) -> None:
-    await agree(unique_name, redis_cluster, batches)
+    await agree(unique_name, clustered, batches)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=op_batches(adversarial=True, unordered=True))
 async def test_memory_and_redis_agree_on_far_timestamps_in_unordered_sequences(
-    unique_name: str, redis_cluster: RedisClusterProcesses, batches: list[list[WindowOp]]
+    unique_name: str, clustered: ClusterStates, batches: list[list[WindowOp]]
 ) -> None:
-    await agree(unique_name, redis_cluster, batches, max_entries=6)
+    await agree(unique_name, clustered, batches, max_entries=6)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=op_batches(adversarial=True))
 async def test_memory_and_redis_agree_on_far_timestamps_and_distinct_counts(
-    unique_name: str, redis_cluster: RedisClusterProcesses, batches: list[list[WindowOp]]
+    unique_name: str, clustered: ClusterStates, batches: list[list[WindowOp]]
 ) -> None:
-    await agree(unique_name, redis_cluster, batches, max_entries=6)  # small, so that eviction happens too
+    await agree(unique_name, clustered, batches, max_entries=6)  # small, so that eviction happens too
 
 
 async def agree(
-    unique_name: str, cluster: RedisClusterProcesses, batches: list[list[WindowOp]], max_entries: int = MAX_ENTRIES
+    unique_name: str, clustered: ClusterStates, batches: list[list[WindowOp]], max_entries: int = MAX_ENTRIES
 ) -> None:
     require_server("redis")
     prefix = f"{unique_name}:{uuid.uuid4().hex[:12]}:"
     memory = MemoryWindowState(max_entries=max_entries)
     single = RedisWindowState(REDIS_URL, key_prefix=prefix, max_entries=max_entries)
-    clustered = RedisClusterWindowState(cluster.url, key_prefix=prefix, max_entries=max_entries)
-    async with single, clustered:
+    cluster = await clustered.get(prefix, max_entries)
+    async with single:
         try:
             for batch in batches:
                 expected = await memory.apply(batch)
                 assert await single.apply(batch) == expected
-                assert await clustered.apply(batch) == expected
+                assert await cluster.apply(batch) == expected
         finally:
             await Backend("redis", prefix).clean()  # the cluster is the session's own
