@@ -40,6 +40,8 @@ class FailoverRun:
     lost_entries: int = 0
     groups_losing_entries: int = 0
     promoted_after_s: float = 0.0
+    unreplicated_bytes: int = 0  # the replication backlog of the killed master just before the kill
+    unreplicated_calls: int = 0  # calls whose WAIT timed out short of the replicas asked for
 
     def duplicated_groups(self) -> list[str]:
         counts = Counter(group for group, _ in self.new_alerts)
@@ -48,7 +50,8 @@ class FailoverRun:
 
 def _batches(count: int, size: int, groups: int, seed: int) -> list[list[WindowOp]]:
     """Failed logins of `groups` users, in time order: a threshold of 3 in a minute, suppressed
-    for an hour (longer than the run), so each user opens at most one alert."""
+    for an hour (longer than the run), so each user opens at most one alert; with a few events
+    per user, alerts keep opening all through the run."""
     rng = random.Random(seed)
     out: list[list[WindowOp]] = []
     ts = NOW
@@ -71,7 +74,7 @@ async def run_failover(
     replicas: int = 3,
     batches: int = 240,
     batch_size: int = 50,
-    groups: int = 400,
+    groups: int = 3000,
     kill_after: int = 60,
     seed: int = 7,
 ) -> FailoverRun:
@@ -79,7 +82,7 @@ async def run_failover(
     applied, kill -9 the master of the slot the next batch's first group lives in, and go on."""
     run = FailoverRun(batches=batches)
     prefix = f"failover{random.getrandbits(32):x}:"
-    url = cluster.url + (f"?wait_replicas={wait_replicas}&wait_timeout_ms=200" if wait_replicas else "")
+    url = cluster.url + (f"?wait_replicas={wait_replicas}&wait_timeout_ms=1000" if wait_replicas else "")
     queue: asyncio.Queue[list[WindowOp]] = asyncio.Queue()
     for batch in _batches(batches, batch_size, groups, seed):
         queue.put_nowait(batch)
@@ -105,11 +108,15 @@ async def run_failover(
                 run.new_alerts += [(batch[h.op_index].group_key, h.alert_id) for h in hits if h.new]
                 if run.applied == kill_after:
                     killed.set()
+            run.unreplicated_calls += state.unreplicated_calls
 
     async def failover() -> None:
         await killed.wait()
         victim = cluster.master_ports()[0]
         replica_port = await asyncio.to_thread(cluster.replica_of, victim)
+        info = await asyncio.to_thread(cluster.info, victim, "replication")
+        offsets = [int(v.split("offset=")[1].split(",")[0]) for k, v in info.items() if k.startswith("slave")]
+        run.unreplicated_bytes = int(info.get("master_repl_offset", 0)) - max(offsets, default=0)
         await asyncio.to_thread(cluster.kill, victim)
         run.promoted_after_s = await asyncio.to_thread(cluster.wait_promoted, replica_port)
 
@@ -149,7 +156,8 @@ def main() -> None:  # pragma: no cover - a measurement, run by hand
             f"wait_replicas={options.wait_replicas} run {n}: {run.applied}/{run.batches} batches applied, "
             f"{run.retried} redelivered, promoted after {run.promoted_after_s:.1f} s, "
             f"{len(run.new_alerts)} new alerts, {len(run.duplicated_groups())} groups alerted twice, "
-            f"{run.lost_entries} acknowledged entries lost in {run.groups_losing_entries} groups"
+            f"{run.lost_entries} acknowledged entries lost in {run.groups_losing_entries} groups, "
+            f"{run.unreplicated_calls} calls short of replicas, {run.unreplicated_bytes} bytes unreplicated at the kill"
         )
 
 

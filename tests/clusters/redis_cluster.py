@@ -5,7 +5,8 @@
 
 Every node runs without persistence in a temporary directory; every process is stopped on exit,
 also when the start fails half-way. Ports are probed free together with their cluster bus port
-(port + 10000)."""
+(port + 10000). A replica takes over however long its link was down (replica validity factor 0):
+on a busy test machine a lagging link must not block the failover under test."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ class RedisClusterProcesses:
         if result.returncode != 0:
             raise ClusterUnavailable(f"redis-cli --cluster create failed: {result.stdout!r} {result.stderr!r}")
         self._wait(self._formed, "cluster_state:ok with every replica attached")
+        self._wait(self._synced, "every replica in sync", self.master_ports())
 
     def _launch(self, port: int) -> None:
         assert self._dir is not None
@@ -117,7 +119,8 @@ class RedisClusterProcesses:
             "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
             "--save", "", "--appendonly", "no", "--dir", str(workdir), "--logfile", "redis.log",
-            "--protected-mode", "no",
+            "--protected-mode", "no", "--cluster-replica-validity-factor", "0",
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
         self.processes[port] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -136,6 +139,10 @@ class RedisClusterProcesses:
             return False
         flags = [line.split()[2] for line in self.nodes_lines(port)]
         return sum("master" in f for f in flags) == self.masters and sum("slave" in f for f in flags) == self.masters
+
+    def _synced(self, port: int) -> bool:
+        """The master on `port` streams to its replica (initial sync done)."""
+        return "state=online" in self.info(port, "replication").get("slave0", "")
 
     def nodes_lines(self, port: int) -> list[str]:
         return [line for line in self._cli(port, "CLUSTER", "NODES").splitlines() if line]
@@ -184,7 +191,11 @@ class RedisClusterProcesses:
             if self._cli(port, "ROLE").startswith("master") and self.info(port).get("cluster_state") == "ok":
                 return time.monotonic() - started
             time.sleep(0.05)
-        raise ClusterUnavailable(f"the node on {port} was not promoted within {timeout} s")
+        nodes = "\n".join(self.nodes_lines(port))
+        if self._dir is not None:
+            log = (Path(self._dir.name) / str(port) / "redis.log").read_text(errors="replace").splitlines()
+            nodes += "\n" + "\n".join(log[-15:])
+        raise ClusterUnavailable(f"the node on {port} was not promoted within {timeout} s:\n{nodes}")
 
     def _stop_processes(self) -> None:
         for process in self.processes.values():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -42,6 +43,9 @@ from auditflow.errors import BackendUnavailable
 from auditflow.tls import TlsOptions
 
 __all__ = ["ClusterUrl", "RedisClusterWindowState", "cluster_key", "parse_cluster_url"]
+
+# After a WAIT that timed out, how long a node's calls go without waiting.
+_SKIP_WAIT_S = 5.0
 
 # Errors after which the topology may have changed (a failover, a node gone): the call is sent
 # again once the slots have been read anew. A call whose reply was lost may have been applied;
@@ -118,6 +122,8 @@ class RedisClusterWindowState(WindowState):
         self._retries = retries
         self._client: RedisCluster | None = None
         self._sha: str | None = None
+        self.unreplicated_calls = 0  # calls whose WAIT saw fewer than wait_replicas replicas
+        self._short_until: dict[str, float] = {}  # node -> no WAIT before this time (monotonic)
 
     async def start(self) -> None:
         """Create the client; it reads the slots on first use, so this succeeds while the Cluster is down."""
@@ -248,19 +254,32 @@ class RedisClusterWindowState(WindowState):
                 raise SlotNotCoveredError(f"no node serves the slot of {key}")
             nodes[node.name] = node
             by_node.setdefault(node.name, []).append(position)
-        order: list[int] = []
-        for name, positions in by_node.items():
+        order: list[int] = []  # the call of each pipelined command, -1 - n for the WAIT of node n
+        wanted: list[int] = []
+        for n, (name, positions) in enumerate(by_node.items()):
             for position in positions:
                 key, args = calls[position]
                 pipe.execute_command("EVALSHA", sha, 1, key, *args)
                 order.append(position)
-            pipe.execute_command("WAIT", wait, self.parsed.wait_timeout_ms, target_nodes=nodes[name])
-            order.append(-1)
+            # A node whose last WAIT timed out (a master whose replica failed over to it has none
+            # until one joins) is not waited for again for a while: each wait would cost the timeout.
+            wanted.append(0 if self._short_until.get(name, 0.0) > time.monotonic() else wait)
+            if wanted[n] > 0:
+                pipe.execute_command("WAIT", wanted[n], self.parsed.wait_timeout_ms, target_nodes=nodes[name])
+                order.append(-1 - n)
+            else:
+                self.unreplicated_calls += len(positions)
         results = await pipe.execute(raise_on_error=False)
         out: list[Any] = [None] * len(calls)
         for position, result in zip(order, results, strict=True):
             if position >= 0:
                 out[position] = result
+            elif isinstance(result, int) and result < wanted[-1 - position]:
+                # Acknowledged by fewer replicas than asked within the timeout (a lagging or lost
+                # replica): applied all the same, counted.
+                name, positions = list(by_node.items())[-1 - position]
+                self.unreplicated_calls += len(positions)
+                self._short_until[name] = time.monotonic() + _SKIP_WAIT_S
         return out
 
     def _require_client(self) -> RedisCluster:
