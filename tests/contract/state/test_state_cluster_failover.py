@@ -11,7 +11,7 @@ from tests.conftest import require_redis_cluster_tools
 async def test_a_killed_master_duplicates_no_alert_and_the_pipeline_goes_on() -> None:
     require_redis_cluster_tools()
     with RedisClusterProcesses(masters=3, node_timeout_ms=1000) as cluster, shared_command_table():
-        run = await run_failover(cluster, wait_replicas=1, replicas=3, batches=120, kill_after=30)
+        run = await run_failover(cluster, wait_replicas=1, replicas=3, batches=80, kill_after=20)
         assert len(cluster.master_ports()) == 3  # the replica took over
     assert run.applied == run.batches  # every batch went through, after the failover too
     assert run.new_alerts  # the workload does open alerts
