@@ -6,8 +6,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.clusters.redis_cluster import RedisClusterProcesses
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -88,3 +93,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for group in _WORKER_GROUPS:
             if item.get_closest_marker(group) is not None:
                 item.add_marker(pytest.mark.xdist_group(group))
+
+
+def require_redis_cluster_tools() -> None:
+    """Skip when redis-server or redis-cli is missing (a local Redis Cluster cannot start), except
+    under CI=true, where it fails as require_server does."""
+    from tests.clusters.redis_cluster import cluster_tools_present
+
+    if cluster_tools_present():
+        return
+    message = "redis-server and redis-cli are needed for a local Redis Cluster"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: real-server tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcesses]:
+    """One local Redis Cluster (3 masters, 3 replicas) for the whole session, stopped at its end.
+    Tests share it through unique key prefixes (its keys go with it, so they need no cleaning); a
+    test that kills nodes starts its own."""
+    from tests.clusters.redis_cluster import RedisClusterProcesses, shared_command_table
+
+    require_redis_cluster_tools()
+    with RedisClusterProcesses(masters=3, node_timeout_ms=2000) as cluster, shared_command_table():
+        yield cluster

@@ -59,7 +59,14 @@ class Settings(BaseSettings):
             "to the first reachable one and, when that connection is lost, to the next (docs/operations/rabbitmq.md)."
         ),
     )
-    state_url: str = Field("memory://", description="Window state: `memory://` (in-process) or `redis://host:6379/0`.")
+    state_url: str = Field(
+        "memory://",
+        description=(
+            "Window state: `memory://` (in-process), `redis://host:6379/0` (`rediss://` for TLS) or a Redis "
+            "Cluster, `redis+cluster://host:7000,host:7001` (`rediss+cluster://` for TLS; the seed nodes, "
+            "optionally `?wait_replicas=1&wait_timeout_ms=100` to wait for replicas, see docs/scaling.md)."
+        ),
+    )
     database_url: str | None = Field(
         None,
         description="Alert store: `sqlite:///path.db` or `postgresql://user:pass@host/db`. Default: `sqlite:///<data_dir>/auditflow.sqlite3`.",
@@ -448,7 +455,17 @@ class Settings(BaseSettings):
     @field_validator("state_url")
     @classmethod
     def _state_scheme(cls, value: str) -> str:
-        return _check_scheme(value, {"memory", "redis", "rediss"})
+        scheme = urlsplit(value).scheme
+        if scheme in {"redis+cluster", "rediss+cluster"}:
+            from auditflow.backends.state.cluster_url import parse_cluster_url
+
+            parse_cluster_url(value)  # ValueError says what is wrong
+            return value
+        if scheme not in {"memory", "redis", "rediss"}:
+            raise ValueError(
+                f"unsupported scheme {scheme!r}; expected one of memory, redis, rediss, redis+cluster, rediss+cluster"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

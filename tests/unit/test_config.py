@@ -95,6 +95,17 @@ def test_default_passwords_are_refused_for_any_remote_node_of_a_list() -> None:
 def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"state_url: .*unsupported scheme 'kafka'"):
         load_settings(state_url="kafka://x")
+    with pytest.raises(ConfigError, match=r"state_url: .*unsupported scheme 'redis\+sentinel'"):
+        load_settings(state_url="redis+sentinel://h:26379")
+
+
+def test_redis_cluster_state_urls_are_checked() -> None:
+    url = "rediss+cluster://10.0.0.1:7000,10.0.0.2:7000?wait_replicas=1"
+    assert load_settings(state_url=url).state_url == url
+    with pytest.raises(ConfigError, match=r"state_url: .*host:port seed nodes separated by commas, got 'h2'"):
+        load_settings(state_url="redis+cluster://h1:7000,h2")
+    with pytest.raises(ConfigError, match=r"state_url: .*no database number"):
+        load_settings(state_url="redis+cluster://h1:7000/2")
 
 
 def test_yaml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,15 +1,17 @@
 """Fixtures of the window-state contract suite: every test taking `state` or `backend` runs once per
-backend, each parameter resolving only its own fixture (Redis skips locally when it is absent)."""
+backend (memory, Redis, Redis Cluster), every test taking `shared_backend` once per Redis backend;
+each parameter resolves only its own fixture (Redis skips locally when it is absent, the Cluster
+when redis-server is)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from auditflow.backends.state import WindowState
-from tests.conftest import REDIS_URL, require_server
+from tests.clusters.redis_cluster import RedisClusterProcesses
+from tests.conftest import require_server
 from tests.contract.state.ops import Backend
 
 
@@ -26,15 +28,25 @@ async def redis_backend(unique_name: str) -> AsyncIterator[Backend]:
     backend = Backend("redis", f"{unique_name}:")
     yield backend
     await backend.aclose()
-    client = aioredis.Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(match=f"{unique_name}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await backend.clean()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture
+async def cluster_backend(unique_name: str, redis_cluster: RedisClusterProcesses) -> AsyncIterator[Backend]:
+    backend = Backend("cluster", f"{unique_name}:", redis_cluster.url)
+    yield backend
+    await backend.aclose()  # the cluster is the session's own: its keys go with it
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> Backend:
+    result: Backend = request.getfixturevalue(f"{request.param}_backend")
+    return result
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def shared_backend(request: pytest.FixtureRequest) -> Backend:
+    """A backend shared through Redis: a single server or a Cluster."""
     result: Backend = request.getfixturevalue(f"{request.param}_backend")
     return result
 

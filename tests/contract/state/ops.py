@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from auditflow.backends.state import Hit, WindowOp, WindowState
+from auditflow.backends.state.cluster import RedisClusterWindowState, cluster_key
 from auditflow.backends.state.memory import MemoryWindowState
-from auditflow.backends.state.redis import RedisWindowState
+from auditflow.backends.state.redis import RedisWindowState, window_key
 from tests.conftest import REDIS_URL
 from tests.factories import op
 
@@ -20,21 +24,58 @@ def seq(event_id: str, ts: int, matched: tuple[int, ...], group: str = "g1") -> 
 
 class Backend:
     """Hands out started states that share one backend: the same instance for memory, new
-    clients on one key prefix for Redis (as separate analysis replicas would be)."""
+    clients on one key prefix for Redis and a Redis Cluster (as separate analysis replicas would be)."""
 
-    def __init__(self, kind: str, prefix: str) -> None:
+    def __init__(self, kind: str, prefix: str, url: str = REDIS_URL) -> None:
         self.kind = kind
         self.prefix = prefix
+        self.url = url
         self._states: list[WindowState] = []
         self._memory = MemoryWindowState("memory://", key_prefix=prefix)
 
-    async def state(self) -> WindowState:
+    async def state(self, **options: Any) -> WindowState:
+        """A started state; `options` go to the constructor (a new memory state when given)."""
+        state: WindowState
         if self.kind == "memory":
-            return self._memory
-        state = RedisWindowState(REDIS_URL, key_prefix=self.prefix)
+            if not options:
+                return self._memory
+            state = MemoryWindowState(key_prefix=self.prefix, **options)
+        elif self.kind == "cluster":
+            state = RedisClusterWindowState(self.url, key_prefix=self.prefix, **options)
+        else:
+            state = RedisWindowState(self.url, key_prefix=self.prefix, **options)
         await state.start()
         self._states.append(state)
         return state
+
+    def key(self, kind: str, rule_id: str, group_key: str) -> str:
+        """The full name of one of a group's keys ("w", "p", "a", ...) in Redis."""
+        base = cluster_key(rule_id, group_key) if self.kind == "cluster" else window_key(rule_id, group_key)
+        return f"{self.prefix}{kind}:{base}"
+
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[aioredis.Redis | RedisCluster]:
+        """A raw client of the backend's Redis or Redis Cluster."""
+        client: aioredis.Redis | RedisCluster
+        if self.kind == "cluster":
+            client = RedisCluster.from_url(self.url.replace("redis+cluster://", "redis://").split(",")[0])
+        else:
+            client = aioredis.Redis.from_url(self.url)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    async def keys(self) -> list[bytes]:
+        """Every key under the prefix, on every master."""
+        async with self.client() as client:  # a Cluster's scan covers every master
+            return [key async for key in client.scan_iter(match=f"{self.prefix}*", count=1000)]
+
+    async def clean(self) -> None:
+        keys = await self.keys()
+        async with self.client() as client:
+            for key in keys:
+                await client.delete(key)
 
     async def aclose(self) -> None:
         for state in self._states:
@@ -59,9 +100,6 @@ async def stored(backend: Backend) -> dict[bytes, bytes | None] | int:
     keys (memory)."""
     if backend.kind == "memory":
         return len(backend._memory)
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{backend.prefix}*", count=1000)]
+    keys = await backend.keys()
+    async with backend.client() as client:
         return {key: await client.dump(key) for key in sorted(keys)}
-    finally:
-        await client.aclose()

@@ -3,15 +3,14 @@ the others, stop its sliding or expiry, or grow a key without bound."""
 
 from __future__ import annotations
 
-import random
+import uuid
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditflow.backends.state import Hit, WindowOp, WindowState
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS, MemoryWindowState
-from auditflow.backends.state.redis import RedisWindowState, window_key
+from tests.clusters.redis_cluster import RedisClusterProcesses
 from tests.conftest import REDIS_URL, require_server
 from tests.contract.state.ops import Backend, apply_each, fired
 from tests.factories import FAR_TIMESTAMPS, op
@@ -51,17 +50,12 @@ async def test_the_window_still_slides_after_a_far_event(state: WindowState) -> 
 
 async def test_a_key_holds_at_most_max_entries(backend: Backend) -> None:
     # Far-future events in descending order: each is older than the newest, none is slid out.
-    prefix = backend.prefix
-    memory = MemoryWindowState(key_prefix=prefix, max_entries=50)
-    state: WindowState = memory
-    if backend.kind == "redis":
-        state = RedisWindowState(REDIS_URL, key_prefix=prefix, max_entries=50)
-        await state.start()
+    state = await backend.state(max_entries=50)
     try:
         flood = [failure(f"x{i}", YEAR_9999 - i * 3_600_000) for i in range(400)]
         for start in range(0, len(flood), 100):
             await state.apply(flood[start : start + 100])
-        assert await held(backend, memory) <= 50
+        assert await held(backend, state) <= 50
         # The real failures after the flood still fire.
         hits = await state.apply([failure(f"f{i}", NOW + i) for i in range(3)])
         assert [(h.op_index, h.new) for h in hits] == [(2, True)]
@@ -69,29 +63,22 @@ async def test_a_key_holds_at_most_max_entries(backend: Backend) -> None:
         await state.aclose()
 
 
-async def held(backend: Backend, memory: MemoryWindowState) -> int:
+async def held(backend: Backend, state: WindowState) -> int:
     """The number of entries of the one key the flood wrote."""
-    if backend.kind == "memory":
-        return sum(len(window.entries) for window in memory._windows.values())
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        key = f"{backend.prefix}w:{window_key('r1', 'alice@web-1')}"
-        size = int(await client.zcard(key))
-        assert await client.hlen(f"{backend.prefix}p:{window_key('r1', 'alice@web-1')}") == size
+    if isinstance(state, MemoryWindowState):
+        return sum(len(window.entries) for window in state._windows.values())
+    async with backend.client() as client:
+        size = int(await client.zcard(backend.key("w", "r1", "alice@web-1")))
+        assert await client.hlen(backend.key("p", "r1", "alice@web-1")) == size
         return size
-    finally:
-        await client.aclose()
 
 
-async def test_a_far_event_does_not_extend_the_expiry_of_its_key(redis_backend: Backend) -> None:
-    state = await redis_backend.state()
+async def test_a_far_event_does_not_extend_the_expiry_of_its_key(shared_backend: Backend) -> None:
+    state = await shared_backend.state()
     await state.apply([failure("now", NOW), failure("future", YEAR_9999)])
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{redis_backend.prefix}*", count=1000)]
+    keys = await shared_backend.keys()
+    async with shared_backend.client() as client:
         ttls = [await client.pttl(key) for key in keys]
-    finally:
-        await client.aclose()
     assert keys
     assert all(0 < ttl <= 60_000 + DEFAULT_GRACE_MS for ttl in ttls), ttls
 
@@ -122,23 +109,28 @@ def streams_with_one_far_event(draw: st.DrawFn) -> tuple[list[WindowOp], int, Wi
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=streams_with_one_far_event(), redis=st.booleans())
+@given(case=streams_with_one_far_event(), kind=st.sampled_from(["memory", "redis", "cluster"]))
 async def test_one_far_event_changes_no_hit_of_the_others(
-    unique_name: str, case: tuple[list[WindowOp], int, WindowOp], redis: bool
+    unique_name: str, redis_cluster: RedisClusterProcesses, case: tuple[list[WindowOp], int, WindowOp], kind: str
 ) -> None:
     ops, at, far = case
 
     async def run(stream: list[WindowOp]) -> list[Hit]:
-        state: WindowState = MemoryWindowState()
-        if redis:
+        if kind == "redis":
             require_server("redis")
-            state = RedisWindowState(REDIS_URL, key_prefix=f"{unique_name}:{random.getrandbits(48):x}:")
-        async with state:
+        backend = Backend(
+            kind, f"{unique_name}:{uuid.uuid4().hex[:12]}:", redis_cluster.url if kind == "cluster" else REDIS_URL
+        )
+        state = await backend.state(**({"max_entries": 20_000} if kind == "memory" else {}))
+        try:
             hits = []
             for start in range(0, len(stream), 7):
                 batch = stream[start : start + 7]
                 hits += [(batch[h.op_index].event_id, h) for h in await state.apply(batch)]
-            await clean(state)
+        finally:
+            await backend.aclose()
+            if kind == "redis":
+                await backend.clean()
         return [h for event_id, h in hits if event_id != "far"]
 
     without = await run(ops)
@@ -149,15 +141,6 @@ async def test_one_far_event_changes_no_hit_of_the_others(
 def strip(hit: Hit) -> tuple[object, ...]:
     """A hit without its op index, which the inserted event shifts."""
     return hit.alert_id, hit.new, hit.occurrences, hit.first_seen_ms, hit.last_seen_ms, hit.events, hit.replayed
-
-
-async def clean(state: WindowState) -> None:
-    if isinstance(state, RedisWindowState):
-        client = aioredis.Redis.from_url(REDIS_URL)
-        keys = [key async for key in client.scan_iter(match=f"{state.key_prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 async def test_an_alert_dated_9999_does_not_absorb_the_alerts_after_it(state: WindowState) -> None:

@@ -1,4 +1,5 @@
-"""Window state for threshold and sequence rules: `memory://` in-process, `redis://` shared."""
+"""Window state for threshold and sequence rules: `memory://` in-process, `redis://` shared,
+`redis+cluster://` shared on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def create_state(url: str, *, key_prefix: str = "auditflow:", tls: TlsOptions | 
         from auditflow.backends.state.memory import MemoryWindowState
 
         return MemoryWindowState(url, key_prefix=key_prefix)
+    if scheme in {"redis+cluster", "rediss+cluster"}:
+        from auditflow.backends.state.cluster import RedisClusterWindowState
+
+        return RedisClusterWindowState(url, key_prefix=key_prefix, tls=tls)
     if scheme in {"redis", "rediss"}:
         from auditflow.backends.state.redis import RedisWindowState
 

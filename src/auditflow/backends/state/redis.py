@@ -20,7 +20,7 @@ from auditflow.backends.state.memory import DEFAULT_GRACE_MS
 from auditflow.errors import BackendError, BackendUnavailable
 from auditflow.tls import TlsOptions
 
-__all__ = ["RedisWindowState", "mapped_errors", "window_key"]
+__all__ = ["RedisWindowState", "decode_reply", "encode_op", "mapped_errors", "window_key"]
 
 # The status of a hit in the script's reply.
 _REPEAT, _NEW, _REPLAY = 0, 1, 2
@@ -106,10 +106,10 @@ class RedisWindowState(WindowState):
         self._require_client()
         assert self._script is not None
         args: list[bytes | str | int] = [self.key_prefix, self._grace_ms, MAX_SAMPLE_EVENTS, self._max_entries]
-        args += map(_encode, ops)
+        args += (encode_op(op, window_key(op.rule_id, op.group_key)) for op in ops)
         with mapped_errors("window script"):
-            reply = await self._script(keys=[], args=args)
-        return _decode(reply, ops)
+            reply = await self._script(keys=[self.key_prefix + "n"], args=args)
+        return decode_reply(reply, ops)
 
     def _require_client(self) -> aioredis.Redis:
         if self._client is None:
@@ -117,10 +117,11 @@ class RedisWindowState(WindowState):
         return self._client
 
 
-def _encode(op: WindowOp) -> bytes:
+def encode_op(op: WindowOp, base: str) -> bytes:
     """One op as one script argument: a header line of numbers and lengths, then the strings (see
-    window.lua). Counts below one are read as one, as in the memory backend."""
-    key = window_key(op.rule_id, op.group_key).encode()
+    window.lua); `base` names the op's keys. Counts below one are read as one, as in the memory
+    backend."""
+    key = base.encode()
     event_id = op.event_id.encode()
     alert_id = op.new_alert_id.encode()
     steps = ",".join(str(max(1, n)) for n in op.step_counts)
@@ -135,7 +136,8 @@ def _encode(op: WindowOp) -> bytes:
     )  # fmt: skip
 
 
-def _decode(reply: list[bytes], ops: Sequence[WindowOp]) -> list[Hit]:
+def decode_reply(reply: list[bytes], ops: Sequence[WindowOp]) -> list[Hit]:
+    """The hits of one script call over `ops`, in op order, indexed into `ops`."""
     hits: list[Hit] = []
     replayed: dict[str, list[tuple[str, bytes]]] = {}  # alert id -> the samples of its last replay
     position = 0

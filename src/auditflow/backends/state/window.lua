@@ -1,6 +1,7 @@
 -- Applies a batch of window ops atomically and in order; the semantics are those of
 -- auditflow/backends/state/base.py, mirrored by memory.py.
 --
+-- KEYS[1]: the arrival counter (below).
 -- ARGV: key_prefix, grace_ms, max_samples, max_entries, then one value per op:
 --   "kind ts_ms window_ms suppress_ms count step_counts matched_steps len(key) len(event_id)
 --    len(new_alert_id) len(distinct)\n" .. key .. event_id .. new_alert_id .. distinct .. payload
@@ -16,8 +17,10 @@
 --   {prefix}s{n}:{key} sorted set member -> ts of the events matching sequence step n, the member
 --                      being the event's arrival number (16 digits) .. event_id: members of equal
 --                      score sort by arrival
---   {prefix}n          the arrival counter: one INCRBY per call that records a sequence event
---                      numbers them all; it outlives every step key it numbered
+--   KEYS[1]            the arrival counter: one INCRBY per call that records a sequence event
+--                      numbers them all; it outlives every step key it numbered. {prefix}n on a
+--                      single server; on a Cluster one per hash slot, in that slot, so that
+--                      arrival numbers of one key always come from one counter
 --   {prefix}a:{key}    hash id, occ, first, last: the live alert, for suppression; evn, ev: the
 --                      number and ids of its first max_samples events (none for match rules,
 --                      whose keys hold no payloads) as concatenated MessagePack strings, so that
@@ -26,7 +29,8 @@
 -- sequence op of a later step writes nothing while {prefix}s0:{key} has no entry in [ts - window, ts].
 -- An unordered sequence uses the same keys: its steps' entries are read back from the s{n} keys.
 -- The keys are derived here from the prefix and the op, not passed as KEYS: one call touches
--- the keys of many groups, so the script needs a single Redis server (or one shard), not a Cluster.
+-- the keys of many groups. On a Cluster every key of a group carries the group as its hash tag
+-- (the op's key is then "{...}"), and a call holds only ops of one slot, whose counter is KEYS[1].
 --
 -- Returns a flat array; per hit a header "op_index status occurrences first_ms last_ms n" followed,
 -- unless the alert is new (status 1), by " " .. alert_id, then n pairs event_id, payload. Status 1:
@@ -306,7 +310,7 @@ for index = 0, #ARGV - 5 do
     if kind == 'sequence' then
       steps, matched = numbers(steps_csv), numbers(matched_csv)
       if arrival == nil then
-        arrival = redis.call('INCRBY', prefix .. 'n', #ARGV - 4) - (#ARGV - 4)
+        arrival = redis.call('INCRBY', KEYS[1], #ARGV - 4) - (#ARGV - 4)
       end
       arrival_ttl = math.max(arrival_ttl, wttl)
       member = string.format('%016d', arrival + index + 1) .. eid
@@ -532,8 +536,8 @@ for base, ttl in pairs(dirty) do
   end
   keep(akey, ttl)
 end
-if arrival ~= nil and redis.call('PTTL', prefix .. 'n') < arrival_ttl then
-  redis.call('PEXPIRE', prefix .. 'n', arrival_ttl) -- never shortened: step keys it numbered may live on
+if arrival ~= nil and redis.call('PTTL', KEYS[1]) < arrival_ttl then
+  redis.call('PEXPIRE', KEYS[1], arrival_ttl) -- never shortened: step keys it numbered may live on
 end
 for key, ttl in pairs(ttls) do
   redis.call('PEXPIRE', key, ttl)
