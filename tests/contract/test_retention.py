@@ -293,3 +293,35 @@ async def test_only_one_run_works_at_a_time(store: SqlAlertStore, postgres_url: 
         assert report.skipped is not None
         assert "lock" in report.skipped
     assert (await run_retention(store, POLICY, now_ms=NOW_MS)).skipped is None
+
+
+async def test_the_notification_service_runs_retention_periodically(tmp_path: Any) -> None:
+    import asyncio
+
+    from auditflow.config import load_settings
+    from auditflow.runtime import Runtime
+
+    url = f"sqlite:///{tmp_path / 'alerts.sqlite3'}"
+    store = SqlAlertStore(url)
+    await store.start()
+    await store.migrate()
+    alert = make_alert(first_seen=datetime.now(UTC) - timedelta(days=50))
+    await store.upsert_alerts([alert])
+    await resolve(store, alert)
+    await sql(store, alerts.update().values(updated_at=to_ms(datetime.now(UTC) - timedelta(days=40))))
+    await store.aclose()
+
+    assert Runtime(load_settings(data_dir=tmp_path, database_url=url), "notification").retention is None
+    settings = load_settings(data_dir=tmp_path, database_url=url, retention_days=30, retention_interval=3600)
+    runtime = Runtime(settings, "notification")
+    assert runtime.retention is not None
+    await runtime.start()
+    try:
+        async with asyncio.timeout(60):
+            while runtime.retention.last_report is None:
+                await asyncio.sleep(0.05)
+        assert runtime.retention.last_report.total("alerts") == 1
+        assert runtime.store is not None
+        assert await runtime.store.count() == 0
+    finally:
+        await runtime.aclose()
