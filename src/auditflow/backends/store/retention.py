@@ -16,6 +16,7 @@ replicas' runs do not wait for (they skip their turn).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -151,19 +152,36 @@ def _forget_ids(conn: Connection, ids: Sequence[UUID]) -> tuple[int, int]:
 # --- batches --------------------------------------------------------------------------------------
 
 
-def _delete_batch(conn: Connection, severity: str, cutoff: int, limit: int) -> dict[str, int]:
-    """Delete up to `limit` expired alerts of `severity` with their events, history and keys."""
-    query = sa.select(alerts.c.alert_id).where(_expired(alerts, severity, cutoff)).limit(limit)
+def _delete_batch(
+    conn: Connection, severity: str, cutoff: int, limit: int, where: tuple[str, str] | None = None
+) -> dict[str, int]:
+    """Delete up to `limit` expired alerts of `severity` with their events, history and keys; on
+    PostgreSQL from one partition of alerts and of events at a time (`where`), whose indexes alone
+    are searched."""
+    target, events_table = alerts, alert_events
+    if where is not None:
+        target = _partition_table(where[0])
+        events_table = sa.table(where[1], sa.column("alert_id", alerts.c.alert_id.type))  # type: ignore[assignment]
+    query = sa.select(target.c.alert_id).where(_expired(target, severity, cutoff)).limit(limit)
     if conn.dialect.name == "postgresql":
         # Rows a writer holds are left for a later run; lock order as the writer's (alerts, then keys).
         query = query.with_for_update(skip_locked=True)
     ids = list(conn.execute(query).scalars())
     if not ids:
         return dict.fromkeys(TABLES, 0)
-    deleted = conn.execute(alerts.delete().where(alerts.c.alert_id.in_(ids), alerts.c.status == "resolved")).rowcount
-    events = conn.execute(alert_events.delete().where(alert_events.c.alert_id.in_(ids))).rowcount
+    deleted = conn.execute(target.delete().where(target.c.alert_id.in_(ids), target.c.status == "resolved")).rowcount
+    events = conn.execute(events_table.delete().where(events_table.c.alert_id.in_(ids))).rowcount
     history, _ = _forget_ids(conn, ids)
     return {"alerts": deleted, "alert_events": events, "alert_history": history}
+
+
+def _batch_targets(conn: Connection) -> list[tuple[str, str] | None]:
+    """Where the batches delete: each partition pair on PostgreSQL, the tables themselves on SQLite."""
+    if not partitions.is_partitioned(conn):
+        return [None]
+    months = [partition.month for partition in partitions.monthly_partitions(conn, "alerts")]
+    pairs = [(partitions.partition_name("alerts", m), partitions.partition_name("alert_events", m)) for m in months]
+    return [*pairs, (partitions.default_name("alerts"), partitions.default_name("alert_events"))]
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -227,14 +245,16 @@ async def run_retention(
             for month in await _sync(store, _droppable, cut, write=False):
                 await _drop_partition(store, month, cut, report)
             await _forget_dropped(store, batch_size)
+        targets = await _sync(store, _batch_targets, write=False)
         for severity, cutoff in cut.items():
-            while True:
-                counts = await _sync(store, _delete_batch, severity, cutoff, batch_size)
-                for table, rows in counts.items():
-                    report.add(severity, table, rows)
-                    RETENTION_REMOVED.labels(table=table).inc(rows)
-                if counts["alerts"] == 0:
-                    break
+            for where in targets:
+                while True:
+                    counts = await _sync(store, _delete_batch, severity, cutoff, batch_size, where)
+                    for table, rows in counts.items():
+                        report.add(severity, table, rows)
+                        RETENTION_REMOVED.labels(table=table).inc(rows)
+                    if counts["alerts"] == 0:
+                        break
     report.seconds = time.monotonic() - started
     return report
 
@@ -264,28 +284,36 @@ async def _drop_partition(
             RETENTION_REMOVED.labels(table=table).inc(rows)
 
 
-def _forget_batch(conn: Connection, before: int, limit: int) -> int:
-    """Delete up to `limit` key rows (and their history) opened before `before` whose alert is gone:
-    what a dropped partition leaves behind. An alert of a dropped month written again since (it went
-    to the default partition) keeps its key."""
-    gone = ~sa.exists().where(alerts.c.alert_id == alert_keys.c.alert_id)
-    query = sa.select(alert_keys.c.alert_id).where(alert_keys.c.opened_at < before, gone).limit(limit)
+def _forget_batch(conn: Connection, low: int | None, high: int, limit: int) -> int:
+    """Delete up to `limit` key rows (and their history) with `opened_at` in [low, high), a range no
+    month partition covers, whose alert is gone: what a dropped partition leaves behind. An alert of
+    such a month can only be in the default partition (written again after its month was dropped):
+    it keeps its key."""
+    default = sa.table(partitions.default_name("alerts"), sa.column("alert_id", alerts.c.alert_id.type))
+    gone = ~sa.exists().where(default.c.alert_id == alert_keys.c.alert_id)
+    in_range = [alert_keys.c.opened_at < high, *([alert_keys.c.opened_at >= low] if low is not None else [])]
+    query = sa.select(alert_keys.c.alert_id).where(*in_range, gone).limit(limit)
     ids = list(conn.execute(query.with_for_update(skip_locked=True)).scalars())
     if ids:
         _forget_ids(conn, ids)
     return len(ids)
 
 
+def _gaps(conn: Connection) -> list[tuple[int | None, int]]:
+    """The ranges of `opened_at` below the newest month partition that no month partition covers."""
+    months = partitions.monthly_partitions(conn, "alerts")
+    if not months:
+        return []
+    gaps: list[tuple[int | None, int]] = [(None, months[0].bounds[0])]
+    for older, newer in itertools.pairwise(months):
+        if older.bounds[1] < newer.bounds[0]:
+            gaps.append((older.bounds[1], newer.bounds[0]))
+    return gaps
+
+
 async def _forget_dropped(store: SqlAlertStore, batch_size: int) -> None:
-    """History and key rows of alerts in partitions that are gone (this run's, or a run that stopped
-    between a drop and this step), in batches."""
-
-    def oldest_month_start(conn: Connection) -> int | None:
-        months = partitions.monthly_partitions(conn, "alerts")
-        return months[0].bounds[0] if months else None
-
-    before = await _sync(store, oldest_month_start, write=False)
-    if before is None:
-        return
-    while await _sync(store, _forget_batch, before, batch_size) == batch_size:
-        pass
+    """History and key rows of alerts in partitions that are gone (this run's, or those of a run that
+    stopped between a drop and this step), in batches."""
+    for low, high in await _sync(store, _gaps, write=False):
+        while await _sync(store, _forget_batch, low, high, batch_size) == batch_size:
+            pass
