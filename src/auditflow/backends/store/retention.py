@@ -284,19 +284,37 @@ async def _drop_partition(
             RETENTION_REMOVED.labels(table=table).inc(rows)
 
 
-def _forget_batch(conn: Connection, low: int | None, high: int, limit: int) -> int:
-    """Delete up to `limit` key rows (and their history) with `opened_at` in [low, high), a range no
-    month partition covers, whose alert is gone: what a dropped partition leaves behind. An alert of
-    such a month can only be in the default partition (written again after its month was dropped):
-    it keeps its key."""
+Cursor = tuple[int, UUID]
+
+
+def _forget_batch(
+    conn: Connection, low: int | None, high: int, after: Cursor | None, limit: int
+) -> tuple[int, Cursor | None]:
+    """Look at up to `limit` key rows with `opened_at` in [low, high), a range no month partition
+    covers, after `after` in (opened_at, alert_id) order, and delete those (and their history) whose
+    alert is gone: what a dropped partition leaves behind. An alert of such a month can only be in
+    the default partition (written again after its month was dropped): it keeps its key. Returns the
+    rows looked at and the cursor of the next batch."""
     default = sa.table(partitions.default_name("alerts"), sa.column("alert_id", alerts.c.alert_id.type))
-    gone = ~sa.exists().where(default.c.alert_id == alert_keys.c.alert_id)
-    in_range = [alert_keys.c.opened_at < high, *([alert_keys.c.opened_at >= low] if low is not None else [])]
-    query = sa.select(alert_keys.c.alert_id).where(*in_range, gone).limit(limit)
-    ids = list(conn.execute(query.with_for_update(skip_locked=True)).scalars())
-    if ids:
-        _forget_ids(conn, ids)
-    return len(ids)
+    key = sa.tuple_(alert_keys.c.opened_at, alert_keys.c.alert_id)
+    bounds = [alert_keys.c.opened_at < high]
+    if low is not None:
+        bounds.append(alert_keys.c.opened_at >= low)
+    if after is not None:
+        bounds.extend([alert_keys.c.opened_at >= after[0], key > sa.tuple_(*after)])
+    query = sa.select(alert_keys.c.opened_at, alert_keys.c.alert_id).where(*bounds)
+    query = query.order_by(alert_keys.c.opened_at, alert_keys.c.alert_id).limit(limit)
+    # Locked first, like a writer does before it writes the alert: a writer of one of these ids either
+    # committed (its alert is seen below) or waits until the key is gone and then makes a new one.
+    seen = conn.execute(query.with_for_update(skip_locked=True)).all()
+    if not seen:
+        return 0, None
+    ids = [row.alert_id for row in seen]
+    alive = set(conn.execute(sa.select(default.c.alert_id).where(default.c.alert_id.in_(ids))).scalars())
+    gone = [alert_id for alert_id in ids if alert_id not in alive]
+    if gone:
+        _forget_ids(conn, gone)
+    return len(seen), (seen[-1].opened_at, seen[-1].alert_id)
 
 
 def _gaps(conn: Connection) -> list[tuple[int | None, int]]:
@@ -315,5 +333,8 @@ async def _forget_dropped(store: SqlAlertStore, batch_size: int) -> None:
     """History and key rows of alerts in partitions that are gone (this run's, or those of a run that
     stopped between a drop and this step), in batches."""
     for low, high in await _sync(store, _gaps, write=False):
-        while await _sync(store, _forget_batch, low, high, batch_size) == batch_size:
-            pass
+        after: Cursor | None = None
+        while True:
+            seen, after = await _sync(store, _forget_batch, low, high, after, batch_size)
+            if seen < batch_size:
+                break
