@@ -217,21 +217,22 @@ async def test_partitions_exist_ahead_and_for_every_month_retention_sees(store: 
         for month in partitions.months_ahead(to_ms(datetime(*this_month, 1, tzinfo=UTC))):
             assert partitions.partition_name(table, month) in names
     later = to_ms(datetime(2031, 6, 10, tzinfo=UTC))
-    # An alert of a month without a partition goes to the default one, and moves when its month comes.
-    alert = make_alert(first_seen=datetime(2031, 8, 2, tzinfo=UTC))
-    await store.upsert_alerts([alert])
-    [(where,)] = await sql(store, sa.text("SELECT tableoid::regclass::text FROM alerts"))
-    assert where == "alerts_default"
+    # Alerts of months without a partition go to the default one, and move when their month is made:
+    # the months ahead of a run, and the past months the default partition holds; not the far future.
+    coming, past, far = (
+        make_alert(first_seen=datetime(*ymd, tzinfo=UTC)) for ymd in ((2031, 8, 2), (2030, 2, 1), (2040, 1, 1))
+    )
+    await store.upsert_alerts([coming, past, far])
+    rows = await sql(store, sa.text("SELECT DISTINCT tableoid::regclass::text FROM alerts"))
+    assert rows == [("alerts_default",)]
     report = await run_retention(store, POLICY, now_ms=later)
-    assert report.created_partitions == [
-        *(f"alerts_p2031{month:02d}" for month in (6, 7, 8)),
-        *(f"alert_events_p2031{month:02d}" for month in (6, 7, 8)),
-    ]
-    [(where,)] = await sql(store, sa.text("SELECT tableoid::regclass::text FROM alerts"))
-    assert where == "alerts_p203108"
-    rows = await sql(store, sa.text("SELECT DISTINCT tableoid::regclass::text FROM alert_events"))
-    assert rows == [("alert_events_p203108",)]
-    assert len((await store.get_alert(alert.alert_id)).events) == 3
+    months = ("203002", "203105", "203106", "203107", "203108")
+    assert sorted(report.created_partitions) == sorted(f"{t}_p{m}" for t in ("alerts", "alert_events") for m in months)
+    where = dict(await sql(store, sa.text("SELECT alert_id, tableoid::regclass::text FROM alerts")))
+    assert where == {coming.alert_id: "alerts_p203108", past.alert_id: "alerts_p203002", far.alert_id: "alerts_default"}
+    events = await sql(store, sa.text("SELECT DISTINCT tableoid::regclass::text FROM alert_events"))
+    assert sorted(events) == [("alert_events_default",), ("alert_events_p203002",), ("alert_events_p203108",)]
+    assert len((await store.get_alert(coming.alert_id)).events) == 3
 
 
 @postgres_only

@@ -3,8 +3,9 @@
 `alerts` and `alert_events` are partitioned by range of `opened_at` (epoch milliseconds), one
 partition per UTC month named `<table>_pYYYYMM`, plus `<table>_default` for any other value, so an
 alert of a month without a partition is still written. Partitions are created ahead of time (the
-current month and `MONTHS_AHEAD` more) by the migration and by every retention run; a month created
-after rows of it went to the default partition takes those rows over.
+previous month, the current one and `MONTHS_AHEAD` more) by the migration and by every retention run,
+which also creates the past months the default partition holds alerts of; a month created after
+rows of it went to the default partition takes those rows over.
 
 Everything here is synchronous (a `Connection`), for the migration and for `run_sync`. Table names
 come from this module's constants only, never from input.
@@ -60,8 +61,15 @@ def month_bounds(month: Month) -> tuple[int, int]:
     return start(month), start(next_month(month))
 
 
+def previous_month(month: Month) -> Month:
+    year, number = month
+    return (year - 1, 12) if number == 1 else (year, number - 1)
+
+
 def months_ahead(now_ms: int, ahead: int = MONTHS_AHEAD) -> list[Month]:
-    months = [month_of(now_ms)]
+    """The previous month (alerts can be written a while after their events), the current one and
+    `ahead` more."""
+    months = [previous_month(month_of(now_ms)), month_of(now_ms)]
     for _ in range(ahead):
         months.append(next_month(months[-1]))
     return months
@@ -137,8 +145,14 @@ def ensure_months(conn: Connection, months: Iterable[Month]) -> list[str]:
 
 
 def ensure_ahead(conn: Connection, now_ms: int, ahead: int = MONTHS_AHEAD) -> list[str]:
-    """The current month and the next `ahead` ones exist for both tables."""
-    return ensure_months(conn, months_ahead(now_ms, ahead))
+    """The previous, current and next `ahead` months exist for both tables, and so does every past
+    month the default partition holds alerts of (they move into it): the default partition stays
+    small, and every month can be dropped whole."""
+    held_days = f"SELECT DISTINCT {PARTITION_KEY} / 86400000 FROM {default_name('alerts')}"  # noqa: S608
+    days = conn.exec_driver_sql(held_days).scalars()
+    window = months_ahead(now_ms, ahead)
+    held = {month_of(int(day) * 86_400_000) for day in days}
+    return ensure_months(conn, [*window, *(month for month in held if month <= window[-1])])
 
 
 def drop_month(conn: Connection, month: Month) -> None:
