@@ -198,6 +198,76 @@ def migrate(config_file: Path | None, database_url: str | None) -> None:
 
 
 @main.group()
+def retention() -> None:
+    """Alert retention: remove resolved alerts older than their severity's retention.
+
+    The policy comes from AUDITFLOW_RETENTION_DAYS and AUDITFLOW_RETENTION_DAYS_BY_SEVERITY
+    (docs/operations/retention.md). The notification service also runs it every
+    AUDITFLOW_RETENTION_INTERVAL seconds.
+    """
+
+
+@retention.command("run")
+@CONFIG_OPTION
+@click.option("--database-url", help="Overrides AUDITFLOW_DATABASE_URL.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def retention_run(config_file: Path | None, database_url: str | None, dry_run: bool, as_json: bool) -> None:
+    """Run retention once and report, per severity, the alerts, events and history entries removed.
+
+    Resolved alerts whose last change is older than their severity's days are removed with their
+    events and history; alerts that are not resolved are never removed. On PostgreSQL whole monthly
+    partitions are dropped when every alert in them has expired, and the partitions of the coming
+    months are created. Exits 1 when another run holds the database's retention lock.
+    """
+    import json
+
+    from auditflow.backends.store.retention import run_retention
+    from auditflow.backends.store.sql import SqlAlertStore
+
+    settings = _settings(config_file, database_url=database_url)
+    policy = settings.retention_policy()
+    if not policy:
+        click.echo("no retention is set (AUDITFLOW_RETENTION_DAYS and _BY_SEVERITY): every alert is kept")
+        return
+
+    async def apply() -> Any:
+        store = SqlAlertStore(settings.effective_database_url, tls=settings.tls_for("database"))
+        await store.start()
+        try:
+            await store.check_schema()
+            return await run_retention(store, policy, batch_size=settings.retention_batch_size, dry_run=dry_run)
+        finally:
+            await store.aclose()
+
+    try:
+        report = asyncio.run(apply())
+    except AuditFlowError as exc:
+        raise click.ClickException(f"retention failed: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"retention {verb} (resolved alerts unchanged for the days shown):")
+        click.echo(f"{'severity':<10} {'days':>6} {'alerts':>10} {'events':>10} {'history':>10}")
+        for severity, days in policy.items():
+            counts = report.removed.get(severity, {})
+            click.echo(
+                f"{severity:<10} {days:>6} {counts.get('alerts', 0):>10} {counts.get('alert_events', 0):>10}"
+                f" {counts.get('alert_history', 0):>10}"
+            )
+        if report.dropped_partitions:
+            click.echo(f"partitions {'to drop' if dry_run else 'dropped'}: {', '.join(report.dropped_partitions)}")
+        if report.created_partitions:
+            click.echo(f"partitions created: {', '.join(report.created_partitions)}")
+        if report.skipped:
+            click.echo(f"skipped: {report.skipped}")
+        click.echo(f"took {report.seconds:.2f} s")
+    if report.skipped:
+        sys.exit(1)
+
+
+@main.group()
 def rules() -> None:
     """Work with detection rule files."""
 

@@ -7,6 +7,7 @@ so they never reach a log line or a repr.
 from __future__ import annotations
 
 import ipaddress
+import json
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from pydantic_settings import (
 
 from auditflow.backends.broker.urls import split_broker_urls
 from auditflow.errors import ConfigError
+from auditflow.model.event import Severity
 from auditflow.security import MIN_TOKEN_LENGTH, ApiToken, parse_api_tokens
 from auditflow.tls import TlsOptions
 
@@ -224,6 +226,66 @@ class Settings(BaseSettings):
     store_flush_ms: int = Field(
         50, ge=0, le=60000, description="How long the notification service waits to fill a write batch."
     )
+
+    # --- alert retention (docs/operations/retention.md) -------------------------------------------
+    retention_days: int = Field(
+        0,
+        ge=0,
+        le=36500,
+        description=(
+            "Days a resolved alert is kept after its last change (new occurrence, status change or note); then "
+            "retention removes it with its events and history. 0: keep alerts forever. Alerts that are not "
+            "resolved are never removed."
+        ),
+    )
+    retention_days_by_severity: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            'Per-severity overrides of `retention_days`, as JSON: `{"INFO": 30, "CRITICAL": 365}` (severity names '
+            "in any case; 0 keeps that severity forever). Severities not named use `retention_days`."
+        ),
+    )
+    retention_interval: int = Field(
+        3600,
+        ge=60,
+        le=7 * 86400,
+        description=(
+            "Seconds between retention runs inside the notification service (and `auditflow run`), when a "
+            "retention is set; one replica works at a time. `auditflow retention run` runs it once."
+        ),
+    )
+    retention_batch_size: int = Field(
+        1000, ge=1, le=100000, description="Alerts retention deletes per transaction, so writers never wait long."
+    )
+
+    @field_validator("retention_days_by_severity", mode="before")
+    @classmethod
+    def _retention_by_severity(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'expected a JSON object such as {{"INFO": 30}}: {exc.msg}') from None
+        if not isinstance(value, dict):
+            raise ValueError('expected a JSON object of severity to days, such as {"INFO": 30, "CRITICAL": 365}')
+        known = {severity.value for severity in Severity}
+        days: dict[str, int] = {}
+        for key, number in value.items():
+            name = str(key).upper()
+            if name not in known:
+                raise ValueError(f"unknown severity {key!r}; expected one of {', '.join(sorted(known))}")
+            if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 36500:
+                raise ValueError(f"days for {name} must be an integer from 0 to 36500, got {number!r}")
+            days[name] = number
+        return days
+
+    def retention_policy(self) -> dict[str, int]:
+        """Days to keep resolved alerts, per severity; severities kept forever are left out."""
+        policy = {
+            severity.value: self.retention_days_by_severity.get(severity.value, self.retention_days)
+            for severity in Severity
+        }
+        return {severity: days for severity, days in policy.items() if days > 0}
 
     # --- notifications ----------------------------------------------------------------------------
     notify_config: Path | None = Field(

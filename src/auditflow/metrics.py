@@ -44,3 +44,8 @@ GENERATOR_EVENTS = Counter("auditflow_generator_events", "Synthetic events produ
 GENERATOR_DROPPED = Counter(
     "auditflow_generator_dropped_events", "Synthetic events dropped because publishing them failed"
 )
+RETENTION_REMOVED = Counter(
+    "auditflow_retention_removed",
+    "Rows removed by alert retention (alerts, alert_events, alert_history), whole dropped partitions included",
+    ["table"],
+)

@@ -41,6 +41,7 @@ from auditflow.services.dead_letters import DeadLetterWorker
 from auditflow.services.generator import GeneratorService
 from auditflow.services.ingest import Ingestor
 from auditflow.services.notification import NotificationService
+from auditflow.services.retention import RetentionService
 from auditflow.services.worker import QueueWorker
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class Runtime:
     notification: NotificationService | None = None
     syslog: SyslogServer | None = None
     dead_letters: DeadLetterWorker | None = None
+    retention: RetentionService | None = None  # periodic alert retention, where this process writes alerts
     notifications: Notifications | None = None
     dispatcher: Dispatcher | None = None  # the notifications' dispatcher, where this process sends
     channels: ChannelDesk | None = None  # the channels API and the dashboard's Channels page
@@ -210,6 +212,19 @@ class Runtime:
                 linger_ms=s.store_flush_ms,
             )
 
+            policy = s.retention_policy()
+            if policy:
+                from auditflow.backends.store.sql import SqlAlertStore
+
+                assert isinstance(self.store, SqlAlertStore)
+                self.retention = RetentionService(
+                    self.store,
+                    self.dependencies["store"],
+                    policy,
+                    interval=s.retention_interval,
+                    batch_size=s.retention_batch_size,
+                )
+
         write = Role.NOTIFICATION in self.roles
         dispatch = Role.DISPATCHER in self.roles or (write and s.notify_dispatch)
         if s.notify_config is not None and (write or dispatch):
@@ -250,6 +265,8 @@ class Runtime:
             await self.syslog.start()
         if self.notifications is not None:
             await self.notifications.start()
+        if self.retention is not None:
+            await self.retention.start()
 
     async def wait_ready(self) -> None:
         """Wait until every dependency is up (wrap in `asyncio.timeout` to bound it)."""
@@ -265,6 +282,8 @@ class Runtime:
         if self.broker is not None and self.broker.in_process:
             # In-memory queues die with the process: finish their work before stopping the workers.
             await self._drain_memory_queues(deadline)
+        if self.retention is not None:
+            await self.retention.aclose()
         for worker in self._workers():
             await worker.stop()
         if self.notifications is not None:

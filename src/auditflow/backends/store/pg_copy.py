@@ -4,7 +4,7 @@ skips the statement parsing and parameter binding that dominate a multi-row INSE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditflow.backends.store.engine import json_dumps
 from auditflow.backends.store.merge import conflict_updates
-from auditflow.backends.store.schema import alert_events, alerts, to_ms
+from auditflow.backends.store.schema import alert_events, alert_keys, alerts, to_ms
 from auditflow.errors import BackendError, BackendUnavailable
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
@@ -49,6 +49,7 @@ def _alert_tuple(alert: Alert, now_ms: int) -> tuple[Any, ...]:
         json_dumps(alert.tags),
         now_ms,
         now_ms,
+        to_ms(alert.first_seen),  # opened_at of a new alert; a known one keeps its own (alert_keys)
     )
 
 
@@ -70,8 +71,21 @@ async def _copy(conn: AsyncConnection, target: sa.Table, rows: Sequence[tuple[An
         raise BackendError(message) from error
 
 
-async def upsert_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> set[UUID]:
-    """Upsert de-duplicated alerts; returns the ids that were inserted (not already stored)."""
+# The id's key row: inserted for a new id, locked but not rewritten for a known one (a false WHERE of
+# DO UPDATE still locks), so a writer and retention never disagree about an id's `opened_at`. Only
+# inserted rows are returned: they are the new alerts (keys and alerts are deleted together).
+_TAKE_KEYS = sa.text(
+    "INSERT INTO alert_keys (alert_id, opened_at) SELECT alert_id, opened_at FROM alerts_incoming"
+    " ORDER BY alert_id ON CONFLICT (alert_id) DO UPDATE SET opened_at = alert_keys.opened_at WHERE false"
+    " RETURNING alert_id"
+).columns(alert_id=sa.Uuid(as_uuid=True))
+
+
+async def upsert_alerts(
+    conn: AsyncConnection, batch: Sequence[Alert], now_ms: int
+) -> tuple[set[UUID], dict[UUID, int]]:
+    """Upsert de-duplicated alerts; returns the ids that were inserted (not already stored) and every
+    alert's `opened_at` (its partition key)."""
     quote = conn.dialect.identifier_preparer.quote
     # Created once per session; ON COMMIT DELETE ROWS empties it at the end of every transaction,
     # and IF NOT EXISTS keeps working behind a transaction-pooling proxy.
@@ -80,23 +94,31 @@ async def upsert_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: i
         f"(LIKE {quote(alerts.name)}) ON COMMIT DELETE ROWS"
     )
     await _copy(conn, STAGED_ALERTS, [_alert_tuple(alert, now_ms) for alert in batch])
-    insert = pg_insert(alerts).from_select(
-        [column.name for column in alerts.c], sa.select(*STAGED_ALERTS.c).order_by(STAGED_ALERTS.c.alert_id)
+    inserted = set((await conn.execute(_TAKE_KEYS)).scalars())
+    staged = STAGED_ALERTS.c
+    source = (
+        sa.select(
+            *(alert_keys.c.opened_at if column.name == "opened_at" else staged[column.name] for column in alerts.c)
+        )
+        .join_from(STAGED_ALERTS, alert_keys, alert_keys.c.alert_id == staged.alert_id)
+        .order_by(staged.alert_id)
     )
+    insert = pg_insert(alerts).from_select([column.name for column in alerts.c], source)
     statement = insert.on_conflict_do_update(
-        index_elements=[alerts.c.alert_id], set_=conflict_updates(insert.excluded, "postgresql")
-    ).returning(
-        # xmax is 0 only on a freshly inserted row version: exact insert/update counts, no extra read.
-        alerts.c.alert_id,
-        sa.literal_column("(xmax = 0)").label("inserted"),
-    )
-    return {row.alert_id for row in await conn.execute(statement) if row.inserted}
+        # The partitioned table's primary key holds the partition key; alert_keys makes it one per id.
+        index_elements=[alerts.c.alert_id, alerts.c.opened_at],
+        set_=conflict_updates(insert.excluded, "postgresql"),
+    ).returning(alerts.c.alert_id, alerts.c.opened_at)
+    return inserted, {row.alert_id: row.opened_at for row in await conn.execute(statement)}
 
 
-async def insert_events(conn: AsyncConnection, events: Sequence[tuple[UUID, Event]]) -> None:
+async def insert_events(
+    conn: AsyncConnection, events: Sequence[tuple[UUID, Event]], opened: Mapping[UUID, int]
+) -> None:
     """COPY straight into alert_events: no row can conflict, because every alert of the batch is
     locked by the upsert and its stored events were subtracted after taking that lock."""
     rows = [
-        (alert_id, event.event_id, to_ms(event.timestamp), json_dumps(event.model_dump())) for alert_id, event in events
+        (alert_id, event.event_id, to_ms(event.timestamp), json_dumps(event.model_dump()), opened[alert_id])
+        for alert_id, event in events
     ]
     await _copy(conn, alert_events, rows)

@@ -45,6 +45,10 @@ alerts = sa.Table(
     sa.Column("tags", Json, nullable=False),
     sa.Column("created_at", sa.BigInteger(), nullable=False),
     sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    # `first_seen` of the alert's first write, never changed afterwards (first_seen itself may move
+    # earlier on a merge): PostgreSQL partitions alerts and their events by its month, so it is part
+    # of their primary keys there (docs/operations/retention.md).
+    sa.Column("opened_at", sa.BigInteger(), nullable=False),
 )
 
 # Every API filter is an equality (or IN) on one column, followed by the sort key, so each index
@@ -57,6 +61,8 @@ for _name in (*FILTERED_COLUMNS, None):
         alerts.c.first_seen.desc(),
         alerts.c.alert_id.desc(),
     )
+# What retention looks for: resolved alerts not changed since a cutoff.
+sa.Index("ix_alerts_retention", alerts.c.status, alerts.c.updated_at)
 
 alert_events = sa.Table(
     "alert_events",
@@ -67,13 +73,28 @@ alert_events = sa.Table(
     sa.Column("event_id", sa.Uuid(as_uuid=True), primary_key=True),
     sa.Column("ts", sa.BigInteger(), nullable=False),
     sa.Column("payload", Json, nullable=False),
+    sa.Column("opened_at", sa.BigInteger(), nullable=False),  # the alert's: its partition key on PostgreSQL
+)
+
+# One row per alert id with the alert's `opened_at`. A unique constraint of a partitioned table must
+# hold the partition key, so on PostgreSQL this table is what keeps an alert id unique across the
+# monthly partitions: every writer takes (or locks) the id's row here before it writes the alert, and
+# uses the `opened_at` it finds. SQLite's alerts table is not partitioned and leaves it empty.
+alert_keys = sa.Table(
+    "alert_keys",
+    metadata,
+    sa.Column("alert_id", AlertId, primary_key=True),
+    # Indexed for retention, which looks for the keys a dropped month left behind.
+    sa.Column("opened_at", sa.BigInteger(), nullable=False, index=True),
 )
 
 alert_history = sa.Table(
     "alert_history",
     metadata,
     sa.Column("id", HistoryId, primary_key=True, autoincrement=True),
-    sa.Column("alert_id", AlertId, sa.ForeignKey("alerts.alert_id", ondelete="CASCADE"), nullable=False, index=True),
+    # No foreign key: on PostgreSQL alert_id alone is not a unique key of the partitioned alerts table.
+    # Retention deletes an alert's history with the alert.
+    sa.Column("alert_id", AlertId, nullable=False, index=True),
     sa.Column("at", sa.BigInteger(), nullable=False),
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("from_status", sa.String(16), nullable=True),

@@ -50,15 +50,17 @@ def alert_row(alert: Alert, now_ms: int) -> dict[str, Any]:
         "tags": alert.tags,
         "created_at": now_ms,
         "updated_at": now_ms,
+        "opened_at": to_ms(alert.first_seen),  # kept by a known alert: not in the conflict's SET
     }
 
 
-def event_row(alert_id: UUID, event: Event) -> dict[str, Any]:
+def event_row(alert_id: UUID, event: Event, opened_at: int) -> dict[str, Any]:
     return {
         "alert_id": alert_id,
         "event_id": event.event_id,
         "ts": to_ms(event.timestamp),
         "payload": event.model_dump(),  # serialized by the engine's orjson serializer
+        "opened_at": opened_at,
     }
 
 
@@ -67,19 +69,20 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]
         yield items[start : start + size]
 
 
-async def _sqlite_upsert(conn: AsyncConnection, batch: list[Alert], now_ms: int) -> set[UUID]:
+async def _sqlite_upsert(conn: AsyncConnection, batch: list[Alert], now_ms: int) -> tuple[set[UUID], dict[UUID, int]]:
     ids = [alert.alert_id for alert in batch]
-    existing: set[UUID] = set()
+    existing: dict[UUID, int] = {}
     # The write transaction holds SQLite's only write lock, so this read cannot go stale.
     for part in chunks(ids):
-        result = await conn.execute(sa.select(alerts.c.alert_id).where(alerts.c.alert_id.in_(part)))
-        existing.update(result.scalars())
+        query = sa.select(alerts.c.alert_id, alerts.c.opened_at).where(alerts.c.alert_id.in_(part))
+        existing.update((alert_id, opened_at) for alert_id, opened_at in await conn.execute(query))
     statement = sqlite_insert(alerts)
     statement = statement.on_conflict_do_update(
         index_elements=[alerts.c.alert_id], set_=conflict_updates(statement.excluded, "sqlite")
     )
     await conn.execute(statement, [alert_row(alert, now_ms) for alert in batch])
-    return set(ids) - existing
+    opened = {alert.alert_id: existing.get(alert.alert_id, to_ms(alert.first_seen)) for alert in batch}
+    return set(ids) - existing.keys(), opened
 
 
 async def _stored_events(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:
@@ -174,14 +177,14 @@ async def write_batch(
     before = await stored_counts(conn, [alert.alert_id for alert in merged], IN_CHUNK) if hook else {}
     reopened = await _reopen_resolved(conn, merged, now_ms)
     if conn.dialect.name == "postgresql":
-        inserted = await pg_copy.upsert_alerts(conn, merged, now_ms)
+        inserted, opened = await pg_copy.upsert_alerts(conn, merged, now_ms)
     else:
-        inserted = await _sqlite_upsert(conn, merged, now_ms)
+        inserted, opened = await _sqlite_upsert(conn, merged, now_ms)
     events = await _new_events(conn, merged, inserted)
     if events and conn.dialect.name == "postgresql":
-        await pg_copy.insert_events(conn, events)
+        await pg_copy.insert_events(conn, events, opened)
     elif events:
-        rows = [event_row(alert_id, event) for alert_id, event in events]
+        rows = [event_row(alert_id, event, opened[alert_id]) for alert_id, event in events]
         await conn.execute(sqlite_insert(alert_events).on_conflict_do_nothing(), rows)
     if hook is not None:
         transitions = _transitions(merged, inserted, reopened, before)

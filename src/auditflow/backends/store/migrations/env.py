@@ -10,6 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from auditflow.backends.store.engine import create_sync_engine, database_url
+from auditflow.backends.store.partitions import include_name
 from auditflow.backends.store.schema import metadata
 
 config = context.config
@@ -22,6 +23,7 @@ def _run(connection: Connection) -> None:
         # SQLite alters tables by copying them; batch mode keeps future revisions portable.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
