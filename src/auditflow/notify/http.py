@@ -7,9 +7,9 @@ and its pool hands a connection over without scanning the others: measured again
 receiver, 0.2 to 0.4 ms of CPU per POST where httpx took 1.7 to 3 ms, which bounded a dispatcher to a few
 hundred deliveries per CPU-second.
 
-httpx (used elsewhere in AuditFlow) is still imported by this package's other modules: httpcore runs
-`import sniffio` on every request; where sniffio is not installed that import fails each time and
-searches every `sys.path` entry. `skip_failing_sniffio_import` records the absence once."""
+`skip_failing_sniffio_import` is for httpx loops (the notify bench's reference): httpcore runs `import
+sniffio` on every request; where sniffio is not installed that import fails each time and searches every
+`sys.path` entry. It records the absence once."""
 
 from __future__ import annotations
 
