@@ -268,7 +268,10 @@ async def test_notify_scenario_delivers_every_outbox_row_exactly_once(mode: str)
     assert notify.baseline_requests_per_s
     assert notify.deliveries_per_cpu_second
     assert notify.baseline_requests_per_cpu_second
-    assert result.ratios.deliveries_vs_httpx_loop is not None
+    assert notify.baseline_client == "aiohttp"
+    assert notify.httpx_requests == 300
+    assert notify.httpx_requests_per_s
+    assert result.ratios.deliveries_vs_client_loop is not None
     assert result.ok
 
 

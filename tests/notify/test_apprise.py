@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 from auditflow.cli import main
 from auditflow.errors import ConfigError
 from auditflow.notify.channels import SendResult, build_sender
+from auditflow.notify.http import HttpClient
 from auditflow.notify.routing import AppriseChannel, load_routing
 from tests.notify.conftest import alert_payload, digest_payload
 from tests.notify.receiver import Answer, WebhookReceiver
@@ -32,7 +32,7 @@ def json_url(receiver: WebhookReceiver) -> str:
 async def send(urls: str, payload: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **fields: Any) -> SendResult:
     monkeypatch.setenv(URLS_ENV, urls)
     channel = AppriseChannel.model_validate({"type": "apprise", "urls_env": URLS_ENV, "timeout": 5, **fields})
-    async with httpx.AsyncClient() as client:
+    async with HttpClient() as client:
         return await build_sender(channel, client).send(uuid4(), payload["event"], payload)
 
 

@@ -8,7 +8,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -17,6 +16,7 @@ from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.cli import main
 from auditflow.notify.channels import build_sender
 from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.http import HttpClient
 from auditflow.notify.outbox import OutboxWriter, list_deliveries
 from auditflow.notify.routing import load_routing
 from auditflow.notify.slack import SlackSender
@@ -89,7 +89,7 @@ async def test_the_factory_builds_the_sender_of_each_type(tmp_path: Path, monkey
     monkeypatch.setenv(SECRET_ENV, SECRET)
     monkeypatch.setenv(SLACK_ENV, "https://hooks.slack.com/services/T0/B0/x")
     routing = load_routing(routing_file(tmp_path, "https://hooks.example/x", 2525))
-    async with httpx.AsyncClient() as client:
+    async with HttpClient() as client:
         senders = {name: build_sender(channel, client) for name, channel in routing.channels.items()}
     assert isinstance(senders["hook"], WebhookSender)
     assert isinstance(senders["chat"], SlackSender)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import httpx
 import pytest
 import yaml
 
@@ -19,6 +18,7 @@ from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import ConfigError
 from auditflow.notify.channels import build_sender
 from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.http import HttpClient
 from auditflow.notify.outbox import OutboxWriter, list_deliveries
 from auditflow.notify.routing import EmailChannel, Routing, load_routing
 from tests.factories import make_alert
@@ -57,7 +57,7 @@ def channel(server: SmtpServer, **fields: Any) -> EmailChannel:
 
 
 async def send(config: EmailChannel, payload: dict[str, Any], delivery_id: Any = None) -> Any:
-    async with httpx.AsyncClient() as client:
+    async with HttpClient() as client:
         sender = build_sender(config, client)
         return await sender.send(delivery_id or uuid4(), payload["event"], payload)
 
@@ -255,4 +255,4 @@ def test_an_unreadable_ca_file_is_a_config_error(tmp_path: Path) -> None:
         {"type": "email", "host": "h", "from": "a@b.c", "to": ["d@e.f"], "ca_file": str(tmp_path / "missing.pem")}
     )
     with pytest.raises(ConfigError, match=r"missing\.pem"):
-        build_sender(config, httpx.AsyncClient())
+        build_sender(config, HttpClient())

@@ -9,9 +9,8 @@ import gc
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -19,6 +18,7 @@ from auditflow.backends.store.schema import notification_deliveries as deliverie
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.model.event import Severity
 from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.http import Answer, HttpClient, PostError
 from auditflow.notify.outbox import OutboxWriter, depth
 from auditflow.notify.routing import Routing
 from tests.factories import make_alert
@@ -33,29 +33,26 @@ PER_STEP = 34  # new alerts per round: 2,040 in the hour
 CRITICAL_EVERY = 10  # every tenth alert is critical and also goes to the digest route
 
 
-class Outage(httpx.AsyncBaseTransport):
+class Outage(HttpClient):
     """A receiver that refuses every connection until `until` on the simulated clock, then is reached
     over real HTTP."""
 
     def __init__(self, clock: Callable[[], float], until: float) -> None:
+        super().__init__()
         self.clock = clock
         self.until = until
         self.refused = 0
         self.failures_after: list[str] = []  # attempts that failed once the receiver was back
-        self._real = httpx.AsyncHTTPTransport()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], seconds: float) -> Answer:
         if self.clock() < self.until:
             self.refused += 1
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+            raise PostError("ConnectError", "Cannot connect to host: [Errno 111] Connection refused")
         try:
-            return await self._real.handle_async_request(request)
-        except BaseException as exc:  # the sender's timeout cancels the request
-            self.failures_after.append(f"{request.headers.get('Idempotency-Key')}: {exc!r}")
+            return await super().post(url, body, headers, seconds)
+        except BaseException as exc:  # no answer in time, or the connection failed
+            self.failures_after.append(f"{headers.get('Idempotency-Key')}: {exc!r}")
             raise
-
-    async def aclose(self) -> None:
-        await self._real.aclose()
 
 
 def outage_routing(url: str) -> Routing:
@@ -99,9 +96,8 @@ async def test_a_receiver_down_for_an_hour_loses_nothing_and_costs_no_memory(
     with WebhookReceiver(SECRET) as receiver:
         routing = outage_routing(receiver.url)
         outbox_store.transition_hook = OutboxWriter(routing)
-        transport = Outage(clock, until=start + HOUR)
-        client = httpx.AsyncClient(transport=transport)
-        dispatcher = Dispatcher(outbox_store, routing, client=client, clock=clock)
+        outage = Outage(clock, until=start + HOUR)
+        dispatcher = Dispatcher(outbox_store, routing, client=outage, clock=clock)
         written = critical = 0
         try:
             tracemalloc.start()
@@ -133,12 +129,12 @@ async def test_a_receiver_down_for_an_hour_loses_nothing_and_costs_no_memory(
                 query = sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
                 statuses = {str(status): int(count) for status, count in (await conn.execute(query)).all()}
             assert receiver.seen() == []
-            assert transport.refused > written  # retried all along, not parked
+            assert outage.refused > written  # retried all along, not parked
             assert "dead" not in statuses
             assert depth_after_hour == written + critical  # each change: its single row and its digest item
             assert depth_after_hour - depth_at_warm_up > 1500
             print(
-                f"\n{outbox_store.url.split(':')[0]}: {written} alerts, {transport.refused} refused attempts,"
+                f"\n{outbox_store.url.split(':')[0]}: {written} alerts, {outage.refused} refused attempts,"
                 f" depth {depth_at_warm_up} -> {depth_after_hour}, dispatcher memory growth {growth / 1024:.0f} KiB,"
                 f" the pending rows in memory would take {held / 1024:.0f} KiB"
             )
@@ -154,7 +150,7 @@ async def test_a_receiver_down_for_an_hour_loses_nothing_and_costs_no_memory(
                 now[0] += STEP
         finally:
             await dispatcher.aclose()
-            await client.aclose()
+            await outage.aclose()
             if tracemalloc.is_tracing():
                 tracemalloc.stop()
         requests = receiver.seen()
@@ -167,7 +163,7 @@ async def test_a_receiver_down_for_an_hour_loses_nothing_and_costs_no_memory(
     repeated = sorted(key for key, count in keys.items() if count > 1)
     # Exactly once per delivery id. (A repeat would only be legitimate after an attempt that failed on the
     # sender's side, e.g. its timeout on an overloaded machine: the message says which, if any.)
-    assert repeated == [], f"sent again: {repeated[:5]}; attempts failed after recovery: {transport.failures_after[:5]}"
+    assert repeated == [], f"sent again: {repeated[:5]}; attempts failed after recovery: {outage.failures_after[:5]}"
     assert set(keys) == {str(delivery_id) for delivery_id, _, _ in rows}
     assert all(request.signature_ok for request in requests)
     singles = [request for request in requests if request.event != "digest"]

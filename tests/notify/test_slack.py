@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import httpx
 import pytest
 import yaml
 
@@ -19,6 +18,7 @@ from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import ConfigError
 from auditflow.notify.channels import SendResult, build_sender
 from auditflow.notify.dispatcher import Dispatcher
+from auditflow.notify.http import HttpClient
 from auditflow.notify.outbox import OutboxWriter, list_deliveries
 from auditflow.notify.routing import Routing, SlackChannel, load_routing
 from auditflow.notify.slack import slack_message
@@ -35,7 +35,7 @@ def slack_channel(**fields: Any) -> dict[str, Any]:
 
 async def send(url: str, payload: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> SendResult:
     monkeypatch.setenv(URL_ENV, url)
-    async with httpx.AsyncClient() as client:
+    async with HttpClient() as client:
         sender = build_sender(SlackChannel.model_validate(slack_channel()), client)
         return await sender.send(uuid4(), payload["event"], payload)
 

@@ -98,7 +98,7 @@ class BenchOptions:
             " `re` loop, and end to end into the embedded pipeline (in either mode); rules: detector CPU per"
             " event with the --rules/--sigma rules beside the shipped pack, against the pack alone (the default"
             " when --rules or --sigma is given); notify: webhook deliveries/s, latency, outbox depth and lost or"
-            " repeated deliveries while alerts are written at --notify-rate, against a plain httpx loop to the"
+            " repeated deliveries while alerts are written at --notify-rate, against a plain aiohttp loop to the"
             " same receiver; all: every one.",
             click.Choice([*SCENARIOS, "all"]),
             decl="--scenario",

@@ -133,13 +133,21 @@ def _notify_rows(table: Table, notify: NotifyResult) -> None:
     table.add_row(
         "deliveries/s to the webhook receiver",
         _n(notify.deliveries_per_s),
-        f"httpx loop {_n(notify.baseline_requests_per_s)} requests/s",
+        f"{notify.baseline_client} loop {_n(notify.baseline_requests_per_s)} requests/s",
         _ratio(notify.deliveries_per_s, notify.baseline_requests_per_s),
     )
+    if notify.httpx_requests_per_s is not None:
+        table.add_row(
+            "",
+            "",
+            f"httpx loop {_n(notify.httpx_requests_per_s)} requests/s,"
+            f" {_n(notify.httpx_requests_per_cpu_second)} per CPU-second (reference)",
+            "",
+        )
     table.add_row(
         "deliveries per CPU-second of the dispatcher",
         _n(notify.deliveries_per_cpu_second),
-        f"httpx loop {_n(notify.baseline_requests_per_cpu_second)} requests per CPU-second",
+        f"{notify.baseline_client} loop {_n(notify.baseline_requests_per_cpu_second)} requests per CPU-second",
         _ratio(notify.deliveries_per_cpu_second, notify.baseline_requests_per_cpu_second),
     )
     table.add_row("", f"offered {_n(notify.offered_deliveries_per_s)}", f"dispatcher: {notify.dispatchers}", "")

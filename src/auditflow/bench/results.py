@@ -240,10 +240,16 @@ class NotifyResult:
     # Deliveries per CPU-second of the process(es) that dispatched (embedded: the bench process, which
     # also writes the alerts): less sensitive to the machine's other load than deliveries/s.
     deliveries_per_cpu_second: float | None = None
-    # The same receiver driven by a plain httpx loop (same body size and concurrency) in the same run.
+    # The same receiver driven by a plain loop of the dispatcher's HTTP client library (aiohttp: one
+    # session, a delivery's body, the dispatcher's concurrency) in the same run: the baseline.
+    baseline_client: str = "aiohttp"
     baseline_requests: int = 0
     baseline_requests_per_s: float | None = None
     baseline_requests_per_cpu_second: float | None = None
+    # The same loop with httpx (the client the senders used before), for reference.
+    httpx_requests: int = 0
+    httpx_requests_per_s: float | None = None
+    httpx_requests_per_cpu_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +259,7 @@ class Ratios:
     processed_vs_raw_broker: float | None = None
     processed_vs_naive: float | None = None
     upsert_vs_naive_insert: float | None = None
-    deliveries_vs_httpx_loop: float | None = None
+    deliveries_vs_client_loop: float | None = None
 
 
 @dataclass(slots=True)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
-import httpx
-
+from auditflow.notify.http import HttpClient
 from auditflow.notify.routing import AppriseChannel, Channel, EmailChannel, SlackChannel, WebhookChannel
 
 
@@ -27,7 +26,7 @@ class Sender(Protocol):
         ...
 
 
-def build_sender(channel: Channel, client: httpx.AsyncClient) -> Sender:
+def build_sender(channel: Channel, client: HttpClient) -> Sender:
     """The sender for one channel of the routing file; resolves the channel's secrets now, so a missing
     one fails when the routing is applied (ConfigError), not at the first alert."""
     # Imported here: the sender modules import SendResult from this one.

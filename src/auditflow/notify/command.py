@@ -58,9 +58,8 @@ def test(channel: str, config: Path | None) -> None:
     """
     import asyncio
 
-    import httpx
-
     from auditflow.errors import NotFound
+    from auditflow.notify.http import HttpClient
     from auditflow.notify.routing import load_routing
     from auditflow.notify.testsend import ChannelTestResult, send_test
 
@@ -69,7 +68,7 @@ def test(channel: str, config: Path | None) -> None:
         raise SystemExit(1)
 
     async def send() -> ChannelTestResult:
-        async with httpx.AsyncClient() as client:
+        async with HttpClient() as client:
             return await send_test(routing, channel, client)
 
     try:

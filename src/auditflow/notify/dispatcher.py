@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from uuid import uuid4
 
-import httpx
-
 from auditflow import tracing
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import AuditFlowError, BackendError, BackendUnavailable
@@ -21,7 +19,7 @@ from auditflow.model.status import DependencyStatus
 from auditflow.notify import digest, outbox, purge
 from auditflow.notify.channels import Sender, SendResult, build_sender
 from auditflow.notify.health import record_outbox_depth
-from auditflow.notify.http import skip_failing_sniffio_import
+from auditflow.notify.http import HttpClient
 from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, PURGED
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.reload import RoutingFile
@@ -32,9 +30,6 @@ log = logging.getLogger("auditflow.notify")
 
 # Waiting for the store while it is down: the same policy as other held operations.
 STORE_BACKOFF = Backoff(initial=0.2, maximum=10.0)
-# One connection per request in flight, and kept: httpx's default keeps 20 and closes the idle ones beyond
-# (counting busy ones too), so any higher `concurrency` would reconnect for most requests.
-KEEP_ALIVE = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
 # The outbox depth gauge is a COUNT over the pending rows: at most this often, not after every batch.
 DEPTH_INTERVAL_S = 1.0
 
@@ -49,7 +44,7 @@ class Dispatcher(AsyncLifecycle):
         store: SqlAlertStore,
         routing: Routing,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: HttpClient | None = None,
         dependency: Supervised | None = None,
         watch: RoutingFile | None = None,
         on_reload: Callable[[Routing], None] | None = None,
@@ -65,8 +60,7 @@ class Dispatcher(AsyncLifecycle):
         policy = routing.delivery
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         self._own_client = client is None
-        skip_failing_sniffio_import()
-        self._client = client or httpx.AsyncClient(limits=KEEP_ALIVE)
+        self._client = client or HttpClient()
         # Built now so that a missing secret fails at start-up, not at the first alert.
         self._senders = self._build_senders(routing)
         self._stop = asyncio.Event()

@@ -273,8 +273,8 @@ class Delivery(_Strict):
     # An idle dispatcher looks for new rows this often: the delay a quiet outbox adds to a message.
     poll_interval: Duration = Field(timedelta(milliseconds=250), gt=timedelta(0))
     batch_size: int = Field(100, ge=1, le=1000)
-    # Requests in flight per dispatcher. httpx's pool costs CPU per request in proportion to its open
-    # connections (docs/performance.md): raise this for slow receivers, not for fast ones.
+    # Requests in flight per dispatcher, each on a kept-alive connection of its own: raise this for
+    # receivers with a long round trip, where waiting rather than CPU bounds the deliveries/s.
     concurrency: int = Field(10, ge=1, le=200)
     keep_sent: Duration = Field(timedelta(days=7), gt=timedelta(0), description="How long sent rows are kept")
     keep_dead: Duration = Field(timedelta(days=30), gt=timedelta(0), description="How long dead rows are kept")

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import httpx
 import orjson
 
 from auditflow.notify.channels import SendResult
+from auditflow.notify.http import HttpClient
 from auditflow.notify.render import ELLIPSIS, clip, digest_lines, facts, headline, intro, is_digest, one_line, show
 from auditflow.notify.routing import SlackChannel
 from auditflow.notify.webhook import USER_AGENT, post
@@ -134,7 +134,7 @@ def slack_message(delivery_id: UUID, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class SlackSender:
-    def __init__(self, channel: SlackChannel, client: httpx.AsyncClient) -> None:
+    def __init__(self, channel: SlackChannel, client: HttpClient) -> None:
         self.channel = channel
         self.client = client
         self._url = channel.webhook_url()

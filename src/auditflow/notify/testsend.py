@@ -9,12 +9,12 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
 from pydantic import BaseModel, Field
 
 from auditflow.errors import ConfigError, NotFound
 from auditflow.model.timeutil import format_utc, utcnow
 from auditflow.notify.channels import SendResult, build_sender
+from auditflow.notify.http import HttpClient
 from auditflow.notify.routing import Routing
 
 TEST_RULE_ID = "auditflow-test"
@@ -59,12 +59,12 @@ def payload_for_test() -> dict[str, Any]:
     }
 
 
-async def _send(routing: Routing, name: str, client: httpx.AsyncClient, delivery_id: UUID) -> SendResult:
+async def _send(routing: Routing, name: str, client: HttpClient, delivery_id: UUID) -> SendResult:
     # Built per test: a secret changed or removed since start-up is read (or reported) now.
     return await build_sender(routing.channels[name], client).send(delivery_id, "test", payload_for_test())
 
 
-async def send_test(routing: Routing, name: str, client: httpx.AsyncClient) -> ChannelTestResult:
+async def send_test(routing: Routing, name: str, client: HttpClient) -> ChannelTestResult:
     """Send the test payload through channel `name` now, with the channel's timeout. NotFound names
     an unknown channel; a secret that is missing now is reported as a failed send."""
     if name not in routing.channels:

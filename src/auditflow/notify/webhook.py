@@ -3,7 +3,6 @@ the body, with the delivery id as idempotency key, so a receiver can verify and 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -12,11 +11,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from uuid import UUID
 
-import httpx
 import orjson
 
 from auditflow import __version__
 from auditflow.notify.channels import SendResult
+from auditflow.notify.http import HttpClient, PostError
 from auditflow.notify.routing import WebhookChannel
 
 __all__ = ["SendResult", "WebhookSender", "message_body", "parse_retry_after", "post", "sign"]
@@ -57,31 +56,30 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max((when - current).total_seconds(), 0.0)
 
 
-async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], seconds: float) -> SendResult:
+async def post(client: HttpClient, url: str, body: bytes, headers: dict[str, str], seconds: float) -> SendResult:
     """POST `body` once: 2xx is sent; a redirect is not followed; 429/503 carry their Retry-After; any
     other answer, a connection error or no answer within `seconds` is a failure naming the cause."""
     try:
-        # httpx's timeouts are per phase; the outer bound also stops a receiver that trickles bytes.
-        async with asyncio.timeout(seconds):
-            response = await client.post(url, content=body, headers=headers, timeout=seconds, follow_redirects=False)
+        # The bound covers the whole exchange, so it also stops a receiver that trickles bytes.
+        response = await client.post(url, body, headers, seconds)
     except TimeoutError:
         return SendResult(False, f"no answer within {seconds:g} s")
-    except httpx.HTTPError as exc:
-        return SendResult(False, f"{exc.__class__.__name__}: {exc or 'request failed'}")
+    except PostError as exc:
+        return SendResult(False, f"{exc.kind}: {exc or 'request failed'}")
     if response.is_success:
         return SendResult(True)
     if response.is_redirect:
         # Following would send the alert wherever the receiver points: refuse it.
         where = response.headers.get("location", "?")
-        return SendResult(False, f"HTTP {response.status_code} redirect to {where} not followed")
+        return SendResult(False, f"HTTP {response.status} redirect to {where} not followed")
     retry_after = None
-    if response.status_code in _RETRY_AFTER_STATUSES:
+    if response.status in _RETRY_AFTER_STATUSES:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-    return SendResult(False, f"HTTP {response.status_code}: {response.text[:200]}", retry_after)
+    return SendResult(False, f"HTTP {response.status}: {response.text}", retry_after)
 
 
 class WebhookSender:
-    def __init__(self, channel: WebhookChannel, client: httpx.AsyncClient) -> None:
+    def __init__(self, channel: WebhookChannel, client: HttpClient) -> None:
         self.channel = channel
         self.client = client
         self._secret = channel.secret()
