@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from auditflow.app import create_app
+from auditflow.gctune import tune_gc
 from auditflow.roles import Role
 from auditflow.runtime import Runtime
 
@@ -101,6 +102,7 @@ async def serve(spec: ProcessSpec) -> int:
     server = _GracefulServer(server_config(app, spec))
     server.exit_hooks = spec.exit_hooks
     await spec.runtime.start()
+    tune_gc()
     try:
         serving = asyncio.create_task(server.serve())
         # uvicorn exposes `started` as a flag only, so poll it briefly during start-up
