@@ -17,7 +17,6 @@ from pydantic import TypeAdapter
 from auditflow.api.events import validate_event_body
 from auditflow.backends.store import AlertStore
 from auditflow.config import Settings, load_settings
-from auditflow.gctune import tune_gc
 from auditflow.model.event import Event
 from auditflow.model.limits import TIME_BOUNDS_CONTEXT
 from auditflow.runtime import Runtime
@@ -82,7 +81,6 @@ async def embedded_target(data_dir: Path | None = None) -> AsyncIterator[Embedde
         root = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="auditflow-bench-")))
         runtime = Runtime(embedded_settings(root), "run")
         await runtime.start()
-        tune_gc()  # as `auditflow run` does once it has started
         try:
             async with asyncio.timeout(30):
                 await runtime.wait_ready()
