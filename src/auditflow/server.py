@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from auditflow.app import create_app
+from auditflow.gctune import tuned_collector
 from auditflow.roles import Role
 from auditflow.runtime import Runtime
 
@@ -101,26 +102,27 @@ async def serve(spec: ProcessSpec) -> int:
     server = _GracefulServer(server_config(app, spec))
     server.exit_hooks = spec.exit_hooks
     await spec.runtime.start()
-    try:
-        serving = asyncio.create_task(server.serve())
-        # uvicorn exposes `started` as a flag only, so poll it briefly during start-up
-        while not server.started and not serving.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        if server.started and spec.on_ready is not None:
-            spec.on_ready()
-        await serving
-        if not server.started:
-            log.error("could not serve on %s:%s", spec.host, spec.port)
-            return 1
-    finally:
-        log.info("stopping: draining work and closing connections")
+    with tuned_collector():
         try:
-            async with asyncio.timeout(spec.runtime.settings.shutdown_grace):
-                for closer in spec.closers:
-                    await closer()
-                await spec.runtime.aclose()
-        except TimeoutError:
-            log.error("shutdown did not finish within %.0f s", spec.runtime.settings.shutdown_grace)
+            serving = asyncio.create_task(server.serve())
+            # uvicorn exposes `started` as a flag only, so poll it briefly during start-up
+            while not server.started and not serving.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            if server.started and spec.on_ready is not None:
+                spec.on_ready()
+            await serving
+            if not server.started:
+                log.error("could not serve on %s:%s", spec.host, spec.port)
+                return 1
+        finally:
+            log.info("stopping: draining work and closing connections")
+            try:
+                async with asyncio.timeout(spec.runtime.settings.shutdown_grace):
+                    for closer in spec.closers:
+                        await closer()
+                    await spec.runtime.aclose()
+            except TimeoutError:
+                log.error("shutdown did not finish within %.0f s", spec.runtime.settings.shutdown_grace)
     log.info("stopped")
     return 0
 

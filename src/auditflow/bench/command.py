@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from auditflow.bench.options import BenchOptions
 from auditflow.bench.report import render
 from auditflow.errors import AuditFlowError
+from auditflow.gctune import tuned_collector
 
 
 def execute(params: dict[str, Any], *, as_json: bool) -> None:
@@ -29,7 +30,10 @@ def execute(params: dict[str, Any], *, as_json: bool) -> None:
             bar.update(task, description=phase, completed=done, total=total)
 
         try:
-            result = uvloop.run(run(options, progress))
+            # The collector settings of `auditflow run` and `serve`: the embedded mode measures
+            # this very process.
+            with tuned_collector():
+                result = uvloop.run(run(options, progress))
         except AuditFlowError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:

@@ -1,0 +1,256 @@
+"""Event bodies validated without pydantic's per-field machinery, for the usual body only.
+
+Validating an event through the model costs several Python calls per field (the text, time and
+`details` validators) on top of pydantic's own work; at intake and again in analysis that was the
+largest single cost per event. `fast_events` applies the very same rules (`model.event`,
+`model.limits`) by hand to what orjson parsed, in one loop, and builds the events directly. It
+accepts a strict subset of what the model accepts and makes equal events; for anything it is not
+sure about (an unknown field, a naive or unusual timestamp, an integer orjson may have turned into
+a float, text that may hold NUL, any rule broken) it answers None, and the caller validates the
+body through the model, which names every problem as before. So a body from anywhere (a client,
+another process on the broker) is always checked in full, just cheaply when it is well formed.
+
+A self-check at import compares both paths on probe bodies; if pydantic's instance layout or the
+model changed so that they differ, the fast path stays off.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, SafeUUID, uuid4
+
+import orjson
+from annotated_types import MaxLen
+
+from auditflow.model.event import EVENT_TYPE_PATTERN, MAX_DETAILS_BYTES, Event, Severity
+from auditflow.model.limits import MAX_DETAILS_DEPTH, MAX_INT, MIN_INT, EventTimeBounds, timestamp_problem
+from auditflow.model.timeutil import to_utc
+
+_new = object.__new__
+_set = object.__setattr__
+
+_FIELDS = frozenset(Event.model_fields)
+# The text fields' length limits, read from the model so the two cannot drift apart.
+_TEXT_LIMITS: dict[str, int] = {
+    name: meta.max_length
+    for name, info in Event.model_fields.items()
+    if info.annotation == (str | None)
+    for meta in info.metadata
+    if isinstance(meta, MaxLen)
+}
+_SERVICE = _TEXT_LIMITS["source_service"]
+_HOST = _TEXT_LIMITS["server_hostname"]
+_USER = _TEXT_LIMITS["user_id"]
+_RESULT = _TEXT_LIMITS["action_result"]
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.removeprefix("^").removesuffix("$"))
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# RFC 3339 with an explicit offset and at most microseconds: parsed alike by `fromisoformat` and by
+# pydantic. Naive times, other separators and nanoseconds take the model's path.
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
+_SEVERITIES = {member.value: member for member in Severity}
+# orjson turns an integer beyond 64 bits into a float, which the model would refuse as an integer:
+# a float this large may have been one, so its event takes the model's path.
+_FLOAT_LIMIT = float(2**63)
+# Event types already found valid (a pure check, so a set of them is safe to share); bounded.
+_EVENT_TYPES_SEEN: set[str] = set()
+_EVENT_TYPES_KEPT = 4096
+_UNSEEN: Any = object()
+_SAFE_UNKNOWN = SafeUUID.unknown
+_dumps = orjson.dumps
+
+
+def fast_events(body: bytes, time_bounds: EventTimeBounds | None = None) -> list[Event] | None:
+    """The events of a JSON array (or single object) body, validated as `list[Event]` would be
+    with `time_bounds` in the context; None when the model's path must decide."""
+    if not _ENABLED or b"\\u0000" in body:
+        # NUL can only be written as an escape in JSON (orjson refuses raw control characters and
+        # lone surrogates), so without one no text anywhere in the body holds NUL.
+        return None
+    try:
+        return _events_of(orjson.loads(body), time_bounds)
+    except (TypeError, ValueError):  # orjson's JSONDecodeError is a ValueError
+        # Nothing above should raise (every value's type is checked before it is used); if
+        # something does, the model's path still decides, and names the problem.
+        return None
+
+
+def _events_of(parsed: Any, time_bounds: EventTimeBounds | None) -> list[Event] | None:
+    if parsed.__class__ is dict:
+        parsed = [parsed]
+    elif parsed.__class__ is not list:
+        return None
+    now = datetime.now(UTC) if time_bounds is not None else None
+    # The events of one body mostly share a handful of timestamps: each text is checked once.
+    stamps: dict[str, datetime | None] = {}
+    events: list[Event] = []
+    append = events.append
+    for raw in parsed:
+        if raw.__class__ is not dict or not _FIELDS.issuperset(raw):
+            return None
+        event_type = raw.get("event_type")
+        if event_type.__class__ is not str:
+            return None
+        if event_type not in _EVENT_TYPES_SEEN:
+            if _EVENT_TYPE.fullmatch(event_type) is None:
+                return None
+            if len(_EVENT_TYPES_SEEN) >= _EVENT_TYPES_KEPT:
+                _EVENT_TYPES_SEEN.clear()
+            _EVENT_TYPES_SEEN.add(event_type)
+        text = raw.get("event_id")
+        if text is not None:
+            if text.__class__ is not str or _UUID_TEXT.fullmatch(text) is None:
+                return None
+            event_id = _new(UUID)
+            _set(event_id, "int", int(text.replace("-", ""), 16))
+            _set(event_id, "is_safe", _SAFE_UNKNOWN)
+        elif "event_id" in raw:
+            return None
+        else:
+            event_id = uuid4()
+        text = raw.get("timestamp")
+        if text.__class__ is str:
+            timestamp = stamps.get(text, _UNSEEN)
+            if timestamp is _UNSEEN:
+                timestamp = stamps[text] = _timestamp(text, time_bounds, now)
+            if timestamp is None:
+                return None
+        elif text is not None or "timestamp" in raw:
+            return None
+        else:
+            timestamp = to_utc(datetime.now(UTC))
+        source_service = raw.get("source_service")
+        server_hostname = raw.get("server_hostname")
+        user_id = raw.get("user_id")
+        action_result = raw.get("action_result")
+        if (
+            (source_service is not None and (source_service.__class__ is not str or len(source_service) > _SERVICE))
+            or (server_hostname is not None and (server_hostname.__class__ is not str or len(server_hostname) > _HOST))
+            or (user_id is not None and (user_id.__class__ is not str or len(user_id) > _USER))
+            or (action_result is not None and (action_result.__class__ is not str or len(action_result) > _RESULT))
+        ):
+            return None
+        severity = raw.get("severity")
+        if severity is None:
+            if "severity" in raw:
+                return None
+            severity = Severity.INFO
+        else:
+            severity = _SEVERITIES.get(severity) if severity.__class__ is str else None
+            if severity is None:
+                return None
+        details = raw.get("details")
+        if details is None:
+            if "details" in raw:
+                return None
+            details = {}
+        elif details.__class__ is not dict or not _plain(details, 1) or len(_dumps(details)) > MAX_DETAILS_BYTES:
+            return None
+        event = _new(Event)
+        _set(
+            event,
+            "__dict__",
+            {
+                "event_type": event_type,
+                "event_id": event_id,
+                "timestamp": timestamp,
+                "source_service": source_service,
+                "server_hostname": server_hostname,
+                "user_id": user_id,
+                "severity": severity,
+                "action_result": action_result,
+                "details": details,
+            },
+        )
+        _set(event, "__pydantic_fields_set__", set(raw))
+        _set(event, "__pydantic_extra__", None)
+        _set(event, "__pydantic_private__", None)
+        append(event)
+    return events
+
+
+def _timestamp(value: str, time_bounds: EventTimeBounds | None, now: datetime | None) -> datetime | None:
+    if _TIMESTAMP.fullmatch(value) is None:
+        return None
+    try:
+        parsed = to_utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError):
+        return None
+    if timestamp_problem(parsed) is not None:
+        return None
+    if time_bounds is not None and time_bounds.problem(parsed, now) is not None:
+        return None
+    return parsed
+
+
+def _plain(value: dict[str, Any] | list[Any], depth: int) -> bool:
+    """`limits.plain_structure` for what orjson parsed, with a stricter float rule (see `_FLOAT_LIMIT`)."""
+    if depth > MAX_DETAILS_DEPTH:
+        return False
+    items: Iterable[Any] = value.values() if isinstance(value, dict) else value
+    for item in items:
+        kind = item.__class__
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not MIN_INT <= item <= MAX_INT:
+                return False
+        elif kind is float:
+            if not (math.isfinite(item) and -_FLOAT_LIMIT < item < _FLOAT_LIMIT):
+                return False
+        elif kind is dict or kind is list:
+            if not _plain(item, depth + 1):
+                return False
+        else:
+            return False
+    return True
+
+
+_PROBES = (
+    b'[{"event_type":"user_login","event_id":"0b6c3c2e-4a8e-4f2b-9a57-0f1c3e7b9a21",'
+    b'"timestamp":"2026-01-02T03:04:05.678912+01:30","source_service":"sshd","server_hostname":"h1",'
+    b'"user_id":"alice","severity":"WARNING","action_result":"FAILURE",'
+    b'"details":{"a":[1,2.5,{"b":null,"c":true}],"s":"\\u00e9\\ud83d\\ude00"}},'
+    b'{"event_type":"x.y-z_1","timestamp":"2026-01-02T03:04:05Z"}]',
+    b'{"event_type":"file_modified","event_id":"0B6C3C2E-4A8E-4F2B-9A57-0F1C3E7B9A22",'
+    b'"timestamp":"2026-01-02T03:04:05.1Z","details":{}}',
+)
+
+
+def _self_check() -> bool:
+    """Both paths make equal events, field for field and type for type, for the probes."""
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(list[Event])
+    try:
+        for body in _PROBES:
+            fast = _events_of(orjson.loads(body), None)
+            parsed = orjson.loads(body)
+            reference = adapter.validate_python(parsed if isinstance(parsed, list) else [parsed])
+            if fast is None or len(fast) != len(reference):
+                return False
+            for mine, theirs in zip(fast, reference, strict=True):
+                for name in ("event_id", "timestamp"):  # defaults: a new id, now
+                    if name not in mine.model_fields_set:
+                        _set(mine, "__dict__", {**mine.__dict__, name: theirs.__dict__[name]})
+                if (
+                    mine != theirs
+                    or list(mine.__dict__) != list(theirs.__dict__)
+                    or mine.model_fields_set != theirs.model_fields_set
+                    or mine.model_dump_json() != theirs.model_dump_json()
+                    or any(
+                        type(a) is not type(b)
+                        for a, b in zip(mine.__dict__.values(), theirs.__dict__.values(), strict=True)
+                    )
+                ):
+                    return False
+    except Exception:  # any layout change: the model's path only
+        return False
+    return True
+
+
+_ENABLED = True
+_ENABLED = _self_check()
