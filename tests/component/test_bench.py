@@ -124,6 +124,12 @@ async def test_distributed_pipeline_stores_every_expected_alert_once() -> None:
     assert verdict.expected > 30
     assert verdict == Correctness(verdict.expected, verdict.expected, lost=0, duplicated=0, unexpected=0, ok=True)
     assert set(result.pipeline.processes) >= {"analysis", "notification"}
+    # The capacity model's inputs: CPU per event for each service and for the servers it used.
+    per_event = result.pipeline.cpu_us_per_event
+    assert set(per_event) == set(result.pipeline.processes) >= {"analysis", "redis", "rabbitmq", "postgres"}
+    assert (per_event["analysis"] or 0) > 0
+    # A short run may cost a server less than one clock tick (10 ms): read, but possibly zero.
+    assert all(per_event[name] is not None for name in ("redis", "rabbitmq", "postgres"))
 
 
 def test_in_process_bodies_hand_over_their_validated_events() -> None:

@@ -209,6 +209,10 @@ async def run_pipeline(
         events_per_cpu_second=events / service_cpu if service_cpu else None,
         processes=usage,
         queue_depths=sampler.queue_depths(),
+        cpu_us_per_event={
+            name: None if stats.cpu_cores is None else stats.cpu_cores * window / events * 1e6
+            for name, stats in usage.items()
+        },
     )
 
 

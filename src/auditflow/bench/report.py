@@ -80,9 +80,12 @@ def render(result: BenchResult, console: Console) -> None:
     if result.rules:
         _rules_table(result.rules, console)
     if pipeline:
-        processes = Table("process", "CPU (cores)", "RSS peak MB", title="Resources during the pipeline run")
+        processes = Table(
+            "process", "CPU (cores)", "CPU µs per event", "RSS peak MB", title="Resources during the pipeline run"
+        )
         for name, stats in pipeline.processes.items():
-            processes.add_row(name, _n(stats.cpu_cores, 2), _n(stats.rss_peak_mb, 0))
+            per_event = pipeline.cpu_us_per_event.get(name)
+            processes.add_row(name, _n(stats.cpu_cores, 2), _n(per_event, 1), _n(stats.rss_peak_mb, 0))
         console.print(processes)
 
 

@@ -88,6 +88,9 @@ class PipelineResult:
     events_per_cpu_second: float | None
     processes: dict[str, ProcessUsage]
     queue_depths: list[dict[str, float]]
+    # Each sampled process's CPU per event in µs (the servers too in distributed mode): the capacity
+    # model of docs/scaling.md is built from these.
+    cpu_us_per_event: dict[str, float | None] = field(default_factory=dict)
     baseline_raw_broker: RawBrokerBaseline | None = None
     baseline_naive: NaiveBaseline | None = None
 
