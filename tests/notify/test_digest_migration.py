@@ -58,7 +58,7 @@ def test_an_outbox_at_0005_upgrades_and_downgrades(connection: Connection) -> No
     with conn.begin():
         conn.execute(INSERT, row())
     with conn.begin():
-        upgrade_connection(conn)
+        upgrade_connection(conn, "0006")
     with conn.begin():
         assert current_revision(conn) == "0006"
         [(kept,)] = conn.execute(sa.text("SELECT route FROM notification_deliveries")).all()
