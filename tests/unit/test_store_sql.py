@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -15,15 +16,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import exc
 
-from auditflow.backends.store import create_store
+from auditflow.backends.store import create_store, pg_copy
 from auditflow.backends.store.engine import create_store_engine, create_sync_engine, database_url, mapped_errors
 from auditflow.backends.store.merge import dedupe, merge_alerts, merge_ids
 from auditflow.backends.store.migrate import alembic_config, current_revision, head_revision, migrate_url
 from auditflow.backends.store.queries import decode_cursor, encode_cursor, escape_like
-from auditflow.backends.store.schema import from_ms, to_ms
+from auditflow.backends.store.schema import alert_events, alerts, from_ms, to_ms
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import BackendError, BackendUnavailable, SchemaNotReady
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, Alert, AlertQuery, AlertUpdate
+from auditflow.model.event import Event
+from tests.factories import make_alert, make_event
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -215,6 +218,41 @@ def test_dedupe_returns_one_alert_per_id_in_id_order() -> None:
     merged = dedupe(batch)
     assert [alert.alert_id for alert in merged] == [ids[0], ids[2]]
     assert merged[1].occurrences == 5
+
+
+events = st.builds(
+    lambda user, details, result, millis: make_event(
+        T0 + timedelta(milliseconds=millis), user_id=user, details=details, action_result=result
+    ),
+    st.one_of(st.none(), st.text(min_size=1, max_size=20).filter(lambda text: "\x00" not in text)),
+    st.dictionaries(
+        st.text(max_size=8).filter(lambda text: "\x00" not in text),
+        st.one_of(st.integers(-(2**63), 2**63 - 1), st.booleans(), st.none(), st.lists(st.integers(0, 9), max_size=3)),
+        max_size=4,
+    ),
+    st.sampled_from([None, "SUCCESS", "FAILURE"]),
+    st.integers(0, 10**9),
+)
+
+
+@given(event=events)
+def test_event_payload_is_the_document_of_the_model_dump(event: Event) -> None:
+    # The binary COPY path encodes the model's values in one call: the stored document must be the
+    # one the engine's serializer makes of model_dump(), and must read back as the same event.
+    assert pg_copy.event_payload(event) == pg_copy.json_bytes(event.model_dump())
+    assert Event.model_validate(orjson.loads(pg_copy.event_payload(event))) == event
+
+
+def test_copy_rows_follow_their_tables() -> None:
+    alert = make_alert(user_id=None)
+    row = pg_copy.alert_values(alert, 7)
+    assert len(row) == len(alerts.c) == len(pg_copy.wire_types(alerts))
+    assert dict(zip([column.name for column in alerts.c], row, strict=True))["user_id"] is None
+    assert dict(zip([column.name for column in alerts.c], row, strict=True))["opened_at"] == to_ms(alert.first_seen)
+    event_row = pg_copy.event_values(alert.alert_id, alert.sample_events[0], 42)
+    assert len(event_row) == len(alert_events.c)
+    assert event_row[-1] == 42
+    assert pg_copy.wire_types(alert_events) == ["uuid", "uuid", "int8", "jsonb", "int8"]
 
 
 async def test_sqlite_writers_take_turns_instead_of_timing_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,10 @@ import sqlalchemy as sa
 from auditflow.backends.store.schema import alerts
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 
+# What makes an incoming alert the same as a stored one in SQLite's upsert. PostgreSQL's alerts are
+# partitioned, and its key adds the partition column (pg_copy.PG_CONFLICT_TARGET).
+CONFLICT_TARGET: tuple[sa.Column[Any], ...] = (alerts.c.alert_id,)
+
 _NEW_OFFSET = 1_000_000  # orders the incoming ids after the stored ones before de-duplication
 
 # Constant SQL (only module constants are interpolated): stored ids first, then unseen incoming
@@ -67,7 +71,7 @@ def dedupe(batch: Sequence[Alert]) -> list[Alert]:
 
 
 def conflict_updates(new: Any, dialect: str) -> dict[str, Any]:
-    """SET clause of ON CONFLICT (alert_id) DO UPDATE; `new` is the statement's `excluded`."""
+    """SET clause of ON CONFLICT (CONFLICT_TARGET) DO UPDATE; `new` is the statement's `excluded`."""
     greatest: Any = sa.func.greatest if dialect == "postgresql" else sa.func.max  # SQLite's max() is n-ary
     least: Any = sa.func.least if dialect == "postgresql" else sa.func.min
     merged = _PG_MERGED_IDS if dialect == "postgresql" else _SQLITE_MERGED_IDS

@@ -1,24 +1,42 @@
-"""PostgreSQL fast path: COPY the alerts of a batch into a session-local staging table, then one
-INSERT ... SELECT ... ON CONFLICT; COPY the new sample events straight into their table. COPY
-skips the statement parsing and parameter binding that dominate a multi-row INSERT."""
+"""PostgreSQL fast path for a batch of alerts, inside the caller's transaction:
+
+1. binary COPY of the batch into a session-local staging table (`alerts_incoming`);
+2. the ids' key rows (`alert_keys`): inserted for new ids, which tells the new alerts, and locked for
+   known ones, whose stored `opened_at` (the partition key) replaces the staged one;
+3. the stored rows the batch needs to know about, read (and locked, in id order) by a join with that
+   table: no id list travels or gets parsed again;
+4. one INSERT ... SELECT ... ON CONFLICT from it;
+5. binary COPY of the new sample events straight into `alert_events`.
+
+Binary COPY sends integers and UUIDs in their wire form and every JSON document as bytes encoded
+once, by orjson, from the models' values; text COPY had psycopg escape each of them again. The
+match between an incoming and a stored alert is `PG_CONFLICT_TARGET` everywhere here: the alerts table is
+partitioned by month of `opened_at`, so its unique key holds that column too."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 import sqlalchemy as sa
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from auditflow.backends.store.engine import json_dumps
 from auditflow.backends.store.merge import conflict_updates
 from auditflow.backends.store.schema import alert_events, alert_keys, alerts, to_ms
-from auditflow.errors import BackendError, BackendUnavailable
+from auditflow.errors import BackendError, BackendUnavailable, SchemaNotReady
 from auditflow.model.alert import Alert
 from auditflow.model.event import Event
+
+# The partitioned table's primary key holds the partition key; alert_keys makes it one per id.
+PG_CONFLICT_TARGET: tuple[sa.Column[Any], ...] = (alerts.c.alert_id, alerts.c.opened_at)
 
 STAGED_ALERTS = sa.Table(
     "alerts_incoming",
@@ -27,9 +45,48 @@ STAGED_ALERTS = sa.Table(
     prefixes=["TEMPORARY"],
 )
 
+# Binary COPY carries no type information: each value must be in the exact wire form of its column.
+# Subclasses before their bases (SmallInteger and BigInteger are Integers, Text is a String).
+_WIRE_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
+    (sa.Uuid, "uuid"),
+    (sa.JSON, "jsonb"),
+    (sa.SmallInteger, "int2"),
+    (sa.BigInteger, "int8"),
+    (sa.Integer, "int4"),
+    (sa.Text, "text"),
+    (sa.String, "varchar"),
+)
 
-def _alert_tuple(alert: Alert, now_ms: int) -> tuple[Any, ...]:
-    """One COPY row in the column order of `alerts`; JSON goes as text, parsed by the server."""
+
+def wire_types(table: sa.Table) -> list[str]:
+    """The PostgreSQL type of every column of `table`, in column order (a type not listed fails here)."""
+    return [next(name for kind, name in _WIRE_TYPES if isinstance(column.type, kind)) for column in table.c]
+
+
+class _EncodedJsonb(Dumper):
+    """A JSON document already encoded as UTF-8 bytes, in jsonb's binary form (version 1, then the text)."""
+
+    format = Format.BINARY
+    oid = psycopg.postgres.types["jsonb"].oid
+
+    def dump(self, obj: bytes) -> bytes:
+        return b"\x01" + obj
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON as the engine's serializer writes it (datetimes with `Z`, UUIDs as strings)."""
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
+
+
+def event_payload(event: Event) -> bytes:
+    """The stored payload of a sample event: the same document as `json_bytes(event.model_dump())`
+    (no field of `Event` serializes differently in Python mode), encoded in one orjson call
+    from the model's values instead of through a copy of them."""
+    return orjson.dumps(event.__dict__, option=orjson.OPT_UTC_Z)
+
+
+def alert_values(alert: Alert, now_ms: int) -> tuple[Any, ...]:
+    """One COPY row of `alerts` (and of its staging table), in column order."""
     return (
         alert.alert_id,
         alert.rule_id,
@@ -39,36 +96,80 @@ def _alert_tuple(alert: Alert, now_ms: int) -> tuple[Any, ...]:
         alert.severity.rank,
         alert.status.value,
         alert.description,
-        json_dumps(alert.group),
+        json_bytes(alert.group),
         alert.user_id,
         alert.server_hostname,
         to_ms(alert.first_seen),
         to_ms(alert.last_seen),
         alert.occurrences,
-        json_dumps([str(event_id) for event_id in alert.event_ids]),
-        json_dumps(alert.tags),
+        json_bytes(alert.event_ids),
+        json_bytes(alert.tags),
         now_ms,
         now_ms,
         to_ms(alert.first_seen),  # opened_at of a new alert; a known one keeps its own (alert_keys)
     )
 
 
-async def _copy(conn: AsyncConnection, target: sa.Table, rows: Sequence[tuple[Any, ...]]) -> None:
+def event_values(alert_id: UUID, event: Event, opened_at: int) -> tuple[Any, ...]:
+    """One COPY row of `alert_events`, in column order (`opened_at`: its alert's partition key)."""
+    return (alert_id, event.event_id, to_ms(event.timestamp), event_payload(event), opened_at)
+
+
+_ALERT_TYPES = wire_types(STAGED_ALERTS)
+_EVENT_TYPES = wire_types(alert_events)
+
+# PostgreSQL's undefined_table and undefined_column: a schema older than the code, as engine.py maps them.
+_MISSING_SCHEMA_SQLSTATES = {"42P01", "42703"}
+
+
+@contextmanager
+def _mapped(operation: str, driver: psycopg.AsyncConnection[Any]) -> Iterator[None]:
+    """COPY runs on the raw driver connection, below SQLAlchemy's error wrapping: map its errors here."""
+    try:
+        yield
+    except psycopg.Error as error:
+        message = f"alert store {operation} failed: {type(error).__name__}: {str(error).strip()[:200]}"
+        if error.sqlstate in _MISSING_SCHEMA_SQLSTATES:
+            missing = f"alert store {operation} failed: the schema is not migrated: run auditflow migrate"
+            raise SchemaNotReady(missing) from error
+        if isinstance(error, psycopg.OperationalError) or driver.closed:
+            raise BackendUnavailable(message) from error
+        raise BackendError(message) from error
+
+
+async def copy_rows(
+    conn: AsyncConnection, target: sa.Table, types: Sequence[str], rows: Iterator[tuple[Any, ...]]
+) -> None:
+    """Binary COPY of `rows` (every column of `target`, in order) in the caller's transaction."""
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(column.name) for column in target.c)
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    try:
-        async with driver.cursor() as cursor, cursor.copy(f"COPY {quote(target.name)} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                await copy.write_row(row)
-    except psycopg.Error as error:
-        # COPY runs on the raw driver connection, below SQLAlchemy's error wrapping: map it here.
-        message = f"alert store COPY into {target.name} failed: {type(error).__name__}: {str(error).strip()[:200]}"
-        if isinstance(error, psycopg.OperationalError) or driver.closed:
-            raise BackendUnavailable(message) from error
-        raise BackendError(message) from error
+    with _mapped(f"COPY into {target.name}", driver):
+        async with driver.cursor() as cursor:
+            cursor.adapters.register_dumper(None, _EncodedJsonb)
+            statement = f"COPY {quote(target.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
+            async with cursor.copy(statement) as copy:
+                copy.set_types(types)
+                for row in rows:
+                    await copy.write_row(row)
+
+
+def _matches_staged(table: sa.Table) -> sa.ColumnElement[bool]:
+    return sa.and_(*(table.c[column.name] == STAGED_ALERTS.c[column.name] for column in PG_CONFLICT_TARGET))
+
+
+async def stage_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> None:
+    """COPY de-duplicated alerts into the staging table, emptied at the end of the transaction."""
+    quote = conn.dialect.identifier_preparer.quote
+    # Created once per session; ON COMMIT DELETE ROWS empties it at the end of every transaction,
+    # and IF NOT EXISTS keeps working behind a transaction-pooling proxy.
+    await conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(STAGED_ALERTS.name)} "
+        f"(LIKE {quote(alerts.name)}) ON COMMIT DELETE ROWS"
+    )
+    await copy_rows(conn, STAGED_ALERTS, _ALERT_TYPES, (alert_values(alert, now_ms) for alert in batch))
 
 
 # The id's key row: inserted for a new id, locked but not rewritten for a known one (a false WHERE of
@@ -80,36 +181,58 @@ _TAKE_KEYS = sa.text(
     " RETURNING alert_id"
 ).columns(alert_id=sa.Uuid(as_uuid=True))
 
+# A known id keeps the `opened_at` it was first stored with, whatever first_seen a redelivery carries.
+_KEEP_OPENED = (
+    sa.update(STAGED_ALERTS)
+    .where(
+        STAGED_ALERTS.c.alert_id == alert_keys.c.alert_id,
+        STAGED_ALERTS.c.opened_at != alert_keys.c.opened_at,
+    )
+    .values(opened_at=alert_keys.c.opened_at)
+)
 
-async def upsert_alerts(
-    conn: AsyncConnection, batch: Sequence[Alert], now_ms: int
-) -> tuple[set[UUID], dict[UUID, int]]:
-    """Upsert de-duplicated alerts; returns the ids that were inserted (not already stored) and every
-    alert's `opened_at` (its partition key)."""
-    quote = conn.dialect.identifier_preparer.quote
-    # Created once per session; ON COMMIT DELETE ROWS empties it at the end of every transaction,
-    # and IF NOT EXISTS keeps working behind a transaction-pooling proxy.
-    await conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(STAGED_ALERTS.name)} "
-        f"(LIKE {quote(alerts.name)}) ON COMMIT DELETE ROWS"
-    )
-    await _copy(conn, STAGED_ALERTS, [_alert_tuple(alert, now_ms) for alert in batch])
+
+async def take_keys(conn: AsyncConnection) -> set[UUID]:
+    """Key rows for the staged batch, locked in id order; returns the ids that are new. Afterwards
+    every staged alert carries its stored partition key."""
     inserted = set((await conn.execute(_TAKE_KEYS)).scalars())
-    staged = STAGED_ALERTS.c
-    source = (
-        sa.select(
-            *(alert_keys.c.opened_at if column.name == "opened_at" else staged[column.name] for column in alerts.c)
-        )
-        .join_from(STAGED_ALERTS, alert_keys, alert_keys.c.alert_id == staged.alert_id)
-        .order_by(staged.alert_id)
+    await conn.execute(_KEEP_OPENED)
+    return inserted
+
+
+async def stored_state(conn: AsyncConnection, *, every: bool) -> dict[UUID, tuple[int, str]]:
+    """Occurrences and status of the stored alerts of the staged batch, locked in id order (the
+    upsert's order, so concurrent writers neither deadlock nor both report one change): all of them
+    when `every`, else only the resolved ones that the batch reopens."""
+    staged = STAGED_ALERTS
+    query = (
+        sa.select(alerts.c.alert_id, alerts.c.occurrences, alerts.c.status)
+        .join_from(alerts, staged, _matches_staged(alerts))
+        .order_by(alerts.c.alert_id)
+        .with_for_update(of=alerts)
     )
-    insert = pg_insert(alerts).from_select([column.name for column in alerts.c], source)
-    statement = insert.on_conflict_do_update(
-        # The partitioned table's primary key holds the partition key; alert_keys makes it one per id.
-        index_elements=[alerts.c.alert_id, alerts.c.opened_at],
-        set_=conflict_updates(insert.excluded, "postgresql"),
+    if not every:
+        query = query.where(alerts.c.status == "resolved", staged.c.occurrences > alerts.c.occurrences)
+    rows = (await conn.execute(query)).all()
+    return {alert_id: (count, status) for alert_id, count, status in rows}
+
+
+def _upsert_statement() -> Any:
+    insert = pg_insert(alerts).from_select(
+        [column.name for column in alerts.c], sa.select(*STAGED_ALERTS.c).order_by(STAGED_ALERTS.c.alert_id)
+    )
+    # (The new ids come from take_keys: a partitioned table refuses RETURNING xmax.)
+    return insert.on_conflict_do_update(
+        index_elements=list(PG_CONFLICT_TARGET), set_=conflict_updates(insert.excluded, "postgresql")
     ).returning(alerts.c.alert_id, alerts.c.opened_at)
-    return inserted, {row.alert_id: row.opened_at for row in await conn.execute(statement)}
+
+
+_UPSERT = _upsert_statement()
+
+
+async def upsert_staged(conn: AsyncConnection) -> dict[UUID, int]:
+    """Insert or merge the staged alerts; returns every alert's `opened_at` (its partition key)."""
+    return {row.alert_id: row.opened_at for row in await conn.execute(_UPSERT)}
 
 
 async def insert_events(
@@ -117,8 +240,17 @@ async def insert_events(
 ) -> None:
     """COPY straight into alert_events: no row can conflict, because every alert of the batch is
     locked by the upsert and its stored events were subtracted after taking that lock."""
-    rows = [
-        (alert_id, event.event_id, to_ms(event.timestamp), json_dumps(event.model_dump()), opened[alert_id])
-        for alert_id, event in events
-    ]
-    await _copy(conn, alert_events, rows)
+    rows = (event_values(alert_id, event, opened[alert_id]) for alert_id, event in events)
+    await copy_rows(conn, alert_events, _EVENT_TYPES, rows)
+
+
+async def stored_event_ids(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:
+    """The stored event ids of these alerts, in one statement whatever their number (an array
+    parameter, not a list of parameters to parse)."""
+    stored: dict[UUID, set[UUID]] = {alert_id: set() for alert_id in ids}
+    query = sa.select(alert_events.c.alert_id, alert_events.c.event_id).where(
+        alert_events.c.alert_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.Uuid())))
+    )
+    for alert_id, event_id in await conn.execute(query, {"ids": list(ids)}):
+        stored[alert_id].add(event_id)
+    return stored

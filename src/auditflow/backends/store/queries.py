@@ -16,7 +16,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from auditflow.backends.store.schema import alert_events, alert_history, alerts, from_ms, to_ms
+from auditflow.backends.store.schema import TRIAGED, alert_events, alert_history, alerts, from_ms, to_ms
 from auditflow.errors import NotFound
 from auditflow.model.alert import (
     AlertChange,
@@ -80,6 +80,8 @@ def filters(query: AlertQuery) -> list[sa.ColumnElement[bool]]:
         conditions.append(alerts.c.severity.in_([severity.value for severity in query.severity]))
     if query.status:
         conditions.append(alerts.c.status.in_([status.value for status in query.status]))
+        if AlertStatus.OPEN not in query.status:
+            conditions.append(TRIAGED)  # implied, and it lets any plan use ix_alerts_status_triaged
     for name in ("rule_id", "user_id", "server_hostname"):
         value = getattr(query, name)
         if value is not None:

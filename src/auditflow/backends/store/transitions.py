@@ -9,11 +9,8 @@ from functools import cached_property
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
-import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
-
-from auditflow.backends.store.schema import alerts
 
 TransitionKind = Literal["new", "escalation", "reopened", "resolved"]
 
@@ -60,17 +57,3 @@ class TransitionHook(Protocol):
     """Called inside the write transaction; whatever it writes commits or rolls back with the alert."""
 
     async def record(self, conn: AsyncConnection, transitions: Sequence[AlertTransition], now_ms: int) -> None: ...
-
-
-async def stored_counts(conn: AsyncConnection, ids: Sequence[UUID], chunk: int) -> dict[UUID, tuple[int, str]]:
-    """Occurrences and status before this transaction's upsert. On PostgreSQL the rows are locked in id order
-    (the upsert's order), so a concurrent writer cannot report the same increase."""
-    found: dict[UUID, tuple[int, str]] = {}
-    for start in range(0, len(ids), chunk):
-        query = sa.select(alerts.c.alert_id, alerts.c.occurrences, alerts.c.status).where(
-            alerts.c.alert_id.in_(ids[start : start + chunk])
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.order_by(alerts.c.alert_id).with_for_update()
-        found.update((alert_id, (count, status)) for alert_id, count, status in (await conn.execute(query)).all())
-    return found

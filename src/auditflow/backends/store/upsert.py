@@ -1,6 +1,7 @@
-"""Batched, idempotent alert writes: a few multi-row statements per batch (COPY through a staging
-table on PostgreSQL), inside the caller's transaction. An upsert leaves status and history alone,
-except that new activity on a resolved alert reopens it with a history entry (`_reopen_resolved`)."""
+"""Batched, idempotent alert writes: a few multi-row statements per batch (binary COPY through a
+staging table on PostgreSQL, pg_copy.py), inside the caller's transaction. An upsert leaves status
+and history alone, except that new activity on a resolved alert reopens it with a history entry
+(`_reopens`)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditflow.backends.store import pg_copy
 from auditflow.backends.store.base import UpsertResult
-from auditflow.backends.store.merge import conflict_updates, dedupe
+from auditflow.backends.store.merge import CONFLICT_TARGET, conflict_updates, dedupe
 from auditflow.backends.store.schema import alert_events, alert_history, alerts, to_ms
-from auditflow.backends.store.transitions import (
-    AlertTransition,
-    TransitionHook,
-    TransitionKind,
-    stored_counts,
-)
+from auditflow.backends.store.transitions import AlertTransition, TransitionHook, TransitionKind
 from auditflow.model.alert import MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 
@@ -69,23 +65,34 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]
         yield items[start : start + size]
 
 
-async def _sqlite_upsert(conn: AsyncConnection, batch: list[Alert], now_ms: int) -> tuple[set[UUID], dict[UUID, int]]:
-    ids = [alert.alert_id for alert in batch]
-    existing: dict[UUID, int] = {}
-    # The write transaction holds SQLite's only write lock, so this read cannot go stale.
+async def _sqlite_stored_state(
+    conn: AsyncConnection, ids: Sequence[UUID]
+) -> tuple[dict[UUID, tuple[int, str]], dict[UUID, int]]:
+    """Occurrences and status of every stored alert of the batch, and its `opened_at`. The write
+    transaction holds SQLite's only write lock, so nothing read here can go stale before the commit."""
+    found: dict[UUID, tuple[int, str]] = {}
+    opened: dict[UUID, int] = {}
     for part in chunks(ids):
-        query = sa.select(alerts.c.alert_id, alerts.c.opened_at).where(alerts.c.alert_id.in_(part))
-        existing.update((alert_id, opened_at) for alert_id, opened_at in await conn.execute(query))
+        query = sa.select(alerts.c.alert_id, alerts.c.occurrences, alerts.c.status, alerts.c.opened_at).where(
+            alerts.c.alert_id.in_(part)
+        )
+        for alert_id, count, status, opened_at in (await conn.execute(query)).all():
+            found[alert_id] = (count, status)
+            opened[alert_id] = opened_at
+    return found, opened
+
+
+async def _sqlite_upsert(conn: AsyncConnection, batch: list[Alert], now_ms: int) -> None:
     statement = sqlite_insert(alerts)
     statement = statement.on_conflict_do_update(
-        index_elements=[alerts.c.alert_id], set_=conflict_updates(statement.excluded, "sqlite")
+        index_elements=list(CONFLICT_TARGET), set_=conflict_updates(statement.excluded, "sqlite")
     )
     await conn.execute(statement, [alert_row(alert, now_ms) for alert in batch])
-    opened = {alert.alert_id: existing.get(alert.alert_id, to_ms(alert.first_seen)) for alert in batch}
-    return set(ids) - existing.keys(), opened
 
 
 async def _stored_events(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:
+    if conn.dialect.name == "postgresql":
+        return await pg_copy.stored_event_ids(conn, ids)
     stored: dict[UUID, set[UUID]] = {alert_id: set() for alert_id in ids}
     for part in chunks(ids):
         query = sa.select(alert_events.c.alert_id, alert_events.c.event_id).where(alert_events.c.alert_id.in_(part))
@@ -101,32 +108,32 @@ async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[U
     stored = await _stored_events(conn, known) if known else {}
     events: list[tuple[UUID, Event]] = []
     for alert in batch:
-        seen = stored.get(alert.alert_id, set())
-        fresh = {event.event_id: event for event in alert.sample_events if event.event_id not in seen}
-        room = max(MAX_SAMPLE_EVENTS - len(seen), 0)
-        events.extend((alert.alert_id, event) for event in list(fresh.values())[:room])
+        if not alert.sample_events:
+            continue
+        seen = stored.get(alert.alert_id)
+        fresh = {event.event_id: event for event in alert.sample_events if seen is None or event.event_id not in seen}
+        room = MAX_SAMPLE_EVENTS - len(seen) if seen is not None else MAX_SAMPLE_EVENTS
+        events.extend((alert.alert_id, event) for event in list(fresh.values())[: max(room, 0)])
     return events
 
 
 REOPEN_ACTOR = "auditflow"
 
 
-async def _reopen_resolved(conn: AsyncConnection, merged: list[Alert], now_ms: int) -> set[UUID]:
+def _reopens(merged: list[Alert], before: dict[UUID, tuple[int, str]]) -> list[tuple[UUID, int]]:
     """An alert an analyst resolved goes back to open when it receives new activity (a higher
-    occurrence count; a redelivery or replay carries no more than what is stored), with a history
-    entry saying why: new hits must not pile up silently on a closed alert."""
-    incoming = {alert.alert_id: alert.occurrences for alert in merged}
+    occurrence count; a redelivery or replay carries no more than what is stored): new hits must
+    not pile up silently on a closed alert. Returns the ids and how many occurrences were added."""
     reopened: list[tuple[UUID, int]] = []
-    for part in chunks(list(incoming)):
-        query = sa.select(alerts.c.alert_id, alerts.c.occurrences).where(
-            alerts.c.alert_id.in_(part), alerts.c.status == "resolved"
-        )
-        if conn.dialect.name == "postgresql":
-            # Lock the rows (in id order, like the upsert) so concurrent writers reopen them once.
-            query = query.order_by(alerts.c.alert_id).with_for_update()
-        for alert_id, stored in (await conn.execute(query)).all():
-            if incoming[alert_id] > stored:
-                reopened.append((alert_id, incoming[alert_id] - stored))
+    for alert in merged:
+        stored = before.get(alert.alert_id)
+        if stored is not None and stored[1] == "resolved" and alert.occurrences > stored[0]:
+            reopened.append((alert.alert_id, alert.occurrences - stored[0]))
+    return reopened
+
+
+async def _reopen(conn: AsyncConnection, reopened: list[tuple[UUID, int]], now_ms: int) -> set[UUID]:
+    """Reopen the alerts, each with a history entry saying why. Their rows are locked already."""
     if not reopened:
         return set()
     for part in chunks([alert_id for alert_id, _ in reopened]):
@@ -172,14 +179,24 @@ def _transitions(
 async def write_batch(
     conn: AsyncConnection, batch: Sequence[Alert], now_ms: int, hook: TransitionHook | None = None
 ) -> UpsertResult:
-    """Upsert a batch inside the caller's transaction; `hook` records what changed in it."""
+    """Upsert a batch inside the caller's transaction; `hook` records what changed in it.
+
+    What is stored before the upsert is read once, with the rows locked on PostgreSQL: every
+    stored alert of the batch when the hook needs the counts (and on SQLite, where it also tells
+    which alerts are new), else only the resolved alerts the batch reopens."""
     merged = dedupe(batch)
-    before = await stored_counts(conn, [alert.alert_id for alert in merged], IN_CHUNK) if hook else {}
-    reopened = await _reopen_resolved(conn, merged, now_ms)
     if conn.dialect.name == "postgresql":
-        inserted, opened = await pg_copy.upsert_alerts(conn, merged, now_ms)
+        await pg_copy.stage_alerts(conn, merged, now_ms)
+        inserted = await pg_copy.take_keys(conn)
+        before = await pg_copy.stored_state(conn, every=hook is not None)
+        reopened = await _reopen(conn, _reopens(merged, before), now_ms)
+        opened = await pg_copy.upsert_staged(conn)
     else:
-        inserted, opened = await _sqlite_upsert(conn, merged, now_ms)
+        before, stored_opened = await _sqlite_stored_state(conn, [alert.alert_id for alert in merged])
+        reopened = await _reopen(conn, _reopens(merged, before), now_ms)
+        await _sqlite_upsert(conn, merged, now_ms)
+        inserted = {alert.alert_id for alert in merged} - before.keys()
+        opened = {alert.alert_id: stored_opened.get(alert.alert_id, to_ms(alert.first_seen)) for alert in merged}
     events = await _new_events(conn, merged, inserted)
     if events and conn.dialect.name == "postgresql":
         await pg_copy.insert_events(conn, events, opened)
