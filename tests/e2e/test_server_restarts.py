@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import IN_CI, SERVERS, _reachable
 from tests.e2e.stack import Stack, TrafficDriver, burst, noise, now, wait_for_bursts
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.slow, pytest.mark.exclusive, pytest.mark.postgres, pytest.mark.redis, pytest.mark.rabbitmq]
 
 ALLOWED = IN_CI or os.environ.get("AUDITFLOW_TEST_RESTART_SERVERS") == "1"
 REDIS_START = [

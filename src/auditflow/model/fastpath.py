@@ -49,7 +49,7 @@ _RESULT = _TEXT_LIMITS["action_result"]
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.removeprefix("^").removesuffix("$"))
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # RFC 3339 with an explicit offset and at most microseconds: parsed alike by `fromisoformat` and by
-# pydantic. Naive times, other separators and nanoseconds take the model's path.
+# pydantic. Naive times, other separators and digits past the microsecond take the model's path.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
 _SEVERITIES = {member.value: member for member in Severity}
 # orjson turns an integer beyond 64 bits into a float, which the model would refuse as an integer:
