@@ -380,6 +380,19 @@ async def test_every_filter_selects_exactly_its_alerts(store: SqlAlertStore) -> 
         assert await ids(store, **filters) == expected, filters
 
 
+async def test_since_finds_an_alert_whose_first_seen_a_merge_moved_earlier(store: SqlAlertStore) -> None:
+    # The stored partition key (opened_at) stays at the first write's first_seen, 10 minutes after T0;
+    # the since filter must follow the merged first_seen, 5 minutes after T0.
+    first = make_alert(first_seen=T0 + timedelta(minutes=10), last_seen=T0 + timedelta(minutes=10))
+    await store.upsert_alerts([first])
+    earlier = first.model_copy(update={"first_seen": T0 + timedelta(minutes=5), "occurrences": 2})
+    await store.upsert_alerts([earlier])
+    assert await ids(store, since=T0 + timedelta(minutes=5)) == {first.alert_id}
+    assert await ids(store, since=T0 + timedelta(minutes=4)) == {first.alert_id}
+    assert await ids(store, since=T0 + timedelta(minutes=6)) == set()
+    assert await ids(store, since=T0 + timedelta(minutes=10)) == set()
+
+
 async def test_items_are_newest_first_with_aware_utc_timestamps(store: SqlAlertStore) -> None:
     await seed_varied(store)
     items = await all_items(store)

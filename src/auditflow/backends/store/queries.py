@@ -69,6 +69,9 @@ def _time_range(since: datetime | None, until: datetime | None) -> list[sa.Colum
     conditions = []
     if since is not None:
         conditions.append(alerts.c.first_seen >= to_ms(since))
+        # Implied, never narrowing: opened_at is the first_seen of the alert's first write, and a merge
+        # only moves first_seen earlier. It lets PostgreSQL skip the months before `since`.
+        conditions.append(alerts.c.opened_at >= to_ms(since))
     if until is not None:
         conditions.append(alerts.c.first_seen < to_ms(until))
     return conditions
