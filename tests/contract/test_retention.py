@@ -209,8 +209,24 @@ async def partition_names(store: SqlAlertStore, table: str) -> list[str]:
     return [partition.name for partition in found]
 
 
-@postgres_only
-async def test_partitions_exist_ahead_and_for_every_month_retention_sees(store: SqlAlertStore) -> None:
+@pytest.fixture
+async def fresh_postgres_store() -> AsyncIterator[SqlAlertStore]:
+    """A store of its own: the module's database has had months dropped by other tests, in whatever
+    order the workers ran them."""
+    require_server("postgres")
+    with postgres_database(f"t{uuid4().hex[:12]}") as url:
+        migrate_url(url)
+        store = SqlAlertStore(url)
+        await store.start()
+        try:
+            yield store
+        finally:
+            await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_partitions_exist_ahead_and_for_every_month_retention_sees(fresh_postgres_store: SqlAlertStore) -> None:
+    store = fresh_postgres_store
     this_month = partitions.month_of(int(datetime.now(UTC).timestamp() * 1000))
     for table in partitions.PARTITIONED:
         names = await partition_names(store, table)

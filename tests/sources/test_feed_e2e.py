@@ -47,7 +47,9 @@ def _alerts(instance: AuditflowProcess, rules: set[str], timeout: float = 20.0) 
     deadline = time.monotonic() + timeout
     with instance.client() as client:
         while True:
-            found = {a["rule_id"]: a for a in client.get("/api/v1/alerts").json()["items"]}
+            response = client.get("/api/v1/alerts")
+            # 503 while the instance still migrates its store at start (Retry-After 1): not yet.
+            found = {a["rule_id"]: a for a in response.json()["items"]} if response.status_code == 200 else {}
             if rules <= set(found) or time.monotonic() > deadline:
                 return found
             time.sleep(0.2)

@@ -5,11 +5,13 @@ The dispatcher only ever talks to senders through this interface."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from auditflow.notify.http import HttpClient
 from auditflow.notify.routing import AppriseChannel, Channel, EmailChannel, SlackChannel, WebhookChannel
+
+if TYPE_CHECKING:  # aiohttp is imported only where a request is sent
+    from auditflow.notify.http import HttpClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 from auditflow import tracing
@@ -19,12 +20,14 @@ from auditflow.model.status import DependencyStatus
 from auditflow.notify import digest, outbox, purge
 from auditflow.notify.channels import Sender, SendResult, build_sender
 from auditflow.notify.health import record_outbox_depth
-from auditflow.notify.http import HttpClient
 from auditflow.notify.metrics import DELIVERIES, DELIVERY_LATENCY, PURGED
 from auditflow.notify.outbox import Claimed, Outcome
 from auditflow.notify.reload import RoutingFile
 from auditflow.notify.routing import Routing
 from auditflow.retry import Attempts, Backoff, Supervised, pause, wait_unless_stopped
+
+if TYPE_CHECKING:  # aiohttp is imported by the processes that send, not by every one that can
+    from auditflow.notify.http import HttpClient
 
 log = logging.getLogger("auditflow.notify")
 
@@ -60,7 +63,11 @@ class Dispatcher(AsyncLifecycle):
         policy = routing.delivery
         self.backoff = Backoff(policy.initial_backoff.total_seconds(), policy.max_backoff.total_seconds())
         self._own_client = client is None
-        self._client = client or HttpClient()
+        if client is None:
+            from auditflow.notify.http import HttpClient
+
+            client = HttpClient()
+        self._client = client
         # Built now so that a missing secret fails at start-up, not at the first alert.
         self._senders = self._build_senders(routing)
         self._stop = asyncio.Event()

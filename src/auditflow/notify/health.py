@@ -19,7 +19,6 @@ from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.errors import NotFound
 from auditflow.model.timeutil import UtcDatetime
 from auditflow.notify import outbox
-from auditflow.notify.http import HttpClient
 from auditflow.notify.metrics import OUTBOX_CHANNEL_DEPTH, OUTBOX_DEPTH
 from auditflow.notify.routing import AppriseChannel, Channel, EmailChannel, Routing, SlackChannel
 from auditflow.notify.testsend import ChannelTestResult, ChannelTestThrottle, send_test
@@ -215,6 +214,8 @@ class ChannelDesk:
         channel was tested within the last few seconds."""
         routing = self._routing_with(name)
         self.throttle.take(name)
+        from auditflow.notify.http import HttpClient  # aiohttp only when a test is sent
+
         async with HttpClient() as client:
             result = await send_test(routing, name, client)
         # Who sent what where: a test reaches a real receiver.

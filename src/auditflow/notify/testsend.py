@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, Field
@@ -14,8 +14,10 @@ from pydantic import BaseModel, Field
 from auditflow.errors import ConfigError, NotFound
 from auditflow.model.timeutil import format_utc, utcnow
 from auditflow.notify.channels import SendResult, build_sender
-from auditflow.notify.http import HttpClient
 from auditflow.notify.routing import Routing
+
+if TYPE_CHECKING:  # aiohttp is imported only where a request is sent
+    from auditflow.notify.http import HttpClient
 
 TEST_RULE_ID = "auditflow-test"
 # One test per channel this often at most, per process: a test cannot flood a receiver.

@@ -128,7 +128,11 @@ def _mapped(operation: str, driver: psycopg.AsyncConnection[Any]) -> Iterator[No
     try:
         yield
     except psycopg.Error as error:
-        message = f"alert store {operation} failed: {type(error).__name__}: {str(error).strip()[:200]}"
+        detail = f"{type(error).__name__}: {str(error).strip()[:200]}"
+        if isinstance(error, psycopg.errors.CharacterNotInRepertoire) and "0x00" in str(error):
+            # What binary COPY reports for a NUL in text (text COPY and INSERT said so in words).
+            detail = f"a NUL character in text, which PostgreSQL cannot store ({detail})"
+        message = f"alert store {operation} failed: {detail}"
         if error.sqlstate in _MISSING_SCHEMA_SQLSTATES:
             missing = f"alert store {operation} failed: the schema is not migrated: run auditflow migrate"
             raise SchemaNotReady(missing) from error
