@@ -36,16 +36,19 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def require_server(name: str) -> None:
-    """Skip the test when the server is down, except in CI where a skipped real-server test would
-    hide a broken set-up: there it fails."""
-    host, port = SERVERS[name]
-    if _reachable(host, port):
-        return
-    message = f"{name} is not reachable on {host}:{port}"
+def unavailable(message: str) -> None:
+    """Skip the test, except in CI where a skipped real-server test would hide a broken set-up:
+    there it fails."""
     if IN_CI:
         pytest.fail(f"{message} (CI=true: real-server tests must run)")
     pytest.skip(message)
+
+
+def require_server(name: str) -> None:
+    """Skip the test when the server is down (fail under CI=true)."""
+    host, port = SERVERS[name]
+    if not _reachable(host, port):
+        unavailable(f"{name} is not reachable on {host}:{port}")
 
 
 async def delete_rabbitmq_topology(queues: set[str], exchanges: set[str]) -> None:
@@ -96,16 +99,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def require_redis_cluster_tools() -> None:
-    """Skip when redis-server or redis-cli is missing (a local Redis Cluster cannot start), except
-    under CI=true, where it fails as require_server does."""
+    """Skip when redis-server or redis-cli is missing (a local Redis Cluster cannot start); fail
+    under CI=true."""
     from tests.clusters.redis_cluster import cluster_tools_present
 
-    if cluster_tools_present():
-        return
-    message = "redis-server and redis-cli are needed for a local Redis Cluster"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: real-server tests must run)")
-    pytest.skip(message)
+    if not cluster_tools_present():
+        unavailable("redis-server and redis-cli are needed for a local Redis Cluster")
 
 
 @pytest.fixture(scope="session")
