@@ -224,7 +224,13 @@ class Settings(BaseSettings):
     # --- store ----------------------------------------------------------------------------------
     store_batch_size: int = Field(1000, ge=1, le=100000, description="Alerts written per transaction at most.")
     store_flush_ms: int = Field(
-        50, ge=0, le=60000, description="How long the notification service waits to fill a write batch."
+        10,
+        ge=0,
+        le=60000,
+        description=(
+            "How long the notification service waits to fill a write batch. Under load the next batch fills while "
+            "one is written, so a longer wait only adds detection latency."
+        ),
     )
 
     # --- alert retention (docs/operations/retention.md) -------------------------------------------

@@ -35,7 +35,7 @@ class NotificationService(QueueWorker):
         dead_letter_queue: str,
         prefetch: int = 200,
         batch_size: int = 100,
-        linger_ms: int = 50,
+        linger_ms: int = 10,
         store_batch_size: int = 1000,
     ) -> None:
         super().__init__(
