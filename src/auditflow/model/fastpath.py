@@ -25,6 +25,7 @@ from uuid import UUID, SafeUUID, uuid4
 
 import orjson
 from annotated_types import MaxLen
+from pydantic import BaseModel
 
 from auditflow.model.event import EVENT_TYPE_PATTERN, MAX_DETAILS_BYTES, Event, Severity
 from auditflow.model.limits import MAX_DETAILS_DEPTH, MAX_INT, MIN_INT, EventTimeBounds, timestamp_problem
@@ -32,6 +33,27 @@ from auditflow.model.timeutil import format_utc, to_utc
 
 _new = object.__new__
 _set = object.__setattr__
+
+
+def _slot_setter(owner: type, name: str) -> Any:
+    """The setter of an attribute that `owner` itself defines (a slot or `__dict__`): what
+    `object.__setattr__(instance, name, value)` ends up calling, without looking the name up
+    along the instance's type for every event."""
+    try:
+        setter = vars(owner)[name].__set__
+    except (KeyError, AttributeError):  # another layout: the generic way (the self-check decides)
+        return lambda instance, value: _set(instance, name, value)
+    return setter
+
+
+# The model's own attributes (pydantic's `BaseModel` slots, and its `__dict__`) and the UUID's
+# slots; the self-check below compares the events made through them with the model's.
+_set_fields = _slot_setter(BaseModel, "__dict__")
+_set_fields_set = _slot_setter(BaseModel, "__pydantic_fields_set__")
+_set_extra = _slot_setter(BaseModel, "__pydantic_extra__")
+_set_private = _slot_setter(BaseModel, "__pydantic_private__")
+_set_uuid_int = _slot_setter(UUID, "int")
+_set_uuid_safe = _slot_setter(UUID, "is_safe")
 
 _FIELDS = frozenset(Event.model_fields)
 # The text fields' length limits, read from the model so the two cannot drift apart.
@@ -127,8 +149,8 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
                 event_id = text.lower()  # `str(UUID(text))`
             else:
                 event_id = _new(UUID)
-                _set(event_id, "int", int(text.replace("-", ""), 16))
-                _set(event_id, "is_safe", _SAFE_UNKNOWN)
+                _set_uuid_int(event_id, int(text.replace("-", ""), 16))
+                _set_uuid_safe(event_id, _SAFE_UNKNOWN)
         elif "event_id" in raw:
             return None
         else:
@@ -194,10 +216,10 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
             append(fields)
             continue
         event = _new(Event)
-        _set(event, "__dict__", fields)
-        _set(event, "__pydantic_fields_set__", set(raw))
-        _set(event, "__pydantic_extra__", None)
-        _set(event, "__pydantic_private__", None)
+        _set_fields(event, fields)
+        _set_fields_set(event, set(raw))
+        _set_extra(event, None)
+        _set_private(event, None)
         append(event)
     return events
 
