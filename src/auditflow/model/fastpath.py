@@ -9,9 +9,11 @@ sure about (an unknown field, a naive or unusual timestamp, an integer orjson ma
 a float, text that may hold NUL, any rule broken) it answers None, and the caller validates the
 body through the model, which names every problem as before. So a body from anywhere (a client,
 another process on the broker) is always checked in full, just cheaply when it is well formed.
+`fast_wire_events` applies the same checks and gives the events' wire form instead, for a process
+that only passes them on.
 
-A self-check at import compares both paths on probe bodies; if pydantic's instance layout or the
-model changed so that they differ, the fast path stays off.
+A self-check at import compares both paths (and the wire form with the model's serializer) on probe
+bodies; if pydantic's instance layout or the model changed so that they differ, the fast path stays off.
 """
 
 from __future__ import annotations
