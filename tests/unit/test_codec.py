@@ -1,14 +1,31 @@
 from __future__ import annotations
 
 import asyncio
+import enum
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
+import pytest
+from pydantic import TypeAdapter
 
 from auditflow.backends.broker import Delivery, LocalBody
 from auditflow.backends.broker.memory import HANDOVER_MAX_READY, MemoryBroker
 from auditflow.codec import decode_alerts, decode_events, encode_alerts, encode_events
 from auditflow.model import Event
+from auditflow.model.event import Severity
+
+
+class StrSubclass(str):
+    __slots__ = ()
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
 
 
 def test_round_trip_of_an_event_batch() -> None:
@@ -104,3 +121,46 @@ async def test_a_backlog_holds_bytes_not_items() -> None:
             await broker.consume("q", handler, batch_size=10, linger_ms=0)
     assert carried == [True] * HANDOVER_MAX_READY + [False] * 5
     assert all(isinstance(body, LocalBody) and body.take_decoded() is None for body in bodies)
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+_DETAIL_VALUES: list[object] = [
+    *(0.1, 1e16, 1e15, 1e-7, -0.0, 123456789.123, 2**63 - 1, -(2**63), 1.7976931348623157e308, 5e-324, 1e22, 3.0),
+    *("é😀", '\x01\x1f\x7f\u2028\u2029"\\/</script>', "\t\n\r\b\f", "", [], {}, [[{"a": None}]], True, False, None),
+    *(uuid.UUID("0b6c3c2e-4a8e-4f2b-9a57-0f1c3e7b9a21"), (1, "two"), _Colour.RED),
+    # orjson would write these differently (or not at all): the model's serializer writes the body.
+    *(datetime(2026, 1, 2, 3, 4, 5, 678912, tzinfo=UTC), StrSubclass("sub"), Point(1, 2)),
+]
+
+
+@pytest.mark.parametrize("value", _DETAIL_VALUES, ids=repr)
+def test_the_wire_body_is_byte_for_byte_what_the_model_writes(value: object) -> None:
+    offset = timezone(timedelta(hours=-3, minutes=-30))
+    events = [
+        Event(
+            event_type="user_login",
+            timestamp=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=offset),
+            severity=Severity.CRITICAL,
+            user_id="\u2028é",
+            details={"k": value, "ü": [value, {"n": value}]},
+        ),
+        Event(event_type="x.y", timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        Event(event_type="x.y", timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), action_result="OK"),
+        Event(event_type="x.y"),
+    ]
+    body = encode_events(events)
+    assert body == TypeAdapter(list[Event]).dump_json(events)
+    assert [event.event_id for event in decode_events(body).items] == [event.event_id for event in events]
+
+
+def test_an_event_not_built_by_validation_is_written_by_the_model() -> None:
+    # Neither normalised to UTC nor to milliseconds: written as the model's serializer writes it.
+    at = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    constructed = Event.model_construct(event_type="x", severity=Severity.INFO, timestamp=at)
+    events = [constructed, Event(event_type="y")]
+    body = encode_events(events)
+    assert body == TypeAdapter(list[Event]).dump_json(events)
+    assert b'"2026-01-02T01:04:05.123Z"' in body

@@ -3,11 +3,15 @@ ingestor, the generator, the alert store, the rules), and bearer-token authentic
 scope per route (`IngestCaller`, `ReadCaller`, `TriageCaller`, `AdminCaller`).
 
 A router is mounted only in a process whose roles run its part (see `app.create_app`), so the
-404 below answers only if a route were ever mounted without it."""
+404 below answers only if a route were ever mounted without it.
+
+Every dependency here is `async def` although none of them awaits anything: FastAPI runs a plain
+`def` dependency in its thread pool, a thread hand-off per dependency and request that cost more
+than the work it wraps (several per request, on every route)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -38,17 +42,17 @@ class Caller:
         return acting_name(self.token, self.on_behalf)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_verifier(request: Request) -> TokenVerifier:
+async def get_verifier(request: Request) -> TokenVerifier:
     verifier: TokenVerifier = request.app.state.verifier
     return verifier
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
@@ -72,13 +76,13 @@ def authenticate(
 
 
 # Which scope each check enforces, so that tests and docs can read a route's scope off its dependencies.
-SCOPE_CHECKS: dict[Callable[..., Caller], Scope] = {}
+SCOPE_CHECKS: dict[Callable[..., Awaitable[Caller]], Scope] = {}
 
 
-def require_scope(scope: Scope) -> Callable[..., Caller]:
+def require_scope(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     """A dependency that lets a request through only with a token that has `scope` (403 otherwise)."""
 
-    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+    async def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
         if scope not in caller.token.scopes:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -107,25 +111,25 @@ def _absent(what: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"this service {what}")
 
 
-def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AlertStore:
+async def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AlertStore:
     if runtime.store is None:
         raise _absent("does not serve alerts")
     return runtime.store
 
 
-def get_ingestor(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Ingestor:
+async def get_ingestor(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Ingestor:
     if runtime.ingestor is None:
         raise _absent("does not ingest events")
     return runtime.ingestor
 
 
-def get_generator(runtime: Annotated[Runtime, Depends(get_runtime)]) -> GeneratorService:
+async def get_generator(runtime: Annotated[Runtime, Depends(get_runtime)]) -> GeneratorService:
     if runtime.generator is None:
         raise _absent("runs no generator")
     return runtime.generator
 
 
-def get_rules(runtime: Annotated[Runtime, Depends(get_runtime)]) -> RuleWatcher:
+async def get_rules(runtime: Annotated[Runtime, Depends(get_runtime)]) -> RuleWatcher:
     if runtime.rules is None:
         raise _absent("loads no rules")
     return runtime.rules

@@ -9,9 +9,11 @@ sure about (an unknown field, a naive or unusual timestamp, an integer orjson ma
 a float, text that may hold NUL, any rule broken) it answers None, and the caller validates the
 body through the model, which names every problem as before. So a body from anywhere (a client,
 another process on the broker) is always checked in full, just cheaply when it is well formed.
+`fast_wire_events` applies the same checks and gives the events' wire form instead, for a process
+that only passes them on.
 
-A self-check at import compares both paths on probe bodies; if pydantic's instance layout or the
-model changed so that they differ, the fast path stays off.
+A self-check at import compares both paths (and the wire form with the model's serializer) on probe
+bodies; if pydantic's instance layout or the model changed so that they differ, the fast path stays off.
 """
 
 from __future__ import annotations
@@ -25,13 +27,35 @@ from uuid import UUID, SafeUUID, uuid4
 
 import orjson
 from annotated_types import MaxLen
+from pydantic import BaseModel
 
 from auditflow.model.event import EVENT_TYPE_PATTERN, MAX_DETAILS_BYTES, Event, Severity
 from auditflow.model.limits import MAX_DETAILS_DEPTH, MAX_INT, MIN_INT, EventTimeBounds, timestamp_problem
-from auditflow.model.timeutil import to_utc
+from auditflow.model.timeutil import format_utc, to_utc
 
 _new = object.__new__
 _set = object.__setattr__
+
+
+def _slot_setter(owner: type, name: str) -> Any:
+    """The setter of an attribute that `owner` itself defines (a slot or `__dict__`): what
+    `object.__setattr__(instance, name, value)` ends up calling, without looking the name up
+    along the instance's type for every event."""
+    try:
+        setter = vars(owner)[name].__set__
+    except (KeyError, AttributeError):  # another layout: the generic way (the self-check decides)
+        return lambda instance, value: _set(instance, name, value)
+    return setter
+
+
+# The model's own attributes (pydantic's `BaseModel` slots, and its `__dict__`) and the UUID's
+# slots; the self-check below compares the events made through them with the model's.
+_set_fields = _slot_setter(BaseModel, "__dict__")
+_set_fields_set = _slot_setter(BaseModel, "__pydantic_fields_set__")
+_set_extra = _slot_setter(BaseModel, "__pydantic_extra__")
+_set_private = _slot_setter(BaseModel, "__pydantic_private__")
+_set_uuid_int = _slot_setter(UUID, "int")
+_set_uuid_safe = _slot_setter(UUID, "is_safe")
 
 _FIELDS = frozenset(Event.model_fields)
 # The text fields' length limits, read from the model so the two cannot drift apart.
@@ -66,27 +90,45 @@ _dumps = orjson.dumps
 def fast_events(body: bytes, time_bounds: EventTimeBounds | None = None) -> list[Event] | None:
     """The events of a JSON array (or single object) body, validated as `list[Event]` would be
     with `time_bounds` in the context; None when the model's path must decide."""
+    events: list[Event] | None = _checked(body, time_bounds, False)
+    return events
+
+
+def fast_wire_events(body: bytes, time_bounds: EventTimeBounds | None = None) -> list[dict[str, Any]] | None:
+    """What `fast_events` would make, as the events' wire form instead: for each event a dict of
+    its fields in the model's order, with the values `TypeAdapter(list[Event]).dump_json` writes
+    (the id as lower-case text, the time as `format_utc` text, the severity's name), so that
+    `orjson.dumps` of the list is byte for byte the model's body. The same checks decide; None
+    when the model's path must. For a process that only passes events on: no UUID, datetime or
+    model object is built per event."""
+    rows: list[dict[str, Any]] | None = _checked(body, time_bounds, True)
+    return rows
+
+
+def _checked(body: bytes, time_bounds: EventTimeBounds | None, wire: bool) -> Any:
     if not _ENABLED or b"\\u0000" in body:
         # NUL can only be written as an escape in JSON (orjson refuses raw control characters and
         # lone surrogates), so without one no text anywhere in the body holds NUL.
         return None
     try:
-        return _events_of(orjson.loads(body), time_bounds)
+        return _events_of(orjson.loads(body), time_bounds, wire)
     except (TypeError, ValueError):  # orjson's JSONDecodeError is a ValueError
         # Nothing above should raise (every value's type is checked before it is used); if
         # something does, the model's path still decides, and names the problem.
         return None
 
 
-def _events_of(parsed: Any, time_bounds: EventTimeBounds | None) -> list[Event] | None:
+def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = False) -> list[Any] | None:
+    """Events (or, with `wire`, their wire form: see `fast_wire_events`) or None."""
     if parsed.__class__ is dict:
         parsed = [parsed]
     elif parsed.__class__ is not list:
         return None
     now = datetime.now(UTC) if time_bounds is not None else None
-    # The events of one body mostly share a handful of timestamps: each text is checked once.
-    stamps: dict[str, datetime | None] = {}
-    events: list[Event] = []
+    # The events of one body mostly share a handful of timestamps: each text is checked once
+    # (and kept as the datetime, or with `wire` as its canonical text).
+    stamps: dict[str, Any] = {}
+    events: list[Any] = []
     append = events.append
     for raw in parsed:
         if raw.__class__ is not dict or not _FIELDS.issuperset(raw):
@@ -101,27 +143,37 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None) -> list[Event] 
                 _EVENT_TYPES_SEEN.clear()
             _EVENT_TYPES_SEEN.add(event_type)
         text = raw.get("event_id")
+        event_id: Any
         if text is not None:
             if text.__class__ is not str or _UUID_TEXT.fullmatch(text) is None:
                 return None
-            event_id = _new(UUID)
-            _set(event_id, "int", int(text.replace("-", ""), 16))
-            _set(event_id, "is_safe", _SAFE_UNKNOWN)
+            if wire:
+                event_id = text.lower()  # `str(UUID(text))`
+            else:
+                event_id = _new(UUID)
+                _set_uuid_int(event_id, int(text.replace("-", ""), 16))
+                _set_uuid_safe(event_id, _SAFE_UNKNOWN)
         elif "event_id" in raw:
             return None
         else:
-            event_id = uuid4()
+            event_id = str(uuid4()) if wire else uuid4()
         text = raw.get("timestamp")
+        timestamp: Any
         if text.__class__ is str:
             timestamp = stamps.get(text, _UNSEEN)
             if timestamp is _UNSEEN:
-                timestamp = stamps[text] = _timestamp(text, time_bounds, now)
+                timestamp = _timestamp(text, time_bounds, now)
+                if wire and timestamp is not None:
+                    timestamp = format_utc(timestamp)
+                stamps[text] = timestamp
             if timestamp is None:
                 return None
         elif text is not None or "timestamp" in raw:
             return None
         else:
             timestamp = to_utc(datetime.now(UTC))
+            if wire:
+                timestamp = format_utc(timestamp)
         source_service = raw.get("source_service")
         server_hostname = raw.get("server_hostname")
         user_id = raw.get("user_id")
@@ -142,6 +194,8 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None) -> list[Event] 
             severity = _SEVERITIES.get(severity) if severity.__class__ is str else None
             if severity is None:
                 return None
+        if wire:
+            severity = severity.value
         details = raw.get("details")
         if details is None:
             if "details" in raw:
@@ -149,25 +203,25 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None) -> list[Event] 
             details = {}
         elif details.__class__ is not dict or not _plain(details, 1) or len(_dumps(details)) > MAX_DETAILS_BYTES:
             return None
+        fields = {
+            "event_type": event_type,
+            "event_id": event_id,
+            "timestamp": timestamp,
+            "source_service": source_service,
+            "server_hostname": server_hostname,
+            "user_id": user_id,
+            "severity": severity,
+            "action_result": action_result,
+            "details": details,
+        }
+        if wire:
+            append(fields)
+            continue
         event = _new(Event)
-        _set(
-            event,
-            "__dict__",
-            {
-                "event_type": event_type,
-                "event_id": event_id,
-                "timestamp": timestamp,
-                "source_service": source_service,
-                "server_hostname": server_hostname,
-                "user_id": user_id,
-                "severity": severity,
-                "action_result": action_result,
-                "details": details,
-            },
-        )
-        _set(event, "__pydantic_fields_set__", set(raw))
-        _set(event, "__pydantic_extra__", None)
-        _set(event, "__pydantic_private__", None)
+        _set_fields(event, fields)
+        _set_fields_set(event, set(raw))
+        _set_extra(event, None)
+        _set_private(event, None)
         append(event)
     return events
 
@@ -221,7 +275,8 @@ _PROBES = (
 
 
 def _self_check() -> bool:
-    """Both paths make equal events, field for field and type for type, for the probes."""
+    """Both paths make equal events, field for field and type for type, for the probes; the wire
+    form is the model's body byte for byte."""
     from pydantic import TypeAdapter
 
     adapter = TypeAdapter(list[Event])
@@ -232,10 +287,16 @@ def _self_check() -> bool:
             reference = adapter.validate_python(parsed if isinstance(parsed, list) else [parsed])
             if fast is None or len(fast) != len(reference):
                 return False
-            for mine, theirs in zip(fast, reference, strict=True):
+            rows = _events_of(orjson.loads(body), None, True)
+            if rows is None or len(rows) != len(reference):
+                return False
+            for mine, row, theirs in zip(fast, rows, reference, strict=True):
                 for name in ("event_id", "timestamp"):  # defaults: a new id, now
                     if name not in mine.model_fields_set:
                         _set(mine, "__dict__", {**mine.__dict__, name: theirs.__dict__[name]})
+                        row[name] = str(theirs.event_id) if name == "event_id" else format_utc(theirs.timestamp)
+                if list(row) != list(theirs.__dict__):
+                    return False
                 if (
                     mine != theirs
                     or list(mine.__dict__) != list(theirs.__dict__)
@@ -247,6 +308,8 @@ def _self_check() -> bool:
                     )
                 ):
                     return False
+            if _dumps(rows) != adapter.dump_json(reference):  # the wire form, byte for byte
+                return False
     except Exception:  # any layout change: the model's path only
         return False
     return True

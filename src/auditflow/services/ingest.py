@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from auditflow import tracing
 from auditflow.backends.broker import Broker
@@ -50,24 +52,52 @@ class Ingestor:
         # In-process queues deliver these very bodies: hand the validated events over with them.
         self._local = broker.in_process
 
+    @property
+    def in_process(self) -> bool:
+        """The events queue is consumed in this process, which takes the validated events with
+        the bodies: `submit` them; otherwise their wire form will do (`submit_wire`)."""
+        return self._local
+
     async def submit(self, events: Sequence[Event], *, source: str, refuse_when_full: bool = False) -> None:
         """Publish `events`; raises BackendUnavailable when the broker cannot take them now."""
         if not events:
             return
+        await self._publish(
+            lambda: [
+                encode_events(events[i : i + self.batch_size], local=self._local)
+                for i in range(0, len(events), self.batch_size)
+            ],
+            len(events),
+            source,
+            refuse_when_full,
+        )
+
+    async def submit_wire(
+        self, rows: Sequence[Mapping[str, Any]], *, source: str, refuse_when_full: bool = False
+    ) -> None:
+        """`submit` for events already validated into their wire form (`model.fastpath.fast_wire_events`):
+        the same bodies, written without building the events."""
+        if not rows:
+            return
+        await self._publish(
+            lambda: [orjson.dumps(rows[i : i + self.batch_size]) for i in range(0, len(rows), self.batch_size)],
+            len(rows),
+            source,
+            refuse_when_full,
+        )
+
+    async def _publish(
+        self, encode: Callable[[], list[bytes]], count: int, source: str, refuse_when_full: bool
+    ) -> None:
         if not self.dependency.is_up:
             raise BackendUnavailable(f"message broker unavailable: {self.dependency.last_error}")
         try:
             if not self._declared:
                 await self.broker.declare(self.queue)
                 self._declared = True
-            bodies = [
-                encode_events(events[i : i + self.batch_size], local=self._local)
-                for i in range(0, len(events), self.batch_size)
-            ]
+            bodies = encode()
             headers: dict[str, Any] = {INGESTED_AT_HEADER: int(time.time() * 1000)}
-            with tracing.publishing(
-                "ingest publish", self.queue, headers, messages=len(bodies), items=len(events)
-            ) as span:
+            with tracing.publishing("ingest publish", self.queue, headers, messages=len(bodies), items=count) as span:
                 if span is not None:
                     span.set_attribute("auditflow.source", source)
                 if refuse_when_full:
@@ -76,7 +106,7 @@ class Ingestor:
                 else:
                     # Our own producers (generator, file ingest, syslog, bench) simply wait for room.
                     await self.broker.publish(self.queue, bodies, headers)
-                log.debug("published %d %s event(s) in %d message(s)", len(events), source, len(bodies))
+                log.debug("published %d %s event(s) in %d message(s)", count, source, len(bodies))
         except QueueFull as exc:
             # The broker works, it is only full: the client retries, the dependency stays up.
             self.last_refusal = (time.monotonic(), str(exc))
@@ -84,7 +114,7 @@ class Ingestor:
         except BackendUnavailable as exc:
             self.dependency.mark_down(exc)
             raise
-        EVENTS_INGESTED.labels(source).inc(len(events))
+        EVENTS_INGESTED.labels(source).inc(count)
 
     def refusing(self) -> str | None:
         """Why intake refuses events now or did so recently, else None (for readiness)."""
