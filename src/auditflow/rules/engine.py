@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from hashlib import sha1
 from typing import Any
 from uuid import UUID
 
 import orjson
 
-from auditflow.backends.state.base import Hit, WindowOp, WindowState
+from auditflow.backends.state.base import Hit, WindowOp, WindowState, derived_alert_id
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 from auditflow.model.timeutil import from_millis
@@ -27,23 +26,8 @@ from auditflow.rules.template import Template
 MATCH_DEDUP_WINDOW_MS = 60_000
 
 
-# Alert ids derive from what opened the alert, so a batch reprocessed after a crash (or by another
-# replica) names the same alert again and the store's upsert makes the retry harmless.
-_ALERT_NAMESPACE = UUID("5d0c2f6e-4a8e-4f2b-9a57-0f1c3e7b9a21")
-
-
-_NAMESPACE_BYTES = _ALERT_NAMESPACE.bytes
-
-
-def alert_id_for(rule_id: str, group_key: str, event_id: str) -> str:
-    """`str(uuid5(namespace, name))` without the UUID objects: it runs for every op of a batch,
-    most of which never open an alert."""
-    name = f"{rule_id}\x1f{group_key}\x1f{event_id}".encode()
-    digest = bytearray(sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+# The id an op's alert opens with (derived by the state backend, and only for the ops that open one).
+alert_id_for = derived_alert_id
 
 
 def _payload(event: Event) -> bytes:
@@ -238,7 +222,7 @@ class Detector:
                             payload=payload,
                             window_ms=plan.window_ms,
                             suppress_ms=plan.suppress_ms,
-                            new_alert_id=alert_id_for(plan.rule.id, group_key, event_id),
+                            new_alert_id="",  # derived by the backend when the op opens an alert
                             count=plan.count,
                             step_counts=plan.step_counts,
                             matched_steps=steps,

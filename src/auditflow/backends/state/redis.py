@@ -119,7 +119,8 @@ class RedisWindowState(WindowState):
 
 def encode_op(op: WindowOp, base: str) -> bytes:
     """One op as one script argument: a header line of numbers and lengths, then the strings (see
-    window.lua); `base` names the op's keys. Counts below one are read as one, as in the memory
+    window.lua); `base` names the op's keys (and, with an empty `new_alert_id`, the rule and group
+    the script derives the alert id from). Counts below one are read as one, as in the memory
     backend."""
     key = base.encode()
     event_id = op.event_id.encode()
@@ -146,7 +147,7 @@ def decode_reply(reply: list[bytes], ops: Sequence[WindowOp]) -> list[Hit]:
         index, status, occurrences, first_ms, last_ms, count = map(int, fields[:6])
         op = ops[index]
         position += 1
-        alert_id = op.new_alert_id if status == _NEW else fields[6].decode()
+        alert_id = fields[6].decode()
         if count < 0:
             events = list(replayed[alert_id])
         elif count:
