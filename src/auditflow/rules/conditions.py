@@ -83,6 +83,23 @@ class Condition:
         return self.test(event)
 
 
+def always(_event: Event) -> bool:
+    return True
+
+
+def specialise(condition: Condition, event_type: str) -> Predicate | None:
+    """The condition's test for events of `event_type` only: without its top-level `event_type`
+    entry, which every such event satisfies or none does. None when none does. The detector
+    evaluates the rules by event type, so the entry would be tested again for every event."""
+    raw = condition.raw
+    if "event_type" not in raw or _refers_to_fields(raw["event_type"]):
+        return condition.test
+    if not _compile_spec(raw["event_type"], "event_type")(event_type):
+        return None
+    rest = {key: spec for key, spec in raw.items() if key != "event_type"}
+    return _compile_map(rest, "") if rest else always
+
+
 def compile_where(raw: Any) -> Condition:
     if isinstance(raw, Condition):
         return raw
@@ -160,14 +177,34 @@ def _pair_field_test(getter: Callable[[Event], Any], pair_test: PairTest) -> Pre
 
 
 def _any_of(parts: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
-    return lambda x: any(p(x) for p in parts)
+    if len(parts) == 2:
+        first, second = parts
+        return lambda x: first(x) or second(x)
+
+    def test(x: Any) -> bool:  # a loop: any() over a generator costs a frame per part
+        for part in parts:  # noqa: SIM110
+            if part(x):
+                return True
+        return False
+
+    return test
 
 
 def _all_of(parts: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
     if len(parts) == 2:
         first, second = parts
         return lambda x: first(x) and second(x)
-    return lambda x: all(p(x) for p in parts)
+    if len(parts) == 3:
+        first, second, third = parts
+        return lambda x: first(x) and second(x) and third(x)
+
+    def test(x: Any) -> bool:
+        for part in parts:  # noqa: SIM110 - the loop runs per event
+            if not part(x):
+                return False
+        return True
+
+    return test
 
 
 def _compile_spec(spec: Any, loc: str) -> ValueTest:

@@ -6,7 +6,7 @@ events, and makes one call per chunk, in order."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from auditflow.backends.state.base import Hit, WindowOp, WindowState, derived_al
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 from auditflow.model.timeutil import from_millis
+from auditflow.rules.conditions import specialise
 from auditflow.rules.fields import Getter, format_duration, group_value, make_getter, to_ms
 from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.requirements import Requirements, rule_requirements
@@ -48,7 +49,8 @@ class _Plan:
 
     rule: Rule
     test: Callable[[Event], bool] | None  # None for sequences, which test per step
-    step_tests: tuple[Callable[[Event], bool], ...]
+    # A sequence's steps that an event can match, as (step number, test).
+    step_tests: tuple[tuple[int, Callable[[Event], bool]], ...]
     group_fields: tuple[str, ...]
     group_getters: tuple[Getter, ...]
     # Sequences whose steps group by fields of their own: the distinct field lists' getters, and
@@ -76,7 +78,7 @@ def _plan(rule: Rule) -> _Plan:
     if isinstance(rule, MatchRule):
         window_ms, count = max(suppress_ms, MATCH_DEDUP_WINDOW_MS), 1
         test: Callable[[Event], bool] | None = rule.where.test
-        step_tests: tuple[Callable[[Event], bool], ...] = ()
+        step_tests: tuple[tuple[int, Callable[[Event], bool]], ...] = ()
     elif isinstance(rule, ThresholdRule):
         window_ms, count = to_ms(rule.window), rule.count
         test, step_tests = rule.where.test, ()
@@ -87,7 +89,7 @@ def _plan(rule: Rule) -> _Plan:
     else:
         window_ms, count = to_ms(rule.window), 1
         step_counts = tuple(step.count for step in rule.steps)
-        test, step_tests = None, tuple(step.where.test for step in rule.steps)
+        test, step_tests = None, tuple((i, step.where.test) for i, step in enumerate(rule.steps))
         extras.update(count=step_counts[0], window=format_duration(rule.window))
         fields = rule.step_group_by
         if any(step_fields != rule.group_by for step_fields in fields):
@@ -112,6 +114,18 @@ def _plan(rule: Rule) -> _Plan:
         extras=extras,
         requirements=rule_requirements(rule),
     )
+
+
+def _for_event_type(plan: _Plan, event_type: str) -> _Plan | None:
+    """The plan for events of one type: its tests without their `event_type` entries (the index
+    has tested that), without the steps no event of the type matches. None when it cannot fire."""
+    rule = plan.rule
+    if isinstance(rule, SequenceRule):
+        tests = ((i, specialise(step.where, event_type)) for i, step in enumerate(rule.steps))
+        step_tests = tuple((i, test) for i, test in tests if test is not None)
+        return replace(plan, step_tests=step_tests) if step_tests else None
+    test = specialise(rule.where, event_type)
+    return replace(plan, test=test) if test is not None else None
 
 
 def _keyed_steps(
@@ -195,7 +209,7 @@ class Detector:
                         if distinct is None:
                             continue  # nothing to count
                 else:
-                    matched_steps = tuple(i for i, step in enumerate(plan.step_tests) if step(event))
+                    matched_steps = tuple([i for i, test in plan.step_tests if test(event)])
                     if not matched_steps:
                         continue
                 if event_id is None:  # only events that match something pay for serialisation
@@ -241,12 +255,12 @@ class Detector:
             return
         plans = {rule.id: _plan(rule) for rule in ruleset.enabled}
         event_types = {t for rule in ruleset.enabled for t in (rule.event_types or ())}
-        self._index = {
-            t: RuleGate(
-                [plans[r.id] for r in ruleset.for_event_type(t)], self._requirements_of, fixed={"event_type": t}
+        self._index = {}
+        for t in event_types:
+            typed = (_for_event_type(plans[r.id], t) for r in ruleset.for_event_type(t))
+            self._index[t] = RuleGate(
+                [plan for plan in typed if plan is not None], self._requirements_of, fixed={"event_type": t}
             )
-            for t in event_types
-        }
         self._unpinned = RuleGate([plans[r.id] for r in ruleset.unpinned], self._requirements_of)
         self._plans_for = ruleset
 
