@@ -182,7 +182,7 @@ def _any_of(parts: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
         return lambda x: first(x) or second(x)
 
     def test(x: Any) -> bool:  # a loop: any() over a generator costs a frame per part
-        for part in parts:  # noqa: SIM110
+        for part in parts:  # noqa: SIM110 - the loop runs per event
             if part(x):
                 return True
         return False
