@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,9 +20,11 @@ from auditflow.backends.state import Hit, WindowOp, WindowState, create_state
 from auditflow.backends.state.redis import RedisWindowState
 from auditflow.model import Event
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS
+from auditflow.model.timeutil import to_millis
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
+from auditflow.rules.engine import _epoch_ms, _event_id
 from auditflow.rules.loader import load_rules
 from tests.conftest import REDIS_URL, require_server
 
@@ -544,3 +547,32 @@ async def test_steps_with_the_rules_fields_spelled_out_behave_as_without(state: 
     async with create_state("memory://") as other:
         [explicit] = await Detector(other, lambda: ruleset(spelled)).process(events)
     assert explicit == plain
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 1, 1, 0, 0, 0, 123_000, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 0, 500, tzinfo=UTC),
+        datetime(2026, 1, 1, 2, 0, 0, 1_000, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 1, 1, 0, 0, 0, 7_000),  # naive: UTC
+        datetime(2026, 1, 15, 12, tzinfo=ZoneInfo("Europe/London")),  # offset zero in winter
+        datetime(2026, 7, 15, 12, tzinfo=ZoneInfo("Europe/London")),  # and one hour in summer
+        Event.model_validate_json('{"event_type": "x", "timestamp": "2026-05-01T10:00:00.001Z"}').timestamp,
+        TypeAdapter(datetime).validate_python("2026-05-01T10:00:00.001-05:30"),
+    ],
+)
+def test_event_times_in_milliseconds_are_to_millis(value: datetime) -> None:
+    # In this order, a zero-offset zone is met first: what is known of it must not apply to others.
+    for earlier in (datetime(2026, 1, 15, tzinfo=ZoneInfo("Europe/London")), value):
+        assert _epoch_ms(earlier) == to_millis(earlier)
+    assert _epoch_ms(value) == to_millis(value)
+
+
+def test_event_ids_as_strings_are_the_uuid_strings() -> None:
+    for _ in range(100):
+        event = Event(event_type="x")
+        assert _event_id(event) == str(event.event_id)
