@@ -24,7 +24,7 @@ from auditflow.model.timeutil import to_millis
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
-from auditflow.rules.engine import _epoch_ms, _event_id
+from auditflow.rules.engine import _epoch_ms, _event_id, alert_id_for
 from auditflow.rules.loader import load_rules
 from tests.conftest import REDIS_URL, require_server
 
@@ -576,3 +576,31 @@ def test_event_ids_as_strings_are_the_uuid_strings() -> None:
     for _ in range(100):
         event = Event(event_type="x")
         assert _event_id(event) == str(event.event_id)
+
+
+class RecordingState(CountingState):
+    """A window state that keeps the ops it was given."""
+
+    def __init__(self, inner: WindowState) -> None:
+        super().__init__(inner)
+        self.ops: list[WindowOp] = []
+
+    async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
+        self.ops.extend(ops)
+        return await super().apply(ops)
+
+
+async def test_backends_derive_the_alert_ids_and_match_ops_carry_no_payload(any_state: WindowState) -> None:
+    recording = RecordingState(any_state)
+    detector = Detector(recording, lambda: ruleset(BURST, SHADOW))
+    failures = [login("FAILURE", s) for s in (0, 1, 2)]
+    shadow = Event(event_type="file_modified", user_id="mallory", details={"resource": "/etc/shadow"}, timestamp=T0)
+    burst, touched = await detector.process([*failures, shadow])
+    # The ids are those of the rule, group and opening event, whichever backend derived them.
+    assert burst.alert_id == UUID(alert_id_for("failed-login-burst", '["alice","web-1"]', str(failures[2].event_id)))
+    assert touched.alert_id == UUID(alert_id_for("shadow", "[]", str(shadow.event_id)))
+    assert all(op.new_alert_id == "" for op in recording.ops)
+    # A match rule's window keeps no payload, so its ops send none; the alert has its event anyway.
+    assert [op.payload == b"" for op in recording.ops] == [False, False, False, True]
+    assert touched.sample_events == [shadow]
+    assert burst.sample_events == failures

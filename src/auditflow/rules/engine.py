@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 import orjson
 from pydantic_core import TzInfo
 
-from auditflow.backends.state.base import Hit, WindowOp, WindowState, derived_alert_id
+from auditflow.backends.state.base import Hit, RuleKind, WindowOp, WindowState, derived_alert_id
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 from auditflow.model.timeutil import from_millis, to_millis
@@ -74,6 +75,10 @@ class _Plan:
     """A rule flattened for the hot path: its tests, accessors and the fixed parts of its ops."""
 
     rule: Rule
+    kind: RuleKind
+    # Whether the state keeps the event's payload: a match rule's ops carry none, as the alerts of
+    # a batch take their events from the batch itself.
+    keeps_payload: bool
     test: Callable[[Event], bool] | None  # None for sequences, which test per step
     # A sequence's steps that an event can match, as (step number, test).
     step_tests: tuple[tuple[int, Callable[[Event], bool]], ...]
@@ -92,6 +97,10 @@ class _Plan:
     template: Template
     extras: dict[str, Any]
     requirements: Requirements  # what the rule gate checks before the tests run
+
+
+# A WindowOp from its fields in order, without the named tuple's argument handling.
+_new_op: Callable[[tuple[Any, ...]], WindowOp] = partial(tuple.__new__, WindowOp)
 
 
 def _plan(rule: Rule) -> _Plan:
@@ -124,6 +133,8 @@ def _plan(rule: Rule) -> _Plan:
             step_group_of = tuple(distinct_fields.index(f) for f in fields)
     return _Plan(
         rule=rule,
+        kind=rule.kind,
+        keeps_payload=not isinstance(rule, MatchRule),
         test=test,
         step_tests=step_tests,
         group_fields=rule.group_by,
@@ -217,13 +228,14 @@ class Detector:
         origins: list[tuple[_Plan, Event, list[str | None]]] = []
         matched: dict[str, Event] = {}  # event id -> event, to skip re-parsing payloads of this batch
         index, unpinned = self._index, self._unpinned
+        new_op = _new_op
         for event in events:
             plans = index.get(event.event_type, unpinned).select(event)
             if not plans:
                 continue
             event_id: str | None = None
             ts_ms = 0
-            payload = b""
+            payload: bytes | None = None
             for plan in plans:
                 matched_steps: tuple[int, ...] = ()
                 distinct: str | None = None
@@ -238,10 +250,11 @@ class Detector:
                     matched_steps = tuple([i for i, test in plan.step_tests if test(event)])
                     if not matched_steps:
                         continue
-                if event_id is None:  # only events that match something pay for serialisation
+                if event_id is None:
                     event_id = _event_id(event)
                     matched[event_id] = event
                     ts_ms = _epoch_ms(event.timestamp)
+                if payload is None and plan.keeps_payload:  # only events some window keeps pay for it
                     payload = _payload(event)
                 keyed: Sequence[tuple[list[str | None], tuple[int, ...]]]
                 if plan.step_group_of:
@@ -249,25 +262,13 @@ class Detector:
                 else:
                     keyed = (([group_value(get(event)) for get in plan.group_getters], matched_steps),)
                 for group, steps in keyed:
-                    group_key = orjson.dumps(group).decode()
-                    ops.append(
-                        WindowOp(
-                            rule_id=plan.rule.id,
-                            group_key=group_key,
-                            kind=plan.rule.kind,
-                            event_id=event_id,
-                            ts_ms=ts_ms,
-                            payload=payload,
-                            window_ms=plan.window_ms,
-                            suppress_ms=plan.suppress_ms,
-                            new_alert_id="",  # derived by the backend when the op opens an alert
-                            count=plan.count,
-                            step_counts=plan.step_counts,
-                            matched_steps=steps,
-                            distinct=distinct,
-                            ordered=plan.ordered,
-                        )
-                    )
+                    # The fields in WindowOp's order; the alert id is left to the backend.
+                    fields = (
+                        plan.rule.id, orjson.dumps(group).decode(), plan.kind, event_id, ts_ms, payload or b"",
+                        plan.window_ms, plan.suppress_ms, "", plan.count, plan.step_counts, steps, distinct,
+                        plan.ordered,
+                    )  # fmt: skip
+                    ops.append(new_op(fields))
                     origins.append((plan, event, group))
         if not ops:
             return []
