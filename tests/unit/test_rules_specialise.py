@@ -44,3 +44,14 @@ def test_specialising_drops_the_event_type_entry() -> None:
     assert specialise(unpinned, "user_login") is unpinned.test
     referring = compile_where({"event_type": {"equals_field": "user_id"}})
     assert specialise(referring, "user_login") is referring.test
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("user_id", "root"), ("action_result", "SUCCESS"), ("severity", "ERROR"), ("event_type", "user_login")],
+)
+def test_a_top_level_equality_agrees_with_the_equals_operator(field: str, value: str) -> None:
+    short, spelled = compile_where({field: value}), compile_where({field: {"equals": value}})
+    events = [*EVENTS, Event(event_type="x", severity="ERROR"), Event(event_type="x", severity="INFO")]
+    assert [short.test(e) for e in events] == [spelled.test(e) for e in events]
+    assert any(short.test(e) for e in events)

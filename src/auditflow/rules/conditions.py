@@ -159,6 +159,10 @@ def _compile_map(raw: Any, loc: str) -> Predicate:
                 raise _fail(here, str(exc)) from None
             if _refers_to_fields(spec):
                 tests.append(_pair_field_test(make_getter(key), _compile_pair_spec(spec, here)))
+            elif isinstance(spec, str) and not key.startswith("details."):
+                # The usual `action_result: FAILURE`: a top-level field holds a string or None,
+                # never a list, so equality needs no element-wise wrapper.
+                tests.append(_field_equals(make_getter(key), spec))
             else:
                 tests.append(_field_test(make_getter(key), _compile_spec(spec, here)))
     return tests[0] if len(tests) == 1 else _all_of(tuple(tests))
@@ -170,6 +174,10 @@ def _negate(inner: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 def _field_test(getter: Callable[[Event], Any], value_test: ValueTest) -> Predicate:
     return lambda event: value_test(getter(event))
+
+
+def _field_equals(getter: Callable[[Event], Any], expected: str) -> Predicate:
+    return lambda event: getter(event) == expected
 
 
 def _pair_field_test(getter: Callable[[Event], Any], pair_test: PairTest) -> Predicate:
