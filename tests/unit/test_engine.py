@@ -24,7 +24,7 @@ from auditflow.model.timeutil import to_millis
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
-from auditflow.rules.engine import _epoch_ms, _event_id, alert_id_for
+from auditflow.rules.engine import _epoch_ms, _event_id, _payload, _sent_payload, alert_id_for
 from auditflow.rules.loader import load_rules
 from tests.conftest import REDIS_URL, require_server
 
@@ -604,3 +604,12 @@ async def test_backends_derive_the_alert_ids_and_match_ops_carry_no_payload(any_
     assert [op.payload == b"" for op in recording.ops] == [False, False, False, True]
     assert touched.sample_events == [shadow]
     assert burst.sample_events == failures
+
+
+def test_a_state_that_sends_payloads_gets_them_uncopied_and_equal() -> None:
+    event = Event(event_type="x", user_id="u", details={"a": [1, "b"]})
+    assert _sent_payload(event) == _payload(event)
+    assert Event.model_validate_json(_sent_payload(event)) == event
+    memory, shared = create_state("memory://"), RedisWindowState(REDIS_URL, key_prefix="unused:")
+    assert Detector(memory, lambda: ruleset())._payload is _payload  # held for the window: sized copies
+    assert Detector(shared, lambda: ruleset())._payload is _sent_payload

@@ -64,8 +64,16 @@ def _payload(event: Event) -> bytes:
     orjson cannot encode (Python objects put there by in-process producers) take the slow way."""
     try:
         # Copied to a bytes object of its own size: orjson's result keeps a 4 KiB allocation,
-        # and payloads live in the window state for as long as the window.
+        # and payloads live in an in-process window state for as long as the window.
         return bytes(memoryview(orjson.dumps(event.__dict__, option=orjson.OPT_UTC_Z)))
+    except TypeError:
+        return event.model_dump_json().encode()
+
+
+def _sent_payload(event: Event) -> bytes:
+    """`_payload` for a state that only sends it (to Redis): no copy, it is dropped once sent."""
+    try:
+        return orjson.dumps(event.__dict__, option=orjson.OPT_UTC_Z)
     except TypeError:
         return event.model_dump_json().encode()
 
@@ -215,6 +223,7 @@ class Detector:
 
     def __init__(self, state: WindowState, rules: Callable[[], RuleSet], *, prefilter: bool = True) -> None:
         self._state = state
+        self._payload = _payload if state.holds_payloads else _sent_payload
         self._rules = rules
         self._requirements_of = _plan_requirements if prefilter else _no_requirements
         self._plans_for: RuleSet | None = None
@@ -228,7 +237,7 @@ class Detector:
         origins: list[tuple[_Plan, Event, list[str | None]]] = []
         matched: dict[str, Event] = {}  # event id -> event, to skip re-parsing payloads of this batch
         index, unpinned = self._index, self._unpinned
-        new_op = _new_op
+        new_op, payload_of = _new_op, self._payload
         for event in events:
             plans = index.get(event.event_type, unpinned).select(event)
             if not plans:
@@ -255,7 +264,7 @@ class Detector:
                     matched[event_id] = event
                     ts_ms = _epoch_ms(event.timestamp)
                 if payload is None and plan.keeps_payload:  # only events some window keeps pay for it
-                    payload = _payload(event)
+                    payload = payload_of(event)
                 keyed: Sequence[tuple[list[str | None], tuple[int, ...]]]
                 if plan.step_group_of:
                     keyed = _keyed_steps(plan, event, matched_steps)

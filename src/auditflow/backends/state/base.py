@@ -157,6 +157,9 @@ class Hit:
 class WindowState(AsyncLifecycle):
     """Lifecycle: `start()`, `apply()` any number of times, `aclose()`; or `async with`."""
 
+    # Whether the ops' payload objects themselves are kept (in process) rather than sent away.
+    holds_payloads = True
+
     def __init__(self, url: str, *, key_prefix: str = "auditflow:") -> None:
         self.url = url
         self.key_prefix = key_prefix

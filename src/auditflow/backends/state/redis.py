@@ -49,6 +49,8 @@ def window_key(rule_id: str, group_key: str) -> str:
 class RedisWindowState(WindowState):
     """Window state shared through Redis; keys live under `key_prefix`."""
 
+    holds_payloads = False  # sent to Redis
+
     def __init__(
         self,
         url: str,
