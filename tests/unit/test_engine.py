@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,9 +20,11 @@ from auditflow.backends.state import Hit, WindowOp, WindowState, create_state
 from auditflow.backends.state.redis import RedisWindowState
 from auditflow.model import Event
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS
+from auditflow.model.timeutil import to_millis
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
+from auditflow.rules.engine import _epoch_ms, _event_id, _payload, _sent_payload, alert_id_for
 from auditflow.rules.loader import load_rules
 from tests.conftest import REDIS_URL, require_server
 
@@ -544,3 +547,69 @@ async def test_steps_with_the_rules_fields_spelled_out_behave_as_without(state: 
     async with create_state("memory://") as other:
         [explicit] = await Detector(other, lambda: ruleset(spelled)).process(events)
     assert explicit == plain
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 1, 1, 0, 0, 0, 123_000, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 0, 500, tzinfo=UTC),
+        datetime(2026, 1, 1, 2, 0, 0, 1_000, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 1, 1, 0, 0, 0, 7_000),  # naive: UTC
+        datetime(2026, 1, 15, 12, tzinfo=ZoneInfo("Europe/London")),  # offset zero in winter
+        datetime(2026, 7, 15, 12, tzinfo=ZoneInfo("Europe/London")),  # and one hour in summer
+        Event.model_validate_json('{"event_type": "x", "timestamp": "2026-05-01T10:00:00.001Z"}').timestamp,
+        TypeAdapter(datetime).validate_python("2026-05-01T10:00:00.001-05:30"),
+    ],
+)
+def test_event_times_in_milliseconds_are_to_millis(value: datetime) -> None:
+    # In this order, a zero-offset zone is met first: what is known of it must not apply to others.
+    for earlier in (datetime(2026, 1, 15, tzinfo=ZoneInfo("Europe/London")), value):
+        assert _epoch_ms(earlier) == to_millis(earlier)
+    assert _epoch_ms(value) == to_millis(value)
+
+
+def test_event_ids_as_strings_are_the_uuid_strings() -> None:
+    for _ in range(100):
+        event = Event(event_type="x")
+        assert _event_id(event) == str(event.event_id)
+
+
+class RecordingState(CountingState):
+    """A window state that keeps the ops it was given."""
+
+    def __init__(self, inner: WindowState) -> None:
+        super().__init__(inner)
+        self.ops: list[WindowOp] = []
+
+    async def apply(self, ops: Sequence[WindowOp]) -> list[Hit]:
+        self.ops.extend(ops)
+        return await super().apply(ops)
+
+
+async def test_backends_derive_the_alert_ids_and_match_ops_carry_no_payload(any_state: WindowState) -> None:
+    recording = RecordingState(any_state)
+    detector = Detector(recording, lambda: ruleset(BURST, SHADOW))
+    failures = [login("FAILURE", s) for s in (0, 1, 2)]
+    shadow = Event(event_type="file_modified", user_id="mallory", details={"resource": "/etc/shadow"}, timestamp=T0)
+    burst, touched = await detector.process([*failures, shadow])
+    # The ids are those of the rule, group and opening event, whichever backend derived them.
+    assert burst.alert_id == UUID(alert_id_for("failed-login-burst", '["alice","web-1"]', str(failures[2].event_id)))
+    assert touched.alert_id == UUID(alert_id_for("shadow", "[]", str(shadow.event_id)))
+    assert all(op.new_alert_id == "" for op in recording.ops)
+    # A match rule's window keeps no payload, so its ops send none; the alert has its event anyway.
+    assert [op.payload == b"" for op in recording.ops] == [False, False, False, True]
+    assert touched.sample_events == [shadow]
+    assert burst.sample_events == failures
+
+
+def test_a_state_that_sends_payloads_gets_them_uncopied_and_equal() -> None:
+    event = Event(event_type="x", user_id="u", details={"a": [1, "b"]})
+    assert _sent_payload(event) == _payload(event)
+    assert Event.model_validate_json(_sent_payload(event)) == event
+    memory, shared = create_state("memory://"), RedisWindowState(REDIS_URL, key_prefix="unused:")
+    assert Detector(memory, lambda: ruleset())._payload is _payload  # held for the window: sized copies
+    assert Detector(shared, lambda: ruleset())._payload is _sent_payload

@@ -83,6 +83,23 @@ class Condition:
         return self.test(event)
 
 
+def always(_event: Event) -> bool:
+    return True
+
+
+def specialise(condition: Condition, event_type: str) -> Predicate | None:
+    """The condition's test for events of `event_type` only: without its top-level `event_type`
+    entry, which every such event satisfies or none does. None when none does. The detector
+    evaluates the rules by event type, so the entry would be tested again for every event."""
+    raw = condition.raw
+    if "event_type" not in raw or _refers_to_fields(raw["event_type"]):
+        return condition.test
+    if not _compile_spec(raw["event_type"], "event_type")(event_type):
+        return None
+    rest = {key: spec for key, spec in raw.items() if key != "event_type"}
+    return _compile_map(rest, "") if rest else always
+
+
 def compile_where(raw: Any) -> Condition:
     if isinstance(raw, Condition):
         return raw
@@ -142,6 +159,10 @@ def _compile_map(raw: Any, loc: str) -> Predicate:
                 raise _fail(here, str(exc)) from None
             if _refers_to_fields(spec):
                 tests.append(_pair_field_test(make_getter(key), _compile_pair_spec(spec, here)))
+            elif isinstance(spec, str) and not key.startswith("details."):
+                # The usual `action_result: FAILURE`: a top-level field holds a string or None,
+                # never a list, so equality needs no element-wise wrapper.
+                tests.append(_field_equals(make_getter(key), spec))
             else:
                 tests.append(_field_test(make_getter(key), _compile_spec(spec, here)))
     return tests[0] if len(tests) == 1 else _all_of(tuple(tests))
@@ -155,19 +176,43 @@ def _field_test(getter: Callable[[Event], Any], value_test: ValueTest) -> Predic
     return lambda event: value_test(getter(event))
 
 
+def _field_equals(getter: Callable[[Event], Any], expected: str) -> Predicate:
+    return lambda event: getter(event) == expected
+
+
 def _pair_field_test(getter: Callable[[Event], Any], pair_test: PairTest) -> Predicate:
     return lambda event: pair_test(getter(event), event)
 
 
 def _any_of(parts: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
-    return lambda x: any(p(x) for p in parts)
+    if len(parts) == 2:
+        first, second = parts
+        return lambda x: first(x) or second(x)
+
+    def test(x: Any) -> bool:  # a loop: any() over a generator costs a frame per part
+        for part in parts:  # noqa: SIM110 - the loop runs per event
+            if part(x):
+                return True
+        return False
+
+    return test
 
 
 def _all_of(parts: tuple[Callable[[Any], bool], ...]) -> Callable[[Any], bool]:
     if len(parts) == 2:
         first, second = parts
         return lambda x: first(x) and second(x)
-    return lambda x: all(p(x) for p in parts)
+    if len(parts) == 3:
+        first, second, third = parts
+        return lambda x: first(x) and second(x) and third(x)
+
+    def test(x: Any) -> bool:
+        for part in parts:  # noqa: SIM110 - the loop runs per event
+            if not part(x):
+                return False
+        return True
+
+    return test
 
 
 def _compile_spec(spec: Any, loc: str) -> ValueTest:

@@ -6,17 +6,20 @@ events, and makes one call per chunk, in order."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from hashlib import sha1
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 import orjson
+from pydantic_core import TzInfo
 
-from auditflow.backends.state.base import Hit, WindowOp, WindowState
+from auditflow.backends.state.base import Hit, RuleKind, WindowOp, WindowState, derived_alert_id
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
-from auditflow.model.timeutil import from_millis
+from auditflow.model.timeutil import from_millis, to_millis
+from auditflow.rules.conditions import specialise
 from auditflow.rules.fields import Getter, format_duration, group_value, make_getter, to_ms
 from auditflow.rules.prefilter import RuleGate
 from auditflow.rules.requirements import Requirements, rule_requirements
@@ -25,25 +28,34 @@ from auditflow.rules.schema import MatchRule, Rule, SequenceRule, ThresholdRule
 from auditflow.rules.template import Template
 
 MATCH_DEDUP_WINDOW_MS = 60_000
+_ZERO = timedelta(0)
 
 
-# Alert ids derive from what opened the alert, so a batch reprocessed after a crash (or by another
-# replica) names the same alert again and the store's upsert makes the retry harmless.
-_ALERT_NAMESPACE = UUID("5d0c2f6e-4a8e-4f2b-9a57-0f1c3e7b9a21")
+# The id an op's alert opens with (derived by the state backend, and only for the ops that open one).
+alert_id_for = derived_alert_id
 
 
-_NAMESPACE_BYTES = _ALERT_NAMESPACE.bytes
+# The last fixed-offset tzinfo found at offset zero: validated timestamps share one (pydantic's).
+_zero_offset: list[tzinfo] = [UTC]
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
-def alert_id_for(rule_id: str, group_key: str, event_id: str) -> str:
-    """`str(uuid5(namespace, name))` without the UUID objects: it runs for every op of a batch,
-    most of which never open an alert."""
-    name = f"{rule_id}\x1f{group_key}\x1f{event_id}".encode()
-    digest = bytearray(sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def _epoch_ms(value: datetime) -> int:
+    """`to_millis`, from the fields of a value at offset zero (validated events are): datetime's
+    own arithmetic on pydantic's tzinfo costs three times as much."""
+    if value.tzinfo is not _zero_offset[0]:
+        zone = value.tzinfo
+        if zone.__class__ not in (timezone, TzInfo) or value.utcoffset() != _ZERO:
+            return to_millis(value)
+        _zero_offset[0] = zone  # a fixed offset: zero for every value
+    days = value.toordinal() - _EPOCH_DAY
+    seconds = days * 86_400 + value.hour * 3_600 + value.minute * 60 + value.second
+    return seconds * 1_000 + value.microsecond // 1_000
+
+
+def _event_id(event: Event) -> str:
+    """`str(event.event_id)`, encoded by orjson: UUID's own `__str__` costs five times as much."""
+    return orjson.dumps(event.event_id)[1:-1].decode()
 
 
 def _payload(event: Event) -> bytes:
@@ -52,8 +64,16 @@ def _payload(event: Event) -> bytes:
     orjson cannot encode (Python objects put there by in-process producers) take the slow way."""
     try:
         # Copied to a bytes object of its own size: orjson's result keeps a 4 KiB allocation,
-        # and payloads live in the window state for as long as the window.
+        # and payloads live in an in-process window state for as long as the window.
         return bytes(memoryview(orjson.dumps(event.__dict__, option=orjson.OPT_UTC_Z)))
+    except TypeError:
+        return event.model_dump_json().encode()
+
+
+def _sent_payload(event: Event) -> bytes:
+    """`_payload` for a state that only sends it (to Redis): no copy, it is dropped once sent."""
+    try:
+        return orjson.dumps(event.__dict__, option=orjson.OPT_UTC_Z)
     except TypeError:
         return event.model_dump_json().encode()
 
@@ -63,8 +83,13 @@ class _Plan:
     """A rule flattened for the hot path: its tests, accessors and the fixed parts of its ops."""
 
     rule: Rule
+    kind: RuleKind
+    # Whether the state keeps the event's payload: a match rule's ops carry none, as the alerts of
+    # a batch take their events from the batch itself.
+    keeps_payload: bool
     test: Callable[[Event], bool] | None  # None for sequences, which test per step
-    step_tests: tuple[Callable[[Event], bool], ...]
+    # A sequence's steps that an event can match, as (step number, test).
+    step_tests: tuple[tuple[int, Callable[[Event], bool]], ...]
     group_fields: tuple[str, ...]
     group_getters: tuple[Getter, ...]
     # Sequences whose steps group by fields of their own: the distinct field lists' getters, and
@@ -82,6 +107,10 @@ class _Plan:
     requirements: Requirements  # what the rule gate checks before the tests run
 
 
+# A WindowOp from its fields in order, without the named tuple's argument handling.
+_new_op: Callable[[tuple[Any, ...]], WindowOp] = partial(tuple.__new__, WindowOp)
+
+
 def _plan(rule: Rule) -> _Plan:
     suppress_ms = rule.suppress_ms
     extras: dict[str, Any] = {"rule_id": rule.id, "rule_name": rule.name}
@@ -92,7 +121,7 @@ def _plan(rule: Rule) -> _Plan:
     if isinstance(rule, MatchRule):
         window_ms, count = max(suppress_ms, MATCH_DEDUP_WINDOW_MS), 1
         test: Callable[[Event], bool] | None = rule.where.test
-        step_tests: tuple[Callable[[Event], bool], ...] = ()
+        step_tests: tuple[tuple[int, Callable[[Event], bool]], ...] = ()
     elif isinstance(rule, ThresholdRule):
         window_ms, count = to_ms(rule.window), rule.count
         test, step_tests = rule.where.test, ()
@@ -103,7 +132,7 @@ def _plan(rule: Rule) -> _Plan:
     else:
         window_ms, count = to_ms(rule.window), 1
         step_counts = tuple(step.count for step in rule.steps)
-        test, step_tests = None, tuple(step.where.test for step in rule.steps)
+        test, step_tests = None, tuple((i, step.where.test) for i, step in enumerate(rule.steps))
         extras.update(count=step_counts[0], window=format_duration(rule.window))
         fields = rule.step_group_by
         if any(step_fields != rule.group_by for step_fields in fields):
@@ -112,6 +141,8 @@ def _plan(rule: Rule) -> _Plan:
             step_group_of = tuple(distinct_fields.index(f) for f in fields)
     return _Plan(
         rule=rule,
+        kind=rule.kind,
+        keeps_payload=not isinstance(rule, MatchRule),
         test=test,
         step_tests=step_tests,
         group_fields=rule.group_by,
@@ -128,6 +159,18 @@ def _plan(rule: Rule) -> _Plan:
         extras=extras,
         requirements=rule_requirements(rule),
     )
+
+
+def _for_event_type(plan: _Plan, event_type: str) -> _Plan | None:
+    """The plan for events of one type: its tests without their `event_type` entries (the index
+    has tested that), without the steps no event of the type matches. None when it cannot fire."""
+    rule = plan.rule
+    if isinstance(rule, SequenceRule):
+        tests = ((i, specialise(step.where, event_type)) for i, step in enumerate(rule.steps))
+        step_tests = tuple((i, test) for i, test in tests if test is not None)
+        return replace(plan, step_tests=step_tests) if step_tests else None
+    test = specialise(rule.where, event_type)
+    return replace(plan, test=test) if test is not None else None
 
 
 def _keyed_steps(
@@ -180,6 +223,7 @@ class Detector:
 
     def __init__(self, state: WindowState, rules: Callable[[], RuleSet], *, prefilter: bool = True) -> None:
         self._state = state
+        self._payload = _payload if state.holds_payloads else _sent_payload
         self._rules = rules
         self._requirements_of = _plan_requirements if prefilter else _no_requirements
         self._plans_for: RuleSet | None = None
@@ -193,13 +237,14 @@ class Detector:
         origins: list[tuple[_Plan, Event, list[str | None]]] = []
         matched: dict[str, Event] = {}  # event id -> event, to skip re-parsing payloads of this batch
         index, unpinned = self._index, self._unpinned
+        new_op, payload_of = _new_op, self._payload
         for event in events:
             plans = index.get(event.event_type, unpinned).select(event)
             if not plans:
                 continue
             event_id: str | None = None
             ts_ms = 0
-            payload = b""
+            payload: bytes | None = None
             for plan in plans:
                 matched_steps: tuple[int, ...] = ()
                 distinct: str | None = None
@@ -211,41 +256,28 @@ class Detector:
                         if distinct is None:
                             continue  # nothing to count
                 else:
-                    matched_steps = tuple(i for i, step in enumerate(plan.step_tests) if step(event))
+                    matched_steps = tuple([i for i, test in plan.step_tests if test(event)])
                     if not matched_steps:
                         continue
-                if event_id is None:  # only events that match something pay for serialisation
-                    event_id = str(event.event_id)
+                if event_id is None:
+                    event_id = _event_id(event)
                     matched[event_id] = event
-                    # Validation already normalised the timestamp to UTC milliseconds, so this is
-                    # `to_millis` without normalising once more.
-                    ts_ms = int(event.timestamp.timestamp() * 1000)
-                    payload = _payload(event)
+                    ts_ms = _epoch_ms(event.timestamp)
+                if payload is None and plan.keeps_payload:  # only events some window keeps pay for it
+                    payload = payload_of(event)
                 keyed: Sequence[tuple[list[str | None], tuple[int, ...]]]
                 if plan.step_group_of:
                     keyed = _keyed_steps(plan, event, matched_steps)
                 else:
                     keyed = (([group_value(get(event)) for get in plan.group_getters], matched_steps),)
                 for group, steps in keyed:
-                    group_key = orjson.dumps(group).decode()
-                    ops.append(
-                        WindowOp(
-                            rule_id=plan.rule.id,
-                            group_key=group_key,
-                            kind=plan.rule.kind,
-                            event_id=event_id,
-                            ts_ms=ts_ms,
-                            payload=payload,
-                            window_ms=plan.window_ms,
-                            suppress_ms=plan.suppress_ms,
-                            new_alert_id=alert_id_for(plan.rule.id, group_key, event_id),
-                            count=plan.count,
-                            step_counts=plan.step_counts,
-                            matched_steps=steps,
-                            distinct=distinct,
-                            ordered=plan.ordered,
-                        )
-                    )
+                    # The fields in WindowOp's order; the alert id is left to the backend.
+                    fields = (
+                        plan.rule.id, orjson.dumps(group).decode(), plan.kind, event_id, ts_ms, payload or b"",
+                        plan.window_ms, plan.suppress_ms, "", plan.count, plan.step_counts, steps, distinct,
+                        plan.ordered,
+                    )  # fmt: skip
+                    ops.append(new_op(fields))
                     origins.append((plan, event, group))
         if not ops:
             return []
@@ -257,12 +289,12 @@ class Detector:
             return
         plans = {rule.id: _plan(rule) for rule in ruleset.enabled}
         event_types = {t for rule in ruleset.enabled for t in (rule.event_types or ())}
-        self._index = {
-            t: RuleGate(
-                [plans[r.id] for r in ruleset.for_event_type(t)], self._requirements_of, fixed={"event_type": t}
+        self._index = {}
+        for t in event_types:
+            typed = (_for_event_type(plans[r.id], t) for r in ruleset.for_event_type(t))
+            self._index[t] = RuleGate(
+                [plan for plan in typed if plan is not None], self._requirements_of, fixed={"event_type": t}
             )
-            for t in event_types
-        }
         self._unpinned = RuleGate([plans[r.id] for r in ruleset.unpinned], self._requirements_of)
         self._plans_for = ruleset
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from uuid import uuid5
+
 import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from auditflow.backends.state import WindowState, create_state
+from auditflow.backends.state.base import ALERT_NAMESPACE, WindowOp, derived_alert_id
 from auditflow.backends.state.cluster import RedisClusterWindowState, cluster_key
 from auditflow.backends.state.cluster_url import ClusterUrl, parse_cluster_url
 from auditflow.backends.state.memory import DEFAULT_GRACE_MS, MemoryWindowState
@@ -147,3 +150,33 @@ async def test_every_key_of_a_group_lives_in_the_slot_of_its_counter(cluster_bac
         assert len(mine) == 5  # w, p, s0, s1, a
         assert {key_slot(key) for key in mine} == {slot}
         assert key_slot(state.counter_key(slot).encode()) == slot
+
+
+@pytest.mark.parametrize(
+    ("rule", "group"),
+    [
+        ("r1", '["alice","web-1"]'),
+        ("r:2", '["a}b","%7D","%25","{x}",":"]'),
+        ("rule-\u00e9", '["\u00fc\u00df\\u0000",null]'),
+    ],
+)
+async def test_an_empty_alert_id_opens_the_derived_one(state: WindowState, rule: str, group: str) -> None:
+    def derived(event_id: str, ts: int) -> WindowOp:
+        return op("match", event_id, ts, rule=rule, group=group)._replace(new_alert_id="")
+
+    expected = derived_alert_id(rule, group, "e1")
+    assert expected == str(uuid5(ALERT_NAMESPACE, f"{rule}\x1f{group}\x1fe1"))
+    [opened] = await state.apply([derived("e1", 1_000)])
+    assert (opened.alert_id, opened.new) == (expected, True)
+    # A repeat and a redelivery name the alert by the id it was opened with.
+    repeat, replay = await state.apply([derived("e2", 1_001), derived("e1", 1_000)])
+    assert (repeat.alert_id, repeat.new, replay.alert_id, replay.replayed) == (expected, False, expected, True)
+
+
+async def test_an_alert_opened_with_an_explicit_id_keeps_it_for_derived_ops(state: WindowState) -> None:
+    """Ops with ids computed by the caller (as earlier versions sent them) and ops leaving the id to
+    the backend share keys: the stored id is the one the alert opened with."""
+    [opened] = await state.apply([op("threshold", "e1", 1_000)])
+    assert opened.alert_id == "alert-e1"
+    [repeat] = await state.apply([op("threshold", "e2", 1_001)._replace(new_alert_id="")])
+    assert (repeat.alert_id, repeat.new, repeat.occurrences) == ("alert-e1", False, 2)

@@ -73,6 +73,8 @@ Semantics of one op, for its key (rule_id, group_key):
    `MAX_SAMPLE_EVENTS`; its last hit is ts (for a threshold or an unordered sequence, its newest
    contributing event, see 3 and 4).
    `suppress_ms == 0` disables suppression.
+   An empty `new_alert_id` asks the backend for the derived one, `derived_alert_id(rule_id,
+   group_key, event_id)`: computed only for the few ops that open an alert.
 Every key expires once nothing can refer to it any more, so memory stays bounded.
 """
 
@@ -81,7 +83,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from hashlib import sha1
+from typing import Literal, NamedTuple
+from uuid import UUID
 
 from auditflow.lifecycle import AsyncLifecycle
 from auditflow.model.alert import MAX_SAMPLE_EVENTS
@@ -92,12 +96,32 @@ RuleKind = Literal["match", "threshold", "sequence"]
 # Twice the largest threshold count a rule may set, so no rule is ever short of entries.
 MAX_ENTRIES = 20_000
 
-__all__ = ["MAX_ENTRIES", "MAX_SAMPLE_EVENTS", "Hit", "RuleKind", "WindowOp", "WindowState"]
+__all__ = [
+    "ALERT_NAMESPACE", "MAX_ENTRIES", "MAX_SAMPLE_EVENTS", "Hit", "RuleKind", "WindowOp", "WindowState",
+    "derived_alert_id",
+]  # fmt: skip
+
+# Alert ids derive from what opened the alert, so a batch reprocessed after a crash (or by another
+# replica) names the same alert again and the store's upsert makes the retry harmless. window.lua
+# derives the same ids from the same bytes.
+ALERT_NAMESPACE = UUID("5d0c2f6e-4a8e-4f2b-9a57-0f1c3e7b9a21")
+_NAMESPACE_BYTES = ALERT_NAMESPACE.bytes
 
 
-@dataclass(slots=True, frozen=True)
-class WindowOp:
-    """One rule evaluated against one event."""
+def derived_alert_id(rule_id: str, group_key: str, event_id: str) -> str:
+    """`str(uuid5(ALERT_NAMESPACE, rule_id + "\x1f" + group_key + "\x1f" + event_id))` without the
+    UUID objects."""
+    name = f"{rule_id}\x1f{group_key}\x1f{event_id}".encode()
+    digest = bytearray(sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class WindowOp(NamedTuple):
+    """One rule evaluated against one event. A named tuple: the engine builds one per matching
+    (rule, event), and a tuple is several times cheaper to build than a frozen dataclass."""
 
     rule_id: str
     group_key: str
@@ -107,8 +131,8 @@ class WindowOp:
     payload: bytes
     window_ms: int
     suppress_ms: int
-    new_alert_id: str
-    count: int = 1
+    new_alert_id: str  # "" for derived_alert_id(rule_id, group_key, event_id)
+    count: int = 1  # type: ignore[assignment]  # the threshold count, shadowing tuple.count
     step_counts: tuple[int, ...] = ()
     matched_steps: tuple[int, ...] = ()
     distinct: str | None = None  # a distinct-count threshold: the value this event counts as
@@ -132,6 +156,9 @@ class Hit:
 
 class WindowState(AsyncLifecycle):
     """Lifecycle: `start()`, `apply()` any number of times, `aclose()`; or `async with`."""
+
+    # Whether the ops' payload objects themselves are kept (in process) rather than sent away.
+    holds_payloads = True
 
     def __init__(self, url: str, *, key_prefix: str = "auditflow:") -> None:
         self.url = url

@@ -98,6 +98,8 @@ def _cluster_errors(operation: str) -> Iterator[None]:
 class RedisClusterWindowState(WindowState):
     """Window state shared through a Redis Cluster; keys live under `key_prefix`."""
 
+    holds_payloads = False  # sent to Redis
+
     def __init__(
         self,
         url: str,

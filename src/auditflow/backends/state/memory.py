@@ -7,7 +7,14 @@ import time
 from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 
-from auditflow.backends.state.base import MAX_ENTRIES, MAX_SAMPLE_EVENTS, Hit, WindowOp, WindowState
+from auditflow.backends.state.base import (
+    MAX_ENTRIES,
+    MAX_SAMPLE_EVENTS,
+    Hit,
+    WindowOp,
+    WindowState,
+    derived_alert_id,
+)
 from auditflow.backends.state.sequences import Entry as _Entry
 from auditflow.backends.state.sequences import StepIndex, ordered_chain, unordered_set
 
@@ -235,14 +242,15 @@ class MemoryWindowState(WindowState):
                 [(op.event_id, op.payload)],
             )
         first_ms = contributing[0][0]
+        alert_id = op.new_alert_id or derived_alert_id(op.rule_id, op.group_key, op.event_id)
         if op.suppress_ms > 0:
-            window.alert_id = op.new_alert_id
+            window.alert_id = alert_id
             window.occurrences = occurrences
             window.first_ms = first_ms
             window.last_ms = last_ms
             window.evidence = None if op.kind == "match" else [(e[0], e[1]) for e in contributing[:MAX_SAMPLE_EVENTS]]
         events = [(e[1], e[2]) for e in contributing[:MAX_SAMPLE_EVENTS]]
-        return Hit(index, op.new_alert_id, True, occurrences, first_ms, last_ms, events)
+        return Hit(index, alert_id, True, occurrences, first_ms, last_ms, events)
 
 
 def _replay(index: int, op: WindowOp, window: _Window) -> Hit | None:

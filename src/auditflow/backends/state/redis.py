@@ -49,6 +49,8 @@ def window_key(rule_id: str, group_key: str) -> str:
 class RedisWindowState(WindowState):
     """Window state shared through Redis; keys live under `key_prefix`."""
 
+    holds_payloads = False  # sent to Redis
+
     def __init__(
         self,
         url: str,
@@ -117,23 +119,35 @@ class RedisWindowState(WindowState):
         return self._client
 
 
+# The step lists of ops as the script reads them, by tuple: a rule has a few.
+_step_counts: dict[tuple[int, ...], str] = {}
+_step_lists: dict[tuple[int, ...], str] = {}
+
+
 def encode_op(op: WindowOp, base: str) -> bytes:
     """One op as one script argument: a header line of numbers and lengths, then the strings (see
-    window.lua); `base` names the op's keys. Counts below one are read as one, as in the memory
+    window.lua); `base` names the op's keys (and, with an empty `new_alert_id`, the rule and group
+    the script derives the alert id from). Counts below one are read as one, as in the memory
     backend."""
-    key = base.encode()
-    event_id = op.event_id.encode()
-    alert_id = op.new_alert_id.encode()
-    steps = ",".join(str(max(1, n)) for n in op.step_counts)
-    matched = ",".join(map(str, op.matched_steps))
-    kind = op.kind.encode() if op.ordered or op.kind != "sequence" else b"unordered"
-    distinct = b""
-    if op.distinct is not None:
-        kind, distinct = b"distinct", op.distinct.encode()
-    return b"%s %d %d %d %d %s %s %d %d %d %d\n%s%s%s%s%s" % (
-        kind, op.ts_ms, op.window_ms, op.suppress_ms, max(1, op.count), steps.encode(), matched.encode(),
-        len(key), len(event_id), len(alert_id), len(distinct), key, event_id, alert_id, distinct, op.payload,
-    )  # fmt: skip
+    event_id, alert_id, distinct = op.event_id, op.new_alert_id, op.distinct
+    steps = _step_counts.get(op.step_counts)
+    if steps is None:
+        steps = _step_counts[op.step_counts] = ",".join(str(max(1, n)) for n in op.step_counts)
+    matched = _step_lists.get(op.matched_steps)
+    if matched is None:
+        matched = _step_lists[op.matched_steps] = ",".join(map(str, op.matched_steps))
+    kind: str = op.kind if op.ordered or op.kind != "sequence" else "unordered"
+    if distinct is None:
+        distinct = ""
+    else:
+        kind = "distinct"
+    strings = f"{base}{event_id}{alert_id}{distinct}"
+    if strings.isascii():  # lengths in characters are lengths in bytes
+        sizes = f"{len(base)} {len(event_id)} {len(alert_id)} {len(distinct)}"
+    else:
+        sizes = " ".join(str(len(part.encode())) for part in (base, event_id, alert_id, distinct))
+    head = f"{kind} {op.ts_ms} {op.window_ms} {op.suppress_ms} {max(1, op.count)} {steps} {matched} {sizes}\n"
+    return (head + strings).encode() + op.payload
 
 
 def decode_reply(reply: list[bytes], ops: Sequence[WindowOp]) -> list[Hit]:
@@ -146,7 +160,7 @@ def decode_reply(reply: list[bytes], ops: Sequence[WindowOp]) -> list[Hit]:
         index, status, occurrences, first_ms, last_ms, count = map(int, fields[:6])
         op = ops[index]
         position += 1
-        alert_id = op.new_alert_id if status == _NEW else fields[6].decode()
+        alert_id = fields[6].decode()
         if count < 0:
             events = list(replayed[alert_id])
         elif count:

@@ -5,6 +5,8 @@
 -- ARGV: key_prefix, grace_ms, max_samples, max_entries, then one value per op:
 --   "kind ts_ms window_ms suppress_ms count step_counts matched_steps len(key) len(event_id)
 --    len(new_alert_id) len(distinct)\n" .. key .. event_id .. new_alert_id .. distinct .. payload
+-- (an empty new_alert_id: the id derived from the rule, group and event, as derived_alert_id in
+-- base.py does, computed only when the op opens an alert)
 -- (key encodes the rule and group; the comma-separated step lists may be empty; kind "distinct" is
 -- a distinct-count threshold, the others have an empty distinct value; kind "unordered" is a
 -- sequence whose steps may happen in any order). Every op value is data:
@@ -32,8 +34,8 @@
 -- the keys of many groups. On a Cluster every key of a group carries the group as its hash tag
 -- (the op's key is then "{...}"), and a call holds only ops of one slot, whose counter is KEYS[1].
 --
--- Returns a flat array; per hit a header "op_index status occurrences first_ms last_ms n" followed,
--- unless the alert is new (status 1), by " " .. alert_id, then n pairs event_id, payload. Status 1:
+-- Returns a flat array; per hit a header "op_index status occurrences first_ms last_ms n" followed
+-- by " " .. alert_id, then n pairs event_id, payload. Status 1:
 -- a new alert, its samples; 0: a suppressed repeat, n = 0 (its only event is the op's own);
 -- 2: a replay of a redelivered event, the samples still held (n = 0 for a match rule: the op's own;
 -- n = -1: the same samples as the previous replay hit of this alert, which the key still holds).
@@ -99,6 +101,32 @@ local function emit_replay(head, tail, pkey, ids, n)
   for i = 1, #held do
     out[#out + 1] = held[i]
   end
+end
+
+-- The 16 bytes of ALERT_NAMESPACE (base.py).
+local NAMESPACE = '\93\12\47\110\74\142\79\43\154\87\15\28\62\123\154\33'
+
+-- derived_alert_id (base.py): the name-based (version 5) UUID of rule_id, group_key and event_id,
+-- the first two read back from the op's key, "len:rule_id:group_key" (window_key); on a Cluster that is the
+-- hash tag "{...}" with "%" and "}" escaped as "%25" and "%7D".
+local function derived_id(base, eid)
+  if string.byte(base, 1) == 123 then
+    base = string.gsub(string.sub(base, 2, -2), '%%(%x%x)', function(h)
+      return string.char(tonumber(h, 16))
+    end)
+  end
+  local colon = string.find(base, ':', 1, true)
+  local after = colon + 1 -- the byte after the rule id, whose length counts characters (UTF-8)
+  for _ = 1, tonumber(string.sub(base, 1, colon - 1)) do
+    local b = string.byte(base, after)
+    after = after + (b < 128 and 1 or b < 224 and 2 or b < 240 and 3 or 4)
+  end
+  local rule_id = string.sub(base, colon + 1, after - 1)
+  local group_key = string.sub(base, after + 1)
+  local h = string.sub(redis.sha1hex(NAMESPACE .. rule_id .. '\31' .. group_key .. '\31' .. eid), 1, 32)
+  local variant = string.format('%x', tonumber(string.sub(h, 17, 17), 16) % 4 + 8)
+  return string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-5' .. string.sub(h, 14, 16) .. '-' .. variant
+    .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
 end
 
 local function alert_of(base)
@@ -486,6 +514,9 @@ for index = 0, #ARGV - 5 do
         out[#out + 1] = string.format('%d 0 %d %d %d 0 ', index, alert.occ, alert.first, alert.last) .. alert.id
       else
         local n = math.min(#ids, max_samples)
+        if new_id == '' then
+          new_id = derived_id(base, eid)
+        end
         if suppress > 0 then
           local ev, evn = '', 0
           if kind ~= 'match' and n > 0 then
@@ -495,7 +526,7 @@ for index = 0, #ARGV - 5 do
             evdirty = true}
           dirty[base] = math.max(dirty[base] or 0, suppress + grace)
         end
-        out[#out + 1] = string.format('%d 1 %d %d %d %d', index, occurrences, first, last, n)
+        out[#out + 1] = string.format('%d 1 %d %d %d %d ', index, occurrences, first, last, n) .. new_id
         if n > 0 then
           local payloads = redis.call('HMGET', pkey, unpack(ids, 1, n))
           for i = 1, n do
