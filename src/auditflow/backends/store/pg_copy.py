@@ -1,12 +1,14 @@
 """PostgreSQL fast path for a batch of alerts, inside the caller's transaction:
 
-1. binary COPY of the batch into a session-local staging table (`alerts_incoming`);
-2. the ids' key rows (`alert_keys`): inserted for new ids, which tells the new alerts, and locked for
-   known ones, whose stored `opened_at` (the partition key) replaces the staged one;
-3. the stored rows the batch needs to know about, read (and locked, in id order) by a join with that
-   table: no id list travels or gets parsed again;
-4. one INSERT ... SELECT ... ON CONFLICT from it;
-5. binary COPY of the new sample events straight into `alert_events`.
+1. the ids' key rows (`alert_keys`), from two array parameters: inserted for new ids, which tells the
+   new alerts, and locked for known ones; one statement, which returns the known ids only;
+2. binary COPY of the new alerts straight into `alerts`: nothing stored can conflict with them, and
+   nothing about them is read back;
+3. only when the batch has known alerts: binary COPY of those into a session-local staging table
+   (`alerts_incoming`), whose rows then take their stored `opened_at` (the partition key); the stored
+   rows the batch needs to know about, read (and locked, in id order) by a join with that table; one
+   INSERT ... SELECT ... ON CONFLICT from it;
+4. binary COPY of the new sample events straight into `alert_events`.
 
 Binary COPY sends integers and UUIDs in their wire form and every JSON document as bytes encoded
 once, by orjson, from the models' values; text COPY had psycopg escape each of them again. The
@@ -15,7 +17,7 @@ partitioned by month of `opened_at`, so its unique key holds that column too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -87,6 +89,7 @@ def event_payload(event: Event) -> bytes:
 
 def alert_values(alert: Alert, now_ms: int) -> tuple[Any, ...]:
     """One COPY row of `alerts` (and of its staging table), in column order."""
+    first_seen = to_ms(alert.first_seen)
     return (
         alert.alert_id,
         alert.rule_id,
@@ -99,14 +102,14 @@ def alert_values(alert: Alert, now_ms: int) -> tuple[Any, ...]:
         json_bytes(alert.group),
         alert.user_id,
         alert.server_hostname,
-        to_ms(alert.first_seen),
+        first_seen,
         to_ms(alert.last_seen),
         alert.occurrences,
         json_bytes(alert.event_ids),
         json_bytes(alert.tags),
         now_ms,
         now_ms,
-        to_ms(alert.first_seen),  # opened_at of a new alert; a known one keeps its own (alert_keys)
+        first_seen,  # opened_at of a new alert; a known one keeps its own (alert_keys)
     )
 
 
@@ -164,8 +167,43 @@ def _matches_staged(table: sa.Table) -> sa.ColumnElement[bool]:
     return sa.and_(*(table.c[column.name] == STAGED_ALERTS.c[column.name] for column in PG_CONFLICT_TARGET))
 
 
-async def stage_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> None:
-    """COPY de-duplicated alerts into the staging table, emptied at the end of the transaction."""
+# The ids' key rows, from two array parameters (ids, staged opened_at) in id order: inserted for new
+# ids, locked but not rewritten for known ones (a false WHERE of DO UPDATE still locks), so a writer
+# and retention never disagree about an id's `opened_at`. A key row inserted here is a new alert (keys
+# and alerts are deleted together). Returned: the ids that were known, usually the fewer.
+_TAKE_KEYS = (
+    sa.text(
+        "WITH incoming AS (SELECT alert_id, opened_at FROM unnest(:ids, :opened) AS i(alert_id, opened_at)),"
+        " taken AS (INSERT INTO alert_keys (alert_id, opened_at) SELECT alert_id, opened_at FROM incoming"
+        " ORDER BY alert_id ON CONFLICT (alert_id) DO UPDATE SET opened_at = alert_keys.opened_at WHERE false"
+        " RETURNING alert_id)"
+        " SELECT alert_id FROM incoming WHERE NOT EXISTS (SELECT FROM taken WHERE taken.alert_id = incoming.alert_id)"
+    )
+    .bindparams(
+        sa.bindparam("ids", type_=ARRAY(sa.Uuid(as_uuid=True))),
+        sa.bindparam("opened", type_=ARRAY(sa.BigInteger())),
+    )
+    .columns(alert_id=sa.Uuid(as_uuid=True))
+)
+
+
+async def take_keys(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> set[UUID]:
+    """Key rows for the batch's `alert_values` rows, locked in id order; returns the ids that were
+    known (their alerts are stored)."""
+    ids = [row[0] for row in rows]
+    opened = [row[-1] for row in rows]
+    return set((await conn.execute(_TAKE_KEYS, {"ids": ids, "opened": opened})).scalars())
+
+
+async def insert_new(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY the rows of new alerts straight into `alerts`: their key rows were inserted by this
+    transaction, so no stored row can conflict and nothing needs to be read back."""
+    await copy_rows(conn, alerts, _ALERT_TYPES, iter(rows))
+
+
+async def stage_known(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY the rows of known alerts into the staging table, emptied at the end of the transaction,
+    and give each the partition key it is stored with."""
     quote = conn.dialect.identifier_preparer.quote
     # Created once per session; ON COMMIT DELETE ROWS empties it at the end of every transaction,
     # and IF NOT EXISTS keeps working behind a transaction-pooling proxy.
@@ -173,17 +211,9 @@ async def stage_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: in
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(STAGED_ALERTS.name)} "
         f"(LIKE {quote(alerts.name)}) ON COMMIT DELETE ROWS"
     )
-    await copy_rows(conn, STAGED_ALERTS, _ALERT_TYPES, (alert_values(alert, now_ms) for alert in batch))
+    await copy_rows(conn, STAGED_ALERTS, _ALERT_TYPES, iter(rows))
+    await conn.execute(_KEEP_OPENED)
 
-
-# The id's key row: inserted for a new id, locked but not rewritten for a known one (a false WHERE of
-# DO UPDATE still locks), so a writer and retention never disagree about an id's `opened_at`. Only
-# inserted rows are returned: they are the new alerts (keys and alerts are deleted together).
-_TAKE_KEYS = sa.text(
-    "INSERT INTO alert_keys (alert_id, opened_at) SELECT alert_id, opened_at FROM alerts_incoming"
-    " ORDER BY alert_id ON CONFLICT (alert_id) DO UPDATE SET opened_at = alert_keys.opened_at WHERE false"
-    " RETURNING alert_id"
-).columns(alert_id=sa.Uuid(as_uuid=True))
 
 # A known id keeps the `opened_at` it was first stored with, whatever first_seen a redelivery carries.
 _KEEP_OPENED = (
@@ -194,14 +224,6 @@ _KEEP_OPENED = (
     )
     .values(opened_at=alert_keys.c.opened_at)
 )
-
-
-async def take_keys(conn: AsyncConnection) -> set[UUID]:
-    """Key rows for the staged batch, locked in id order; returns the ids that are new. Afterwards
-    every staged alert carries its stored partition key."""
-    inserted = set((await conn.execute(_TAKE_KEYS)).scalars())
-    await conn.execute(_KEEP_OPENED)
-    return inserted
 
 
 async def stored_state(conn: AsyncConnection, *, every: bool) -> dict[UUID, tuple[int, str]]:
@@ -235,7 +257,7 @@ _UPSERT = _upsert_statement()
 
 
 async def upsert_staged(conn: AsyncConnection) -> dict[UUID, int]:
-    """Insert or merge the staged alerts; returns every alert's `opened_at` (its partition key)."""
+    """Merge the staged (known) alerts; returns their `opened_at` (their partition key)."""
     return {row.alert_id: row.opened_at for row in await conn.execute(_UPSERT)}
 
 
