@@ -61,8 +61,17 @@ for _name in (*FILTERED_COLUMNS, None):
         alerts.c.first_seen.desc(),
         alerts.c.alert_id.desc(),
     )
-# What retention looks for: resolved alerts not changed since a cutoff.
-sa.Index("ix_alerts_retention", alerts.c.status, alerts.c.updated_at)
+# What retention looks for: resolved alerts of a severity not changed since a cutoff. Only resolved
+# alerts are indexed (a new alert adds no entry); retention states RESOLVED as a literal too, so that
+# even a generic plan can use the index.
+RESOLVED = alerts.c.status == sa.literal_column("'resolved'")
+sa.Index(
+    "ix_alerts_retention",
+    alerts.c.severity,
+    alerts.c.updated_at,
+    postgresql_where=RESOLVED,
+    sqlite_where=RESOLVED,
+)
 
 # Status: every new alert is open, so only the triaged ones are indexed (no index entry per insert).
 # A filter on open alerts walks ix_alerts_first_seen, whose newest entries they are; a filter without
