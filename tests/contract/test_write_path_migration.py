@@ -1,5 +1,5 @@
-"""Migration 0009 on a store populated at 0008: the retention index covers resolved alerts only, and goes
-back on a downgrade; the store reads and writes as before."""
+"""Migrations 0009 and 0010 on a store populated at 0008: the retention index covers resolved alerts only,
+and on PostgreSQL stored sample events move from jsonb to json unchanged; both go back on a downgrade."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def _insert_at_0008(conn: Connection, alert_id: uuid.UUID, event: Event) -> None
     )
 
 
+def _payload_type(conn: Connection) -> str:
+    query = (
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'alert_events' AND column_name = 'payload'"
+    )
+    return str(conn.execute(sa.text(query)).scalar_one())
+
+
 def _retention_index(conn: Connection) -> str:
     if conn.dialect.name == "postgresql":
         query = "SELECT indexdef FROM pg_indexes WHERE tablename = 'alerts' AND indexname = 'ix_alerts_retention'"
@@ -76,11 +83,13 @@ async def test_a_store_at_0008_upgrades_and_downgrades(url: str) -> None:
             with conn.begin():
                 upgrade_connection(conn)
             with conn.begin():
-                assert current_revision(conn) == head_revision() == "0009"
+                assert current_revision(conn) == head_revision() == "0010"
                 index = _retention_index(conn)
                 assert "severity, updated_at" in index.replace('"', "")
                 assert "WHERE" in index.upper()
                 assert "'resolved'" in index
+                if conn.dialect.name == "postgresql":
+                    assert _payload_type(conn) == "json"
     finally:
         engine.dispose()
 
@@ -109,6 +118,12 @@ async def test_a_store_at_0008_upgrades_and_downgrades(url: str) -> None:
             with conn.begin():
                 assert current_revision(conn) == "0008"
                 assert "WHERE" not in _retention_index(conn).upper()
+                if conn.dialect.name == "postgresql":
+                    assert _payload_type(conn) == "jsonb"
+                    payloads = conn.execute(
+                        sa.text("SELECT payload FROM alert_events WHERE event_id = :e"), {"e": event.event_id}
+                    ).scalars()
+                    assert [Event.model_validate(payload) for payload in payloads] == [event]
     finally:
         engine.dispose()
 

@@ -27,8 +27,9 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditflow.backends.store.merge import conflict_updates
@@ -40,6 +41,8 @@ from auditflow.model.event import Event
 # The partitioned table's primary key holds the partition key; alert_keys makes it one per id.
 PG_CONFLICT_TARGET: tuple[sa.Column[Any], ...] = (alerts.c.alert_id, alerts.c.opened_at)
 
+_DIALECT = PGDialect()  # type: ignore[no-untyped-call]  # resolves the schema's PostgreSQL variants (JSONB)
+
 STAGED_ALERTS = sa.Table(
     "alerts_incoming",
     sa.MetaData(),
@@ -48,10 +51,12 @@ STAGED_ALERTS = sa.Table(
 )
 
 # Binary COPY carries no type information: each value must be in the exact wire form of its column.
-# Subclasses before their bases (SmallInteger and BigInteger are Integers, Text is a String).
+# Subclasses before their bases (JSONB is a JSON, SmallInteger and BigInteger are Integers, Text is a
+# String); a column's type as PostgreSQL's variant of it.
 _WIRE_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
     (sa.Uuid, "uuid"),
-    (sa.JSON, "jsonb"),
+    (JSONB, "jsonb"),
+    (sa.JSON, "json"),
     (sa.SmallInteger, "int2"),
     (sa.BigInteger, "int8"),
     (sa.Integer, "int4"),
@@ -62,7 +67,8 @@ _WIRE_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
 
 def wire_types(table: sa.Table) -> list[str]:
     """The PostgreSQL type of every column of `table`, in column order (a type not listed fails here)."""
-    return [next(name for kind, name in _WIRE_TYPES if isinstance(column.type, kind)) for column in table.c]
+    types = [column.type.dialect_impl(_DIALECT) for column in table.c]
+    return [next(name for kind, name in _WIRE_TYPES if isinstance(type_, kind)) for type_ in types]
 
 
 class _EncodedJsonb(Dumper):
@@ -73,6 +79,16 @@ class _EncodedJsonb(Dumper):
 
     def dump(self, obj: bytes) -> bytes:
         return b"\x01" + obj
+
+
+class _EncodedJson(Dumper):
+    """A JSON document already encoded as UTF-8 bytes: json's binary form is the text itself."""
+
+    format = Format.BINARY
+    oid = psycopg.postgres.types["json"].oid
+
+    def dump(self, obj: bytes) -> bytes:
+        return obj
 
 
 def json_bytes(value: Any) -> bytes:
@@ -156,6 +172,7 @@ async def copy_rows(
     with _mapped(f"COPY into {target.name}", driver):
         async with driver.cursor() as cursor:
             cursor.adapters.register_dumper(None, _EncodedJsonb)
+            cursor.adapters.register_dumper(None, _EncodedJson)
             statement = f"COPY {quote(target.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
             async with cursor.copy(statement) as copy:
                 copy.set_types(types)

@@ -94,7 +94,9 @@ alert_events = sa.Table(
     sa.Column("alert_id", AlertId, primary_key=True),
     sa.Column("event_id", sa.Uuid(as_uuid=True), primary_key=True),
     sa.Column("ts", sa.BigInteger(), nullable=False),
-    sa.Column("payload", Json, nullable=False),
+    # JSON text on PostgreSQL too (not jsonb): read whole, never searched, and checked for less than
+    # converting it would cost on every write.
+    sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("opened_at", sa.BigInteger(), nullable=False),  # the alert's: its partition key on PostgreSQL
 )
 
