@@ -279,12 +279,15 @@ async def upsert_staged(conn: AsyncConnection) -> dict[UUID, int]:
 
 
 async def insert_events(
-    conn: AsyncConnection, events: Sequence[tuple[UUID, Event]], opened: Mapping[UUID, int]
+    conn: AsyncConnection, events: Sequence[tuple[UUID, Sequence[Event]]], opened: Mapping[UUID, int]
 ) -> None:
-    """COPY straight into alert_events: no row can conflict, because every alert of the batch is
-    locked by the upsert and its stored events were subtracted after taking that lock."""
-    rows = (event_values(alert_id, event, opened[alert_id]) for alert_id, event in events)
-    await copy_rows(conn, alert_events, _EVENT_TYPES, rows)
+    """COPY straight into alert_events (per alert, the events to add): no row can conflict, because
+    every alert of the batch is locked and its stored events were subtracted after taking that lock."""
+    rows: list[tuple[Any, ...]] = []
+    for alert_id, found in events:
+        opened_at = opened[alert_id]
+        rows.extend(event_values(alert_id, event, opened_at) for event in found)
+    await copy_rows(conn, alert_events, _EVENT_TYPES, iter(rows))
 
 
 async def stored_event_ids(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:

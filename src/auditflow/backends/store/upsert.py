@@ -101,20 +101,28 @@ async def _stored_events(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUI
     return stored
 
 
-async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[UUID]) -> list[tuple[UUID, Event]]:
-    """All sample events of a new alert (the model caps them); for a known alert, the unseen ones up
-    to the cap. The upsert has locked the alert rows, so the stored counts are current."""
-    known = [alert.alert_id for alert in batch if alert.sample_events and alert.alert_id not in inserted]
+async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[UUID]) -> list[tuple[UUID, list[Event]]]:
+    """Per alert with events to store: all sample events of a new alert (the model caps them); for a
+    known alert, the unseen ones up to the cap. The upsert has locked the alert rows, so the stored
+    counts are current."""
+    known = []
+    if len(inserted) < len(batch):  # else every alert is new: nothing stored to subtract
+        known = [alert.alert_id for alert in batch if alert.sample_events and alert.alert_id not in inserted]
     stored = await _stored_events(conn, known) if known else {}
-    events: list[tuple[UUID, Event]] = []
+    found: list[tuple[UUID, list[Event]]] = []
     for alert in batch:
         if not alert.sample_events:
             continue
-        seen = stored.get(alert.alert_id)
-        fresh = {event.event_id: event for event in alert.sample_events if seen is None or event.event_id not in seen}
-        room = MAX_SAMPLE_EVENTS - len(seen) if seen is not None else MAX_SAMPLE_EVENTS
-        events.extend((alert.alert_id, event) for event in list(fresh.values())[: max(room, 0)])
-    return events
+        seen = stored.get(alert.alert_id) if stored else None
+        if seen is None:
+            # Keyed by the id's integer: hashed in C, unlike the UUID itself.
+            found.append((alert.alert_id, list({event.event_id.int: event for event in alert.sample_events}.values())))
+            continue
+        fresh = {event.event_id: event for event in alert.sample_events if event.event_id not in seen}
+        room = max(MAX_SAMPLE_EVENTS - len(seen), 0)
+        if fresh and room:
+            found.append((alert.alert_id, list(fresh.values())[:room]))
+    return found
 
 
 REOPEN_ACTOR = "auditflow"
@@ -219,7 +227,7 @@ async def write_batch(
     if events and conn.dialect.name == "postgresql":
         await pg_copy.insert_events(conn, events, opened)
     elif events:
-        event_rows = [event_row(alert_id, event, opened[alert_id]) for alert_id, event in events]
+        event_rows = [event_row(alert_id, event, opened[alert_id]) for alert_id, found in events for event in found]
         await conn.execute(sqlite_insert(alert_events).on_conflict_do_nothing(), event_rows)
     if hook is not None:
         transitions = _transitions(merged, inserted, reopened, before)
