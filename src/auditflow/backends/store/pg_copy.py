@@ -187,29 +187,28 @@ def _matches_staged(table: sa.Table) -> sa.ColumnElement[bool]:
 # The ids' key rows, from two array parameters (ids, staged opened_at) in id order: inserted for new
 # ids, locked but not rewritten for known ones (a false WHERE of DO UPDATE still locks), so a writer
 # and retention never disagree about an id's `opened_at`. A key row inserted here is a new alert (keys
-# and alerts are deleted together). Returned: the ids that were known, usually the fewer.
+# and alerts are deleted together). Returned: the ids that were known, usually the fewer. Sent on the
+# driver connection with binary parameters (`%b`): the arrays go out in their wire form, where the
+# text form had every UUID formatted and every element quoted in Python.
 _TAKE_KEYS = (
-    sa.text(
-        "WITH incoming AS (SELECT alert_id, opened_at FROM unnest(:ids, :opened) AS i(alert_id, opened_at)),"
-        " taken AS (INSERT INTO alert_keys (alert_id, opened_at) SELECT alert_id, opened_at FROM incoming"
-        " ORDER BY alert_id ON CONFLICT (alert_id) DO UPDATE SET opened_at = alert_keys.opened_at WHERE false"
-        " RETURNING alert_id)"
-        " SELECT alert_id FROM incoming WHERE NOT EXISTS (SELECT FROM taken WHERE taken.alert_id = incoming.alert_id)"
-    )
-    .bindparams(
-        sa.bindparam("ids", type_=ARRAY(sa.Uuid(as_uuid=True))),
-        sa.bindparam("opened", type_=ARRAY(sa.BigInteger())),
-    )
-    .columns(alert_id=sa.Uuid(as_uuid=True))
+    "WITH incoming AS (SELECT alert_id, opened_at FROM unnest(%b::uuid[], %b::int8[]) AS i(alert_id, opened_at)),"
+    " taken AS (INSERT INTO alert_keys (alert_id, opened_at) SELECT alert_id, opened_at FROM incoming"
+    " ORDER BY alert_id ON CONFLICT (alert_id) DO UPDATE SET opened_at = alert_keys.opened_at WHERE false"
+    " RETURNING alert_id)"
+    " SELECT alert_id FROM incoming WHERE NOT EXISTS (SELECT FROM taken WHERE taken.alert_id = incoming.alert_id)"
 )
 
 
 async def take_keys(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> set[UUID]:
     """Key rows for the batch's `alert_values` rows, locked in id order; returns the ids that were
     known (their alerts are stored)."""
-    ids = [row[0] for row in rows]
-    opened = [row[-1] for row in rows]
-    return set((await conn.execute(_TAKE_KEYS, {"ids": ids, "opened": opened})).scalars())
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    with _mapped("key rows", driver):
+        async with driver.cursor(binary=True) as cursor:
+            await cursor.execute(_TAKE_KEYS, ([row[0] for row in rows], [row[-1] for row in rows]))
+            return {alert_id for (alert_id,) in await cursor.fetchall()}
 
 
 async def insert_new(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) -> None:
