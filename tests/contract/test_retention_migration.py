@@ -85,7 +85,7 @@ async def test_a_store_at_0006_is_converted(url: str) -> None:
             with conn.begin():
                 upgrade_connection(conn)
             with conn.begin():
-                assert current_revision(conn) == head_revision() == "0008"
+                assert current_revision(conn) == head_revision() == "0010"
                 rows = conn.execute(sa.text("SELECT alert_id, opened_at, first_seen FROM alerts")).all()
                 assert {(as_uuid(row[0]), row[1]) for row in rows} == {
                     (march, to_ms(MARCH)),

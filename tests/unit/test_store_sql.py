@@ -252,7 +252,7 @@ def test_copy_rows_follow_their_tables() -> None:
     event_row = pg_copy.event_values(alert.alert_id, alert.sample_events[0], 42)
     assert len(event_row) == len(alert_events.c)
     assert event_row[-1] == 42
-    assert pg_copy.wire_types(alert_events) == ["uuid", "uuid", "int8", "jsonb", "int8"]
+    assert pg_copy.wire_types(alert_events) == ["uuid", "uuid", "int8", "json", "int8"]
 
 
 async def test_sqlite_writers_take_turns_instead_of_timing_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

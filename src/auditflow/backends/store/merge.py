@@ -67,7 +67,8 @@ def dedupe(batch: Sequence[Alert]) -> list[Alert]:
         known = by_id.get(alert.alert_id)
         by_id[alert.alert_id] = alert if known is None else merge_alerts(known, alert)
     # Sorted by id, every writer locks rows in the same order: concurrent batches cannot deadlock.
-    return sorted(by_id.values(), key=lambda alert: alert.alert_id)
+    # (The ids' integers sort as the UUIDs do, compared in C.)
+    return sorted(by_id.values(), key=lambda alert: alert.alert_id.int)
 
 
 def conflict_updates(new: Any, dialect: str) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """PostgreSQL fast path for a batch of alerts, inside the caller's transaction:
 
-1. binary COPY of the batch into a session-local staging table (`alerts_incoming`);
-2. the ids' key rows (`alert_keys`): inserted for new ids, which tells the new alerts, and locked for
-   known ones, whose stored `opened_at` (the partition key) replaces the staged one;
-3. the stored rows the batch needs to know about, read (and locked, in id order) by a join with that
-   table: no id list travels or gets parsed again;
-4. one INSERT ... SELECT ... ON CONFLICT from it;
-5. binary COPY of the new sample events straight into `alert_events`.
+1. the ids' key rows (`alert_keys`), from two array parameters: inserted for new ids, which tells the
+   new alerts, and locked for known ones; one statement, which returns the known ids only;
+2. binary COPY of the new alerts straight into `alerts`: nothing stored can conflict with them, and
+   nothing about them is read back;
+3. only when the batch has known alerts: binary COPY of those into a session-local staging table
+   (`alerts_incoming`), whose rows then take their stored `opened_at` (the partition key); the stored
+   rows the batch needs to know about, read (and locked, in id order) by a join with that table; one
+   INSERT ... SELECT ... ON CONFLICT from it;
+4. binary COPY of the new sample events straight into `alert_events`.
 
 Binary COPY sends integers and UUIDs in their wire form and every JSON document as bytes encoded
 once, by orjson, from the models' values; text COPY had psycopg escape each of them again. The
@@ -15,7 +17,7 @@ partitioned by month of `opened_at`, so its unique key holds that column too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -25,8 +27,9 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditflow.backends.store.merge import conflict_updates
@@ -38,6 +41,8 @@ from auditflow.model.event import Event
 # The partitioned table's primary key holds the partition key; alert_keys makes it one per id.
 PG_CONFLICT_TARGET: tuple[sa.Column[Any], ...] = (alerts.c.alert_id, alerts.c.opened_at)
 
+_DIALECT = PGDialect()  # type: ignore[no-untyped-call]  # resolves the schema's PostgreSQL variants (JSONB)
+
 STAGED_ALERTS = sa.Table(
     "alerts_incoming",
     sa.MetaData(),
@@ -46,10 +51,12 @@ STAGED_ALERTS = sa.Table(
 )
 
 # Binary COPY carries no type information: each value must be in the exact wire form of its column.
-# Subclasses before their bases (SmallInteger and BigInteger are Integers, Text is a String).
+# Subclasses before their bases (JSONB is a JSON, SmallInteger and BigInteger are Integers, Text is a
+# String); a column's type as PostgreSQL's variant of it.
 _WIRE_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
     (sa.Uuid, "uuid"),
-    (sa.JSON, "jsonb"),
+    (JSONB, "jsonb"),
+    (sa.JSON, "json"),
     (sa.SmallInteger, "int2"),
     (sa.BigInteger, "int8"),
     (sa.Integer, "int4"),
@@ -60,7 +67,8 @@ _WIRE_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
 
 def wire_types(table: sa.Table) -> list[str]:
     """The PostgreSQL type of every column of `table`, in column order (a type not listed fails here)."""
-    return [next(name for kind, name in _WIRE_TYPES if isinstance(column.type, kind)) for column in table.c]
+    types = [column.type.dialect_impl(_DIALECT) for column in table.c]
+    return [next(name for kind, name in _WIRE_TYPES if isinstance(type_, kind)) for type_ in types]
 
 
 class _EncodedJsonb(Dumper):
@@ -71,6 +79,16 @@ class _EncodedJsonb(Dumper):
 
     def dump(self, obj: bytes) -> bytes:
         return b"\x01" + obj
+
+
+class _EncodedJson(Dumper):
+    """A JSON document already encoded as UTF-8 bytes: json's binary form is the text itself."""
+
+    format = Format.BINARY
+    oid = psycopg.postgres.types["json"].oid
+
+    def dump(self, obj: bytes) -> bytes:
+        return obj
 
 
 def json_bytes(value: Any) -> bytes:
@@ -87,6 +105,7 @@ def event_payload(event: Event) -> bytes:
 
 def alert_values(alert: Alert, now_ms: int) -> tuple[Any, ...]:
     """One COPY row of `alerts` (and of its staging table), in column order."""
+    first_seen = to_ms(alert.first_seen)
     return (
         alert.alert_id,
         alert.rule_id,
@@ -99,14 +118,14 @@ def alert_values(alert: Alert, now_ms: int) -> tuple[Any, ...]:
         json_bytes(alert.group),
         alert.user_id,
         alert.server_hostname,
-        to_ms(alert.first_seen),
+        first_seen,
         to_ms(alert.last_seen),
         alert.occurrences,
         json_bytes(alert.event_ids),
         json_bytes(alert.tags),
         now_ms,
         now_ms,
-        to_ms(alert.first_seen),  # opened_at of a new alert; a known one keeps its own (alert_keys)
+        first_seen,  # opened_at of a new alert; a known one keeps its own (alert_keys)
     )
 
 
@@ -153,6 +172,7 @@ async def copy_rows(
     with _mapped(f"COPY into {target.name}", driver):
         async with driver.cursor() as cursor:
             cursor.adapters.register_dumper(None, _EncodedJsonb)
+            cursor.adapters.register_dumper(None, _EncodedJson)
             statement = f"COPY {quote(target.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
             async with cursor.copy(statement) as copy:
                 copy.set_types(types)
@@ -164,8 +184,42 @@ def _matches_staged(table: sa.Table) -> sa.ColumnElement[bool]:
     return sa.and_(*(table.c[column.name] == STAGED_ALERTS.c[column.name] for column in PG_CONFLICT_TARGET))
 
 
-async def stage_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: int) -> None:
-    """COPY de-duplicated alerts into the staging table, emptied at the end of the transaction."""
+# The ids' key rows, from two array parameters (ids, staged opened_at) in id order: inserted for new
+# ids, locked but not rewritten for known ones (a false WHERE of DO UPDATE still locks), so a writer
+# and retention never disagree about an id's `opened_at`. A key row inserted here is a new alert (keys
+# and alerts are deleted together). Returned: the ids that were known, usually the fewer. Sent on the
+# driver connection with binary parameters (`%b`): the arrays go out in their wire form, where the
+# text form had every UUID formatted and every element quoted in Python.
+_TAKE_KEYS = (
+    "WITH incoming AS (SELECT alert_id, opened_at FROM unnest(%b::uuid[], %b::int8[]) AS i(alert_id, opened_at)),"
+    " taken AS (INSERT INTO alert_keys (alert_id, opened_at) SELECT alert_id, opened_at FROM incoming"
+    " ORDER BY alert_id ON CONFLICT (alert_id) DO UPDATE SET opened_at = alert_keys.opened_at WHERE false"
+    " RETURNING alert_id)"
+    " SELECT alert_id FROM incoming WHERE NOT EXISTS (SELECT FROM taken WHERE taken.alert_id = incoming.alert_id)"
+)
+
+
+async def take_keys(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> set[UUID]:
+    """Key rows for the batch's `alert_values` rows, locked in id order; returns the ids that were
+    known (their alerts are stored)."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    with _mapped("key rows", driver):
+        async with driver.cursor(binary=True) as cursor:
+            await cursor.execute(_TAKE_KEYS, ([row[0] for row in rows], [row[-1] for row in rows]))
+            return {alert_id for (alert_id,) in await cursor.fetchall()}
+
+
+async def insert_new(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY the rows of new alerts straight into `alerts`: their key rows were inserted by this
+    transaction, so no stored row can conflict and nothing needs to be read back."""
+    await copy_rows(conn, alerts, _ALERT_TYPES, iter(rows))
+
+
+async def stage_known(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY the rows of known alerts into the staging table, emptied at the end of the transaction,
+    and give each the partition key it is stored with."""
     quote = conn.dialect.identifier_preparer.quote
     # Created once per session; ON COMMIT DELETE ROWS empties it at the end of every transaction,
     # and IF NOT EXISTS keeps working behind a transaction-pooling proxy.
@@ -173,17 +227,9 @@ async def stage_alerts(conn: AsyncConnection, batch: Sequence[Alert], now_ms: in
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(STAGED_ALERTS.name)} "
         f"(LIKE {quote(alerts.name)}) ON COMMIT DELETE ROWS"
     )
-    await copy_rows(conn, STAGED_ALERTS, _ALERT_TYPES, (alert_values(alert, now_ms) for alert in batch))
+    await copy_rows(conn, STAGED_ALERTS, _ALERT_TYPES, iter(rows))
+    await conn.execute(_KEEP_OPENED)
 
-
-# The id's key row: inserted for a new id, locked but not rewritten for a known one (a false WHERE of
-# DO UPDATE still locks), so a writer and retention never disagree about an id's `opened_at`. Only
-# inserted rows are returned: they are the new alerts (keys and alerts are deleted together).
-_TAKE_KEYS = sa.text(
-    "INSERT INTO alert_keys (alert_id, opened_at) SELECT alert_id, opened_at FROM alerts_incoming"
-    " ORDER BY alert_id ON CONFLICT (alert_id) DO UPDATE SET opened_at = alert_keys.opened_at WHERE false"
-    " RETURNING alert_id"
-).columns(alert_id=sa.Uuid(as_uuid=True))
 
 # A known id keeps the `opened_at` it was first stored with, whatever first_seen a redelivery carries.
 _KEEP_OPENED = (
@@ -194,14 +240,6 @@ _KEEP_OPENED = (
     )
     .values(opened_at=alert_keys.c.opened_at)
 )
-
-
-async def take_keys(conn: AsyncConnection) -> set[UUID]:
-    """Key rows for the staged batch, locked in id order; returns the ids that are new. Afterwards
-    every staged alert carries its stored partition key."""
-    inserted = set((await conn.execute(_TAKE_KEYS)).scalars())
-    await conn.execute(_KEEP_OPENED)
-    return inserted
 
 
 async def stored_state(conn: AsyncConnection, *, every: bool) -> dict[UUID, tuple[int, str]]:
@@ -235,17 +273,20 @@ _UPSERT = _upsert_statement()
 
 
 async def upsert_staged(conn: AsyncConnection) -> dict[UUID, int]:
-    """Insert or merge the staged alerts; returns every alert's `opened_at` (its partition key)."""
+    """Merge the staged (known) alerts; returns their `opened_at` (their partition key)."""
     return {row.alert_id: row.opened_at for row in await conn.execute(_UPSERT)}
 
 
 async def insert_events(
-    conn: AsyncConnection, events: Sequence[tuple[UUID, Event]], opened: Mapping[UUID, int]
+    conn: AsyncConnection, events: Sequence[tuple[UUID, Sequence[Event]]], opened: Mapping[UUID, int]
 ) -> None:
-    """COPY straight into alert_events: no row can conflict, because every alert of the batch is
-    locked by the upsert and its stored events were subtracted after taking that lock."""
-    rows = (event_values(alert_id, event, opened[alert_id]) for alert_id, event in events)
-    await copy_rows(conn, alert_events, _EVENT_TYPES, rows)
+    """COPY straight into alert_events (per alert, the events to add): no row can conflict, because
+    every alert of the batch is locked and its stored events were subtracted after taking that lock."""
+    rows: list[tuple[Any, ...]] = []
+    for alert_id, found in events:
+        opened_at = opened[alert_id]
+        rows.extend(event_values(alert_id, event, opened_at) for event in found)
+    await copy_rows(conn, alert_events, _EVENT_TYPES, iter(rows))
 
 
 async def stored_event_ids(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUID, set[UUID]]:

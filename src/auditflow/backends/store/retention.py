@@ -77,7 +77,10 @@ def cutoffs(policy: Mapping[str, int], now_ms: int) -> dict[str, int]:
 
 
 def _expired(table: sa.Table | Any, severity: str, cutoff: int) -> sa.ColumnElement[bool]:
-    return sa.and_(table.c.status == "resolved", table.c.severity == severity, table.c.updated_at < cutoff)
+    # The status as a literal, as in the partial index ix_alerts_retention (a parameter would keep a
+    # generic plan from using it).
+    resolved = table.c.status == sa.literal_column("'resolved'")
+    return sa.and_(resolved, table.c.severity == severity, table.c.updated_at < cutoff)
 
 
 # --- counting (dry run and the report) ----------------------------------------------------------

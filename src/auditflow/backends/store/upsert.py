@@ -101,20 +101,28 @@ async def _stored_events(conn: AsyncConnection, ids: Sequence[UUID]) -> dict[UUI
     return stored
 
 
-async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[UUID]) -> list[tuple[UUID, Event]]:
-    """All sample events of a new alert (the model caps them); for a known alert, the unseen ones up
-    to the cap. The upsert has locked the alert rows, so the stored counts are current."""
-    known = [alert.alert_id for alert in batch if alert.sample_events and alert.alert_id not in inserted]
+async def _new_events(conn: AsyncConnection, batch: list[Alert], inserted: set[UUID]) -> list[tuple[UUID, list[Event]]]:
+    """Per alert with events to store: all sample events of a new alert (the model caps them); for a
+    known alert, the unseen ones up to the cap. The upsert has locked the alert rows, so the stored
+    counts are current."""
+    known = []
+    if len(inserted) < len(batch):  # else every alert is new: nothing stored to subtract
+        known = [alert.alert_id for alert in batch if alert.sample_events and alert.alert_id not in inserted]
     stored = await _stored_events(conn, known) if known else {}
-    events: list[tuple[UUID, Event]] = []
+    found: list[tuple[UUID, list[Event]]] = []
     for alert in batch:
         if not alert.sample_events:
             continue
-        seen = stored.get(alert.alert_id)
-        fresh = {event.event_id: event for event in alert.sample_events if seen is None or event.event_id not in seen}
-        room = MAX_SAMPLE_EVENTS - len(seen) if seen is not None else MAX_SAMPLE_EVENTS
-        events.extend((alert.alert_id, event) for event in list(fresh.values())[: max(room, 0)])
-    return events
+        seen = stored.get(alert.alert_id) if stored else None
+        if seen is None:
+            # Keyed by the id's integer: hashed in C, unlike the UUID itself.
+            found.append((alert.alert_id, list({event.event_id.int: event for event in alert.sample_events}.values())))
+            continue
+        fresh = {event.event_id: event for event in alert.sample_events if event.event_id not in seen}
+        room = max(MAX_SAMPLE_EVENTS - len(seen), 0)
+        if fresh and room:
+            found.append((alert.alert_id, list(fresh.values())[:room]))
+    return found
 
 
 REOPEN_ACTOR = "auditflow"
@@ -176,6 +184,28 @@ def _transitions(
     return found
 
 
+async def _pg_upsert(
+    conn: AsyncConnection, merged: list[Alert], now_ms: int, *, every: bool
+) -> tuple[set[UUID], dict[UUID, tuple[int, str]], set[UUID], dict[UUID, int]]:
+    """The batch's key rows first (they tell the new alerts), the new alerts copied straight into
+    their table, then the known ones merged through the staging table. Returns the new ids, the
+    stored state read before the merge (`every` as in `stored_state`), the reopened ids and every
+    alert's `opened_at`."""
+    rows = [pg_copy.alert_values(alert, now_ms) for alert in merged]
+    known = await pg_copy.take_keys(conn, rows)
+    new_rows = [row for row in rows if row[0] not in known] if known else rows
+    if new_rows:
+        await pg_copy.insert_new(conn, new_rows)
+    opened = {row[0]: row[-1] for row in rows}
+    if not known:
+        return set(opened), {}, set(), opened
+    await pg_copy.stage_known(conn, [row for row in rows if row[0] in known])
+    before = await pg_copy.stored_state(conn, every=every)
+    reopened = await _reopen(conn, _reopens(merged, before), now_ms)
+    opened.update(await pg_copy.upsert_staged(conn))
+    return opened.keys() - known, before, reopened, opened
+
+
 async def write_batch(
     conn: AsyncConnection, batch: Sequence[Alert], now_ms: int, hook: TransitionHook | None = None
 ) -> UpsertResult:
@@ -186,11 +216,7 @@ async def write_batch(
     which alerts are new), else only the resolved alerts the batch reopens."""
     merged = dedupe(batch)
     if conn.dialect.name == "postgresql":
-        await pg_copy.stage_alerts(conn, merged, now_ms)
-        inserted = await pg_copy.take_keys(conn)
-        before = await pg_copy.stored_state(conn, every=hook is not None)
-        reopened = await _reopen(conn, _reopens(merged, before), now_ms)
-        opened = await pg_copy.upsert_staged(conn)
+        inserted, before, reopened, opened = await _pg_upsert(conn, merged, now_ms, every=hook is not None)
     else:
         before, stored_opened = await _sqlite_stored_state(conn, [alert.alert_id for alert in merged])
         reopened = await _reopen(conn, _reopens(merged, before), now_ms)
@@ -201,8 +227,8 @@ async def write_batch(
     if events and conn.dialect.name == "postgresql":
         await pg_copy.insert_events(conn, events, opened)
     elif events:
-        rows = [event_row(alert_id, event, opened[alert_id]) for alert_id, event in events]
-        await conn.execute(sqlite_insert(alert_events).on_conflict_do_nothing(), rows)
+        event_rows = [event_row(alert_id, event, opened[alert_id]) for alert_id, found in events for event in found]
+        await conn.execute(sqlite_insert(alert_events).on_conflict_do_nothing(), event_rows)
     if hook is not None:
         transitions = _transitions(merged, inserted, reopened, before)
         if transitions:
