@@ -335,6 +335,12 @@ class _Flow:
             if self.rows.qsize() <= self._low():
                 self.room.set()
             if _ms(dispatcher.clock()) > start_by:
+                log.warning(
+                    "delivery %s to %s handed back unsent: it waited behind slow requests until less than"
+                    " the channel's timeout was left of its lease (delivery.lease, concurrency)",
+                    row.delivery_id,
+                    row.channel,
+                )
                 self.unsent.append(row.delivery_id)
                 self.recorded.set()
                 continue
