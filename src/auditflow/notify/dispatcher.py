@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
+
+from prometheus_client import Counter, Histogram
 
 from auditflow import tracing
 from auditflow.backends.store.sql import SqlAlertStore
@@ -53,6 +56,17 @@ LEASE_MARGIN_MS = 500
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+# A metric's child per label values, looked up once rather than on every delivery.
+@functools.cache
+def _counter(channel: str, result: str) -> Counter:
+    return DELIVERIES.labels(channel, result)
+
+
+@functools.cache
+def _latency(channel: str) -> Histogram:
+    return DELIVERY_LATENCY.labels(channel)
 
 
 class Dispatcher(AsyncLifecycle):
@@ -239,22 +253,22 @@ class Dispatcher(AsyncLifecycle):
         if sender is None:
             return SendResult(False, f"channel {row.channel!r} is not in the routing file")
         if row.attempts > 1:
-            DELIVERIES.labels(row.channel, "retried").inc()
+            _counter(row.channel, "retried").inc()
         return await sender.send(row.delivery_id, row.event, row.payload)
 
     def _outcome(self, row: Claimed, result: SendResult) -> Outcome:
         now = self.clock()
         if result.ok:
             log.debug("delivery %s to %s sent (attempt %d)", row.delivery_id, row.channel, row.attempts)
-            DELIVERIES.labels(row.channel, "sent").inc()
-            DELIVERY_LATENCY.labels(row.channel).observe(max(now - row.created_at / 1000, 0.0))
+            _counter(row.channel, "sent").inc()
+            _latency(row.channel).observe(max(now - row.created_at / 1000, 0.0))
             return Outcome(row.delivery_id, "sent", _ms(now))
         policy = self.routing.delivery
         if row.attempts >= policy.max_attempts:
-            DELIVERIES.labels(row.channel, "dead").inc()
+            _counter(row.channel, "dead").inc()
             log.error("delivery %s to %s is dead: %s", row.delivery_id, row.channel, result.error)
             return Outcome(row.delivery_id, "dead", _ms(now), f"gave up after {row.attempts} attempts: {result.error}")
-        DELIVERIES.labels(row.channel, "failed").inc()
+        _counter(row.channel, "failed").inc()
         if result.retry_after is not None:
             delay = min(result.retry_after, policy.max_backoff.total_seconds())
         else:
