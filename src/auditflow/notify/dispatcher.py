@@ -47,6 +47,9 @@ DEPTH_INTERVAL_S = 1.0
 # Rows a running dispatcher holds (claimed, not yet recorded), in batches: one being sent while the
 # next is claimed.
 IN_HAND_BATCHES = 2
+# After a claim that found some rows but not a full batch, the next look comes this soon (at most the
+# poll interval): rows are being written, and the poll interval would be their added latency.
+ACTIVE_POLL_S = 0.05
 # Outcomes wait at most this long for others to be recorded with them in one statement.
 RECORD_LINGER_S = 0.05
 # A row is not sent when less than its channel's timeout and this margin is left of its lease (it sat
@@ -175,8 +178,8 @@ class Dispatcher(AsyncLifecycle):
                     log.error("notification outbox failed: %s", exc)
                     await attempts.pause()
                     continue
-                if got < asked:  # nothing more is due now: look again after the poll interval
-                    await pause(self._stop, poll)
+                if got < asked:  # nothing more is due now; an outbox that had rows is looked at again sooner
+                    await pause(self._stop, poll if not got else min(poll, ACTIVE_POLL_S))
                 elif not asked:  # enough in hand: until the workers run low or outcomes are recorded
                     await wait_unless_stopped(self._stop, flow.wait_for_room(poll))
         finally:
