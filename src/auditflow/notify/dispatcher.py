@@ -5,7 +5,7 @@ last attempt with the reason. Any number of dispatchers can share one outbox.
 Running (`start`), the three steps overlap: the next batch is claimed while the rows in hand are sent,
 `concurrency` workers take rows as they finish the previous one, and outcomes are recorded in batches
 while sending goes on. What a dispatcher holds is bounded (`IN_HAND_BATCHES` batches claimed and not
-yet recorded), so a dispatcher killed mid-way leaves few rows to wait for their lease."""
+yet sent), so a dispatcher killed mid-way leaves few rows to wait for their lease."""
 
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ log = logging.getLogger("auditflow.notify")
 STORE_BACKOFF = Backoff(initial=0.2, maximum=10.0)
 # The outbox depth gauge is a COUNT over the pending rows: at most this often, not after every batch.
 DEPTH_INTERVAL_S = 1.0
-# Rows a running dispatcher holds (claimed, not yet recorded), in batches: one being sent while the
-# next is claimed.
+# Rows a running dispatcher holds claimed and not yet sent, in batches: one being sent while the next
+# is claimed. (Sent rows wait at most RECORD_LINGER_S, or half a batch, for their outcome's statement.)
 IN_HAND_BATCHES = 2
 # After a claim that found some rows but not a full batch, the next look comes this soon (at most the
 # poll interval): rows are being written, and the poll interval would be their added latency.
-ACTIVE_POLL_S = 0.05
+ACTIVE_POLL_S = 0.1
 # Outcomes wait at most this long for others to be recorded with them in one statement.
-RECORD_LINGER_S = 0.05
+RECORD_LINGER_S = 0.1
 # A row is not sent when less than its channel's timeout and this margin is left of its lease (it sat
 # behind slow requests): it is handed back instead, so that no other dispatcher can claim it mid-send.
 LEASE_MARGIN_MS = 500
@@ -286,14 +286,13 @@ class _Flow:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.rows: asyncio.Queue[tuple[Claimed, int] | None] = asyncio.Queue()  # with the latest start (ms)
-        self.in_hand = 0  # claimed and not yet recorded or handed back
+        self.in_hand = 0  # claimed and not yet sent (queued or in flight)
         self.outcomes: list[Outcome] = []
         self.unsent: list[UUID] = []  # to hand back
-        self.room = asyncio.Event()  # the queue ran low, or rows left our hands
+        self.room = asyncio.Event()  # the queue ran low
         self.recorded = asyncio.Event()  # something to record (or closing)
-        self.batch = asyncio.Event()  # enough to record now, or nothing else being sent
+        self.batch = asyncio.Event()  # enough to record now
         self.closing = False
-        self.sending = 0
         self.workers: dict[int, asyncio.Task[None]] = {}
         self.recorder = asyncio.create_task(self._record(), name="notify-recorder")
 
@@ -308,9 +307,6 @@ class _Flow:
     def _record_at(self) -> int:
         return max(1, self.policy.batch_size // 2)
 
-    def _busy(self) -> bool:
-        return bool(self.sending) or not self.rows.empty()
-
     def resize(self) -> None:
         """As many workers as the routing's concurrency (a worker past it stops after its row)."""
         for number in range(self.policy.concurrency):
@@ -321,10 +317,11 @@ class _Flow:
     async def refill(self) -> tuple[int, int]:
         """Claim the next batch if the workers run low and the bound allows; (asked, got)."""
         policy = self.policy
+        self.room.clear()  # from here on, only what changes after this look wakes the claim loop
         asked = min(policy.batch_size, IN_HAND_BATCHES * policy.batch_size - self.in_hand)
-        if self.rows.qsize() > self._low() or asked <= 0:
+        # Not a sliver of a batch either: a claim costs about the same for 5 rows as for 100.
+        if self.rows.qsize() > self._low() or asked < max(1, policy.batch_size // 2):
             return 0, 0
-        self.room.clear()
         dispatcher = self.dispatcher
         now = _ms(dispatcher.clock())
         lease = _ms(policy.lease.total_seconds())
@@ -349,9 +346,10 @@ class _Flow:
             if item is None:
                 return
             row, start_by = item
-            if self.rows.qsize() <= self._low():
+            if self.rows.qsize() == self._low():  # crossing it: once per batch, not once per row
                 self.room.set()
             if _ms(dispatcher.clock()) > start_by:
+                self.in_hand -= 1
                 log.warning(
                     "delivery %s to %s handed back unsent: it waited behind slow requests until less than"
                     " the channel's timeout was left of its lease (delivery.lease, concurrency)",
@@ -361,23 +359,20 @@ class _Flow:
                 self.unsent.append(row.delivery_id)
                 self.recorded.set()
                 continue
-            self.sending += 1
             try:
                 outcome = await dispatcher.deliver(row)
             except Exception as exc:  # a sender's bug: a failed attempt, so that the row ends dead
                 log.exception("delivery %s to %s failed unexpectedly", row.delivery_id, row.channel)
                 outcome = dispatcher._outcome(row, SendResult(False, f"{exc.__class__.__name__}: {exc}"))
-            finally:
-                self.sending -= 1
+            self.in_hand -= 1
             self.outcomes.append(outcome)
             self.recorded.set()
-            if len(self.outcomes) >= self._record_at() or not self._busy():
+            if len(self.outcomes) >= self._record_at():
                 self.batch.set()
 
     async def _record(self) -> None:
         """Record outcomes (and hand back unsent rows) in batches: each statement takes what gathered
-        while the previous one ran, waiting up to RECORD_LINGER_S for a batch unless nothing else is
-        being sent."""
+        while the previous one ran, waiting up to RECORD_LINGER_S for half a batch."""
         dispatcher = self.dispatcher
         failures = 0
         while True:
@@ -387,8 +382,8 @@ class _Flow:
                 if self.closing:
                     return
                 continue
-            if self._busy() and not self.closing and len(self.outcomes) < self._record_at():
-                with contextlib.suppress(TimeoutError):  # until enough gathered, or sending stops
+            if not self.closing and len(self.outcomes) < self._record_at():
+                with contextlib.suppress(TimeoutError):  # until enough gathered: a transaction each costs CPU
                     await asyncio.wait_for(self.batch.wait(), RECORD_LINGER_S)
             self.batch.clear()
             outcomes, self.outcomes = self.outcomes, []
@@ -413,8 +408,6 @@ class _Flow:
                 )
             else:
                 failures = 0
-            self.in_hand -= len(outcomes) + len(unsent)
-            self.room.set()
             if self.outcomes or self.unsent or self.closing:
                 self.recorded.set()
 
