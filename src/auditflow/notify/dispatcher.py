@@ -180,7 +180,7 @@ class Dispatcher(AsyncLifecycle):
                     continue
                 if got < asked:  # nothing more is due now; an outbox that had rows is looked at again sooner
                     await pause(self._stop, poll if not got else min(poll, ACTIVE_POLL_S))
-                elif not asked:  # enough in hand: until the workers run low or outcomes are recorded
+                elif not asked:  # enough in hand: until the workers run the queue low or free room
                     await wait_unless_stopped(self._stop, flow.wait_for_room(poll))
         finally:
             gauge.cancel()
@@ -307,6 +307,17 @@ class _Flow:
     def _record_at(self) -> int:
         return max(1, self.policy.batch_size // 2)
 
+    def _least(self) -> int:
+        """The smallest claim worth a statement: half a batch."""
+        return max(1, self.policy.batch_size // 2)
+
+    def _done_with_one(self) -> None:
+        self.in_hand -= 1
+        # Room for a claim again (with more requests in flight than the queue's low mark, the queue
+        # alone would not say so).
+        if self.in_hand == IN_HAND_BATCHES * self.policy.batch_size - self._least():
+            self.room.set()
+
     def resize(self) -> None:
         """As many workers as the routing's concurrency (a worker past it stops after its row)."""
         for number in range(self.policy.concurrency):
@@ -320,7 +331,7 @@ class _Flow:
         self.room.clear()  # from here on, only what changes after this look wakes the claim loop
         asked = min(policy.batch_size, IN_HAND_BATCHES * policy.batch_size - self.in_hand)
         # Not a sliver of a batch either: a claim costs about the same for 5 rows as for 100.
-        if self.rows.qsize() > self._low() or asked < max(1, policy.batch_size // 2):
+        if self.rows.qsize() > self._low() or asked < self._least():
             return 0, 0
         dispatcher = self.dispatcher
         now = _ms(dispatcher.clock())
@@ -349,7 +360,7 @@ class _Flow:
             if self.rows.qsize() == self._low():  # crossing it: once per batch, not once per row
                 self.room.set()
             if _ms(dispatcher.clock()) > start_by:
-                self.in_hand -= 1
+                self._done_with_one()
                 log.warning(
                     "delivery %s to %s handed back unsent: it waited behind slow requests until less than"
                     " the channel's timeout was left of its lease (delivery.lease, concurrency)",
@@ -364,7 +375,7 @@ class _Flow:
             except Exception as exc:  # a sender's bug: a failed attempt, so that the row ends dead
                 log.exception("delivery %s to %s failed unexpectedly", row.delivery_id, row.channel)
                 outcome = dispatcher._outcome(row, SendResult(False, f"{exc.__class__.__name__}: {exc}"))
-            self.in_hand -= 1
+            self._done_with_one()
             self.outcomes.append(outcome)
             self.recorded.set()
             if len(self.outcomes) >= self._record_at():
