@@ -148,7 +148,7 @@ async def test_replicas_share_the_outbox_and_send_each_row_once(outbox_store: Sq
             async with asyncio.timeout(30):
                 while len(receiver.accepted_keys()) < 60:
                     await asyncio.sleep(0.05)
-            async with asyncio.timeout(5):  # the loop publishes the depth after each round
+            async with asyncio.timeout(5):  # each dispatcher publishes the depth every second
                 while REGISTRY.get_sample_value("auditflow_notify_outbox_depth") != 0:
                     await asyncio.sleep(0.05)
         finally:
