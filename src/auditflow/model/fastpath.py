@@ -85,6 +85,7 @@ _EVENT_TYPES_KEPT = 4096
 _UNSEEN: Any = object()
 _SAFE_UNKNOWN = SafeUUID.unknown
 _dumps = orjson.dumps
+_SIZED_RUN = 64  # details checked together for size (see `_small`)
 
 
 def fast_events(body: bytes, time_bounds: EventTimeBounds | None = None) -> list[Event] | None:
@@ -128,6 +129,8 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
     # The events of one body mostly share a handful of timestamps: each text is checked once
     # (and kept as the datetime, or with `wire` as its canonical text).
     stamps: dict[str, Any] = {}
+    # The non-empty details, whose size as JSON is checked for the whole body at once (see `_small`).
+    sized: list[dict[str, Any]] = []
     events: list[Any] = []
     append = events.append
     for raw in parsed:
@@ -201,8 +204,16 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
             if "details" in raw:
                 return None
             details = {}
-        elif details.__class__ is not dict or not _plain(details, 1) or len(_dumps(details)) > MAX_DETAILS_BYTES:
+        elif details.__class__ is not dict:
             return None
+        elif details:
+            # The usual details hold text only: checked here without a call per event.
+            for item in details.values():
+                if item.__class__ is not str:
+                    if not _plain(details, 1):
+                        return None
+                    break
+            sized.append(details)
         fields = {
             "event_type": event_type,
             "event_id": event_id,
@@ -223,7 +234,17 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
         _set_extra(event, None)
         _set_private(event, None)
         append(event)
-    return events
+    return events if _small(sized) else None
+
+
+def _small(details: list[dict[str, Any]]) -> bool:
+    """Each of `details` is at most `MAX_DETAILS_BYTES` as JSON. The usual details are small, so
+    one encoding answers for a run of them together; a run too large is encoded item by item."""
+    for start in range(0, len(details), _SIZED_RUN):
+        run = details[start : start + _SIZED_RUN]
+        if len(_dumps(run)) > MAX_DETAILS_BYTES and any(len(_dumps(item)) > MAX_DETAILS_BYTES for item in run):
+            return False
+    return True
 
 
 def _timestamp(value: str, time_bounds: EventTimeBounds | None, now: datetime | None) -> datetime | None:
