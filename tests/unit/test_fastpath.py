@@ -170,6 +170,26 @@ def test_details_past_their_text_are_still_walked(details: dict[str, Any]) -> No
     assert fast_wire_events(body, _BOUNDS) is None
 
 
+@pytest.mark.parametrize(
+    "event_id",
+    [
+        "0x" + _ID[2:],  # `int(..., 16)` reads these; a UUID text they are not
+        _ID[:4] + "_" + _ID[5:],
+        " " + _ID[1:],
+        _ID[:8] + "0" + _ID[9:-1] + "-",  # a hyphen out of place, the length right
+        _ID[:-1] + "\u0663",  # a digit, but not an ASCII one
+        _ID[:-1] + "g",
+    ],
+)
+def test_ids_of_the_right_length_but_not_uuid_text_are_left_to_the_model(event_id: str) -> None:
+    assert len(event_id) == len(_ID)
+    body = orjson.dumps([_FULL, {**_FULL, "event_id": event_id}, _FULL])
+    assert fast_events(body, _BOUNDS) is None
+    assert fast_wire_events(body, _BOUNDS) is None
+    with pytest.raises(ValidationError):
+        _model(body, _BOUNDS)
+
+
 def test_nesting_and_huge_integers_are_left_to_the_model() -> None:
     deep: Any = 1
     for _ in range(33):  # details itself is the first level

@@ -71,7 +71,9 @@ _HOST = _TEXT_LIMITS["server_hostname"]
 _USER = _TEXT_LIMITS["user_id"]
 _RESULT = _TEXT_LIMITS["action_result"]
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.removeprefix("^").removesuffix("$"))
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID_LENGTH = 36  # of every text `_UUID_PATTERN` matches
+_UUID_TEXTS = re.compile(f"(?:{_UUID_PATTERN})+")
 # RFC 3339 with an explicit offset and at most microseconds: parsed alike by `fromisoformat` and by
 # pydantic. Naive times, other separators and digits past the microsecond take the model's path.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
@@ -131,6 +133,9 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
     stamps: dict[str, Any] = {}
     # The non-empty details, whose size as JSON is checked for the whole body at once (see `_small`).
     sized: list[dict[str, Any]] = []
+    # The ids given, each 36 characters long: their concatenation matches the run of UUID texts
+    # exactly when each one matches a UUID text, so one match checks them all.
+    ids: list[str] = []
     events: list[Any] = []
     append = events.append
     for raw in parsed:
@@ -148,12 +153,15 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
         text = raw.get("event_id")
         event_id: Any
         if text is not None:
-            if text.__class__ is not str or _UUID_TEXT.fullmatch(text) is None:
+            if text.__class__ is not str or len(text) != _UUID_LENGTH:
                 return None
+            ids.append(text)  # their form is checked together, after the loop
             if wire:
                 event_id = text.lower()  # `str(UUID(text))`
             else:
                 event_id = _new(UUID)
+                # Raises ValueError (the model's path) for what is not hexadecimal; other forms
+                # that `int` reads are refused by the check after the loop.
                 _set_uuid_int(event_id, int(text.replace("-", ""), 16))
                 _set_uuid_safe(event_id, _SAFE_UNKNOWN)
         elif "event_id" in raw:
@@ -234,6 +242,8 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
         _set_extra(event, None)
         _set_private(event, None)
         append(event)
+    if ids and _UUID_TEXTS.fullmatch("".join(ids)) is None:
+        return None
     return events if _small(sized) else None
 
 
