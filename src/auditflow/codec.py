@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -157,7 +158,7 @@ def _decode(
 
 def _handed_over(known: object, model: type[ModelT]) -> list[ModelT] | None:
     """The items an in-process publisher handed over, if they are what this decoder would produce."""
-    if isinstance(known, list) and all(isinstance(item, model) for item in known):
+    if isinstance(known, list) and all(map(isinstance, known, repeat(model))):
         return known
     return None
 

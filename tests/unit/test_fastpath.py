@@ -143,6 +143,53 @@ def test_anything_unusual_is_left_to_the_model(change: dict[str, Any], model_ref
         _model(body, _BOUNDS)
 
 
+def test_details_are_sized_each_on_its_own() -> None:
+    # Together far past the limit, each one under it: accepted, as the model does.
+    near = {"x": "y" * (60 * 1024)}
+    body = orjson.dumps([{**_FULL, "details": near} for _ in range(3)])
+    fast = fast_events(body, _BOUNDS)
+    assert fast is not None
+    _assert_same(fast, _model(body, _BOUNDS))
+    # One over the limit among many small ones (and after them): the model decides, and refuses.
+    items = [{**_FULL, "details": {"n": str(i)}} for i in range(200)]
+    items.insert(150, {**_FULL, "details": {"x": "y" * (64 * 1024)}})
+    body = orjson.dumps(items)
+    assert fast_events(body, _BOUNDS) is None
+    assert fast_wire_events(body, _BOUNDS) is None
+    with pytest.raises(ValidationError):
+        _model(body, _BOUNDS)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [{"a": "text", "big": 2**63}, {"a": "text", "b": {"c": [None, 2**64 - 1]}}, {"a": "text", "f": 1e300}],
+)
+def test_details_past_their_text_are_still_walked(details: dict[str, Any]) -> None:
+    body = orjson.dumps([_FULL, {**_FULL, "details": details}])
+    assert fast_events(body, _BOUNDS) is None
+    assert fast_wire_events(body, _BOUNDS) is None
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    [
+        "0x" + _ID[2:],  # `int(..., 16)` reads these; a UUID text they are not
+        _ID[:4] + "_" + _ID[5:],
+        " " + _ID[1:],
+        _ID[:8] + "0" + _ID[9:-1] + "-",  # a hyphen out of place, the length right
+        _ID[:-1] + "\u0663",  # a digit, but not an ASCII one
+        _ID[:-1] + "g",
+    ],
+)
+def test_ids_of_the_right_length_but_not_uuid_text_are_left_to_the_model(event_id: str) -> None:
+    assert len(event_id) == len(_ID)
+    body = orjson.dumps([_FULL, {**_FULL, "event_id": event_id}, _FULL])
+    assert fast_events(body, _BOUNDS) is None
+    assert fast_wire_events(body, _BOUNDS) is None
+    with pytest.raises(ValidationError):
+        _model(body, _BOUNDS)
+
+
 def test_nesting_and_huge_integers_are_left_to_the_model() -> None:
     deep: Any = 1
     for _ in range(33):  # details itself is the first level

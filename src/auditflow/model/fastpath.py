@@ -71,7 +71,9 @@ _HOST = _TEXT_LIMITS["server_hostname"]
 _USER = _TEXT_LIMITS["user_id"]
 _RESULT = _TEXT_LIMITS["action_result"]
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.removeprefix("^").removesuffix("$"))
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID_LENGTH = 36  # of every text `_UUID_PATTERN` matches
+_UUID_TEXTS = re.compile(f"(?:{_UUID_PATTERN})+")
 # RFC 3339 with an explicit offset and at most microseconds: parsed alike by `fromisoformat` and by
 # pydantic. Naive times, other separators and digits past the microsecond take the model's path.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
@@ -85,6 +87,7 @@ _EVENT_TYPES_KEPT = 4096
 _UNSEEN: Any = object()
 _SAFE_UNKNOWN = SafeUUID.unknown
 _dumps = orjson.dumps
+_SIZED_RUN = 64  # details checked together for size (see `_small`)
 
 
 def fast_events(body: bytes, time_bounds: EventTimeBounds | None = None) -> list[Event] | None:
@@ -128,6 +131,11 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
     # The events of one body mostly share a handful of timestamps: each text is checked once
     # (and kept as the datetime, or with `wire` as its canonical text).
     stamps: dict[str, Any] = {}
+    # The non-empty details, whose size as JSON is checked for the whole body at once (see `_small`).
+    sized: list[dict[str, Any]] = []
+    # The ids given, each 36 characters long: their concatenation matches the run of UUID texts
+    # exactly when each one matches a UUID text, so one match checks them all.
+    ids: list[str] = []
     events: list[Any] = []
     append = events.append
     for raw in parsed:
@@ -145,12 +153,15 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
         text = raw.get("event_id")
         event_id: Any
         if text is not None:
-            if text.__class__ is not str or _UUID_TEXT.fullmatch(text) is None:
+            if text.__class__ is not str or len(text) != _UUID_LENGTH:
                 return None
+            ids.append(text)  # their form is checked together, after the loop
             if wire:
                 event_id = text.lower()  # `str(UUID(text))`
             else:
                 event_id = _new(UUID)
+                # Raises ValueError (the model's path) for what is not hexadecimal; other forms
+                # that `int` reads are refused by the check after the loop.
                 _set_uuid_int(event_id, int(text.replace("-", ""), 16))
                 _set_uuid_safe(event_id, _SAFE_UNKNOWN)
         elif "event_id" in raw:
@@ -201,8 +212,16 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
             if "details" in raw:
                 return None
             details = {}
-        elif details.__class__ is not dict or not _plain(details, 1) or len(_dumps(details)) > MAX_DETAILS_BYTES:
+        elif details.__class__ is not dict:
             return None
+        elif details:
+            # The usual details hold text only: checked here without a call per event.
+            for item in details.values():
+                if item.__class__ is not str:
+                    if not _plain(details, 1):
+                        return None
+                    break
+            sized.append(details)
         fields = {
             "event_type": event_type,
             "event_id": event_id,
@@ -223,7 +242,19 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
         _set_extra(event, None)
         _set_private(event, None)
         append(event)
-    return events
+    if ids and _UUID_TEXTS.fullmatch("".join(ids)) is None:
+        return None
+    return events if _small(sized) else None
+
+
+def _small(details: list[dict[str, Any]]) -> bool:
+    """Each of `details` is at most `MAX_DETAILS_BYTES` as JSON. The usual details are small, so
+    one encoding answers for a run of them together; a run too large is encoded item by item."""
+    for start in range(0, len(details), _SIZED_RUN):
+        run = details[start : start + _SIZED_RUN]
+        if len(_dumps(run)) > MAX_DETAILS_BYTES and any(len(_dumps(item)) > MAX_DETAILS_BYTES for item in run):
+            return False
+    return True
 
 
 def _timestamp(value: str, time_bounds: EventTimeBounds | None, now: datetime | None) -> datetime | None:
