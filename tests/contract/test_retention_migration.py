@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,21 +21,14 @@ from auditflow.backends.store.schema import to_ms
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.model.alert import AlertQuery
 from auditflow.model.event import Severity
-from tests.conftest import require_server
-from tests.databases import postgres_database
 from tests.factories import make_alert
 
 MARCH, APRIL = datetime(2025, 3, 5, tzinfo=UTC), datetime(2025, 4, 7, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Any, unique_name: str) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'alerts.sqlite3'}"
-        return
-    require_server("postgres")
-    with postgres_database(unique_name) as database:
-        yield database
+@pytest.fixture
+def url(empty_store_url: str) -> str:
+    return empty_store_url
 
 
 def as_uuid(value: Any) -> uuid.UUID:

@@ -4,8 +4,6 @@ and on PostgreSQL stored sample events move from jsonb to json unchanged; both g
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,19 +16,12 @@ from auditflow.backends.store.retention import _expired
 from auditflow.backends.store.schema import alerts, to_ms
 from auditflow.backends.store.sql import SqlAlertStore
 from auditflow.model.event import Event
-from tests.conftest import require_server
-from tests.databases import postgres_database
 from tests.factories import T0, make_alert
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Any, unique_name: str) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'alerts.sqlite3'}"
-        return
-    require_server("postgres")
-    with postgres_database(unique_name) as database:
-        yield database
+@pytest.fixture
+def url(empty_store_url: str) -> str:
+    return empty_store_url
 
 
 def _insert_at_0008(conn: Connection, alert_id: uuid.UUID, event: Event) -> None:
