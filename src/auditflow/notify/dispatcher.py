@@ -304,18 +304,15 @@ class _Flow:
         """Claim again when no more than this many rows wait: the workers' next round."""
         return max(self.policy.concurrency, self.policy.batch_size // 2)
 
-    def _record_at(self) -> int:
-        return max(1, self.policy.batch_size // 2)
-
-    def _least(self) -> int:
-        """The smallest claim worth a statement: half a batch."""
+    def _half(self) -> int:
+        """Half a batch: the smallest claim worth a statement, and the outcomes recorded together."""
         return max(1, self.policy.batch_size // 2)
 
     def _done_with_one(self) -> None:
         self.in_hand -= 1
         # Room for a claim again (with more requests in flight than the queue's low mark, the queue
         # alone would not say so).
-        if self.in_hand == IN_HAND_BATCHES * self.policy.batch_size - self._least():
+        if self.in_hand == IN_HAND_BATCHES * self.policy.batch_size - self._half():
             self.room.set()
 
     def resize(self) -> None:
@@ -331,7 +328,7 @@ class _Flow:
         self.room.clear()  # from here on, only what changes after this look wakes the claim loop
         asked = min(policy.batch_size, IN_HAND_BATCHES * policy.batch_size - self.in_hand)
         # Not a sliver of a batch either: a claim costs about the same for 5 rows as for 100.
-        if self.rows.qsize() > self._low() or asked < self._least():
+        if self.rows.qsize() > self._low() or asked < self._half():
             return 0, 0
         dispatcher = self.dispatcher
         now = _ms(dispatcher.clock())
@@ -378,7 +375,7 @@ class _Flow:
             self._done_with_one()
             self.outcomes.append(outcome)
             self.recorded.set()
-            if len(self.outcomes) >= self._record_at():
+            if len(self.outcomes) >= self._half():
                 self.batch.set()
 
     async def _record(self) -> None:
@@ -393,7 +390,7 @@ class _Flow:
                 if self.closing:
                     return
                 continue
-            if not self.closing and len(self.outcomes) < self._record_at():
+            if not self.closing and len(self.outcomes) < self._half():
                 with contextlib.suppress(TimeoutError):  # until enough gathered: a transaction each costs CPU
                     await asyncio.wait_for(self.batch.wait(), RECORD_LINGER_S)
             self.batch.clear()
