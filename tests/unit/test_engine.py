@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from auditflow.backends.state import Hit, WindowOp, WindowState, create_state
+from auditflow.backends.state.base import derived_alert_id
 from auditflow.backends.state.redis import RedisWindowState
 from auditflow.model import Event
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS
@@ -24,7 +25,7 @@ from auditflow.model.timeutil import to_millis
 from auditflow.parsers.base import SourceContext, Unparsed
 from auditflow.parsers.syslog import SyslogParser
 from auditflow.rules import Detector, Rule, RuleSet
-from auditflow.rules.engine import _epoch_ms, _event_id, _payload, _sent_payload, alert_id_for
+from auditflow.rules.engine import _epoch_ms, _event_id, _payload, _sent_payload
 from auditflow.rules.loader import load_rules
 from tests.conftest import REDIS_URL, require_server
 
@@ -597,8 +598,10 @@ async def test_backends_derive_the_alert_ids_and_match_ops_carry_no_payload(any_
     shadow = Event(event_type="file_modified", user_id="mallory", details={"resource": "/etc/shadow"}, timestamp=T0)
     burst, touched = await detector.process([*failures, shadow])
     # The ids are those of the rule, group and opening event, whichever backend derived them.
-    assert burst.alert_id == UUID(alert_id_for("failed-login-burst", '["alice","web-1"]', str(failures[2].event_id)))
-    assert touched.alert_id == UUID(alert_id_for("shadow", "[]", str(shadow.event_id)))
+    assert burst.alert_id == UUID(
+        derived_alert_id("failed-login-burst", '["alice","web-1"]', str(failures[2].event_id))
+    )
+    assert touched.alert_id == UUID(derived_alert_id("shadow", "[]", str(shadow.event_id)))
     assert all(op.new_alert_id == "" for op in recording.ops)
     # A match rule's window keeps no payload, so its ops send none; the alert has its event anyway.
     assert [op.payload == b"" for op in recording.ops] == [False, False, False, True]

@@ -12,8 +12,8 @@ from uuid import UUID
 
 import orjson
 
+from auditflow.backends.state.base import derived_alert_id
 from auditflow.model.timeutil import format_utc
-from auditflow.rules.engine import alert_id_for
 
 BURST_RULE = "failed-login-burst"
 BURST_SIZE = 3  # the default rule's count: three failures open one alert
@@ -141,7 +141,7 @@ def build(spec: WorkloadSpec, start: datetime | None = None) -> Workload:
                 for event_id in ids:
                     parts.append(_event(event_id, "user_login", ts, user, host, '"action_result":"FAILURE"'))
                 group_key = orjson.dumps([user, host]).decode()
-                alert_id = alert_id_for(BURST_RULE, group_key, ids[-1])
+                alert_id = derived_alert_id(BURST_RULE, group_key, ids[-1])
                 expected[alert_id] = ExpectedAlert(alert_id, BURST_RULE, user, host, index)
                 by_batch.setdefault(index, []).append(alert_id)
                 continue

@@ -15,7 +15,7 @@ from uuid import UUID
 import orjson
 from pydantic_core import TzInfo
 
-from auditflow.backends.state.base import Hit, RuleKind, WindowOp, WindowState, derived_alert_id
+from auditflow.backends.state.base import Hit, RuleKind, WindowOp, WindowState
 from auditflow.model.alert import MAX_ALERT_EVENT_IDS, MAX_SAMPLE_EVENTS, Alert
 from auditflow.model.event import Event
 from auditflow.model.timeutil import from_millis, to_millis
@@ -29,10 +29,6 @@ from auditflow.rules.template import Template
 
 MATCH_DEDUP_WINDOW_MS = 60_000
 _ZERO = timedelta(0)
-
-
-# The id an op's alert opens with (derived by the state backend, and only for the ops that open one).
-alert_id_for = derived_alert_id
 
 
 # The last fixed-offset tzinfo found at offset zero: validated timestamps share one (pydantic's).
