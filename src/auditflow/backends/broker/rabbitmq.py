@@ -4,6 +4,7 @@ the broker contract on top of the topology, publisher and consumer modules besid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -93,6 +94,7 @@ class RabbitMQBroker(Broker):
         self._channel: AbstractRobustChannel | None = None
         self._consumers: set[RabbitMQConsumer] = set()
         self._start_lock = asyncio.Lock()
+        self._channel_lock = asyncio.Lock()
 
     @property
     def quorum(self) -> bool:
@@ -210,6 +212,7 @@ class RabbitMQBroker(Broker):
         attempt = 0
         while True:
             attempt += 1
+            channel: AbstractRobustChannel | None = None
             try:
                 await self._wait_connected(deadline)
                 channel = self._channel
@@ -227,6 +230,20 @@ class RabbitMQBroker(Broker):
                     )
                 return
             except BackendUnavailable as exc:
+                if self._nacked_in_cluster(exc, deadline):
+                    # A nack: the node did not store the messages. A quorum queue's leader moved
+                    # while this channel was new can leave the channel nacking every publish to
+                    # that queue (seen with RabbitMQ 3.10): publish again on a fresh channel.
+                    log.warning(
+                        "publish of %d messages to %r nacked, publishing them again on a new channel: %s",
+                        len(items),
+                        routing_key,
+                        exc,
+                    )
+                    with contextlib.suppress(BackendUnavailable):  # reconnecting: the next attempt waits
+                        await self._renew_channel(channel)
+                    await asyncio.sleep(min(0.05 * 2 ** min(attempt, 5), 1.0))
+                    continue
                 if self._may_publish_again(exc, deadline):
                     log.warning(
                         "publish of %d messages to %r interrupted, publishing them again once reconnected: %s",
@@ -239,6 +256,25 @@ class RabbitMQBroker(Broker):
                 # A returned message means the queue vanished (server reset): declare again next time.
                 self.queue_types.clear()
                 raise
+
+    def _nacked_in_cluster(self, exc: BackendUnavailable, deadline: float) -> bool:
+        """A publish the server nacked, in a cluster, with time left."""
+        if not self.failover_timeout or not isinstance(exc.__cause__, aiormq.exceptions.DeliveryError):
+            return False
+        connection = self._connection
+        return connection is not None and not connection.is_closed and asyncio.get_running_loop().time() < deadline
+
+    async def _renew_channel(self, failed: AbstractRobustChannel | None) -> None:
+        """Replace the publishing channel, unless a concurrent publish already did."""
+        async with self._channel_lock:
+            if self._channel is not failed or failed is None:
+                return
+            connection = self._require_connection()
+            with mapped_errors(self.where, "open a new publishing channel"):
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._channel = channel
+            with ignored_errors():
+                await failed.close()
 
     def _may_publish_again(self, exc: BackendUnavailable, deadline: float) -> bool:
         """A publish interrupted by a lost connection, in a cluster, with time left."""
