@@ -6,6 +6,10 @@ short; the other suites need servers, tools or a browser the image does not carr
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,13 +30,37 @@ DESELECTED = [
 ]
 
 
-def test_unit_tests_pass_inside_the_image(unit_test_image: str) -> None:
+# Not copied into the mounted tree: environments, caches and history the tests do not read.
+NOT_MOUNTED = shutil.ignore_patterns(
+    ".git", ".venv*", "node_modules", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"
+)
+
+
+@pytest.fixture(scope="module")
+def readable_tree() -> Iterator[Path]:
+    """A copy of the checkout that the image's unprivileged user can read. The checkout itself may
+    not be: a clone into a `mktemp -d` directory is 0700 and owned by root, and the container runs
+    as a non-root user (the image's own), which a bind mount does not change."""
+    parent = Path(tempfile.mkdtemp(prefix="auditflow-src-"))
+    tree = parent / "src"
+    try:
+        shutil.copytree(REPO, tree, ignore=NOT_MOUNTED, symlinks=True)
+        for path in (parent, *tree.rglob("*"), tree):
+            if not path.is_symlink():
+                executable = path.is_dir() or path.stat().st_mode & 0o100
+                path.chmod(0o755 if executable else 0o644)
+        yield tree
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_unit_tests_pass_inside_the_image(unit_test_image: str, readable_tree: Path) -> None:
     deselect = [item for node in DESELECTED for item in ("--deselect", node)]
     # Under CI a test that needs a server fails instead of skipping, inside the image too.
     ci = ["--env", "CI=true"] if IN_CI else []
     result = docker(
         "run", "--rm", "--network", "host", *LOCKED_DOWN, "--tmpfs", "/tmp", "--tmpfs", DATA_TMPFS,
-        "--volume", f"{REPO}:/src:ro", "--workdir", "/src",
+        "--volume", f"{readable_tree}:/src:ro", "--workdir", "/src",
         "--env", "HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis", *ci,
         unit_test_image,
         "python", "-m", "pytest", "tests/unit", "-q", "-p", "no:cacheprovider", *deselect,
@@ -44,7 +72,8 @@ def test_unit_tests_pass_inside_the_image(unit_test_image: str) -> None:
     assert result.returncode == 0, output[-5000:]
     # The package under test is the image's, not the mounted source tree.
     where = docker(
-        "run", "--rm", "--network", "none", "--volume", f"{REPO}:/src:ro", "--workdir", "/src", unit_test_image,
+        "run", "--rm", "--network", "none", "--volume", f"{readable_tree}:/src:ro", "--workdir", "/src",
+        unit_test_image,
         "python", "-c", "import auditflow; print(auditflow.__file__)",
     )  # fmt: skip
     assert where.stdout.strip().startswith("/opt/auditflow/lib/python3.11/site-packages/auditflow/")
