@@ -4,6 +4,7 @@ watch the demo's alerts arrive, in a real browser against the real process."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,19 @@ def demo(tmp_path: Path) -> Iterator[AuditflowProcess]:
     assert code == 0
 
 
+def printed_password(process: AuditflowProcess, timeout: float = 30.0) -> re.Match[str] | None:
+    """The banner's password line. The banner follows the server's start by a moment (it is printed
+    once uvicorn says it started, which /healthz may answer before), so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        printed = re.search(r"dashboard login \(shown once\): admin / (\S+)", process.read_output())
+        if printed is not None or time.monotonic() > deadline:
+            return printed
+        time.sleep(0.05)
+
+
 def test_sign_in_with_the_printed_password_and_see_live_alerts(browser: Any, demo: AuditflowProcess) -> None:
-    printed = re.search(r"dashboard login \(shown once\): admin / (\S+)", demo.read_output())
+    printed = printed_password(demo)
     assert printed, demo.read_output()
     context = browser.new_context(base_url=demo.url, viewport={"width": 1400, "height": 900})
     page = context.new_page()
