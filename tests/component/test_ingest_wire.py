@@ -1,6 +1,7 @@
 """The ingest endpoint of a process whose events queue is consumed elsewhere (RabbitMQ): the usual
-body is checked straight into the wire form. The same bodies reach the broker as when the events
-are built first, bad bodies are refused alike, and the alerts come out as before."""
+body is checked straight into the wire form, or, when every event carries its id and time and the
+body fits one message, published as it was sent. The same events reach the broker as when the
+events are built first, bad bodies are refused alike, and the alerts come out as before."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
+from auditflow.codec import decode_events
 from auditflow.model.event import Event
 from tests.component.conftest import Embedded
 
@@ -133,3 +135,47 @@ async def test_failed_logins_through_the_wire_form_still_raise_the_alert(
     assert published
     alerts = await embedded.alerts()
     assert any(alert["rule_id"] == "failed-login-burst" for alert in alerts), alerts
+
+
+async def test_a_body_with_every_id_and_time_goes_on_as_sent(embedded: Embedded, published: list[bytes]) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    items: list[Mapping[str, Any]] = [
+        {
+            "event_type": "user_login",
+            "event_id": "0B6C3C2E-4A8E-4F2B-9A57-0F1C3E7B9A2" + str(n),
+            "timestamp": (now - timedelta(seconds=n)).isoformat().replace("+00:00", "+02:00"),
+            "user_id": "alice",
+            "details": {"n": [1, 2.5, None], "s": "é😀"},
+        }
+        for n in range(3)
+    ]
+    body = b"[\n  " + b",\n  ".join(orjson.dumps(item) for item in items) + b"\n]"
+    response = await embedded.client.post("/api/v1/events", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 202, response.text
+    assert response.json()["event_ids"] == [f"0b6c3c2e-4a8e-4f2b-9a57-0f1c3e7b9a2{n}" for n in range(3)]
+    assert published == [body]
+    # What analysis reads from it: the events the model makes of the items.
+    assert decode_events(body).items == _EVENTS.validate_python(items)
+
+
+async def test_a_body_with_an_event_to_fill_in_is_written_again(embedded: Embedded, published: list[bytes]) -> None:
+    at = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    items: list[Mapping[str, Any]] = [
+        {"event_type": "x", "event_id": "0b6c3c2e-4a8e-4f2b-9a57-0f1c3e7b9a21", "timestamp": at},
+        {"event_type": "x", "timestamp": at},  # no id: intake gives it one
+    ]
+    response = await embedded.post_events(items)
+    assert response.status_code == 202, response.text
+    assert published == [_as_model_would(items, response.json()["event_ids"], published)]
+
+
+async def test_a_complete_body_larger_than_a_batch_is_split(embedded: Embedded, published: list[bytes]) -> None:
+    ingestor = embedded.runtime.ingestor
+    assert ingestor is not None
+    at = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    count = ingestor.batch_size + 1
+    items = [{"event_type": "x", "event_id": str(UUID(int=i + 1, version=4)), "timestamp": at} for i in range(count)]
+    response = await embedded.post_events(items)
+    assert response.status_code == 202, response.text
+    assert [len(orjson.loads(body)) for body in published] == [ingestor.batch_size, 1]
+    assert [item["event_id"] for body in published for item in orjson.loads(body)] == response.json()["event_ids"]

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from auditflow.model.event import Event
-from auditflow.model.fastpath import fast_events, fast_wire_events
+from auditflow.model.fastpath import fast_event_ids, fast_events, fast_wire_events
 from auditflow.model.limits import TIME_BOUNDS_CONTEXT, EventTimeBounds
 
 _EVENTS = TypeAdapter(list[Event])
@@ -51,9 +51,21 @@ def _assert_same_wire(body: bytes, bounds: EventTimeBounds | None) -> None:
     model's own body for the model's events (a generated id and time taken over from the row)."""
     rows = fast_wire_events(body, bounds)
     events = fast_events(body, bounds)
+    ids = fast_event_ids(body, bounds)
     assert (rows is None) == (events is None)
     if rows is None:
+        assert ids is None
         return
+    # The body goes on as sent exactly when nothing had to be filled in, and then reads back as
+    # the very events of its wire form.
+    parsed = orjson.loads(body)
+    complete = all(
+        "event_id" in item and "timestamp" in item for item in (parsed if isinstance(parsed, list) else [parsed])
+    )
+    assert (ids is not None) == complete
+    if ids is not None:
+        assert ids == [row["event_id"] for row in rows]
+        assert fast_events(body, bounds) == fast_events(orjson.dumps(rows), bounds)
     model = _model(body, bounds)
     assert len(rows) == len(model)
     filled = []

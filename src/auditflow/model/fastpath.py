@@ -93,7 +93,7 @@ _SIZED_RUN = 64  # details checked together for size (see `_small`)
 def fast_events(body: bytes, time_bounds: EventTimeBounds | None = None) -> list[Event] | None:
     """The events of a JSON array (or single object) body, validated as `list[Event]` would be
     with `time_bounds` in the context; None when the model's path must decide."""
-    events: list[Event] | None = _checked(body, time_bounds, False)
+    events: list[Event] | None = _checked(body, time_bounds, _EVENTS)
     return events
 
 
@@ -104,11 +104,21 @@ def fast_wire_events(body: bytes, time_bounds: EventTimeBounds | None = None) ->
     `orjson.dumps` of the list is byte for byte the model's body. The same checks decide; None
     when the model's path must. For a process that only passes events on: no UUID, datetime or
     model object is built per event."""
-    rows: list[dict[str, Any]] | None = _checked(body, time_bounds, True)
+    rows: list[dict[str, Any]] | None = _checked(body, time_bounds, _WIRE)
     return rows
 
 
-def _checked(body: bytes, time_bounds: EventTimeBounds | None, wire: bool) -> Any:
+def fast_event_ids(body: bytes, time_bounds: EventTimeBounds | None = None) -> list[str] | None:
+    """The ids of the body's events (lower-case text) when the same checks accept the body as it is
+    and every event carries its own id and time; None otherwise (also when the checks would
+    answer None). Such a body can be passed on unchanged: whoever decodes it gets the very events
+    its wire form would give (`fast_wire_events`), since nothing had to be filled in; so a process
+    that only forwards events need not write them again."""
+    ids: list[str] | None = _checked(body, time_bounds, _IDS)
+    return ids
+
+
+def _checked(body: bytes, time_bounds: EventTimeBounds | None, wire: int) -> Any:
     if not _ENABLED or b"\\u0000" in body:
         # NUL can only be written as an escape in JSON (orjson refuses raw control characters and
         # lone surrogates), so without one no text anywhere in the body holds NUL.
@@ -121,8 +131,13 @@ def _checked(body: bytes, time_bounds: EventTimeBounds | None, wire: bool) -> An
         return None
 
 
-def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = False) -> list[Any] | None:
-    """Events (or, with `wire`, their wire form: see `fast_wire_events`) or None."""
+# What `_events_of` makes of a body: the events, their wire form, or only the ids (`fast_event_ids`).
+_EVENTS, _WIRE, _IDS = 0, 1, 2
+
+
+def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EVENTS) -> list[Any] | None:
+    """Events (or, with `wire` _WIRE, their wire form: see `fast_wire_events`; with _IDS, their ids:
+    see `fast_event_ids`) or None."""
     if parsed.__class__ is dict:
         parsed = [parsed]
     elif parsed.__class__ is not list:
@@ -156,7 +171,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
             if text.__class__ is not str or len(text) != _UUID_LENGTH:
                 return None
             ids.append(text)  # their form is checked together, after the loop
-            if wire:
+            if wire:  # the wire form and the ids alike
                 event_id = text.lower()  # `str(UUID(text))`
             else:
                 event_id = _new(UUID)
@@ -164,7 +179,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
                 # that `int` reads are refused by the check after the loop.
                 _set_uuid_int(event_id, int(text.replace("-", ""), 16))
                 _set_uuid_safe(event_id, _SAFE_UNKNOWN)
-        elif "event_id" in raw:
+        elif "event_id" in raw or wire == _IDS:  # an id to fill in: the body cannot go on as it is
             return None
         else:
             event_id = str(uuid4()) if wire else uuid4()
@@ -174,12 +189,12 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
             timestamp = stamps.get(text, _UNSEEN)
             if timestamp is _UNSEEN:
                 timestamp = _timestamp(text, time_bounds, now)
-                if wire and timestamp is not None:
+                if wire == _WIRE and timestamp is not None:
                     timestamp = format_utc(timestamp)
                 stamps[text] = timestamp
             if timestamp is None:
                 return None
-        elif text is not None or "timestamp" in raw:
+        elif text is not None or "timestamp" in raw or wire == _IDS:
             return None
         else:
             timestamp = to_utc(datetime.now(UTC))
@@ -205,7 +220,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
             severity = _SEVERITIES.get(severity) if severity.__class__ is str else None
             if severity is None:
                 return None
-        if wire:
+        if wire == _WIRE:
             severity = severity.value
         details = raw.get("details")
         if details is None:
@@ -222,6 +237,9 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: bool = Fa
                         return None
                     break
             sized.append(details)
+        if wire == _IDS:
+            append(event_id)
+            continue
         fields = {
             "event_type": event_type,
             "event_id": event_id,
@@ -318,7 +336,7 @@ def _self_check() -> bool:
             reference = adapter.validate_python(parsed if isinstance(parsed, list) else [parsed])
             if fast is None or len(fast) != len(reference):
                 return False
-            rows = _events_of(orjson.loads(body), None, True)
+            rows = _events_of(orjson.loads(body), None, _WIRE)
             if rows is None or len(rows) != len(reference):
                 return False
             for mine, row, theirs in zip(fast, rows, reference, strict=True):

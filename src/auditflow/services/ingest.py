@@ -86,6 +86,14 @@ class Ingestor:
             refuse_when_full,
         )
 
+    async def submit_body(self, body: bytes, count: int, *, source: str, refuse_when_full: bool = False) -> None:
+        """Publish a request body as it was sent, as one message: for a body that
+        `model.fastpath.fast_event_ids` accepted (every event carries its id and time, so decoding
+        it gives the events its wire form would) and of at most `batch_size` events."""
+        if count > self.batch_size:
+            raise ValueError(f"{count} events in one body; at most {self.batch_size} go out as one message")
+        await self._publish(lambda: [body], count, source, refuse_when_full)
+
     async def _publish(
         self, encode: Callable[[], list[bytes]], count: int, source: str, refuse_when_full: bool
     ) -> None:
