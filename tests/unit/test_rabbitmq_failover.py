@@ -49,3 +49,83 @@ def test_the_broker_names_its_nodes_without_credentials_and_fails_over_only_in_a
     single = RabbitMQBroker(URLS[0], failover_timeout=10.0)
     assert single.where == "h1:5672"
     assert single.failover_timeout == 0.0
+
+
+class _Channel:
+    def __init__(self, nacks: bool) -> None:
+        self.nacks = nacks
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class _Connection:
+    """Enough of a connected robust connection for a publish: it opens channels that do not nack."""
+
+    def __init__(self) -> None:
+        self.is_closed = False
+        self.connected = asyncio.Event()
+        self.connected.set()
+        self.opened: list[_Channel] = []
+
+    async def channel(self, **kwargs: object) -> _Channel:
+        opened = _Channel(nacks=False)
+        self.opened.append(opened)
+        return opened
+
+
+def _nacking_broker(monkeypatch: pytest.MonkeyPatch, urls: list[str]) -> tuple[RabbitMQBroker, _Connection, _Channel]:
+    from aiormq.exceptions import DeliveryError
+    from pamqp.commands import Basic
+
+    from auditflow.backends.broker import rabbitmq
+
+    async def publish(channel: _Channel, *args: object) -> None:
+        if channel.nacks:
+            raise DeliveryError(None, Basic.Nack(delivery_tag=1, multiple=True))
+
+    monkeypatch.setattr(rabbitmq, "publish_confirmed", publish)
+    broker = RabbitMQBroker(",".join(urls))
+    connection, first = _Connection(), _Channel(nacks=True)
+    broker._connection, broker._channel = connection, first  # type: ignore[assignment]
+    broker.topology.queue_types["q"] = "quorum"  # declared already
+    return broker, connection, first
+
+
+async def test_a_nacked_publish_in_a_cluster_goes_out_again_on_a_new_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    broker, connection, first = _nacking_broker(monkeypatch, URLS)
+    await broker.publish("q", [b"[]"])
+    assert first.closed
+    assert len(connection.opened) == 1
+    current: object = broker._channel
+    assert current is connection.opened[0]
+
+
+async def test_nacks_that_go_on_fail_the_publish_after_the_failover_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditflow.errors import BackendUnavailable
+
+    broker, connection, _ = _nacking_broker(monkeypatch, URLS)
+
+    async def nacking_channel(**kwargs: object) -> _Channel:
+        opened = _Channel(nacks=True)
+        connection.opened.append(opened)
+        return opened
+
+    monkeypatch.setattr(connection, "channel", nacking_channel)
+    broker.failover_timeout = 0.3
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(BackendUnavailable, match="Nack"):
+        await broker.publish("q", [b"[]"])
+    assert asyncio.get_running_loop().time() - started < broker.publish_timeout / 2
+    assert len(connection.opened) >= 2  # tried on new channels meanwhile
+
+
+async def test_a_nack_from_a_single_node_fails_the_publish_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditflow.errors import BackendUnavailable
+
+    broker, connection, first = _nacking_broker(monkeypatch, URLS[:1])
+    with pytest.raises(BackendUnavailable, match="Nack"):
+        await broker.publish("q", [b"[]"])
+    assert connection.opened == []
+    assert not first.closed

@@ -210,6 +210,7 @@ class RabbitMQBroker(Broker):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         attempt = 0
+        nacks_until: float | None = None  # nacks are tried again up to failover_timeout after the first failure
         while True:
             attempt += 1
             channel: AbstractRobustChannel | None = None
@@ -230,10 +231,14 @@ class RabbitMQBroker(Broker):
                     )
                 return
             except BackendUnavailable as exc:
-                if self._nacked_in_cluster(exc, deadline):
+                if nacks_until is None:
+                    nacks_until = min(deadline, loop.time() + self.failover_timeout)
+                if self._nacked_in_cluster(exc, nacks_until):
                     # A nack: the node did not store the messages. A quorum queue's leader moved
                     # while this channel was new can leave the channel nacking every publish to
-                    # that queue (seen with RabbitMQ 3.10): publish again on a fresh channel.
+                    # that queue (seen with RabbitMQ 3.10): publish again on a fresh channel. A node
+                    # that keeps refusing (a queue at its length limit) fails the publish after
+                    # failover_timeout rather than holding the caller to the publish timeout.
                     log.warning(
                         "publish of %d messages to %r nacked, publishing them again on a new channel: %s",
                         len(items),
