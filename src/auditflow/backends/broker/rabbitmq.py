@@ -264,10 +264,7 @@ class RabbitMQBroker(Broker):
 
     def _nacked_in_cluster(self, exc: BackendUnavailable, deadline: float) -> bool:
         """A publish the server nacked, in a cluster, with time left."""
-        if not self.failover_timeout or not isinstance(exc.__cause__, aiormq.exceptions.DeliveryError):
-            return False
-        connection = self._connection
-        return connection is not None and not connection.is_closed and asyncio.get_running_loop().time() < deadline
+        return isinstance(exc.__cause__, aiormq.exceptions.DeliveryError) and self._may_try_again(deadline)
 
     async def _renew_channel(self, failed: AbstractRobustChannel | None) -> None:
         """Replace the publishing channel, unless a concurrent publish already did."""
@@ -283,10 +280,19 @@ class RabbitMQBroker(Broker):
 
     def _may_publish_again(self, exc: BackendUnavailable, deadline: float) -> bool:
         """A publish interrupted by a lost connection, in a cluster, with time left."""
-        if not self.failover_timeout or isinstance(exc, ChannelRefused) or isinstance(exc.__cause__, _REFUSED_PUBLISH):
+        if isinstance(exc, ChannelRefused) or isinstance(exc.__cause__, _REFUSED_PUBLISH):
             return False
+        return self._may_try_again(deadline)
+
+    def _may_try_again(self, deadline: float) -> bool:
+        """In a cluster, with the connection not closed for good and time left before `deadline`."""
         connection = self._connection
-        return connection is not None and not connection.is_closed and asyncio.get_running_loop().time() < deadline
+        return (
+            bool(self.failover_timeout)
+            and connection is not None
+            and not connection.is_closed
+            and asyncio.get_running_loop().time() < deadline
+        )
 
     async def _wait_connected(self, deadline: float) -> None:
         """Return once the connection is up; in a cluster wait for a failover in progress (at most
