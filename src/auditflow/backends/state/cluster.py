@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -124,7 +125,8 @@ class RedisClusterWindowState(WindowState):
         self._retries = retries
         self._client: RedisCluster | None = None
         self._sha: str | None = None
-        self.unreplicated_calls = 0  # calls whose WAIT saw fewer than wait_replicas replicas
+        self.unreplicated_calls = 0  # calls whose WAIT saw fewer than wait_replicas replicas, or not waited for
+        self.unreplicated_by_node: Counter[str] = Counter()  # the same, by node name ("host:port")
         self._short_until: dict[str, float] = {}  # node -> no WAIT before this time (monotonic)
 
     async def start(self) -> None:
@@ -270,7 +272,7 @@ class RedisClusterWindowState(WindowState):
                 pipe.execute_command("WAIT", wanted[n], self.parsed.wait_timeout_ms, target_nodes=nodes[name])
                 order.append(-1 - n)
             else:
-                self.unreplicated_calls += len(positions)
+                self._count_unreplicated(name, len(positions))
         results = await pipe.execute(raise_on_error=False)
         out: list[Any] = [None] * len(calls)
         for position, result in zip(order, results, strict=True):
@@ -280,9 +282,13 @@ class RedisClusterWindowState(WindowState):
                 # Acknowledged by fewer replicas than asked within the timeout (a lagging or lost
                 # replica): applied all the same, counted.
                 name, positions = list(by_node.items())[-1 - position]
-                self.unreplicated_calls += len(positions)
+                self._count_unreplicated(name, len(positions))
                 self._short_until[name] = time.monotonic() + _SKIP_WAIT_S
         return out
+
+    def _count_unreplicated(self, node: str, calls: int) -> None:
+        self.unreplicated_calls += calls
+        self.unreplicated_by_node[node] += calls
 
     def _require_client(self) -> RedisCluster:
         if self._client is None:
