@@ -6,6 +6,9 @@ in the error when it refuses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +159,35 @@ async def test_a_wrong_password_fails_with_the_server_answer(
     assert "Authentication credentials invalid" in result.error
     assert "wrong" not in result.error
     assert starttls.messages() == []
+
+
+def client_sockets_to(port: int) -> list[socket.socket]:
+    """The open sockets of this process connected to `port`."""
+    found = []
+    for candidate in gc.get_objects():
+        if isinstance(candidate, socket.socket) and candidate.family == socket.AF_INET and candidate.fileno() != -1:
+            with contextlib.suppress(OSError):
+                if candidate.getpeername()[1] == port:
+                    found.append(candidate)
+    return found
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+@pytest.mark.parametrize("password_env", [PASSWORD_ENV, "AUDITFLOW_TEST_SMTP_WRONG"])
+async def test_the_connection_is_closed_when_a_send_over_tls_returns(
+    certificate: Certificate, password: str, monkeypatch: pytest.MonkeyPatch, security: str, password_env: str
+) -> None:
+    """Over TLS the client's close only starts the close_notify exchange: a send returns once the socket
+    is closed, so that a process ending its loop right after (`auditflow notify test`) leaves none open."""
+    monkeypatch.setenv("AUDITFLOW_TEST_SMTP_WRONG", "wrong")
+    with SmtpServer(certificate=certificate, implicit_tls=security == "tls", auth=True) as server:
+        config = channel(
+            server, security=security, username=USERNAME, password_env=password_env, ca_file=str(certificate.cert)
+        )
+        result = await send(config, alert_payload())
+        assert result.ok == (password_env == PASSWORD_ENV), result.error
+        assert client_sockets_to(server.port) == []
 
 
 async def test_a_server_without_starttls_is_refused_when_starttls_is_asked(password: str) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger("auditflow.notify")
 DELIVERY_HEADER = "X-AuditFlow-Delivery"
 EVENT_HEADER = "X-AuditFlow-Event"
 SUBJECT_LENGTH = 200
+CLOSE_WAIT_S = 2.0
 
 # Autoescaped: every alert value is text in the HTML part, whatever it contains.
 _HTML = Environment(
@@ -95,6 +96,19 @@ def describe(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {one_line(str(exc))[:300] or 'failed'}"
 
 
+async def _closed(connection: Any) -> None:
+    """Until the socket of a finished session is closed, for at most CLOSE_WAIT_S. Over TLS the client's
+    close only starts the close_notify exchange, and the socket closes when the server has answered it:
+    a process that ends its event loop at once (`auditflow notify test`) would leave it open."""
+    if connection is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_WAIT_S
+    # Polled: aiosmtplib offers no public hook for the moment its connection is lost.
+    while connection.fileno() != -1 and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
 class EmailSender:
     def __init__(self, channel: EmailChannel) -> None:
         self.channel = channel
@@ -112,23 +126,29 @@ class EmailSender:
         channel = self.channel
         message = build_message(channel, delivery_id, event, payload)
         seconds = channel.timeout.total_seconds()
+        client = aiosmtplib.SMTP(
+            hostname=channel.host,
+            port=channel.smtp_port,
+            use_tls=channel.security == "tls",
+            start_tls=channel.security == "starttls",
+            tls_context=self._tls,
+            timeout=seconds,
+        )
+        connection: Any = None
         try:
             async with asyncio.timeout(seconds):
-                refused, _ = await aiosmtplib.send(
-                    message,
-                    hostname=channel.host,
-                    port=channel.smtp_port,
-                    username=channel.username,
-                    password=self._password.get_secret_value() if self._password is not None else None,
-                    use_tls=channel.security == "tls",
-                    start_tls=channel.security == "starttls",
-                    tls_context=self._tls,
-                    timeout=seconds,
-                )
+                async with client:  # connects, and on "starttls" upgrades the connection
+                    connection = client.get_transport_info("socket")
+                    if channel.username is not None:
+                        password = self._password.get_secret_value() if self._password is not None else ""
+                        await client.login(channel.username, password)
+                    refused, _ = await client.send_message(message)
         except TimeoutError:
             return SendResult(False, f"no answer from {channel.host}:{channel.smtp_port} within {seconds:g} s")
         except (aiosmtplib.SMTPException, OSError) as exc:
             return SendResult(False, describe(exc))
+        finally:
+            await _closed(connection)
         if refused:
             # Some recipients have it: a retry would send it to them again, so this counts as sent.
             log.warning(
