@@ -96,14 +96,15 @@ def describe(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {one_line(str(exc))[:300] or 'failed'}"
 
 
-async def _closed(connection: Any) -> None:
-    """Until the socket of a finished session is closed, for at most CLOSE_WAIT_S. Over TLS the client's
-    close only starts the close_notify exchange, and the socket closes when the server has answered it:
-    a process that ends its event loop at once (`auditflow notify test`) would leave it open."""
+async def _closed(connection: Any, until: float) -> None:
+    """Until the socket of a finished session is closed, for at most CLOSE_WAIT_S and never past `until`
+    (the loop time at which the channel's timeout ends, which the delivery lease counts on). Over TLS the
+    client's close only starts the close_notify exchange, and the socket closes when the server has
+    answered it: a process that ends its event loop at once (`auditflow notify test`) would leave it open."""
     if connection is None:
         return
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + CLOSE_WAIT_S
+    deadline = min(until, loop.time() + CLOSE_WAIT_S)
     # Polled: aiosmtplib offers no public hook for the moment its connection is lost.
     while connection.fileno() != -1 and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
@@ -135,6 +136,7 @@ class EmailSender:
             timeout=seconds,
         )
         connection: Any = None
+        until = asyncio.get_running_loop().time() + seconds
         try:
             async with asyncio.timeout(seconds):
                 async with client:  # connects, and on "starttls" upgrades the connection
@@ -148,7 +150,7 @@ class EmailSender:
         except (aiosmtplib.SMTPException, OSError) as exc:
             return SendResult(False, describe(exc))
         finally:
-            await _closed(connection)
+            await _closed(connection, until)
         if refused:
             # Some recipients have it: a retry would send it to them again, so this counts as sent.
             log.warning(
