@@ -118,13 +118,13 @@ def fast_event_ids(body: bytes, time_bounds: EventTimeBounds | None = None) -> l
     return ids
 
 
-def _checked(body: bytes, time_bounds: EventTimeBounds | None, wire: int) -> Any:
+def _checked(body: bytes, time_bounds: EventTimeBounds | None, form: int) -> Any:
     if not _ENABLED or b"\\u0000" in body:
         # NUL can only be written as an escape in JSON (orjson refuses raw control characters and
         # lone surrogates), so without one no text anywhere in the body holds NUL.
         return None
     try:
-        return _events_of(orjson.loads(body), time_bounds, wire)
+        return _events_of(orjson.loads(body), time_bounds, form)
     except (TypeError, ValueError):  # orjson's JSONDecodeError is a ValueError
         # Nothing above should raise (every value's type is checked before it is used); if
         # something does, the model's path still decides, and names the problem.
@@ -135,8 +135,8 @@ def _checked(body: bytes, time_bounds: EventTimeBounds | None, wire: int) -> Any
 _EVENTS, _WIRE, _IDS = 0, 1, 2
 
 
-def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EVENTS) -> list[Any] | None:
-    """Events (or, with `wire` _WIRE, their wire form: see `fast_wire_events`; with _IDS, their ids:
+def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, form: int = _EVENTS) -> list[Any] | None:
+    """Events (or, with `form` _WIRE, their wire form: see `fast_wire_events`; with _IDS, their ids:
     see `fast_event_ids`) or None."""
     if parsed.__class__ is dict:
         parsed = [parsed]
@@ -144,7 +144,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EV
         return None
     now = datetime.now(UTC) if time_bounds is not None else None
     # The events of one body mostly share a handful of timestamps: each text is checked once
-    # (and kept as the datetime, or with `wire` as its canonical text).
+    # (and kept as the datetime, or for the wire form as its canonical text).
     stamps: dict[str, Any] = {}
     # The non-empty details, whose size as JSON is checked for the whole body at once (see `_small`).
     sized: list[dict[str, Any]] = []
@@ -171,7 +171,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EV
             if text.__class__ is not str or len(text) != _UUID_LENGTH:
                 return None
             ids.append(text)  # their form is checked together, after the loop
-            if wire:  # the wire form and the ids alike
+            if form != _EVENTS:  # the wire form and the ids alike
                 event_id = text.lower()  # `str(UUID(text))`
             else:
                 event_id = _new(UUID)
@@ -179,26 +179,26 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EV
                 # that `int` reads are refused by the check after the loop.
                 _set_uuid_int(event_id, int(text.replace("-", ""), 16))
                 _set_uuid_safe(event_id, _SAFE_UNKNOWN)
-        elif "event_id" in raw or wire == _IDS:  # an id to fill in: the body cannot go on as it is
+        elif "event_id" in raw or form == _IDS:  # an id to fill in: the body cannot go on as it is
             return None
         else:
-            event_id = str(uuid4()) if wire else uuid4()
+            event_id = str(uuid4()) if form == _WIRE else uuid4()
         text = raw.get("timestamp")
         timestamp: Any
         if text.__class__ is str:
             timestamp = stamps.get(text, _UNSEEN)
             if timestamp is _UNSEEN:
                 timestamp = _timestamp(text, time_bounds, now)
-                if wire == _WIRE and timestamp is not None:
+                if form == _WIRE and timestamp is not None:
                     timestamp = format_utc(timestamp)
                 stamps[text] = timestamp
             if timestamp is None:
                 return None
-        elif text is not None or "timestamp" in raw or wire == _IDS:
+        elif text is not None or "timestamp" in raw or form == _IDS:
             return None
         else:
             timestamp = to_utc(datetime.now(UTC))
-            if wire:
+            if form == _WIRE:
                 timestamp = format_utc(timestamp)
         source_service = raw.get("source_service")
         server_hostname = raw.get("server_hostname")
@@ -220,7 +220,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EV
             severity = _SEVERITIES.get(severity) if severity.__class__ is str else None
             if severity is None:
                 return None
-        if wire == _WIRE:
+        if form == _WIRE:
             severity = severity.value
         details = raw.get("details")
         if details is None:
@@ -237,7 +237,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EV
                         return None
                     break
             sized.append(details)
-        if wire == _IDS:
+        if form == _IDS:
             append(event_id)
             continue
         fields = {
@@ -251,7 +251,7 @@ def _events_of(parsed: Any, time_bounds: EventTimeBounds | None, wire: int = _EV
             "action_result": action_result,
             "details": details,
         }
-        if wire:
+        if form == _WIRE:
             append(fields)
             continue
         event = _new(Event)
