@@ -118,7 +118,10 @@ async def submit_events(
         # filled in, and analysis decodes it with the same checks into the same events. Other
         # usual bodies are checked straight into the wire form, without building the events (the
         # same checks; the model's path otherwise).
-        if b'"event_id"' in body and b'"timestamp"' in body:  # else not every event can have both
+        # Not every event can have both without both names in the body, and one with more events than a
+        # message holds has more ids than that: counted first, such a body is not checked twice.
+        ids_named = body.count(b'"event_id"')
+        if 0 < ids_named <= ingestor.batch_size and b'"timestamp"' in body:
             ids = fast_event_ids(body, bounds)
             if ids is not None and len(ids) <= ingestor.batch_size:
                 await ingestor.submit_body(body, len(ids), source="api", refuse_when_full=True)
